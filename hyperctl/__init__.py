@@ -1,0 +1,19 @@
+"""hyperctl: run batches of shell jobs and parameter sweeps.
+
+Only the job-side API is imported here, so `import hyperctl` in a job stays light.
+"""
+
+from hyperctl.api import get_job_data_dir, get_job_name, get_job_params
+from hyperctl.errors import ConfigError, HyperctlError, NotInJobError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "HyperctlError",
+    "NotInJobError",
+    "__version__",
+    "get_job_data_dir",
+    "get_job_name",
+    "get_job_params",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from hyperctl.cli import main
+
+sys.exit(main())

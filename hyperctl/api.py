@@ -1,0 +1,61 @@
+"""What a job imports: its params and data dir. Stdlib only, and cheap to import."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from hyperctl.errors import HyperctlError, NotInJobError
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise NotInJobError(f"not inside a hyperctl job: {name} is not set (start the job with `hyperctl run`)")
+    return value
+
+
+def get_job_name() -> str:
+    """The name of the running job."""
+    return _env("HYPERCTL_JOB_NAME")
+
+
+def get_job_data_dir() -> str:
+    """The folder where the running job should keep what it makes."""
+    get_job_name()
+    return _env("HYPERCTL_JOB_DATA_DIR")
+
+
+def get_job_params() -> dict[str, Any]:
+    """The running job's params.
+
+    Read from the params file hyperctl wrote for the job, so it works even where the daemon
+    cannot be reached; without that file, asked of the daemon's API with the job's token.
+    """
+    name = get_job_name()
+    path = os.environ.get("HYPERCTL_JOB_PARAMS_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                params: dict[str, Any] = json.load(f)
+            return params
+        except (OSError, ValueError):
+            pass  # fall back on the daemon
+    return _params_from_daemon(name)
+
+
+def _params_from_daemon(name: str) -> dict[str, Any]:
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    portal = _env("HYPERCTL_SERVER_PORTAL")
+    url = f"{portal}/hyperctl/api/job/{urllib.parse.quote(name)}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {_env('HYPERCTL_JOB_TOKEN')}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            params: dict[str, Any] = json.load(response)["params"]
+            return params
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as e:
+        raise HyperctlError(f"cannot read the params of job {name}: no params file, and {url}: {e}") from None

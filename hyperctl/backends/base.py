@@ -1,0 +1,149 @@
+"""The executor interface: backends fill in spawn and signal; the control flow lives here once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+# The job's outer shell: records its pid, runs the command in a shell of its own (so `exit`
+# or `exec` in the command cannot skip the next line), then leaves the exit code on disk
+# for whoever reads it later - the daemon, or a restarted daemon after a crash.
+# $1 command, $2 attempt folder, $3 working dir.
+LAUNCHER = (
+    'echo $$ > "$2/pid"; '
+    'cd -- "$3" || { echo 126 > "$2/exitcode"; exit 126; }; '
+    '/bin/sh -c "$1"; c=$?; echo $c > "$2/exitcode"; exit $c'
+)
+# Only while a kill waits for a job's processes to finish their TERM handlers.
+_GROUP_CHECK_INTERVAL = 0.05
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A place jobs run, and what it offers them."""
+
+    name: str
+    cpu: float
+    ram: int  # MB
+    gpus: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything an executor needs to start one attempt of a job."""
+
+    job: str
+    attempt: int
+    command: str
+    working_dir: str
+    attempt_dir: Path  # stdout, stderr, pid and exitcode go here
+    env: dict[str, str]
+    machine: Machine
+    gpus: tuple[int, ...] = ()
+    timeout: float | None = None
+    kill_grace: float = 10.0
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How an attempt ended: an exit code, or the signal that ended it, and why we sent one."""
+
+    exit_code: int | None
+    signal: int | None = None
+    reason: str | None = None  # "killed" or "timeout" when hyperctl ended it
+
+
+@dataclass(eq=False)
+class Handle:
+    """A started attempt: its process group and a future that resolves with its Exit."""
+
+    launch: Launch
+    pid: int
+    pid_started: float | None
+    done: asyncio.Future[Exit] = field(repr=False)
+    stop_reason: str | None = None  # set before the first signal, so the Exit carries it
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    kills: list[asyncio.Task[Exit]] = field(default_factory=list, repr=False)
+
+
+class Executor(ABC):
+    """Starts attempts on its machines and reports how each ends.
+
+    Subclasses provide the primitives (_spawn, _signal) and call _exited() when an attempt
+    ends; start(), kill() and timeouts are the same for every backend.
+    """
+
+    kind: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def from_conf(cls, conf: dict[str, Any]) -> Executor:
+        """Build from `backend.conf`; raises ConfigError naming the field."""
+
+    @abstractmethod
+    def machines(self) -> list[Machine]:
+        """Every machine and its whole capacity."""
+
+    @abstractmethod
+    async def _spawn(self, launch: Launch) -> Handle:
+        """Start the launcher detached in its own session; return at once."""
+
+    @abstractmethod
+    def _signal(self, handle: Handle, sig: int) -> None:
+        """Send sig to the attempt's whole process group; no error if it is gone."""
+
+    @abstractmethod
+    def _group_alive(self, handle: Handle) -> bool:
+        """Whether any process of the attempt's process group is left."""
+
+    async def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
+        """Release connections; running jobs are not touched."""
+
+    def _new_handle(self, launch: Launch, pid: int, pid_started: float | None) -> Handle:
+        return Handle(launch, pid, pid_started, asyncio.get_running_loop().create_future())
+
+    def _exited(self, handle: Handle, exit_code: int | None, sig: int | None) -> None:
+        if handle.timer is not None:
+            handle.timer.cancel()
+        if not handle.done.done():
+            handle.done.set_result(Exit(exit_code, sig, handle.stop_reason))
+
+    async def start(self, launch: Launch) -> Handle:
+        handle = await self._spawn(launch)
+        if launch.timeout is not None:
+            handle.timer = asyncio.get_running_loop().call_later(launch.timeout, lambda: self.kill(handle, "timeout"))
+        return handle
+
+    async def wait(self, handle: Handle) -> Exit:
+        """The attempt's end; after a kill, only once none of its processes is left."""
+        exit = await handle.done
+        while handle.kills:
+            await handle.kills.pop()
+        return exit
+
+    def kill(self, handle: Handle, reason: str = "killed", grace: float | None = None) -> asyncio.Task[Exit]:
+        """TERM the attempt's process group, KILL what is left after the grace period (now if 0)."""
+        task = asyncio.ensure_future(self._kill(handle, reason, grace))
+        handle.kills.append(task)
+        return task
+
+    async def _kill(self, handle: Handle, reason: str, grace: float | None) -> Exit:
+        if handle.done.done() and not self._group_alive(handle):
+            return handle.done.result()
+        handle.stop_reason = handle.stop_reason or reason
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (handle.launch.kill_grace if grace is None else grace)
+        if loop.time() < deadline:
+            self._signal(handle, signal.SIGTERM)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(handle.done), deadline - loop.time())
+            # The launcher may die at once while the job's own processes still clean up.
+            while self._group_alive(handle) and loop.time() < deadline:
+                await asyncio.sleep(_GROUP_CHECK_INTERVAL)
+        self._signal(handle, signal.SIGKILL)
+        return await handle.done

@@ -1,0 +1,147 @@
+"""The local backend: each attempt is a detached process group on this machine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import threading
+from typing import Any
+
+from hyperctl.backends.base import LAUNCHER, Executor, Handle, Launch, Machine
+from hyperctl.errors import ConfigError
+from hyperctl.fields import Problems, Section, above, at_least, is_kind
+
+_OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+
+
+def detect_gpus() -> tuple[int, ...]:
+    """GPU indices nvidia-smi reports; none when it is missing or fails."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return ()
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    if out.returncode != 0:
+        return ()
+    return tuple(int(line) for line in out.stdout.split() if line.strip().isdigit())
+
+
+def parse_gpus(sec: Section, key: str = "gpu") -> tuple[int, ...]:
+    """`gpu`: a list of indices, a count, or "auto" (nvidia-smi); none when absent."""
+    sec.ignore(key)
+    value = sec.data.get(key)
+    where = sec.at(key)
+    if value is None:
+        return ()
+    if value == "auto":
+        return detect_gpus()
+    if is_kind(value, "integer") and value >= 0:
+        return tuple(range(value))
+    if isinstance(value, list) and all(is_kind(v, "integer") and v >= 0 for v in value):
+        if len(set(value)) != len(value):
+            sec.problems.add(where, "lists a GPU twice")
+        return tuple(value)
+    sec.problems.add(where, 'must be a list of GPU indices, a count, or "auto"')
+    return ()
+
+
+def total_ram_mb() -> int:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
+
+
+def process_start_time(pid: int) -> float | None:
+    """When pid started, so that a reused pid is never taken for the job."""
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+class LocalExecutor(Executor):
+    """Runs attempts as children of the daemon, each in a session of its own."""
+
+    kind = "local"
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+
+    @classmethod
+    def from_conf(cls, conf: dict[str, Any]) -> LocalExecutor:
+        problems = Problems()
+        sec = Section(conf, "backend.conf", problems)
+        cpu = sec.get("cpu", "number", os.cpu_count() or 1, check=above(0))
+        ram = sec.get("ram", "integer", None, check=at_least(0))
+        gpus = parse_gpus(sec)
+        sec.done()
+        if problems.lines:
+            raise ConfigError(problems.lines)
+        return cls(Machine("localhost", cpu, total_ram_mb() if ram is None else ram, gpus))
+
+    def machines(self) -> list[Machine]:
+        return [self.machine]
+
+    async def _spawn(self, launch: Launch) -> Handle:
+        launch.attempt_dir.mkdir(parents=True, exist_ok=True)
+        out, err = launch.attempt_dir / "stdout", launch.attempt_dir / "stderr"
+        pid = os.posix_spawn(
+            "/bin/sh",
+            ["/bin/sh", "-c", LAUNCHER, "hyperctl-job", launch.command, str(launch.attempt_dir), launch.working_dir],
+            {**os.environ, **launch.env},
+            # Files, never pipes: a job printing gigabytes cannot block on a reader.
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, str(out), _OUT_FLAGS, 0o644),
+                (os.POSIX_SPAWN_OPEN, 2, str(err), _OUT_FLAGS, 0o644),
+            ],
+            setsid=True,  # its own session and process group: survives us, and is killed as one
+        )
+        handle = self._new_handle(launch, pid, process_start_time(pid))
+        self._watch(handle)
+        return handle
+
+    def _watch(self, handle: Handle) -> None:
+        """Call _exited when the child ends: a pidfd on the event loop, no polling."""
+        loop = asyncio.get_running_loop()
+        try:
+            pidfd = os.pidfd_open(handle.pid)
+        except (AttributeError, OSError):  # no pidfd (not Linux, or a kernel before 5.3)
+            threading.Thread(target=self._wait_blocking, args=(loop, handle), daemon=True).start()
+            return
+
+        def on_readable() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            self._reap(handle, os.waitpid(handle.pid, 0)[1])
+
+        loop.add_reader(pidfd, on_readable)
+
+    def _wait_blocking(self, loop: asyncio.AbstractEventLoop, handle: Handle) -> None:
+        status = os.waitpid(handle.pid, 0)[1]
+        loop.call_soon_threadsafe(self._reap, handle, status)
+
+    def _reap(self, handle: Handle, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        self._exited(handle, code if code >= 0 else None, -code if code < 0 else None)
+
+    def _signal(self, handle: Handle, sig: int) -> None:
+        try:
+            os.killpg(handle.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _group_alive(self, handle: Handle) -> bool:
+        try:
+            os.killpg(handle.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True

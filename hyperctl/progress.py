@@ -1,0 +1,121 @@
+"""What `hyperctl run` shows while it runs and when it ends: a bar on a terminal, lines otherwise."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import TextIO
+
+from hyperctl.daemon.scheduler import Event
+from hyperctl.daemon.server import RunInfo, RunResult
+from hyperctl.spec import BatchStatus, JobStatus
+
+_REDRAW_EVERY = 0.1  # seconds: 10 frames a second is plenty and costs nothing
+_BAR_WIDTH = 24
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Progress:
+    """Watches a run in the same process and reports it on a stream (stderr)."""
+
+    def __init__(self, stream: TextIO, tty: bool) -> None:
+        self.stream = stream
+        self.tty = tty
+        self.info: RunInfo | None = None
+        self.start = time.monotonic()
+        self.ended = 0
+        self.last_draw = 0.0
+
+    def say(self, line: str) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def started(self, run: RunInfo) -> None:
+        self.info = run
+        self.start = time.monotonic()
+        todo = run.total - len(run.skipped)
+        skipped = f", {len(run.skipped)} already succeeded" if run.skipped else ""
+        self.say(f"hyperctl: batch {run.batch_dir.name}: {todo} jobs to run{skipped}; folder {run.batch_dir.path}")
+        if run.port_note:
+            self.say(f"hyperctl: {run.port_note}")
+        self.say(f"hyperctl: API at {run.portal}")
+        self.draw(force=True)
+
+    def event(self, event: Event) -> None:
+        if not event.status.final:
+            self.draw()
+            return
+        self.ended += 1
+        if not self.tty:
+            assert self.info is not None
+            todo = self.info.total - len(self.info.skipped)
+            self.say(f"[{self.ended}/{todo}] {event.job} {event.status.value}")
+        self.draw(force=event.status != JobStatus.SUCCEEDED)
+
+    def interrupted(self, forced: bool) -> None:
+        if forced:
+            self.say("hyperctl: killing the running jobs now")
+        else:
+            self.say("hyperctl: interrupted: stopping the running jobs (Ctrl-C again to kill them at once)")
+
+    def draw(self, force: bool = False) -> None:
+        if not self.tty or self.info is None:
+            return
+        now = time.monotonic()
+        if not force and now - self.last_draw < _REDRAW_EVERY:
+            return
+        self.last_draw = now
+        counts = self.info.scheduler.counts
+        todo = self.info.total - len(self.info.skipped)
+        done = self.ended
+        filled = int(_BAR_WIDTH * done / todo) if todo else _BAR_WIDTH
+        elapsed = now - self.start
+        eta = f" ETA {format_duration(elapsed / done * (todo - done))}" if done and done < todo else ""
+        parts = [f"{counts[s]} {s.value}" for s in JobStatus if counts[s] and s != JobStatus.SUCCEEDED]
+        line = (
+            f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done}/{todo} "
+            f"{counts[JobStatus.SUCCEEDED] - len(self.info.skipped)} ok"
+            + (", " + ", ".join(parts) if parts else "")
+            + f"  {format_duration(elapsed)}{eta}"
+        )
+        width = shutil.get_terminal_size().columns
+        self.stream.write("\r\033[K" + line[: width - 1])
+        self.stream.flush()
+
+    def finished(self, result: RunResult) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+        for line in summary_lines(result):
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def summary_lines(result: RunResult) -> list[str]:
+    counts = {k: v for k, v in result.counts.items() if v}
+    described = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no jobs"
+    took = format_duration(result.elapsed)
+    lines = [f"hyperctl: batch {result.batch_dir.name} {result.status.value} in {took}: {described}"]
+    if result.skipped:
+        lines.append(f"  {len(result.skipped)} skipped: they already succeeded with the same command and params")
+    unfinished = [r for r in result.not_succeeded if r.status != JobStatus.PENDING]
+    for record in unfinished[:20]:
+        last = record.last
+        how = record.status.value
+        if last is not None and last.exit_code is not None and record.status == JobStatus.FAILED:
+            how += f" (exit {last.exit_code})"
+        logs = f"  logs: {record.last and result.batch_dir.attempt_dir(record.name, record.last.n)}"
+        lines.append(f"  {record.name}: {how}{logs if last else ''}")
+    if len(unfinished) > 20:
+        lines.append(f"  ... and {len(unfinished) - 20} more (hyperctl job list)")
+    pending = len(result.not_succeeded) - len(unfinished)
+    if pending and result.status == BatchStatus.INTERRUPTED:
+        lines.append(f"  {pending} jobs did not start; run the same command again to go on")
+    return lines

@@ -1,0 +1,127 @@
+"""The batch model: plain dataclasses and str Enums, stdlib only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+JOB_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+
+
+class JobStatus(str, Enum):
+    """Where a job is in its life; the last five are final."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    KILLED = "killed"
+    TIMEOUT = "timeout"
+    LOST = "lost"
+
+    @property
+    def final(self) -> bool:
+        return self not in (JobStatus.PENDING, JobStatus.RUNNING)
+
+
+class BatchStatus(str, Enum):
+    """Where a batch is in its life."""
+
+    RUNNING = "running"
+    FINISHED = "finished"  # every job succeeded
+    FAILED = "failed"  # every job ended, some did not succeed
+    KILLED = "killed"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What one job asks of a machine."""
+
+    cpu: float = 1
+    ram: int = 0  # MB
+    gpu: int = 0  # a count of GPUs
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How to run a job: the shell command and where."""
+
+    command: str
+    working_dir: str | None = None  # None: the data dir
+    data_dir: str | None = None  # None: <batch folder>/<job name>
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None  # seconds
+    kill_grace: float = 10.0  # seconds between TERM and KILL
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job of a batch, with its command already rendered."""
+
+    name: str
+    params: dict[str, Any]
+    execution: Execution
+    resource: Resource = Resource()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobSpec:
+        return cls(
+            name=d["name"],
+            params=d["params"],
+            execution=Execution(**d["execution"]),
+            resource=Resource(**d["resource"]),
+        )
+
+    def digest(self) -> str:
+        """A hash of what decides the job's result, to recognise it on a re-run."""
+        e = self.execution
+        key = [e.command, self.params, e.env, e.working_dir, e.data_dir]
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Which executor runs the jobs, and its own settings (checked by it)."""
+
+    type: str = "local"
+    conf: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DaemonSpec:
+    """Where the daemon's HTTP API listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 8060
+    exit_on_finish: bool = True
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """A whole batch, validated and normalised."""
+
+    name: str
+    jobs: list[JobSpec]
+    version: str | None = None
+    backend: BackendSpec = BackendSpec()
+    daemon: DaemonSpec = DaemonSpec()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BatchSpec:
+        return cls(
+            name=d["name"],
+            version=d.get("version"),
+            jobs=[JobSpec.from_dict(j) for j in d["jobs"]],
+            backend=BackendSpec(**d["backend"]),
+            daemon=DaemonSpec(**d["daemon"]),
+        )

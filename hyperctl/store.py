@@ -1,0 +1,265 @@
+"""The batch folder and its SQLite (WAL) state: every state change is one transaction."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS jobs (
+    name TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    job TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    host TEXT,
+    gpus TEXT,
+    pid INTEGER,
+    pid_started REAL,
+    started REAL,
+    ended REAL,
+    exit_code INTEGER,
+    signal INTEGER,
+    reason TEXT,
+    PRIMARY KEY (job, n)
+);
+"""
+
+
+class BatchDir:
+    """Where a batch keeps everything: job folders, and its internals in .hyperctl/."""
+
+    def __init__(self, batches_dir: Path, name: str) -> None:
+        self.path = batches_dir / name
+        self.name = name
+        self.internal = self.path / ".hyperctl"  # a job name cannot start with '.'
+        self.db = self.internal / "state.db"
+        self.token_file = self.internal / "token"
+        self.lock_file = self.internal / "lock"
+        self.spec_file = self.internal / "batch.json"
+
+    def job_dir(self, job: str) -> Path:
+        return self.path / job
+
+    def attempt_dir(self, job: str, n: int) -> Path:
+        return self.path / job / f"attempt-{n}"
+
+    def params_file(self, job: str) -> Path:
+        return self.path / job / "params.json"
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write text so that readers see the old file or the whole new one, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Attempt:
+    """One run of a job: where, when, and how it ended."""
+
+    n: int
+    status: JobStatus
+    host: str | None = None
+    gpus: list[int] = field(default_factory=list)
+    pid: int | None = None
+    pid_started: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: str | None = None
+
+
+@dataclass
+class JobRecord:
+    """A job as the store knows it: its spec, status and latest attempt."""
+
+    spec: JobSpec
+    status: JobStatus
+    attempts: int
+    last: Attempt | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+_ATTEMPT_COLUMNS = "n, status, host, gpus, pid, pid_started, started, ended, exit_code, signal, reason"
+_SELECT_JOBS = (
+    "SELECT j.spec, j.status, j.attempts, "
+    + ", ".join(f"a.{c.strip()}" for c in _ATTEMPT_COLUMNS.split(","))
+    + " FROM jobs j LEFT JOIN attempts a ON a.job = j.name AND a.n = j.attempts"
+)
+
+
+def _attempt(row: tuple[Any, ...]) -> Attempt:
+    n, status, host, gpus, pid, pid_started, started, ended, exit_code, sig, reason = row
+    return Attempt(
+        n, JobStatus(status), host, json.loads(gpus or "[]"), pid, pid_started, started, ended, exit_code, sig, reason
+    )
+
+
+class Store:
+    """The state of one batch in SQLite; the daemon writes, the CLI may read at the same time."""
+
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        self.path = path
+        if readonly:
+            self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        else:
+            self.conn = sqlite3.connect(path, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a commit survives a crash of the process (not of the OS) without an fsync each.
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(_SCHEMA)
+        self.conn.execute("PRAGMA busy_timeout=5000")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- batch ----------------------------------------------------------
+    def set_meta(self, **values: Any) -> None:
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in values.items()],
+            )
+
+    def meta(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
+
+    def batch_status(self) -> BatchStatus | None:
+        value = self.meta().get("status")
+        return BatchStatus(value) if value else None
+
+    # -- jobs -----------------------------------------------------------
+    def sync_jobs(self, specs: Iterable[JobSpec]) -> list[str]:
+        """Make the store hold exactly these jobs; returns the names kept as already succeeded.
+
+        A job that succeeded with the same spec digest keeps its result; every other job is
+        (again) pending. Jobs no longer in the batch leave the store (their folders stay).
+        """
+        old = {
+            name: (digest, JobStatus(status))
+            for name, digest, status in self.conn.execute("SELECT name, digest, status FROM jobs")
+        }
+        kept: list[str] = []
+        names = []
+        with self.conn:
+            self.conn.execute("BEGIN")
+            for position, spec in enumerate(specs):
+                names.append(spec.name)
+                digest = spec.digest()
+                before = old.get(spec.name)
+                if before == (digest, JobStatus.SUCCEEDED):
+                    kept.append(spec.name)
+                    self.conn.execute("UPDATE jobs SET position = ? WHERE name = ?", (position, spec.name))
+                elif before is None:
+                    self.conn.execute(
+                        "INSERT INTO jobs (name, position, spec, digest, status) VALUES (?, ?, ?, ?, ?)",
+                        (spec.name, position, json.dumps(spec.to_dict()), digest, JobStatus.PENDING.value),
+                    )
+                else:
+                    self.conn.execute(
+                        "UPDATE jobs SET position = ?, spec = ?, digest = ?, status = ? WHERE name = ?",
+                        (position, json.dumps(spec.to_dict()), digest, JobStatus.PENDING.value, spec.name),
+                    )
+            gone = set(old) - set(names)
+            self.conn.executemany("DELETE FROM jobs WHERE name = ?", [(n,) for n in gone])
+            self.conn.executemany("DELETE FROM attempts WHERE job = ?", [(n,) for n in gone])
+        return kept
+
+    def jobs(self, status: JobStatus | None = None) -> list[JobRecord]:
+        query = _SELECT_JOBS
+        args: tuple[Any, ...] = ()
+        if status is not None:
+            query += " WHERE j.status = ?"
+            args = (status.value,)
+        rows = self.conn.execute(query + " ORDER BY j.position", args).fetchall()
+        return [self._record(row) for row in rows]
+
+    def job(self, name: str) -> JobRecord | None:
+        row = self.conn.execute(_SELECT_JOBS + " WHERE j.name = ?", (name,)).fetchone()
+        return self._record(row) if row else None
+
+    @staticmethod
+    def _record(row: tuple[Any, ...]) -> JobRecord:
+        spec, status, attempts = row[:3]
+        last = _attempt(row[3:]) if row[3] is not None else None
+        return JobRecord(JobSpec.from_dict(json.loads(spec)), JobStatus(status), attempts, last)
+
+    def attempts(self, job: str) -> list[Attempt]:
+        rows = self.conn.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE job = ? ORDER BY n", (job,))
+        return [_attempt(row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in JobStatus}
+        for status, n in self.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"):
+            counts[status] = n
+        return counts
+
+    def begin_attempt(self, job: str, host: str, gpus: list[int]) -> int:
+        """Record a new attempt as running before its process starts, so a crash cannot hide it."""
+        with self.conn:
+            self.conn.execute("BEGIN")
+            (n,) = self.conn.execute("SELECT attempts + 1 FROM jobs WHERE name = ?", (job,)).fetchone()
+            self.conn.execute(
+                "UPDATE jobs SET attempts = ?, status = ? WHERE name = ?", (n, JobStatus.RUNNING.value, job)
+            )
+            self.conn.execute(
+                "INSERT INTO attempts (job, n, status, host, gpus, started) VALUES (?, ?, ?, ?, ?, ?)",
+                (job, n, JobStatus.RUNNING.value, host, json.dumps(gpus), time.time()),
+            )
+        return int(n)
+
+    def set_pid(self, job: str, n: int, pid: int, pid_started: float | None) -> None:
+        with self.conn:
+            self.conn.execute(
+                "UPDATE attempts SET pid = ?, pid_started = ? WHERE job = ? AND n = ?", (pid, pid_started, job, n)
+            )
+
+    def set_status(self, job: str, status: JobStatus) -> None:
+        with self.conn:
+            self.conn.execute("UPDATE jobs SET status = ? WHERE name = ?", (status.value, job))
+
+    def end_attempt(
+        self,
+        job: str,
+        n: int,
+        status: JobStatus,
+        exit_code: int | None = None,
+        signal: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.execute(
+                "UPDATE attempts SET status = ?, ended = ?, exit_code = ?, signal = ?, reason = ?"
+                " WHERE job = ? AND n = ?",
+                (status.value, time.time(), exit_code, signal, reason, job, n),
+            )
+            self.conn.execute("UPDATE jobs SET status = ? WHERE name = ?", (status.value, job))
+
+
+def save_spec(batch_dir: BatchDir, spec: BatchSpec) -> None:
+    write_atomic(batch_dir.spec_file, json.dumps(spec.to_dict(), indent=2) + "\n")
