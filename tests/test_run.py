@@ -1,0 +1,193 @@
+"""Running batches on this machine: real processes, real files, real SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, hyperctl, read_stdout, write_json
+
+
+def batch(jobs: list[dict[str, Any]], name: str = "b", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "jobs": jobs, "daemon": {"port": 0}, **extra}
+
+
+def job(command: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "params": fields.pop("params", {}),
+        "execution": {"command": command, **fields.pop("execution", {})},
+        **fields,
+    }
+
+
+def statuses(batches: Path, name: str = "b") -> dict[str, str]:
+    with sqlite3.connect(batches / name / ".hyperctl" / "state.db") as db:
+        return dict(db.execute("SELECT name, status FROM jobs"))
+
+
+def test_hostile_param_values_stay_one_literal_argument(tmp_path: Path, batches: Path) -> None:
+    hostile = ["x; touch PWNED1", "$(touch PWNED2)", "`touch PWNED3`", "a'b\"c", "--flag value", "*", "", "{{ v }}"]
+    # The working dir is each job's own folder: out.txt and any PWNED file would land there.
+    jobs = [job("printf '[%s]\\n' {{ v }} > out.txt", params={"v": v}) for v in hostile]
+    config = write_json(tmp_path / "b.json", batch(jobs))
+
+    result = hyperctl("run", "--config", str(config), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    for i, value in enumerate(hostile):
+        assert (batches / "b" / f"job-{i:04d}" / "out.txt").read_text() == f"[{value}]\n"
+    assert not list(tmp_path.rglob("PWNED*"))
+
+
+def test_jobs_really_run_at_once(tmp_path: Path, batches: Path) -> None:
+    """Each of 4 jobs waits until all 4 have started: only true concurrency lets them finish."""
+    meet = tmp_path / "meet"
+    meet.mkdir()
+    wait = (
+        f"touch {meet}/$HYPERCTL_JOB_NAME; for i in $(seq 200); do "
+        f"[ $(ls {meet} | wc -l) -ge 4 ] && exit 0; sleep 0.05; done; exit 1"
+    )
+    config = write_json(tmp_path / "b.json", batch([job(wait) for _ in range(4)], backend={"conf": {"cpu": 4}}))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    assert set(statuses(batches).values()) == {"succeeded"}
+
+
+def test_gpus_are_exclusive_under_contention(tmp_path: Path, batches: Path) -> None:
+    """12 jobs asking 0-2 GPUs of 4: each holds a lock file per GPU it sees; a shared GPU would fail it."""
+    locks = tmp_path / "gpu-locks"
+    locks.mkdir()
+    script = tmp_path / "use_gpus.py"
+    script.write_text(f"""\
+import json, os, sys, time
+visible = os.environ["CUDA_VISIBLE_DEVICES"]
+gpus = [g for g in visible.split(",") if g]
+assert visible == os.environ.get("HYPERCTL_GPUS", ""), "HYPERCTL_GPUS differs"
+held = []
+for g in gpus:
+    os.close(os.open("{locks}/" + g, os.O_CREAT | os.O_EXCL))  # fails if another job holds it
+    held.append(g)
+time.sleep(0.2)
+for g in held:
+    os.unlink("{locks}/" + g)
+print(json.dumps(gpus))
+""")
+    asks = [2, 1, 0, 2, 1, 2, 0, 1, 2, 2, 1, 1]
+    jobs = [job(f"{sys.executable} {script}", resource={"gpu": n}) for n in asks]
+    config = write_json(tmp_path / "b.json", batch(jobs, backend={"conf": {"cpu": 8, "gpu": [0, 1, 2, 3]}}))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    for i, n in enumerate(asks):
+        seen = json.loads(read_stdout(batches, "b", f"job-{i:04d}"))
+        assert len(seen) == n and set(seen) <= {"0", "1", "2", "3"}
+
+
+def test_a_job_printing_100_mb_does_not_hang(tmp_path: Path, batches: Path) -> None:
+    config = write_json(tmp_path / "b.json", batch([job("head -c 100000000 /dev/zero; echo done >&2")]))
+
+    result = hyperctl("run", "--config", str(config), timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    attempt = batches / "b" / "job-0000" / "attempt-1"
+    assert (attempt / "stdout").stat().st_size == 100_000_000
+    assert (attempt / "stderr").read_text() == "done\n"
+
+
+def test_failed_jobs_exit_1_and_are_named_with_their_logs(tmp_path: Path, batches: Path) -> None:
+    config = write_json(tmp_path / "b.json", batch([job("true"), job("echo oops >&2; exit 3", name="bad")]))
+
+    result = hyperctl("run", "--config", str(config), "--json")
+
+    assert result.returncode == 1
+    assert f"bad: failed (exit 3)  logs: {batches / 'b' / 'bad' / 'attempt-1'}" in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "failed" and summary["not_succeeded"] == ["bad"]
+    assert (batches / "b" / "bad" / "attempt-1" / "stderr").read_text() == "oops\n"
+    assert (batches / "b" / "bad" / "attempt-1" / "exitcode").read_text() == "3\n"
+
+
+def test_a_job_sees_its_environment(tmp_path: Path, batches: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    dump = f"{sys.executable} -c 'import json, os; print(json.dumps(dict(os.environ)))'"
+    config = write_json(
+        tmp_path / "b.json",
+        batch([job(dump, name="envjob", execution={"env": {"MY_VAR": "a b $HOME", "N": 3}, "working_dir": "work"})]),
+    )
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    env = json.loads(read_stdout(batches, "b", "envjob"))
+    job_dir = batches / "b" / "envjob"
+    assert env["MY_VAR"] == "a b $HOME" and env["N"] == "3"
+    assert env["HYPERCTL_JOB_NAME"] == "envjob" and env["HYPERCTL_BATCH_NAME"] == "b"
+    assert env["HYPERCTL_JOB_DATA_DIR"] == str(job_dir)
+    assert env["HYPERCTL_JOB_WORKING_DIR"] == env["PWD"] == str(work)
+    assert env["HYPERCTL_SERVER_PORTAL"].startswith("http://127.0.0.1:")
+    assert env["HYPERCTL_JOB_TOKEN"].startswith("job.")
+    assert json.loads(Path(env["HYPERCTL_JOB_PARAMS_FILE"]).read_text()) == {}
+    assert "CUDA_VISIBLE_DEVICES" not in env or env["CUDA_VISIBLE_DEVICES"] == os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_rerun_skips_what_succeeded_and_runs_what_changed(tmp_path: Path, batches: Path) -> None:
+    log = tmp_path / "runs.log"
+    jobs = [job(f"echo {{{{ x }}}} >> {log}", params={"x": x}) for x in (1, 2, 3)]
+    jobs.append(job(f"echo fail >> {log}; exit 1", name="flaky"))
+    config = write_json(tmp_path / "b.json", batch(jobs))
+    assert hyperctl("run", "--config", str(config)).returncode == 1
+
+    jobs[1]["params"]["x"] = 20
+    jobs[3]["execution"]["command"] = f"echo fixed >> {log}"
+    write_json(config, batch(jobs))
+    again = hyperctl("run", "--config", str(config))
+
+    assert again.returncode == 0, again.stderr
+    assert "2 skipped: they already succeeded" in again.stderr
+    assert sorted(log.read_text().split()) == sorted(["1", "2", "3", "fail", "20", "fixed"])
+    assert (batches / "b" / "job-0001" / "attempt-2").is_dir()  # the first attempt's logs are kept
+    assert statuses(batches) == dict.fromkeys(["job-0000", "job-0001", "job-0002", "flaky"], "succeeded")
+
+
+def test_outside_a_job_the_api_says_so() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYPERCTL_")}
+    result = subprocess.run(
+        [sys.executable, "-c", "import hyperctl; hyperctl.get_job_params()"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        "hyperctl.errors.NotInJobError: not inside a hyperctl job: HYPERCTL_JOB_NAME is not set "
+        "(start the job with `hyperctl run`)"
+    )
+
+
+def test_import_hyperctl_loads_no_heavy_module() -> None:
+    code = (
+        "import sys, hyperctl; print(sorted(m for m in ('tornado', 'yaml', 'jinja2', 'psutil', 'paramiko', "
+        "'urllib.request', 'sqlite3') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in (REPO / "examples").iterdir() if p.is_dir()))
+def test_examples_run_as_written(example: str, batches: Path) -> None:
+    folder = REPO / "examples" / example
+    command = (
+        (folder / "COMMAND").read_text().split()
+        if (folder / "COMMAND").exists()
+        else ["run", "--config", f"examples/{example}/batch.json"]
+    )
+    result = hyperctl(*command, cwd=REPO)
+    assert result.returncode == 0, result.stderr
