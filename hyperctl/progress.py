@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from typing import TextIO
@@ -11,7 +12,10 @@ from hyperctl.daemon.server import RunInfo, RunResult
 from hyperctl.spec import BatchStatus, JobStatus
 
 _REDRAW_EVERY = 0.1  # seconds: 10 frames a second is plenty and costs nothing
-_BAR_WIDTH = 24
+_CLOCK_EVERY = 1.0
+_BAR_WIDTH = 20
+# After "ok", in this order; pending is what the bar leaves.
+_SHOWN = (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.KILLED, JobStatus.LOST, JobStatus.RUNNING)
 
 
 def format_duration(seconds: float) -> str:
@@ -31,6 +35,7 @@ class Progress:
         self.start = time.monotonic()
         self.ended = 0
         self.last_draw = 0.0
+        self.timer: asyncio.TimerHandle | None = None
 
     def say(self, line: str) -> None:
         if self.tty:
@@ -48,6 +53,13 @@ class Progress:
             self.say(f"hyperctl: {run.port_note}")
         self.say(f"hyperctl: API at {run.portal}")
         self.draw(force=True)
+        if self.tty:
+            self._tick()
+
+    def _tick(self) -> None:
+        """Redraw each second so the clock and ETA move while long jobs run."""
+        self.draw(force=True)
+        self.timer = asyncio.get_running_loop().call_later(_CLOCK_EVERY, self._tick)
 
     def event(self, event: Event) -> None:
         if not event.status.final:
@@ -78,19 +90,21 @@ class Progress:
         done = self.ended
         filled = int(_BAR_WIDTH * done / todo) if todo else _BAR_WIDTH
         elapsed = now - self.start
-        eta = f" ETA {format_duration(elapsed / done * (todo - done))}" if done and done < todo else ""
-        parts = [f"{counts[s]} {s.value}" for s in JobStatus if counts[s] and s != JobStatus.SUCCEEDED]
-        line = (
-            f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done}/{todo} "
-            f"{counts[JobStatus.SUCCEEDED] - len(self.info.skipped)} ok"
-            + (", " + ", ".join(parts) if parts else "")
-            + f"  {format_duration(elapsed)}{eta}"
+        shown = {"ok": counts[JobStatus.SUCCEEDED] - len(self.info.skipped)}
+        shown.update((s.value, counts[s]) for s in _SHOWN if counts[s])
+        line = f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done}/{todo}  " + ", ".join(
+            f"{n} {what}" for what, n in shown.items()
         )
+        line += f"  {format_duration(elapsed)}"
+        if done and done < todo:
+            line += f" ETA {format_duration(elapsed / done * (todo - done))}"
         width = shutil.get_terminal_size().columns
         self.stream.write("\r\033[K" + line[: width - 1])
         self.stream.flush()
 
     def finished(self, result: RunResult) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
         if self.tty:
             self.stream.write("\r\033[K")
         for line in summary_lines(result):

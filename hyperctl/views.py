@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from hyperctl.store import BatchDir, JobRecord, Store
@@ -16,7 +15,7 @@ def job_view(record: JobRecord, batch_dir: BatchDir) -> dict[str, Any]:
         "status": record.status.value,
         "params": spec.params,
         "command": spec.execution.command,
-        "resource": asdict(spec.resource),
+        "resource": vars(spec.resource),
         "data_dir": data_dir,
         "working_dir": spec.execution.working_dir or data_dir,
         "attempts": record.attempts,

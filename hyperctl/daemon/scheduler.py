@@ -17,7 +17,7 @@ from hyperctl.backends.base import Executor, Exit, Handle, Launch
 from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.errors import ConfigError
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
-from hyperctl.store import BatchDir, Store, write_atomic
+from hyperctl.store import BatchDir, Store
 
 logger = logging.getLogger(__name__)
 _STOP_STATUS = {"timeout": JobStatus.TIMEOUT, "killed": JobStatus.KILLED}
@@ -135,12 +135,15 @@ class Scheduler:
         return status
 
     def _launch(self, job: JobSpec, n: int, slot: Slot) -> Launch:
-        job_dir = self.batch_dir.job_dir(job.name)
-        data_dir = job.execution.data_dir or str(job_dir)
+        attempt_dir = self.batch_dir.attempt_dir(job.name, n)
+        os.makedirs(attempt_dir, exist_ok=True)  # and the job folder with it
+        data_dir = job.execution.data_dir or str(self.batch_dir.job_dir(job.name))
+        if job.execution.data_dir:
+            os.makedirs(data_dir, exist_ok=True)
         working_dir = job.execution.working_dir or data_dir
-        os.makedirs(data_dir, exist_ok=True)
         params_file = self.batch_dir.params_file(job.name)
-        write_atomic(params_file, json.dumps(job.params))
+        # Written before the job starts and never while it runs: no need for a rename.
+        params_file.write_text(json.dumps(job.params))
         env = {
             **job.execution.env,
             **self.env,
@@ -158,7 +161,7 @@ class Scheduler:
             attempt=n,
             command=job.execution.command,
             working_dir=working_dir,
-            attempt_dir=self.batch_dir.attempt_dir(job.name, n),
+            attempt_dir=attempt_dir,
             env=env,
             machine=slot.machine,
             gpus=slot.gpus,
