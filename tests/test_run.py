@@ -191,3 +191,31 @@ def test_examples_run_as_written(example: str, batches: Path) -> None:
     )
     result = hyperctl(*command, cwd=REPO)
     assert result.returncode == 0, result.stderr
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path, batches: Path) -> None:
+    import pty
+
+    config = write_json(tmp_path / "b.json", batch([job("sleep 0.2"), job("exit 4", name="bad"), job("sleep 0.2")]))
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)], stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the terminal's other side is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    screen = b"".join(chunks).decode()
+
+    assert proc.wait(timeout=30) == 1
+    assert "\r\x1b[K[....................] 0/3  0 ok" in screen
+    assert "1 failed" in screen
+    assert "hyperctl: batch b failed in 0:00: 2 succeeded, 1 failed" in screen
+    assert "[1/3]" not in screen  # plain lines are for logs, not terminals
