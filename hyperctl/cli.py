@@ -108,18 +108,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from hyperctl.config import load_batch, parse_batch
-    from hyperctl.daemon.server import resolve_batches_dir, run_batch
+    from hyperctl.daemon.server import RunOptions, resolve_batches_dir, run_batch
     from hyperctl.progress import Progress
     from hyperctl.spec import BatchStatus
 
     if args.template:
         batch, _ = _template_batch(args.template)
-        template = Path(args.template)
-        spec = parse_batch(batch, template.parent, template.stem, name=args.name)
+        source = Path(args.template)
+        spec = parse_batch(batch, source.parent, source.stem, name=args.name)
     else:
-        spec = load_batch(args.config, name=args.name)
+        source = Path(args.config)
+        spec = load_batch(source, name=args.name)
+    options = RunOptions(
+        batches_dir=resolve_batches_dir(args.batches_data_dir),
+        source=str(source.absolute()),
+        same_batch=args.name is not None,
+    )
     progress = Progress(sys.stderr, sys.stderr.isatty())
-    result = run_batch(spec, resolve_batches_dir(args.batches_data_dir), progress)
+    result = run_batch(spec, options, progress)
     progress.finished(result)
     if args.json:
         json.dump(

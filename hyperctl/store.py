@@ -262,4 +262,4 @@ class Store:
 
 
 def save_spec(batch_dir: BatchDir, spec: BatchSpec) -> None:
-    write_atomic(batch_dir.spec_file, json.dumps(spec.to_dict(), indent=2) + "\n")
+    write_atomic(batch_dir.spec_file, json.dumps(spec.to_dict()) + "\n")  # compact: the C encoder

@@ -219,3 +219,22 @@ def test_progress_bar_on_a_terminal(tmp_path: Path, batches: Path) -> None:
     assert "1 failed" in screen
     assert "hyperctl: batch b failed in 0:00: 2 succeeded, 1 failed" in screen
     assert "[1/3]" not in screen  # plain lines are for logs, not terminals
+
+
+def test_two_files_with_one_batch_name_do_not_merge(tmp_path: Path, batches: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, word in ((first, "first"), (second, "second")):
+        folder.mkdir()
+        write_json(folder / "batch.json", {"jobs": [job(f"echo {word}")], "daemon": {"port": 0}})
+    assert hyperctl("run", "--config", str(first / "batch.json")).returncode == 0
+
+    refused = hyperctl("run", "--config", str(second / "batch.json"))
+    continued = hyperctl("run", "--config", str(second / "batch.json"), "--name", "batch")
+
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(
+        f"hyperctl: error: a batch named 'batch' already exists in {batches}, run from {first / 'batch.json'}; "
+    )
+    assert continued.returncode == 0, continued.stderr
+    assert read_stdout(batches, "batch", "job-0000", attempt=1) == "first\n"
+    assert read_stdout(batches, "batch", "job-0000", attempt=2) == "second\n"

@@ -10,15 +10,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-# The job's outer shell: records its pid, runs the command in a shell of its own (so `exit`
-# or `exec` in the command cannot skip the next line), then leaves the exit code on disk
-# for whoever reads it later - the daemon, or a restarted daemon after a crash.
-# $1 command, $2 attempt folder, $3 working dir.
-LAUNCHER = (
-    'echo $$ > "$2/pid"; '
-    'cd -- "$3" || { echo 126 > "$2/exitcode"; exit 126; }; '
-    '/bin/sh -c "$1"; c=$?; echo $c > "$2/exitcode"; exit $c'
-)
+# The job's outer shell (POSIX sh). It sends the job's output to files, writes the params
+# file, runs the command in a subshell (so `exit` or `exec` in it cannot skip what follows;
+# a subshell is a fork, cheaper than a second shell), then leaves the exit code on disk for
+# whoever reads it later: the daemon, or a restarted daemon after a crash. It does this
+# file work itself, so the daemon is not kept waiting for the disk.
+# $1 command, $2 attempt folder, $3 working dir, $4 params JSON ("" = already written), $5 params file.
+LAUNCHER = """\
+_hc_cmd=$1 _hc_dir=$2
+exec >"$_hc_dir/stdout" 2>"$_hc_dir/stderr"
+if [ -n "$4" ]; then printf '%s\\n' "$4" >"$5"; fi
+cd -- "$3" || { echo 126 >"$_hc_dir/exitcode"; exit 126; }
+set --
+(eval "$_hc_cmd")
+_hc_code=$?
+echo "$_hc_code" >"$_hc_dir/exitcode"
+exit "$_hc_code"
+"""
+# Params longer than this are written by the daemon: an argument may not exceed 128 KiB.
+MAX_PARAMS_ARG = 64 * 1024
+
 # Only while a kill waits for a job's processes to finish their TERM handlers.
 _GROUP_CHECK_INTERVAL = 0.05
 
@@ -41,7 +52,9 @@ class Launch:
     attempt: int
     command: str
     working_dir: str
-    attempt_dir: Path  # stdout, stderr, pid and exitcode go here
+    attempt_dir: Path  # stdout, stderr and exitcode go here
+    params_file: Path
+    params_json: str  # "" when the params file is already written
     env: dict[str, str]
     machine: Machine
     gpus: tuple[int, ...] = ()

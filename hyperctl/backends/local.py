@@ -14,8 +14,6 @@ from hyperctl.backends.base import LAUNCHER, Executor, Handle, Launch, Machine
 from hyperctl.errors import ConfigError
 from hyperctl.fields import Problems, Section, above, at_least, is_kind
 
-_OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-
 
 def detect_gpus() -> tuple[int, ...]:
     """GPU indices nvidia-smi reports; none when it is missing or fails."""
@@ -81,16 +79,26 @@ class LocalExecutor(Executor):
         return [self.machine]
 
     async def _spawn(self, launch: Launch) -> Handle:
-        out, err = launch.attempt_dir / "stdout", launch.attempt_dir / "stderr"
         pid = os.posix_spawn(
             "/bin/sh",
-            ["/bin/sh", "-c", LAUNCHER, "hyperctl-job", launch.command, str(launch.attempt_dir), launch.working_dir],
+            [
+                "/bin/sh",
+                "-c",
+                LAUNCHER,
+                "hyperctl-job",
+                launch.command,
+                str(launch.attempt_dir),
+                launch.working_dir,
+                launch.params_json,
+                str(launch.params_file),
+            ],
             {**self.base_env, **launch.env},
-            # Files, never pipes: a job printing gigabytes cannot block on a reader.
+            # /dev/null until the launcher opens the job's own files: files, never pipes, so a
+            # job printing gigabytes never waits for a reader.
             file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, str(out), _OUT_FLAGS, 0o644),
-                (os.POSIX_SPAWN_OPEN, 2, str(err), _OUT_FLAGS, 0o644),
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0),
+                (os.POSIX_SPAWN_DUP2, 0, 1),
+                (os.POSIX_SPAWN_DUP2, 0, 2),
             ],
             setsid=True,  # its own session and process group: survives us, and is killed as one
         )

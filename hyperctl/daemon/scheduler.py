@@ -13,7 +13,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hyperctl.backends.base import Executor, Exit, Handle, Launch
+from hyperctl.backends.base import MAX_PARAMS_ARG, Executor, Exit, Handle, Launch
 from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.errors import ConfigError
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
@@ -75,6 +75,7 @@ class Scheduler:
         self.queues: dict[Resource, deque[tuple[int, str]]] = {}
         self.running: dict[str, Handle] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.kill_requested: set[str] = set()
         self.listeners: list[Callable[[Event], None]] = []
         self.stopping: BatchStatus | None = None
         self.done: asyncio.Future[BatchStatus] = asyncio.get_running_loop().create_future()
@@ -106,7 +107,10 @@ class Scheduler:
     async def _run_attempt(self, name: str, slot: Slot) -> None:
         status = JobStatus.PENDING  # stopped before it could start: it stays pending
         try:
-            if self.stopping is None:
+            if name in self.kill_requested:  # killed before its task began
+                status = JobStatus.KILLED
+                self.store.set_status(name, status)
+            elif self.stopping is None:
                 status = await self._attempt(self.specs[name], slot)
         except Exception:  # a bug here must not leave the job running for ever
             logger.exception("job %s: internal error", name)
@@ -129,6 +133,8 @@ class Scheduler:
             return JobStatus.FAILED
         self.running[job.name] = handle
         self.store.set_pid(job.name, n, handle.pid, handle.pid_started)
+        if job.name in self.kill_requested:  # killed while it was being started
+            self.executor.kill(handle)
         exit = await self.executor.wait(handle)
         status = final_status(exit)
         self.store.end_attempt(job.name, n, status, exit.exit_code, exit.signal, exit.reason)
@@ -142,8 +148,10 @@ class Scheduler:
             os.makedirs(data_dir, exist_ok=True)
         working_dir = job.execution.working_dir or data_dir
         params_file = self.batch_dir.params_file(job.name)
-        # Written before the job starts and never while it runs: no need for a rename.
-        params_file.write_text(json.dumps(job.params))
+        params_json = json.dumps(job.params)
+        if len(params_json) > MAX_PARAMS_ARG:
+            params_file.write_text(params_json)
+            params_json = ""
         env = {
             **job.execution.env,
             **self.env,
@@ -162,6 +170,8 @@ class Scheduler:
             command=job.execution.command,
             working_dir=working_dir,
             attempt_dir=attempt_dir,
+            params_file=params_file,
+            params_json=params_json,
             env=env,
             machine=slot.machine,
             gpus=slot.gpus,
@@ -207,6 +217,8 @@ class Scheduler:
             handle = self.running.get(name)
             if handle is not None:
                 await self.executor.kill(handle)
+            else:
+                self.kill_requested.add(name)
             await asyncio.shield(task)
         return self.status[name]
 

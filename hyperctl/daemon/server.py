@@ -116,40 +116,59 @@ def resolve_batches_dir(option: str | None) -> Path:
     return Path(os.path.expanduser(value)).absolute()
 
 
-def run_batch(spec: BatchSpec, batches_dir: Path, observer: Observer | None = None) -> RunResult:
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a batch, besides its spec."""
+
+    batches_dir: Path
+    source: str | None = None  # the batch or template file, to tell two batches of one name apart
+    same_batch: bool = False  # the user named the batch: continue it whatever file it came from
+
+
+def run_batch(spec: BatchSpec, options: RunOptions, observer: Observer | None = None) -> RunResult:
     """Run a whole batch in this process (daemon, API and jobs) and return how it ended."""
-    return asyncio.run(_run(spec, batches_dir, observer))
+    return asyncio.run(_run(spec, options, observer))
 
 
-async def _run(spec: BatchSpec, batches_dir: Path, observer: Observer | None) -> RunResult:
+async def _run(spec: BatchSpec, options: RunOptions, observer: Observer | None) -> RunResult:
     # Everything that can be wrong with the config is found before anything is created.
     executor = create_executor(spec.backend.type, spec.backend.conf)
     check_fits(spec, Pool(executor.machines()))
-    batch_dir = BatchDir(batches_dir, spec.name)
+    batch_dir = BatchDir(options.batches_dir, spec.name)
     batch_dir.internal.mkdir(parents=True, exist_ok=True)
     lock = BatchLock(batch_dir.lock_file)
     lock.acquire()
     try:
-        return await _serve(spec, batch_dir, executor, observer)
+        return await _serve(spec, batch_dir, executor, options, observer)
     finally:
         lock.release()
         await executor.close()
 
 
-async def _serve(spec: BatchSpec, batch_dir: BatchDir, executor: Executor, observer: Observer | None) -> RunResult:
+async def _serve(
+    spec: BatchSpec, batch_dir: BatchDir, executor: Executor, options: RunOptions, observer: Observer | None
+) -> RunResult:
     from tornado.httpserver import HTTPServer
 
     from hyperctl.daemon.app import make_app
 
     started = time.time()
-    sockets, port_note = bind(spec.daemon.host, spec.daemon.port)
-    portal = portal_url(spec.daemon.host, sockets[0].getsockname()[1])
     store = Store(batch_dir.db)
     try:
+        _check_same_batch(store, batch_dir, options)
+        sockets, port_note = bind(spec.daemon.host, spec.daemon.port)
+        portal = portal_url(spec.daemon.host, sockets[0].getsockname()[1])
         skipped = store.sync_jobs(spec.jobs)
         save_spec(batch_dir, spec)
         tokens = Tokens(load_or_create_token(batch_dir.token_file))
-        store.set_meta(status=BatchStatus.RUNNING.value, started=started, ended=None, pid=os.getpid(), portal=portal)
+        store.set_meta(
+            status=BatchStatus.RUNNING.value,
+            started=started,
+            ended=None,
+            pid=os.getpid(),
+            portal=portal,
+            source=options.source,
+        )
         env = {"HYPERCTL_BATCH_NAME": spec.name, "HYPERCTL_SERVER_PORTAL": portal}
         scheduler = Scheduler(spec, batch_dir, store, executor, env, tokens.for_job)
         server = HTTPServer(make_app(scheduler, tokens))
@@ -178,6 +197,16 @@ async def _serve(spec: BatchSpec, batch_dir: BatchDir, executor: Executor, obser
         )
     finally:
         store.close()
+
+
+def _check_same_batch(store: Store, batch_dir: BatchDir, options: RunOptions) -> None:
+    """Two files that give the same batch name must not merge into one batch unasked."""
+    before = store.meta().get("source")
+    if before and options.source and before != options.source and not options.same_batch:
+        raise HyperctlError(
+            f"a batch named '{batch_dir.name}' already exists in {batch_dir.path.parent}, run from {before}; "
+            f"give this one another name (--name or `name:`), or pass --name {batch_dir.name} to continue that batch"
+        )
 
 
 def _on_stop_signals(
