@@ -53,8 +53,10 @@ def _params_from_daemon(name: str) -> dict[str, Any]:
     portal = _env("HYPERCTL_SERVER_PORTAL")
     url = f"{portal}/hyperctl/api/job/{urllib.parse.quote(name)}"
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {_env('HYPERCTL_JOB_TOKEN')}"})
+    # The daemon is never behind a proxy, whatever http_proxy says in the job's environment.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with opener.open(request, timeout=30) as response:
             params: dict[str, Any] = json.load(response)["params"]
             return params
     except (urllib.error.URLError, OSError, ValueError, KeyError) as e:

@@ -145,4 +145,26 @@ class LocalExecutor(Executor):
             return False
         except PermissionError:
             return True
-        return True
+        # Zombies count too for kill(0): orphans wait for init to reap them, which in some
+        # containers is slow or never. Only a live member means the job is not yet over.
+        return any(state != "Z" for state in _group_states(handle.pid))
+
+
+def _group_states(pgid: int) -> list[str]:
+    """The states (R, S, Z, ...) of the processes in process group pgid, read from /proc."""
+    states = []
+    if not os.path.isdir("/proc"):
+        return ["?"]  # no procfs to look in: count the group as alive, as kill(0) said
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces or parens: the fields follow the last ')'.
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            states.append(fields[0].decode())
+    return states

@@ -23,4 +23,5 @@ def make_app(scheduler: Scheduler, tokens: Tokens) -> tornado.web.Application:
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=state,
+        log_function=lambda handler: None,  # no access log over the progress display
     )

@@ -32,10 +32,16 @@ class Tokens:
 
     def for_job(self, job: str) -> str:
         # Derived, not stored: nothing to keep in sync, and it survives a daemon restart.
-        return JOB_TOKEN_PREFIX + hmac.new(self.batch_token.encode(), job.encode(), sha256).hexdigest()
+        # The name is in it, so a token of another job can be told from a made-up one.
+        mac = hmac.new(self.batch_token.encode(), job.encode(), sha256).hexdigest()
+        return f"{JOB_TOKEN_PREFIX}{job}.{mac}"
 
     def is_batch(self, token: str) -> bool:
         return hmac.compare_digest(token, self.batch_token)
 
-    def is_job(self, token: str, job: str) -> bool:
-        return hmac.compare_digest(token, self.for_job(job))
+    def job_of(self, token: str) -> str | None:
+        """The job a genuine job token belongs to, else None."""
+        if not token.startswith(JOB_TOKEN_PREFIX) or "." not in token[len(JOB_TOKEN_PREFIX) :]:
+            return None
+        job = token[len(JOB_TOKEN_PREFIX) :].rsplit(".", 1)[0]
+        return job if hmac.compare_digest(token, self.for_job(job)) else None

@@ -8,7 +8,7 @@ from typing import Any
 
 import tornado.web
 
-from hyperctl.daemon.auth import JOB_TOKEN_PREFIX, Tokens
+from hyperctl.daemon.auth import Tokens
 from hyperctl.daemon.scheduler import Scheduler
 from hyperctl.views import batch_view, job_view
 
@@ -33,11 +33,13 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def require_job_token(self, job: str) -> None:
         token = self.bearer()
-        if self.tokens.is_batch(token) or self.tokens.is_job(token, job):
+        if self.tokens.is_batch(token):
             return
-        if token.startswith(JOB_TOKEN_PREFIX):
+        owner = self.tokens.job_of(token)
+        if owner is None:
+            raise tornado.web.HTTPError(401, reason="bad token")
+        if owner != job:
             raise tornado.web.HTTPError(403, reason="a job's token reads only that job")
-        raise tornado.web.HTTPError(401, reason="bad token")
 
     def job_or_404(self, name: str) -> None:
         if name not in self.scheduler.specs:
@@ -74,8 +76,8 @@ class JobListHandler(ApiHandler):
 
 class JobHandler(ApiHandler):
     def get(self, name: str) -> None:
+        self.require_job_token(name)  # before the lookup: no token, no hint of which names exist
         self.job_or_404(name)
-        self.require_job_token(name)
         record = self.scheduler.store.job(name)
         assert record is not None
         self.send(job_view(record, self.scheduler.batch_dir))
