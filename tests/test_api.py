@@ -568,3 +568,18 @@ def test_two_batches_on_the_default_port(runs: Runs, tmp_path: Path) -> None:
             noted += 1
     assert portal_a != portal_b
     assert noted >= 1
+
+
+# -- 9. exit_on_finish ---------------------------------------------------------------------------------
+def test_with_exit_on_finish_false_the_api_stays_up_after_the_batch(runs: Runs) -> None:
+    doc = batch("stays", job("quick", "true"))
+    doc["daemon"]["exit_on_finish"] = False
+    proc, portal, token = runs.serve(doc)
+
+    wait_until("the batch to finish", lambda: call(portal, f"{API}/batch", token)[1]["status"] == "finished")
+    assert job_view(portal, token, "quick")["status"] == "succeeded"
+    assert proc.poll() is None
+
+    proc.send_signal(signal.SIGINT)
+    code, stderr = finish(proc)
+    assert code == 0, stderr  # every job succeeded; stopping the daemon is no failure

@@ -238,3 +238,23 @@ def test_two_files_with_one_batch_name_do_not_merge(tmp_path: Path, batches: Pat
     assert continued.returncode == 0, continued.stderr
     assert read_stdout(batches, "batch", "job-0000", attempt=1) == "first\n"
     assert read_stdout(batches, "batch", "job-0000", attempt=2) == "second\n"
+
+
+def test_gpu_auto_asks_nvidia_smi(tmp_path: Path, batches: Path) -> None:
+    """No GPU here: a stand-in nvidia-smi reports two, as the real one would print them."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text('#!/bin/sh\n[ "$1" = --query-gpu=index ] && printf "0\\n1\\n"\n')
+    smi.chmod(0o755)
+    jobs = [job('echo "$CUDA_VISIBLE_DEVICES"', resource={"gpu": 1}) for _ in range(4)]
+    config = write_json(tmp_path / "b.json", batch(jobs, backend={"conf": {"gpu": "auto"}}))
+
+    found = hyperctl("run", "--config", str(config), env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    smi.unlink()
+    none = hyperctl("run", "--config", str(config), "--name", "b2")
+
+    assert found.returncode == 0, found.stderr
+    assert {read_stdout(batches, "b", f"job-000{i}") for i in range(4)} <= {"0\n", "1\n"}
+    assert none.returncode == 2
+    assert "jobs[0].resource: asks 1 GPUs; the most any machine has is 0" in none.stderr

@@ -181,12 +181,13 @@ async def _serve(
         try:
             scheduler.start()
             status = await scheduler.done
+            store.set_meta(status=status.value, ended=time.time())
             if not spec.daemon.exit_on_finish and scheduler.stopping is None:
                 await stop_requested  # keep serving the API until told to stop
         finally:
             restore()
             server.stop()
-        store.set_meta(status=status.value, ended=time.time(), pid=None, portal=None)
+        store.set_meta(pid=None, portal=None)
         return RunResult(
             status=status,
             batch_dir=batch_dir,
