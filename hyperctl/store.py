@@ -171,8 +171,10 @@ class Store:
                 names.append(spec.name)
                 digest = spec.digest()
                 before = old.get(spec.name)
-                if before == (digest, JobStatus.SUCCEEDED):
-                    kept.append(spec.name)
+                if before == (digest, JobStatus.SUCCEEDED) or (before and before[1] == JobStatus.RUNNING):
+                    # Succeeded: kept. Running: a previous daemon died; the scheduler finds out.
+                    if before[1] == JobStatus.SUCCEEDED:
+                        kept.append(spec.name)
                     self.conn.execute("UPDATE jobs SET position = ? WHERE name = ?", (position, spec.name))
                 elif before is None:
                     self.conn.execute(
@@ -237,6 +239,13 @@ class Store:
             self.conn.execute(
                 "UPDATE attempts SET pid = ?, pid_started = ? WHERE job = ? AND n = ?", (pid, pid_started, job, n)
             )
+
+    def forget_attempt(self, job: str, n: int) -> None:
+        """Drop an attempt that never started (the daemon died between recording and spawning it)."""
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.execute("DELETE FROM attempts WHERE job = ? AND n = ?", (job, n))
+            self.conn.execute("UPDATE jobs SET attempts = ? WHERE name = ?", (n - 1, job))
 
     def set_status(self, job: str, status: JobStatus) -> None:
         with self.conn:

@@ -33,7 +33,7 @@ def test_jobs_start_in_order_as_capacity_frees(tmp_path: Path) -> None:
         scheduler = make_scheduler(tmp_path, jobs, Machine("m", cpu=1, ram=0))
         events: list[Event] = []
         scheduler.listeners.append(events.append)
-        scheduler.start()
+        await scheduler.start()
         return await asyncio.wait_for(scheduler.done, 30), events
 
     status, events = asyncio.run(main())
@@ -54,7 +54,7 @@ def test_a_small_job_fills_the_gap_a_big_one_cannot(tmp_path: Path) -> None:
 
     async def main() -> list[str]:
         scheduler = make_scheduler(tmp_path, jobs, Machine("m", cpu=3, ram=0))
-        scheduler.start()
+        await scheduler.start()
         running = sorted(scheduler.status[name].value for name in ("big1", "big2", "small"))
         await asyncio.wait_for(scheduler.done, 30)
         return running
@@ -85,7 +85,7 @@ def test_params_file_and_store_agree(tmp_path: Path) -> None:
 
     async def main() -> None:
         scheduler = make_scheduler(tmp_path, jobs, Machine("m", cpu=1, ram=0))
-        scheduler.start()
+        await scheduler.start()
         await asyncio.wait_for(scheduler.done, 30)
 
     asyncio.run(main())

@@ -27,6 +27,8 @@ _hc_code=$?
 echo "$_hc_code" >"$_hc_dir/exitcode"
 exit "$_hc_code"
 """
+# What tells one attempt's processes from any other's: set in every job's environment.
+IDENTITY_ENV = ("HYPERCTL_BATCH_NAME", "HYPERCTL_JOB_NAME", "HYPERCTL_ATTEMPT")
 # Params longer than this are written by the daemon: an argument may not exceed 128 KiB.
 MAX_PARAMS_ARG = 64 * 1024
 
@@ -68,7 +70,7 @@ class Exit:
 
     exit_code: int | None
     signal: int | None = None
-    reason: str | None = None  # "killed" or "timeout" when hyperctl ended it
+    reason: str | None = None  # "killed" or "timeout" when hyperctl ended it; "lost": no trace of its end
 
 
 @dataclass(eq=False)
@@ -114,6 +116,15 @@ class Executor(ABC):
     def _group_alive(self, handle: Handle) -> bool:
         """Whether any process of the attempt's process group is left."""
 
+    @abstractmethod
+    async def _reattach(self, launch: Launch, pid: int | None, pid_started: float | None) -> Handle | None:
+        """Watch the attempt's launcher again if it still runs (found by pid, else by its
+        environment); None when it is gone. The pid must be checked to be that launcher."""
+
+    @abstractmethod
+    async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
+        """A file of the attempt's folder (exitcode, stdout), or None when it does not exist."""
+
     async def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release connections; running jobs are not touched."""
 
@@ -124,13 +135,45 @@ class Executor(ABC):
         if handle.timer is not None:
             handle.timer.cancel()
         if not handle.done.done():
-            handle.done.set_result(Exit(exit_code, sig, handle.stop_reason))
+            reason = handle.stop_reason
+            if reason is None and exit_code is None and sig is None:
+                reason = "lost"  # ended with no exit code and no signal we know of
+            handle.done.set_result(Exit(exit_code, sig, reason))
 
     async def start(self, launch: Launch) -> Handle:
         handle = await self._spawn(launch)
-        if launch.timeout is not None:
-            handle.timer = asyncio.get_running_loop().call_later(launch.timeout, lambda: self.kill(handle, "timeout"))
+        self._arm_timeout(handle)
         return handle
+
+    def _arm_timeout(self, handle: Handle) -> None:
+        timeout = handle.launch.timeout
+        if timeout is not None:
+            handle.timer = asyncio.get_running_loop().call_later(timeout, lambda: self.kill(handle, "timeout"))
+
+    async def recover(self, launch: Launch, pid: int | None, pid_started: float | None) -> Handle | Exit | None:
+        """What became of an attempt a previous daemon started: a Handle when it still runs
+        (watched again from now on), its Exit when it ended, None when it never started.
+
+        launch.timeout is what is left of the attempt's timeout.
+        """
+        handle = await self._reattach(launch, pid, pid_started)
+        if handle is not None:
+            self._arm_timeout(handle)
+            return handle
+        # Gone: it wrote its exit code before it ended, unless something killed its launcher.
+        code = await self._read_attempt_file(launch, "exitcode")
+        if code is not None and code.strip().isdigit():
+            return Exit(int(code))
+        if await self._read_attempt_file(launch, "stdout") is not None:
+            return Exit(None, reason="lost")  # the launcher ran (it opened stdout), then vanished
+        return None
+
+    def _exit_from_files(self, handle: Handle, code: str | None) -> None:
+        """End a reattached attempt from its exitcode file (not our child: no wait status)."""
+        if code is not None and code.strip().isdigit():
+            self._exited(handle, int(code), None)
+        else:
+            self._exited(handle, None, None)
 
     async def wait(self, handle: Handle) -> Exit:
         """The attempt's end; after a kill, only once none of its processes is left."""

@@ -8,9 +8,11 @@ import shutil
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-from hyperctl.backends.base import LAUNCHER, Executor, Handle, Launch, Machine
+from hyperctl.backends import procfs
+from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER, Executor, Handle, Launch, Machine
 from hyperctl.errors import ConfigError
 from hyperctl.fields import Problems, Section, above, at_least, is_kind
 
@@ -145,26 +147,46 @@ class LocalExecutor(Executor):
             return False
         except PermissionError:
             return True
+        if not procfs.available():
+            return True  # kill(0) said so
         # Zombies count too for kill(0): orphans wait for init to reap them, which in some
         # containers is slow or never. Only a live member means the job is not yet over.
-        return any(state != "Z" for state in _group_states(handle.pid))
+        return any(state != "Z" for state in procfs.group_states(handle.pid))
 
-
-def _group_states(pgid: int) -> list[str]:
-    """The states (R, S, Z, ...) of the processes in process group pgid, read from /proc."""
-    states = []
-    if not os.path.isdir("/proc"):
-        return ["?"]  # no procfs to look in: count the group as alive, as kill(0) said
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    async def _reattach(self, launch: Launch, pid: int | None, pid_started: float | None) -> Handle | None:
+        if not procfs.available():
+            return None
+        markers = {k: launch.env[k] for k in IDENTITY_ENV}
+        if pid is None:  # the daemon died before it saved the pid
+            pid = procfs.find_launcher(markers)
+        if pid is None or not procfs.is_launcher(pid, markers, pid_started):
+            return None
         try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
+            pidfd = os.pidfd_open(pid)
         except OSError:
-            continue
-        # The command name may hold spaces or parens: the fields follow the last ')'.
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        if int(fields[2]) == pgid:
-            states.append(fields[0].decode())
-    return states
+            return None
+        # Checked again now that the pidfd pins the process: the pid cannot be reused under us.
+        if not procfs.is_launcher(pid, markers, pid_started):
+            os.close(pidfd)
+            return None
+        handle = self._new_handle(launch, pid, pid_started)
+        loop = asyncio.get_running_loop()
+
+        def on_readable() -> None:  # not our child: no wait status, its exitcode file tells
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            self._exit_from_files(handle, _read(launch.attempt_dir / "exitcode"))
+
+        loop.add_reader(pidfd, on_readable)
+        return handle
+
+    async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
+        return _read(launch.attempt_dir / name)
+
+
+def _read(path: Path, limit: int = 4096) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit).decode(errors="replace")
+    except FileNotFoundError:
+        return None

@@ -43,17 +43,39 @@ class Pool:
             return f"asks {r.ram} MB of RAM; the most any machine has is {most_ram}"
         return "no machine has all of it at once"
 
-    def take(self, r: Resource) -> Slot | None:
-        """Reserve r on the first machine with room for it, or None."""
-        for m in self.machines:
-            free_gpus = self.gpus[m.name]
-            if r.cpu <= self.cpu[m.name] + _EPSILON and r.ram <= self.ram[m.name] and r.gpu <= len(free_gpus):
-                self.cpu[m.name] -= r.cpu
-                self.ram[m.name] -= r.ram
-                taken = tuple(free_gpus[: r.gpu])
-                del free_gpus[: r.gpu]
-                return Slot(m, r, taken)
-        return None
+    def take(self, r: Resource, avoid: Slot | None = None) -> Slot | None:
+        """Reserve r where it fits, or None; away from `avoid` (a retry's last place) if it can."""
+        fits = [m for m in self.machines if self._fits(m, r)]
+        if not fits:
+            return None
+        if avoid is not None:
+            # Another machine first, then the same machine with other GPUs, then anything.
+            def reuse(m: Machine) -> tuple[bool, bool]:
+                fresh = [g for g in self.gpus[m.name] if g not in avoid.gpus]
+                return m.name == avoid.machine.name, len(fresh) < r.gpu
+
+            fits.sort(key=reuse)
+        m = fits[0]
+        return self._hold(m, r, self._free_gpus(m, r, avoid.gpus if avoid else ())[: r.gpu])
+
+    def reserve(self, machine: str, r: Resource, gpus: tuple[int, ...]) -> Slot:
+        """Hold what a running attempt already holds (found after a restart), even past capacity."""
+        m = next((m for m in self.machines if m.name == machine), self.machines[0])
+        return self._hold(m, r, tuple(g for g in gpus if g in self.gpus[m.name]))
+
+    def _fits(self, m: Machine, r: Resource) -> bool:
+        return r.cpu <= self.cpu[m.name] + _EPSILON and r.ram <= self.ram[m.name] and r.gpu <= len(self.gpus[m.name])
+
+    def _free_gpus(self, m: Machine, r: Resource, avoid: tuple[int, ...] = ()) -> list[int]:
+        free = self.gpus[m.name]
+        return [g for g in free if g not in avoid] + [g for g in free if g in avoid]
+
+    def _hold(self, m: Machine, r: Resource, gpus: list[int] | tuple[int, ...]) -> Slot:
+        self.cpu[m.name] -= r.cpu
+        self.ram[m.name] -= r.ram
+        taken = tuple(gpus)
+        self.gpus[m.name] = [g for g in self.gpus[m.name] if g not in taken]
+        return Slot(m, r, taken)
 
     def give_back(self, slot: Slot) -> None:
         name = slot.machine.name

@@ -6,9 +6,11 @@ No HTTP in here: the handlers and the CLI's progress read this object; tests dri
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import logging
 import os
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,10 +19,11 @@ from hyperctl.backends.base import MAX_PARAMS_ARG, Executor, Exit, Handle, Launc
 from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.errors import ConfigError
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
-from hyperctl.store import BatchDir, Store
+from hyperctl.store import BatchDir, JobRecord, Store
 
 logger = logging.getLogger(__name__)
-_STOP_STATUS = {"timeout": JobStatus.TIMEOUT, "killed": JobStatus.KILLED}
+_REASON_STATUS = {"timeout": JobStatus.TIMEOUT, "killed": JobStatus.KILLED, "lost": JobStatus.LOST}
+_FAILURES = (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.LOST)
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,17 @@ def check_fits(spec: BatchSpec, pool: Pool) -> None:
 
 
 def final_status(exit: Exit) -> JobStatus:
-    if exit.reason in _STOP_STATUS:
-        return _STOP_STATUS[exit.reason]
+    if exit.reason in _REASON_STATUS:
+        return _REASON_STATUS[exit.reason]
     return JobStatus.SUCCEEDED if exit.exit_code == 0 else JobStatus.FAILED
+
+
+def should_retry(job: JobSpec, status: JobStatus, exit_code: int | None, attempts: int) -> bool:
+    """Killed jobs never run again; failures do while retries are left (and the code is listed)."""
+    if status not in _FAILURES or attempts > job.retry.max_retries:
+        return False
+    codes = job.retry.on_exit_codes
+    return status != JobStatus.FAILED or codes is None or exit_code in codes
 
 
 class Scheduler:
@@ -69,33 +80,54 @@ class Scheduler:
         self.pool = Pool(executor.machines())
         self.specs: dict[str, JobSpec] = {j.name: j for j in spec.jobs}
         self.status: dict[str, JobStatus] = {}
+        self.attempts: dict[str, int] = {}
         self.counts: Counter[JobStatus] = Counter()
         # Pending jobs queued by resource shape: the next start is found among a few queue
         # heads, not by scanning every pending job, so 100,000 jobs cost no more per event.
         self.queues: dict[Resource, deque[tuple[int, str]]] = {}
+        self.position = {j.name: i for i, j in enumerate(spec.jobs)}
         self.running: dict[str, Handle] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.last_slot: dict[str, Slot] = {}  # where a job last ran: a retry prefers elsewhere
         self.kill_requested: set[str] = set()
+        self.failures = 0
+        self.halted = False  # halt_on_failures reached: no new job starts
         self.listeners: list[Callable[[Event], None]] = []
         self.stopping: BatchStatus | None = None
         self.done: asyncio.Future[BatchStatus] = asyncio.get_running_loop().create_future()
+        self.version = 0  # bumped on every change; watchers long-poll on it
+        self._changed = asyncio.get_running_loop().create_future()
 
     # -- start and dispatch --------------------------------------------
-    def start(self) -> None:
-        for position, record in enumerate(self.store.jobs()):
+    async def start(self) -> None:
+        """Take over the store's jobs: reattach what a previous daemon left running, then dispatch."""
+        recovering = []
+        for record in self.store.jobs():
             self.status[record.name] = record.status
+            self.attempts[record.name] = record.attempts
             self.counts[record.status] += 1
             if record.status == JobStatus.PENDING:
-                self.queues.setdefault(record.spec.resource, deque()).append((position, record.name))
+                self._enqueue(record.name)
+            elif record.status == JobStatus.RUNNING:
+                recovering.append(self._recover(record))
+        await asyncio.gather(*recovering)
         self.dispatch()
         self._finish_if_done()
 
+    def _enqueue(self, name: str) -> None:
+        queue = self.queues.setdefault(self.specs[name].resource, deque())
+        item = (self.position[name], name)
+        if not queue or queue[-1] < item:
+            queue.append(item)
+        else:  # a retry goes back to its place, ahead of later jobs
+            bisect.insort(queue, item)
+
     def dispatch(self) -> None:
         """Start pending jobs, in order, while any fits somewhere."""
-        while self.stopping is None:
+        while self.stopping is None and not self.halted:
             heads = sorted((q[0], shape) for shape, q in self.queues.items() if q)
             for (_, name), shape in heads:
-                slot = self.pool.take(shape)
+                slot = self.pool.take(shape, avoid=self.last_slot.get(name))
                 if slot is not None:
                     self.queues[shape].popleft()
                     self._set_status(name, JobStatus.RUNNING)
@@ -105,53 +137,77 @@ class Scheduler:
                 return
 
     async def _run_attempt(self, name: str, slot: Slot) -> None:
-        status = JobStatus.PENDING  # stopped before it could start: it stays pending
+        status, exit_code = JobStatus.PENDING, None  # stopped before it could start: stays pending
         try:
             if name in self.kill_requested:  # killed before its task began
                 status = JobStatus.KILLED
                 self.store.set_status(name, status)
             elif self.stopping is None:
-                status = await self._attempt(self.specs[name], slot)
+                status, exit_code = await self._attempt(self.specs[name], slot)
         except Exception:  # a bug here must not leave the job running for ever
             logger.exception("job %s: internal error", name)
             status = JobStatus.FAILED
             self.store.set_status(name, status)
         finally:
-            self.pool.give_back(slot)
-            self.running.pop(name, None)
-            self.tasks.pop(name, None)
-        self._set_status(name, status)
+            self._release(name, slot)
+        self._ended(name, status, exit_code)
+
+    def _release(self, name: str, slot: Slot) -> None:
+        self.pool.give_back(slot)
+        self.last_slot[name] = slot
+        self.running.pop(name, None)
+        self.tasks.pop(name, None)
+
+    def _ended(self, name: str, status: JobStatus, exit_code: int | None) -> None:
+        """An attempt ended with status: retry it, or record the job's end; then start what fits."""
+        if self.stopping is None and should_retry(self.specs[name], status, exit_code, self.attempts[name]):
+            self._set_status(name, status)  # the attempt's end, seen by progress and watchers
+            self.store.set_status(name, JobStatus.PENDING)
+            self._set_status(name, JobStatus.PENDING)
+            self._enqueue(name)
+        else:
+            self._set_status(name, status)
+            if status in _FAILURES:
+                self.failures += 1
+                limit = self.spec.scheduler.halt_on_failures
+                self.halted = self.halted or (limit is not None and self.failures >= limit)
         self.dispatch()
         self._finish_if_done()
 
-    async def _attempt(self, job: JobSpec, slot: Slot) -> JobStatus:
+    async def _attempt(self, job: JobSpec, slot: Slot) -> tuple[JobStatus, int | None]:
         n = self.store.begin_attempt(job.name, slot.machine.name, list(slot.gpus))
+        self.attempts[job.name] = n
+        launch = self._launch(job, n, slot)
         try:
-            handle = await self.executor.start(self._launch(job, n, slot))
+            self._prepare(job, launch)
+            handle = await self.executor.start(launch)
         except OSError as e:
             self.store.end_attempt(job.name, n, JobStatus.FAILED, reason=f"could not start: {e}")
-            return JobStatus.FAILED
+            return JobStatus.FAILED, None
         self.running[job.name] = handle
         self.store.set_pid(job.name, n, handle.pid, handle.pid_started)
         if job.name in self.kill_requested:  # killed while it was being started
             self.executor.kill(handle)
+        return await self._watch(job.name, n, handle)
+
+    async def _watch(self, name: str, n: int, handle: Handle) -> tuple[JobStatus, int | None]:
         exit = await self.executor.wait(handle)
         status = final_status(exit)
-        self.store.end_attempt(job.name, n, status, exit.exit_code, exit.signal, exit.reason)
-        return status
+        self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason)
+        return status, exit.exit_code
 
-    def _launch(self, job: JobSpec, n: int, slot: Slot) -> Launch:
-        attempt_dir = self.batch_dir.attempt_dir(job.name, n)
-        os.makedirs(attempt_dir, exist_ok=True)  # and the job folder with it
-        data_dir = job.execution.data_dir or str(self.batch_dir.job_dir(job.name))
+    def _prepare(self, job: JobSpec, launch: Launch) -> None:
+        os.makedirs(launch.attempt_dir, exist_ok=True)  # and the job folder with it
         if job.execution.data_dir:
-            os.makedirs(data_dir, exist_ok=True)
+            os.makedirs(job.execution.data_dir, exist_ok=True)
+        if not launch.params_json:  # too long to pass to the launcher
+            launch.params_file.write_text(json.dumps(job.params))
+
+    def _launch(self, job: JobSpec, n: int, slot: Slot, timeout: float | None = None) -> Launch:
+        data_dir = job.execution.data_dir or str(self.batch_dir.job_dir(job.name))
         working_dir = job.execution.working_dir or data_dir
         params_file = self.batch_dir.params_file(job.name)
         params_json = json.dumps(job.params)
-        if len(params_json) > MAX_PARAMS_ARG:
-            params_file.write_text(params_json)
-            params_json = ""
         env = {
             **job.execution.env,
             **self.env,
@@ -169,16 +225,57 @@ class Scheduler:
             attempt=n,
             command=job.execution.command,
             working_dir=working_dir,
-            attempt_dir=attempt_dir,
+            attempt_dir=self.batch_dir.attempt_dir(job.name, n),
             params_file=params_file,
-            params_json=params_json,
+            params_json=params_json if len(params_json) <= MAX_PARAMS_ARG else "",
             env=env,
             machine=slot.machine,
             gpus=slot.gpus,
-            timeout=job.execution.timeout,
+            timeout=job.execution.timeout if timeout is None else timeout,
             kill_grace=job.execution.kill_grace,
         )
 
+    # -- after a crash ------------------------------------------------------
+    async def _recover(self, record: JobRecord) -> None:
+        """A job the store says runs: a previous daemon died. Watch it again, or record its end."""
+        name, last = record.name, record.last
+        job = self.specs.get(name, record.spec)
+        if last is None:  # marked running, but no attempt began
+            self._requeue_unstarted(name)
+            return
+        slot = self.pool.reserve(last.host or "", job.resource, tuple(last.gpus))
+        timeout = None
+        if job.execution.timeout is not None and last.started is not None:
+            timeout = max(0.0, job.execution.timeout - (time.time() - last.started))
+        launch = self._launch(job, last.n, slot, timeout)
+        found = await self.executor.recover(launch, last.pid, last.pid_started)
+        if isinstance(found, Handle):
+            self.running[name] = found
+            self.tasks[name] = asyncio.ensure_future(self._watch_recovered(name, last.n, found, slot))
+            return
+        self._release(name, slot)
+        if found is None:  # it never started: as if it had never been launched
+            self.store.forget_attempt(name, last.n)
+            self.attempts[name] = last.n - 1
+            self._requeue_unstarted(name)
+            return
+        status = final_status(found)
+        self.store.end_attempt(name, last.n, status, found.exit_code, found.signal, found.reason)
+        self._ended(name, status, found.exit_code)
+
+    async def _watch_recovered(self, name: str, n: int, handle: Handle, slot: Slot) -> None:
+        try:
+            status, exit_code = await self._watch(name, n, handle)
+        finally:
+            self._release(name, slot)
+        self._ended(name, status, exit_code)
+
+    def _requeue_unstarted(self, name: str) -> None:
+        self.store.set_status(name, JobStatus.PENDING)
+        self._set_status(name, JobStatus.PENDING)
+        self._enqueue(name)
+
+    # -- status and the end ----------------------------------------------
     def _set_status(self, name: str, status: JobStatus) -> None:
         old = self.status.get(name)
         if old is not None:
@@ -188,11 +285,27 @@ class Scheduler:
         event = Event(name, status)
         for listener in self.listeners:
             listener(event)
+        self._bump()
+
+    def _bump(self) -> None:
+        self.version += 1
+        if not self._changed.done():
+            self._changed.set_result(None)
+        self._changed = asyncio.get_running_loop().create_future()
+
+    async def wait_change(self, after: int, timeout: float) -> None:
+        """Return once the version passes `after`, or after timeout seconds."""
+        if self.version > after:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._changed), timeout)
+        except asyncio.TimeoutError:
+            pass
 
     def _finish_if_done(self) -> None:
         if self.done.done() or self.running or self.tasks:
             return
-        if self.stopping is None and any(self.queues.values()):
+        if self.stopping is None and not self.halted and any(self.queues.values()):
             return  # jobs wait for capacity that a running job will free
         if self.stopping is not None:
             result = self.stopping
@@ -201,6 +314,7 @@ class Scheduler:
         else:
             result = BatchStatus.FAILED
         self.done.set_result(result)
+        self._bump()
 
     # -- control --------------------------------------------------------
     async def kill_job(self, name: str) -> JobStatus:
@@ -214,11 +328,10 @@ class Scheduler:
             self._finish_if_done()
         elif name in self.tasks:
             task = self.tasks[name]
+            self.kill_requested.add(name)  # also no retry of this one
             handle = self.running.get(name)
             if handle is not None:
                 await self.executor.kill(handle)
-            else:
-                self.kill_requested.add(name)
             await asyncio.shield(task)
         return self.status[name]
 

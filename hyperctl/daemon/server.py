@@ -179,7 +179,7 @@ async def _serve(
         stop_requested = asyncio.get_running_loop().create_future()
         restore = _on_stop_signals(scheduler, observer, stop_requested)
         try:
-            scheduler.start()
+            await scheduler.start()
             status = await scheduler.done
             store.set_meta(status=status.value, ended=time.time())
             if not spec.daemon.exit_on_finish and scheduler.stopping is None:

@@ -1,0 +1,76 @@
+"""An HTTP client of a batch's daemon, for the CLI: stdlib only, typed errors."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from hyperctl.errors import HyperctlError
+
+
+class ApiError(HyperctlError):
+    """The daemon answered with an error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class DaemonUnreachableError(HyperctlError):
+    """No daemon answered at the batch's address."""
+
+
+class Client:
+    """Talks to one daemon with the batch token."""
+
+    def __init__(self, portal: str, token: str, timeout: float = 60) -> None:
+        self.portal = portal.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        # The daemon is never behind a proxy, whatever http_proxy says.
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def request(self, method: str, path: str, query: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        url = f"{self.portal}/hyperctl/api/{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        request = urllib.request.Request(
+            url,
+            method=method,
+            data=b"" if method == "POST" else None,
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        try:
+            with self.opener.open(request, timeout=timeout or self.timeout) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as e:
+            try:
+                message = json.load(e)["error"]
+            except (ValueError, KeyError):
+                message = e.reason
+            raise ApiError(e.code, str(message)) from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise DaemonUnreachableError(f"the daemon at {self.portal} does not answer: {reason}") from None
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "job")["jobs"])
+
+    def job(self, name: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"job/{urllib.parse.quote(name)}"))
+
+    def kill_job(self, name: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"job/{urllib.parse.quote(name)}/kill"))
+
+    def batch(self, wait_after: int | None = None, timeout: float = 25) -> dict[str, Any]:
+        """The batch view; with wait_after, once its version passes that (a long poll)."""
+        if wait_after is None:
+            return dict(self.request("GET", "batch"))
+        query = {"wait_after": wait_after, "timeout": timeout}
+        return dict(self.request("GET", "batch", query, timeout=timeout + 10))
+
+    def kill_batch(self) -> dict[str, Any]:
+        return dict(self.request("POST", "batch/kill"))
