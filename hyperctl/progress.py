@@ -130,6 +130,10 @@ def summary_lines(result: RunResult) -> list[str]:
     if len(unfinished) > 20:
         lines.append(f"  ... and {len(unfinished) - 20} more (hyperctl job list)")
     pending = len(result.not_succeeded) - len(unfinished)
-    if pending and result.status == BatchStatus.INTERRUPTED:
+    if result.halted_after is not None:
+        lines.append(
+            f"  halted after {result.halted_after} failures (scheduler.halt_on_failures): {pending} jobs not started"
+        )
+    elif pending and result.status == BatchStatus.INTERRUPTED:
         lines.append(f"  {pending} jobs did not start; run the same command again to go on")
     return lines

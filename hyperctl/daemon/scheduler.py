@@ -92,6 +92,7 @@ class Scheduler:
         self.kill_requested: set[str] = set()
         self.failures = 0
         self.halted = False  # halt_on_failures reached: no new job starts
+        self.recovering = False
         self.listeners: list[Callable[[Event], None]] = []
         self.stopping: BatchStatus | None = None
         self.done: asyncio.Future[BatchStatus] = asyncio.get_running_loop().create_future()
@@ -110,7 +111,11 @@ class Scheduler:
                 self._enqueue(record.name)
             elif record.status == JobStatus.RUNNING:
                 recovering.append(self._recover(record))
-        await asyncio.gather(*recovering)
+        self.recovering = True  # every recovered job holds its slot before anything new starts
+        try:
+            await asyncio.gather(*recovering)
+        finally:
+            self.recovering = False
         self.dispatch()
         self._finish_if_done()
 
@@ -124,7 +129,7 @@ class Scheduler:
 
     def dispatch(self) -> None:
         """Start pending jobs, in order, while any fits somewhere."""
-        while self.stopping is None and not self.halted:
+        while self.stopping is None and not self.halted and not self.recovering:
             heads = sorted((q[0], shape) for shape, q in self.queues.items() if q)
             for (_, name), shape in heads:
                 slot = self.pool.take(shape, avoid=self.last_slot.get(name))
@@ -303,7 +308,7 @@ class Scheduler:
             pass
 
     def _finish_if_done(self) -> None:
-        if self.done.done() or self.running or self.tasks:
+        if self.done.done() or self.running or self.tasks or self.recovering:
             return
         if self.stopping is None and not self.halted and any(self.queues.values()):
             return  # jobs wait for capacity that a running job will free

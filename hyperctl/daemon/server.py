@@ -56,6 +56,7 @@ class RunResult:
     skipped: list[str]
     elapsed: float
     not_succeeded: list[JobRecord] = field(default_factory=list)
+    halted_after: int | None = None  # failures that stopped new starts (halt_on_failures)
 
 
 class BatchLock:
@@ -195,6 +196,7 @@ async def _serve(
             skipped=skipped,
             elapsed=time.time() - started,
             not_succeeded=[r for r in store.jobs() if r.status != JobStatus.SUCCEEDED],
+            halted_after=scheduler.failures if scheduler.halted else None,
         )
     finally:
         store.close()

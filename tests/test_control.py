@@ -1,0 +1,201 @@
+"""Job control: retries, fail fast, and a daemon killed with -9 in the middle of a batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import hyperctl, write_json
+
+
+def batch(jobs: list[dict[str, Any]], name: str = "b", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "jobs": jobs, "daemon": {"port": 0}, **extra}
+
+
+def job(command: str, **fields: Any) -> dict[str, Any]:
+    execution = fields.pop("execution", {})
+    return {"params": fields.pop("params", {}), "execution": {"command": command, **execution}, **fields}
+
+
+def rows(batches: Path, query: str, name: str = "b") -> list[tuple[Any, ...]]:
+    with sqlite3.connect(batches / name / ".hyperctl" / "state.db") as db:
+        return db.execute(query).fetchall()
+
+
+def wait_for(check: Any, what: str, deadline: float = 30) -> Any:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def test_retries_until_success_each_attempt_with_its_own_logs(tmp_path: Path, batches: Path) -> None:
+    counter = tmp_path / "tries"
+    flaky = f"echo try >> {counter}; echo attempt $HYPERCTL_ATTEMPT; [ $(wc -l < {counter}) -ge 3 ]"
+    config = write_json(tmp_path / "b.json", batch([job(flaky, name="flaky", max_retries=5)]))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    assert rows(batches, "SELECT n, status, exit_code FROM attempts ORDER BY n") == [
+        (1, "failed", 1),
+        (2, "failed", 1),
+        (3, "succeeded", 0),
+    ]
+    for n in (1, 2, 3):
+        assert (batches / "b" / "flaky" / f"attempt-{n}" / "stdout").read_text() == f"attempt {n}\n"
+
+
+def test_retry_only_on_listed_exit_codes_and_batch_default(tmp_path: Path, batches: Path) -> None:
+    jobs = [
+        job("exit 3", name="listed"),  # retried: 1 + 2 attempts
+        job("exit 4", name="unlisted"),  # not retried
+        job("exit 3", name="own-policy", max_retries=0),  # its own setting wins
+    ]
+    config = write_json(tmp_path / "b.json", batch(jobs, scheduler={"max_retries": 2, "retry_on_exit_codes": [3]}))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 1
+    assert dict(rows(batches, "SELECT name, attempts FROM jobs")) == {"listed": 3, "unlisted": 1, "own-policy": 1}
+
+
+def test_halt_on_failures_starts_nothing_more(tmp_path: Path, batches: Path) -> None:
+    jobs = [job("exit 1") for _ in range(3)] + [job("true") for _ in range(5)]
+    config = write_json(
+        tmp_path / "b.json", batch(jobs, backend={"conf": {"cpu": 1}}, scheduler={"halt_on_failures": 2})
+    )
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 1
+    assert sorted(rows(batches, "SELECT status, COUNT(*) FROM jobs GROUP BY status")) == [("failed", 2), ("pending", 6)]
+    assert "halted after 2 failures (scheduler.halt_on_failures): 6 jobs not started" in result.stderr
+
+
+def test_a_retry_prefers_another_gpu(tmp_path: Path, batches: Path) -> None:
+    command = 'echo "$CUDA_VISIBLE_DEVICES"; [ "$HYPERCTL_ATTEMPT" -ge 2 ]'
+    config = write_json(
+        tmp_path / "b.json",
+        batch([job(command, name="g", resource={"gpu": 1}, max_retries=1)], backend={"conf": {"gpu": [0, 1]}}),
+    )
+
+    assert hyperctl("run", "--config", str(config)).returncode == 0
+
+    first = (batches / "b" / "g" / "attempt-1" / "stdout").read_text()
+    second = (batches / "b" / "g" / "attempt-2" / "stdout").read_text()
+    assert {first, second} == {"0\n", "1\n"}
+
+
+def start_run(config: Path, batches: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HYPERCTL_BATCHES_DATA_DIR": str(batches)},
+    )
+
+
+def test_kill_9_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path: Path, batches: Path) -> None:
+    """Jobs that ended while the daemon was dead get their real exit code; running ones are
+    watched again; pending ones run; nothing runs twice."""
+    log, gate = tmp_path / "runs.log", tmp_path / "gate"
+    wait = f"while [ ! -e {gate} ]; do sleep 0.02; done"
+    jobs = [
+        job(f"echo quick >> {log}", name="quick"),
+        job(f"echo ends-while-down >> {log}; {wait}; exit 7", name="ends-while-down"),
+        job(f"echo still-running >> {log}; {wait}; sleep 0.5; echo done", name="still-running"),
+        job(f"echo later >> {log}", name="later"),
+        job(f"echo later2 >> {log}", name="later2"),
+    ]
+    config = write_json(tmp_path / "b.json", batch(jobs, backend={"conf": {"cpu": 3}}))
+    daemon = start_run(config, batches)
+    wait_for(lambda: log.exists() and len(log.read_text().split()) >= 3, "three jobs to start")
+    # Now two jobs wait at the gate; quick has ended or is ending; later ones may have started.
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait()
+    gate.touch()
+    attempt = batches / "b" / "ends-while-down" / "attempt-1"
+    wait_for(lambda: (attempt / "exitcode").exists(), "the job to end while no daemon runs")
+
+    resumed = hyperctl("run", "--config", str(config))
+
+    assert resumed.returncode == 1, resumed.stderr  # ends-while-down exited 7
+    statuses = dict(rows(batches, "SELECT name, status FROM jobs"))
+    assert statuses == {
+        "quick": "succeeded",
+        "ends-while-down": "failed",
+        "still-running": "succeeded",
+        "later": "succeeded",
+        "later2": "succeeded",
+    }
+    assert rows(batches, "SELECT exit_code FROM attempts WHERE job = 'ends-while-down'") == [(7,)]
+    assert sorted(log.read_text().split()) == sorted(["quick", "ends-while-down", "still-running", "later", "later2"])
+    assert (batches / "b" / "still-running" / "attempt-1" / "stdout").read_text() == "done\n"
+    assert rows(batches, "SELECT COUNT(*) FROM attempts") == [(5,)]
+
+
+def test_a_vanished_job_is_lost_and_retried(tmp_path: Path, batches: Path) -> None:
+    marker = tmp_path / "started"
+    command = f"if [ $HYPERCTL_ATTEMPT = 1 ]; then touch {marker}; sleep 60; fi"
+    config = write_json(tmp_path / "b.json", batch([job(command, name="v", max_retries=1)]))
+    daemon = start_run(config, batches)
+    wait_for(marker.exists, "the job to start")
+    pid = wait_for(lambda: rows(batches, "SELECT pid FROM attempts")[0][0], "the pid to be saved")
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait()
+    os.killpg(pid, signal.SIGKILL)  # the job dies with no daemon to see it, and leaves no exit code
+
+    resumed = hyperctl("run", "--config", str(config))
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert rows(batches, "SELECT n, status FROM attempts ORDER BY n") == [(1, "lost"), (2, "succeeded")]
+
+
+def test_a_reused_pid_is_not_taken_for_the_job(tmp_path: Path, batches: Path) -> None:
+    """The store names a pid that is alive but is not the job: the job counts as lost, not running."""
+    config = write_json(tmp_path / "b.json", batch([job("true", name="j")]))
+    assert hyperctl("run", "--config", str(config)).returncode == 0
+    (batches / "b" / "j" / "attempt-1" / "exitcode").unlink()
+    with sqlite3.connect(batches / "b" / ".hyperctl" / "state.db") as db:  # as if it were still running
+        db.execute("UPDATE jobs SET status = 'running'")
+        db.execute("UPDATE attempts SET status = 'running', pid = ?", (os.getpid(),))
+
+    resumed = hyperctl("run", "--config", str(config))
+
+    assert resumed.returncode == 1
+    assert rows(batches, "SELECT n, status FROM attempts ORDER BY n") == [(1, "lost")]
+
+
+def test_random_kill_9_during_200_jobs(tmp_path: Path, batches: Path) -> None:
+    """Kill the daemon at random moments, resume each time: every job succeeds exactly once."""
+    import random
+
+    log = tmp_path / "runs.log"
+    jobs = [job(f"echo {{{{ i }}}} >> {log}; sleep 0.0{{{{ i % 5 }}}}", params={"i": i}) for i in range(200)]
+    config = write_json(tmp_path / "b.json", batch(jobs, backend={"conf": {"cpu": 4}}))
+    rng = random.Random(1)
+    for _ in range(6):
+        daemon = start_run(config, batches)
+        time.sleep(rng.uniform(0.1, 0.6))
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait()
+
+    final = hyperctl("run", "--config", str(config))
+
+    assert final.returncode == 0, final.stderr
+    lines = log.read_text().split()
+    assert sorted(map(int, lines)) == list(range(200)), "every job ran exactly once"
+    assert rows(batches, "SELECT DISTINCT status FROM jobs") == [("succeeded",)]
+    assert rows(batches, "SELECT COUNT(*) FROM attempts WHERE status != 'succeeded'") == [(0,)]
+    assert json.loads((batches / "b" / "job-0007" / "params.json").read_text()) == {"i": 7}
