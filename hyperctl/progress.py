@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+from collections.abc import Mapping
 from typing import TextIO
 
 from hyperctl.daemon.scheduler import Event
 from hyperctl.daemon.server import RunInfo, RunResult
+from hyperctl.output import format_duration
 from hyperctl.spec import BatchStatus, JobStatus
 
 _REDRAW_EVERY = 0.1  # seconds: 10 frames a second is plenty and costs nothing
@@ -16,13 +18,6 @@ _CLOCK_EVERY = 1.0
 _BAR_WIDTH = 20
 # After "ok", in this order; pending is what the bar leaves.
 _SHOWN = (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.KILLED, JobStatus.LOST, JobStatus.RUNNING)
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class Progress:
@@ -62,6 +57,8 @@ class Progress:
         self.timer = asyncio.get_running_loop().call_later(_CLOCK_EVERY, self._tick)
 
     def event(self, event: Event) -> None:
+        if event.retry_of is not None and not self.tty:
+            self.say(f"{event.job} {event.retry_of.value}; it will run again (max_retries)")
         if not event.status.final:
             self.draw()
             return
@@ -85,19 +82,8 @@ class Progress:
         if not force and now - self.last_draw < _REDRAW_EVERY:
             return
         self.last_draw = now
-        counts = self.info.scheduler.counts
-        todo = self.info.total - len(self.info.skipped)
-        done = self.ended
-        filled = int(_BAR_WIDTH * done / todo) if todo else _BAR_WIDTH
-        elapsed = now - self.start
-        shown = {"ok": counts[JobStatus.SUCCEEDED] - len(self.info.skipped)}
-        shown.update((s.value, counts[s]) for s in _SHOWN if counts[s])
-        line = f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done}/{todo}  " + ", ".join(
-            f"{n} {what}" for what, n in shown.items()
-        )
-        line += f"  {format_duration(elapsed)}"
-        if done and done < todo:
-            line += f" ETA {format_duration(elapsed / done * (todo - done))}"
+        counts = {status.value: n for status, n in self.info.scheduler.counts.items()}
+        line = bar_line(counts, self.info.total, len(self.info.skipped), now - self.start)
         width = shutil.get_terminal_size().columns
         self.stream.write("\r\033[K" + line[: width - 1])
         self.stream.flush()
@@ -110,6 +96,20 @@ class Progress:
         for line in summary_lines(result):
             self.stream.write(line + "\n")
         self.stream.flush()
+
+
+def bar_line(counts: Mapping[str, int], total: int, skipped: int, elapsed: float) -> str:
+    """`[####......] 40/100  38 ok, 2 failed, 4 running  0:12 ETA 0:18`; skipped jobs are left out."""
+    todo = total - skipped
+    done = max(0, sum(n for status, n in counts.items() if JobStatus(status).final) - skipped)
+    filled = int(_BAR_WIDTH * done / todo) if todo else _BAR_WIDTH
+    shown = {"ok": counts.get(JobStatus.SUCCEEDED.value, 0) - skipped}
+    shown.update((s.value, counts[s.value]) for s in _SHOWN if counts.get(s.value))
+    line = f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done}/{todo}  "
+    line += ", ".join(f"{n} {what}" for what, n in shown.items()) + f"  {format_duration(elapsed)}"
+    if 0 < done < todo:
+        line += f" ETA {format_duration(elapsed / done * (todo - done))}"
+    return line
 
 
 def summary_lines(result: RunResult) -> list[str]:

@@ -247,6 +247,14 @@ class Store:
             self.conn.execute("DELETE FROM attempts WHERE job = ? AND n = ?", (job, n))
             self.conn.execute("UPDATE jobs SET attempts = ? WHERE name = ?", (n - 1, job))
 
+    def requeue(self, jobs: list[str]) -> None:
+        """Make these jobs pending again (batch retry); their attempts and logs are kept."""
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.executemany(
+                "UPDATE jobs SET status = ? WHERE name = ?", [(JobStatus.PENDING.value, job) for job in jobs]
+            )
+
     def set_status(self, job: str, status: JobStatus) -> None:
         with self.conn:
             self.conn.execute("UPDATE jobs SET status = ? WHERE name = ?", (status.value, job))

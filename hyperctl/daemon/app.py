@@ -5,7 +5,14 @@ from __future__ import annotations
 import tornado.web
 
 from hyperctl.daemon.auth import Tokens
-from hyperctl.daemon.handlers import BatchHandler, JobHandler, JobKillHandler, JobListHandler, NotFoundHandler
+from hyperctl.daemon.handlers import (
+    BatchHandler,
+    BatchKillHandler,
+    JobHandler,
+    JobKillHandler,
+    JobListHandler,
+    NotFoundHandler,
+)
 from hyperctl.daemon.scheduler import Scheduler
 
 API = "/hyperctl/api"
@@ -20,6 +27,7 @@ def make_app(scheduler: Scheduler, tokens: Tokens) -> tornado.web.Application:
             (f"{API}/job/{_JOB}", JobHandler, state),
             (f"{API}/job/{_JOB}/kill", JobKillHandler, state),
             (f"{API}/batch", BatchHandler, state),
+            (f"{API}/batch/kill", BatchKillHandler, state),
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=state,

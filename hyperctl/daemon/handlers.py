@@ -10,6 +10,7 @@ import tornado.web
 
 from hyperctl.daemon.auth import Tokens
 from hyperctl.daemon.scheduler import Scheduler
+from hyperctl.spec import BatchStatus
 from hyperctl.views import batch_view, job_view
 
 
@@ -44,6 +45,15 @@ class ApiHandler(tornado.web.RequestHandler):
     def job_or_404(self, name: str) -> None:
         if name not in self.scheduler.specs:
             raise tornado.web.HTTPError(404, reason=f"no job named '{name}' in this batch")
+
+    def int_argument(self, name: str) -> int | None:
+        value = self.get_query_argument(name, None)
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise tornado.web.HTTPError(400, reason=f"{name}: must be a whole number, not '{value}'") from None
 
     def send(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -97,6 +107,21 @@ class JobKillHandler(ApiHandler):
 
 
 class BatchHandler(ApiHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
+        """The batch; with ?wait_after=VERSION, once something changed since then (a long poll)."""
         self.require_batch_token()
-        self.send(batch_view(self.scheduler.store, self.scheduler.batch_dir))
+        wait_after = self.int_argument("wait_after")
+        if wait_after is not None:
+            timeout = min(self.int_argument("timeout") or 25, 60)
+            await self.scheduler.wait_change(wait_after, timeout)
+        self.send({**batch_view(self.scheduler.store, self.scheduler.batch_dir), "version": self.scheduler.version})
+
+
+class BatchKillHandler(ApiHandler):
+    def post(self) -> None:
+        """Stop starting jobs and kill the running ones; the daemon exits when they are gone."""
+        self.require_batch_token()
+        self.scheduler.request_stop(BatchStatus.KILLED)
+        self.send(
+            {**batch_view(self.scheduler.store, self.scheduler.batch_dir), "version": self.scheduler.version}, 202
+        )

@@ -32,6 +32,7 @@ class Event:
 
     job: str
     status: JobStatus
+    retry_of: JobStatus | None = None  # pending again: how the attempt that will be retried ended
 
 
 def check_fits(spec: BatchSpec, pool: Pool) -> None:
@@ -93,6 +94,7 @@ class Scheduler:
         self.failures = 0
         self.halted = False  # halt_on_failures reached: no new job starts
         self.recovering = False
+        self.paused = False  # set by kill_offline: reattach and record, start nothing
         self.listeners: list[Callable[[Event], None]] = []
         self.stopping: BatchStatus | None = None
         self.done: asyncio.Future[BatchStatus] = asyncio.get_running_loop().create_future()
@@ -129,7 +131,7 @@ class Scheduler:
 
     def dispatch(self) -> None:
         """Start pending jobs, in order, while any fits somewhere."""
-        while self.stopping is None and not self.halted and not self.recovering:
+        while self.stopping is None and not (self.halted or self.recovering or self.paused):
             heads = sorted((q[0], shape) for shape, q in self.queues.items() if q)
             for (_, name), shape in heads:
                 slot = self.pool.take(shape, avoid=self.last_slot.get(name))
@@ -166,9 +168,8 @@ class Scheduler:
     def _ended(self, name: str, status: JobStatus, exit_code: int | None) -> None:
         """An attempt ended with status: retry it, or record the job's end; then start what fits."""
         if self.stopping is None and should_retry(self.specs[name], status, exit_code, self.attempts[name]):
-            self._set_status(name, status)  # the attempt's end, seen by progress and watchers
             self.store.set_status(name, JobStatus.PENDING)
-            self._set_status(name, JobStatus.PENDING)
+            self._set_status(name, JobStatus.PENDING, retry_of=status)
             self._enqueue(name)
         else:
             self._set_status(name, status)
@@ -281,13 +282,13 @@ class Scheduler:
         self._enqueue(name)
 
     # -- status and the end ----------------------------------------------
-    def _set_status(self, name: str, status: JobStatus) -> None:
+    def _set_status(self, name: str, status: JobStatus, retry_of: JobStatus | None = None) -> None:
         old = self.status.get(name)
         if old is not None:
             self.counts[old] -= 1
         self.status[name] = status
         self.counts[status] += 1
-        event = Event(name, status)
+        event = Event(name, status, retry_of)
         for listener in self.listeners:
             listener(event)
         self._bump()
@@ -308,7 +309,7 @@ class Scheduler:
             pass
 
     def _finish_if_done(self) -> None:
-        if self.done.done() or self.running or self.tasks or self.recovering:
+        if self.done.done() or self.running or self.tasks or self.recovering or self.paused:
             return
         if self.stopping is None and not self.halted and any(self.queues.values()):
             return  # jobs wait for capacity that a running job will free
@@ -339,6 +340,10 @@ class Scheduler:
                 await self.executor.kill(handle)
             await asyncio.shield(task)
         return self.status[name]
+
+    def request_stop(self, status: BatchStatus, grace: float | None = None) -> None:
+        """stop(), from a handler or a signal: returns at once."""
+        asyncio.ensure_future(self.stop(status, grace))
 
     async def stop(self, status: BatchStatus, grace: float | None = None) -> None:
         """Start no more jobs; kill the running ones. Pending jobs stay pending for a later run."""

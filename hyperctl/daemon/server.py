@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -112,11 +113,6 @@ def portal_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def resolve_batches_dir(option: str | None) -> Path:
-    value = option or os.environ.get("HYPERCTL_BATCHES_DATA_DIR") or "~/hyperctl-batches-data-dir"
-    return Path(os.path.expanduser(value)).absolute()
-
-
 @dataclass(frozen=True)
 class RunOptions:
     """How to run a batch, besides its spec."""
@@ -131,10 +127,15 @@ def run_batch(spec: BatchSpec, options: RunOptions, observer: Observer | None = 
     return asyncio.run(_run(spec, options, observer))
 
 
-async def _run(spec: BatchSpec, options: RunOptions, observer: Observer | None) -> RunResult:
-    # Everything that can be wrong with the config is found before anything is created.
+def check_spec(spec: BatchSpec) -> Executor:
+    """Its executor, once everything that can be wrong with the config is found (ConfigError)."""
     executor = create_executor(spec.backend.type, spec.backend.conf)
     check_fits(spec, Pool(executor.machines()))
+    return executor
+
+
+async def _run(spec: BatchSpec, options: RunOptions, observer: Observer | None) -> RunResult:
+    executor = check_spec(spec)  # before anything is created
     batch_dir = BatchDir(options.batches_dir, spec.name)
     batch_dir.internal.mkdir(parents=True, exist_ok=True)
     lock = BatchLock(batch_dir.lock_file)
@@ -202,6 +203,44 @@ async def _serve(
         store.close()
 
 
+def kill_offline(batch_dir: BatchDir, jobs: set[str] | None = None) -> list[str]:
+    """With no daemon: kill what a dead daemon left running (every job, or these), record it.
+
+    Returns the names of the jobs that were still running and are now killed.
+    """
+    return asyncio.run(_kill_offline(batch_dir, jobs))
+
+
+async def _kill_offline(batch_dir: BatchDir, jobs: set[str] | None) -> list[str]:
+    spec = load_spec(batch_dir)
+    executor = check_spec(spec)
+    lock = BatchLock(batch_dir.lock_file)
+    lock.acquire()  # no daemon may start this batch meanwhile
+    store = Store(batch_dir.db)
+    try:
+        env = {"HYPERCTL_BATCH_NAME": spec.name}
+        scheduler = Scheduler(spec, batch_dir, store, executor, env, Tokens("").for_job)
+        scheduler.paused = True  # reattach and record, start nothing
+        await scheduler.start()
+        targets = [name for name in scheduler.running if jobs is None or name in jobs]
+        await asyncio.gather(*(scheduler.kill_job(name) for name in targets))
+        if jobs is None:
+            store.set_meta(status=BatchStatus.KILLED.value, ended=time.time(), pid=None, portal=None)
+        return targets
+    finally:
+        store.close()
+        lock.release()
+        await executor.close()
+
+
+def load_spec(batch_dir: BatchDir) -> BatchSpec:
+    """The normalized spec the batch was last run with."""
+    try:
+        return BatchSpec.from_dict(json.loads(batch_dir.spec_file.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise HyperctlError(f"batch '{batch_dir.name}': cannot read its spec {batch_dir.spec_file}: {e}") from None
+
+
 def _check_same_batch(store: Store, batch_dir: BatchDir, options: RunOptions) -> None:
     """Two files that give the same batch name must not merge into one batch unasked."""
     before = store.meta().get("source")
@@ -228,7 +267,7 @@ def _on_stop_signals(
         if not stop_requested.done():
             stop_requested.set_result(None)
         if not scheduler.done.done() or scheduler.running:
-            asyncio.ensure_future(scheduler.stop(BatchStatus.INTERRUPTED, grace=0 if forced else None))
+            scheduler.request_stop(BatchStatus.INTERRUPTED, grace=0 if forced else None)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, handle)

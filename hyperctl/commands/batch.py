@@ -1,0 +1,272 @@
+"""`hyperctl batch ...`: list, describe, watch, kill, resume and retry batches."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hyperctl.batches import (
+    NoDaemonError,
+    daemon_pid,
+    find_batch,
+    list_batches,
+    open_batch,
+    resolve_batches_dir,
+    summarize,
+)
+from hyperctl.errors import HyperctlError
+from hyperctl.exitstatus import ExitStatus
+from hyperctl.output import emit_json, format_duration, format_time, say, table
+from hyperctl.spec import BatchStatus, JobStatus
+from hyperctl.store import BatchDir
+
+_WATCH_POLL = 25  # seconds a long poll waits for a change before asking again
+_KILL_WITHIN = 120  # seconds for a killed batch's daemon to end
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser) -> None:
+    batch = commands.add_parser("batch", help="list, describe, watch, kill, resume or retry batches")
+    sub = batch.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON for scripts")
+    named = argparse.ArgumentParser(add_help=False)
+    named.add_argument("name", metavar="NAME", help="the batch")
+
+    p = sub.add_parser("list", parents=[data_dir, as_json], help="every batch in the data dir")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("describe", parents=[named, data_dir, as_json], help="a batch: spec, counts, times")
+    p.set_defaults(func=cmd_describe)
+    p = sub.add_parser("watch", parents=[named, data_dir], help="the live progress of a running batch")
+    p.set_defaults(func=cmd_watch)
+    p = sub.add_parser(
+        "kill",
+        parents=[named, data_dir],
+        help="stop a batch: kill its running jobs and its daemon",
+        description="Stop starting jobs, kill every running job (TERM, then KILL after its kill_grace) and stop "
+        "the daemon. With no daemon (it died), the jobs it left running are found and killed directly.",
+    )
+    p.set_defaults(func=cmd_kill)
+    p = sub.add_parser(
+        "resume",
+        parents=[named, data_dir],
+        help="run a batch again from where it stopped",
+        description="Run the batch again with the spec it last ran with: jobs that ended while no daemon ran "
+        "get their real exit code, jobs still running are watched again, pending jobs run, and jobs "
+        "that succeeded are not run twice.",
+    )
+    p.add_argument("--detach", action="store_true", help="run in the background")
+    p.set_defaults(func=cmd_resume)
+    p = sub.add_parser(
+        "retry",
+        parents=[named, data_dir],
+        help="run a finished batch's failed, killed or timed-out jobs again",
+        description="Make jobs pending again and resume the batch: by default every job that did not succeed; "
+        "--failed leaves killed jobs out; --job picks jobs by name.",
+    )
+    p.add_argument("--failed", action="store_true", help="only failed, timed-out and lost jobs (not killed ones)")
+    p.add_argument("--job", "-j", action="append", metavar="JOB", help="this job (may be given more than once)")
+    p.add_argument("--detach", action="store_true", help="run in the background")
+    p.set_defaults(func=cmd_retry)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    batches_dir = resolve_batches_dir(args.batches_data_dir)
+    found = list_batches(batches_dir)
+    if args.json:
+        emit_json([b.to_dict() for b in found])
+        return ExitStatus.OK
+    if not found:
+        say(f"no batches in {batches_dir}")
+        return ExitStatus.OK
+    rows = [
+        [
+            b.name,
+            b.status,
+            f"{b.counts.get('succeeded', 0)}/{b.total}" if b.problem is None else "-",
+            _others(b.counts) or ("-" if b.problem is None else b.problem),
+            format_time(b.started),
+            format_time(b.ended) if b.status != "running" else "-",
+            b.portal or "-",
+        ]
+        for b in found
+    ]
+    print(table(["NAME", "STATUS", "OK/JOBS", "OTHERS", "STARTED", "ENDED", "DAEMON"], rows))
+    return ExitStatus.OK
+
+
+def _others(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n and s != JobStatus.SUCCEEDED.value)
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from hyperctl.daemon.server import load_spec
+
+    batches_dir = resolve_batches_dir(args.batches_data_dir)
+    batch_dir = find_batch(batches_dir, args.name)
+    summary = summarize(batch_dir)
+    spec = load_spec(batch_dir)
+    with open_batch(batches_dir, args.name) as (_, store):
+        meta = store.meta()
+    end = summary.ended if summary.status != "running" else time.time()
+    elapsed = end - summary.started if summary.started and end else None
+    done = sum(n for s, n in summary.counts.items() if JobStatus(s).final)
+    eta = elapsed / done * (summary.total - done) if summary.status == "running" and elapsed and done else None
+    view: dict[str, Any] = {
+        **summary.to_dict(),
+        "source": meta.get("source"),
+        "backend": {"type": spec.backend.type, "conf": spec.backend.conf},
+        "daemon": vars(spec.daemon),
+        "scheduler": vars(spec.scheduler),
+        "elapsed": elapsed,
+        "eta": eta,
+    }
+    if args.json:
+        emit_json(view)
+        return ExitStatus.OK
+    lines = [
+        ("name", summary.name),
+        (
+            "status",
+            summary.status + (f" (daemon pid {summary.daemon_pid}, {summary.portal})" if summary.portal else ""),
+        ),
+        ("folder", str(summary.path)),
+        ("from", meta.get("source") or "-"),
+        ("jobs", f"{summary.total}: " + (", ".join(f"{n} {s}" for s, n in summary.counts.items() if n) or "none")),
+        ("backend", f"{spec.backend.type} {spec.backend.conf or ''}".strip()),
+        ("started", format_time(summary.started)),
+        ("ended", format_time(summary.ended) if summary.status != "running" else "-"),
+        ("elapsed", format_duration(elapsed) if elapsed is not None else "-"),
+    ]
+    if eta is not None:
+        lines.append(("ETA", format_duration(eta)))
+    width = max(len(k) for k, _ in lines)
+    print("\n".join(f"{k.ljust(width)}  {v}" for k, v in lines))
+    return ExitStatus.OK
+
+
+def live_client(batch_dir: BatchDir) -> Any:
+    """A client of the batch's live daemon; NoDaemonError when none runs it."""
+    from hyperctl.client import Client
+    from hyperctl.store import Store
+
+    if daemon_pid(batch_dir) is None:
+        raise NoDaemonError(f"no daemon runs batch '{batch_dir.name}' (hyperctl batch resume {batch_dir.name})")
+    store = Store(batch_dir.db, readonly=True)
+    try:
+        portal = store.meta().get("portal")
+    finally:
+        store.close()
+    if not portal:
+        raise NoDaemonError(f"batch '{batch_dir.name}': its daemon is starting or stopping; try again")
+    return Client(portal, batch_dir.token_file.read_text().strip())
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from hyperctl.client import DaemonUnreachableError
+    from hyperctl.progress import bar_line
+
+    batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.name)
+    tty = sys.stderr.isatty()
+    try:
+        client = live_client(batch_dir)
+        version = -1
+        while True:
+            view = client.batch(wait_after=version, timeout=_WATCH_POLL)
+            version = view["version"]
+            elapsed = time.time() - (view["started"] or time.time())
+            line = bar_line(view["counts"], view["total"], 0, elapsed)
+            sys.stderr.write(("\r\033[K" + line) if tty else line + "\n")
+            sys.stderr.flush()
+            if view["status"] != BatchStatus.RUNNING.value:
+                break
+    except (NoDaemonError, DaemonUnreachableError):
+        pass  # it has ended (or was not running): the folder tells how
+    if tty:
+        sys.stderr.write("\n")
+    summary = summarize(batch_dir)
+    say(f"batch {summary.name} {summary.status}: " + (", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)))
+    return _exit_for(summary.status)
+
+
+def _exit_for(status: str) -> int:
+    codes = {"finished": ExitStatus.OK, "running": ExitStatus.OK, "interrupted": ExitStatus.INTERRUPTED}
+    return codes.get(status, ExitStatus.JOBS_FAILED)
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    from hyperctl.daemon.server import kill_offline
+
+    batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.name)
+    if daemon_pid(batch_dir) is None:
+        killed = kill_offline(batch_dir)
+        say(f"no daemon ran batch {args.name}; killed {len(killed)} jobs it had left running" + _names(killed))
+        return ExitStatus.OK
+    client = live_client(batch_dir)
+    client.kill_batch()
+    say(f"killing batch {args.name}: its running jobs get TERM, then KILL after their kill_grace")
+    deadline = time.monotonic() + _KILL_WITHIN
+    while daemon_pid(batch_dir) is not None:
+        if time.monotonic() > deadline:
+            raise HyperctlError(f"batch {args.name}: the daemon has not stopped after {_KILL_WITHIN} s")
+        time.sleep(0.05)  # the daemon exits once the last job is gone
+    say(f"batch {args.name} killed")
+    return ExitStatus.OK
+
+
+def _names(names: list[str]) -> str:
+    return (": " + ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")) if names else ""
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _resume(resolve_batches_dir(args.batches_data_dir), args.name, args.detach)
+
+
+def _resume(batches_dir: Path, name: str, detach: bool) -> int:
+    from hyperctl.commands.run import detach as run_detached
+    from hyperctl.commands.run import run_in_foreground
+    from hyperctl.daemon.server import RunOptions, load_spec
+
+    batch_dir = find_batch(batches_dir, name)
+    spec = load_spec(batch_dir)
+    with open_batch(batches_dir, name) as (_, store):
+        source = store.meta().get("source")
+    options = RunOptions(batches_dir=batches_dir, source=source, same_batch=True)
+    if detach:
+        return run_detached(spec, options)
+    return run_in_foreground(spec, options, as_json=False)
+
+
+_RETRIED = {JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.LOST, JobStatus.KILLED}
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from hyperctl.batches import NoSuchJobError
+    from hyperctl.store import Store
+
+    batches_dir = resolve_batches_dir(args.batches_data_dir)
+    batch_dir = find_batch(batches_dir, args.name)
+    holder = daemon_pid(batch_dir)
+    if holder is not None:
+        raise HyperctlError(f"batch '{args.name}' is running (pid {holder}); retry it once it has ended")
+    store = Store(batch_dir.db)
+    try:
+        records = {r.name: r for r in store.jobs()}
+        if args.job:
+            unknown = [j for j in args.job if j not in records]
+            if unknown:
+                raise NoSuchJobError(f"batch '{args.name}' has no job named '{unknown[0]}'")
+            chosen = list(dict.fromkeys(args.job))
+        else:
+            wanted = _RETRIED - {JobStatus.KILLED} if args.failed else _RETRIED
+            chosen = [name for name, r in records.items() if r.status in wanted]
+        if not chosen:
+            say(f"batch {args.name}: no job to retry")
+            return ExitStatus.OK
+        store.requeue(chosen)
+    finally:
+        store.close()
+    say(f"retrying {len(chosen)} jobs of batch {args.name}" + _names(chosen))
+    return _resume(batches_dir, args.name, args.detach)

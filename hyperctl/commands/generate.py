@@ -1,0 +1,58 @@
+"""`hyperctl generate`: a template -> a batch file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hyperctl.errors import HyperctlError
+from hyperctl.exitstatus import ExitStatus
+from hyperctl.output import say
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser) -> None:
+    gen = commands.add_parser(
+        "generate",
+        help="expand a template into a batch file",
+        description="Expand a template's params (lists for a grid, or distributions with strategy: random) "
+        "into a batch file that `hyperctl run --config` takes as it is.",
+    )
+    gen.add_argument("--template", metavar="FILE", required=True, help="the template (YAML or JSON)")
+    gen.add_argument("--output", metavar="FILE", required=True, help="the batch file to write, or - for stdout")
+    gen.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    gen.set_defaults(func=cmd_generate)
+
+
+def expand(path: str) -> tuple[dict[str, Any], int | None]:
+    from hyperctl.config import load_document
+    from hyperctl.generate import expand_template
+
+    template = Path(path)
+    return expand_template(load_document(template), template.parent)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    batch, seed = expand(args.template)
+    if args.output.lower().endswith((".yml", ".yaml")):
+        import yaml
+
+        text = yaml.safe_dump(batch, sort_keys=False)
+    else:
+        text = json.dumps(batch, indent=2) + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        out = Path(args.output)
+        if out.exists() and not args.force:
+            raise HyperctlError(f"{out}: exists; pass --force to overwrite it")
+        try:
+            out.write_text(text)
+        except OSError as e:
+            raise HyperctlError(f"{out}: cannot write: {e.strerror}") from None
+        say(f"wrote {len(batch['jobs'])} jobs to {out}")
+    if seed is not None:
+        say(f"random params drawn with seed {seed}")
+    return ExitStatus.OK

@@ -1,0 +1,232 @@
+"""`hyperctl job ...`: list, describe, kill a batch's jobs, and read their logs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from hyperctl.batches import NoSuchJobError, daemon_pid, open_batch, resolve_batches_dir
+from hyperctl.errors import HyperctlError
+from hyperctl.exitstatus import ExitStatus
+from hyperctl.output import emit_json, format_duration, format_time, say, table
+from hyperctl.spec import JobStatus
+from hyperctl.store import Attempt, BatchDir, JobRecord, Store
+
+_FOLLOW_EVERY = 0.2  # seconds between looks at a followed log (as tail -f does)
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser) -> None:
+    job = commands.add_parser("job", help="list, describe or kill jobs; read their logs")
+    sub = job.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    in_batch = argparse.ArgumentParser(add_help=False)
+    in_batch.add_argument("-b", "--batch", required=True, help="the batch")
+    one = argparse.ArgumentParser(add_help=False)
+    one.add_argument("-j", "--job", required=True, help="the job")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    p = sub.add_parser("list", parents=[in_batch, data_dir, as_json], help="a batch's jobs")
+    p.add_argument("--status", choices=[s.value for s in JobStatus], help="only jobs in this status")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("describe", parents=[in_batch, one, data_dir, as_json], help="a job and all its attempts")
+    p.set_defaults(func=cmd_describe)
+    p = sub.add_parser(
+        "kill",
+        parents=[in_batch, one, data_dir],
+        help="kill a job (its whole process group)",
+        description="Kill a running job: TERM to its whole process group, KILL after its kill_grace. A pending "
+        "job is killed before it starts. Killed jobs are not retried.",
+    )
+    p.set_defaults(func=cmd_kill)
+    p = sub.add_parser("logs", parents=[in_batch, one, data_dir], help="a job's output")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    p.add_argument("--stderr", action="store_true", help="its stderr instead of its stdout")
+    p.add_argument("--attempt", type=int, metavar="K", help="attempt K (default: the last)")
+    p.set_defaults(func=cmd_logs)
+
+
+def _job(store: Store, batch: str, name: str) -> JobRecord:
+    record = store.job(name)
+    if record is None:
+        raise NoSuchJobError(f"batch '{batch}' has no job named '{name}'")
+    return record
+
+
+def _took(a: Attempt | None) -> str:
+    if a is None or a.started is None:
+        return "-"
+    return format_duration((a.ended or time.time()) - a.started)
+
+
+def _how(a: Attempt | None) -> str:
+    if a is None:
+        return "-"
+    if a.exit_code is not None:
+        return f"exit {a.exit_code}"
+    if a.signal is not None:
+        return f"signal {a.signal}"
+    return a.reason or "-"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (batch_dir, store):
+        records = store.jobs(JobStatus(args.status) if args.status else None)
+        if args.json:
+            from hyperctl.views import job_view
+
+            emit_json([job_view(r, batch_dir) for r in records])
+            return ExitStatus.OK
+    rows = [
+        [r.name, r.status.value, r.attempts, _how(r.last), r.last and r.last.host, _gpus(r.last), _took(r.last)]
+        for r in records
+    ]
+    print(table(["NAME", "STATUS", "ATTEMPTS", "END", "HOST", "GPUS", "TOOK"], rows))
+    return ExitStatus.OK
+
+
+def _gpus(a: Attempt | None) -> str:
+    return ",".join(map(str, a.gpus)) if a and a.gpus else "-"
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from hyperctl.views import job_view
+
+    with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (batch_dir, store):
+        record = _job(store, args.batch, args.job)
+        attempts = store.attempts(args.job)
+    attempt_views = [_attempt_view(batch_dir, args.job, a) for a in attempts]
+    if args.json:
+        emit_json({**job_view(record, batch_dir), "attempts": attempt_views})
+        return ExitStatus.OK
+    spec = record.spec
+    retries = f"{spec.retry.max_retries}"
+    if spec.retry.on_exit_codes is not None:
+        retries += f" on exit codes {', '.join(map(str, spec.retry.on_exit_codes))}"
+    fields = [
+        ("name", spec.name),
+        ("status", record.status.value),
+        ("command", spec.execution.command),
+        ("params", json.dumps(spec.params)),
+        ("resource", f"cpu {spec.resource.cpu:g}, ram {spec.resource.ram} MB, gpu {spec.resource.gpu}"),
+        ("retries", retries),
+        ("data dir", spec.execution.data_dir or str(batch_dir.job_dir(spec.name))),
+    ]
+    print("\n".join(f"{k:<9} {v}" for k, v in fields))
+    if not attempts:
+        print("attempts  none yet")
+        return ExitStatus.OK
+    rows = [
+        [v["n"], v["status"], v["host"], _gpus(a), v["pid"], format_time(a.started), _took(a), _how(a), v["stdout"]]
+        for a, v in zip(attempts, attempt_views)
+    ]
+    print(table(["#", "STATUS", "HOST", "GPUS", "PID", "STARTED", "TOOK", "END", "STDOUT (stderr beside it)"], rows))
+    return ExitStatus.OK
+
+
+def _attempt_view(batch_dir: BatchDir, job: str, a: Attempt) -> dict[str, Any]:
+    folder = batch_dir.attempt_dir(job, a.n)
+    return {
+        **vars(a),
+        "status": a.status.value,
+        "stdout": str(folder / "stdout"),
+        "stderr": str(folder / "stderr"),
+    }
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    from hyperctl.commands.batch import live_client
+    from hyperctl.daemon.server import kill_offline
+
+    with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (batch_dir, store):
+        record = _job(store, args.batch, args.job)
+    if daemon_pid(batch_dir) is None:
+        if record.status != JobStatus.RUNNING:
+            raise HyperctlError(f"job '{args.job}' is {record.status.value}, and no daemon runs batch '{args.batch}'")
+        killed = kill_offline(batch_dir, {args.job})
+        say(
+            f"no daemon ran batch {args.batch}; " + ("killed" if killed else "found no process of") + f" job {args.job}"
+        )
+        return ExitStatus.OK
+    if record.status.final:
+        raise HyperctlError(f"job '{args.job}' already ended: {record.status.value}")
+    view = live_client(batch_dir).kill_job(args.job)
+    say(f"job {args.job}: {view['status']}")
+    return ExitStatus.OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (batch_dir, store):
+        record = _job(store, args.batch, args.job)
+        n = args.attempt or record.attempts
+        if n < 1 or n > record.attempts:
+            if record.attempts == 0:
+                raise HyperctlError(f"job '{args.job}' has not started yet (status {record.status.value})")
+            raise HyperctlError(f"job '{args.job}' has attempts 1 to {record.attempts}, not {n}")
+    path = batch_dir.attempt_dir(args.job, n) / ("stderr" if args.stderr else "stdout")
+    out = sys.stdout.buffer
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - followed below
+    except FileNotFoundError:
+        if not args.follow:
+            return ExitStatus.OK  # started, but has written nothing yet
+        f = _wait_for_file(path, batch_dir, args.job, n)
+        if f is None:
+            return ExitStatus.OK
+    with f:
+        if args.tail is not None:
+            _seek_last_lines(f, args.tail)
+        _copy(f, out)
+        if args.follow:
+            while not _attempt_ended(batch_dir, args.job, n):
+                time.sleep(_FOLLOW_EVERY)
+                _copy(f, out)
+            _copy(f, out)
+    return ExitStatus.OK
+
+
+def _copy(f: Any, out: Any) -> None:
+    while chunk := f.read(1 << 16):
+        out.write(chunk)
+    out.flush()
+
+
+def _attempt_ended(batch_dir: BatchDir, job: str, n: int) -> bool:
+    if (batch_dir.attempt_dir(job, n) / "exitcode").exists():
+        return True
+    store = Store(batch_dir.db, readonly=True)
+    try:
+        attempt = next((a for a in store.attempts(job) if a.n == n), None)
+    finally:
+        store.close()
+    return attempt is None or attempt.status.final
+
+
+def _wait_for_file(path: Any, batch_dir: BatchDir, job: str, n: int) -> Any:
+    while not os.path.exists(path):
+        if _attempt_ended(batch_dir, job, n):
+            return None
+        time.sleep(_FOLLOW_EVERY)
+    return open(path, "rb")  # noqa: SIM115 - the caller closes it
+
+
+def _seek_last_lines(f: Any, lines: int) -> None:
+    """Put f at the start of its last `lines` lines, reading back from the end in blocks."""
+    end = f.seek(0, os.SEEK_END)
+    data, position = b"", end
+    while position > 0 and data.count(b"\n") <= lines:  # the last line's own newline counts too
+        step = min(1 << 16, position)
+        position -= step
+        f.seek(position)
+        data = f.read(step) + data
+    trailing = data.endswith(b"\n")
+    parts = (data[:-1] if trailing else data).split(b"\n")
+    if len(parts) <= lines:
+        f.seek(position)
+        return
+    kept = len(b"\n".join(parts[-lines:])) + trailing if lines else 0
+    f.seek(end - kept)

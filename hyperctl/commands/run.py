@@ -1,0 +1,139 @@
+"""`hyperctl run`: run a batch in the foreground, or start its daemon in the background."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hyperctl.errors import HyperctlError
+from hyperctl.exitstatus import ExitStatus
+from hyperctl.output import emit_json, say
+from hyperctl.spec import BatchSpec, BatchStatus
+
+if TYPE_CHECKING:  # the daemon's modules load only when a command needs them
+    from hyperctl.daemon.server import RunOptions
+
+_EXIT = {BatchStatus.FINISHED: ExitStatus.OK, BatchStatus.INTERRUPTED: ExitStatus.INTERRUPTED}
+_DETACH_READY_WITHIN = 60  # seconds for a detached daemon to come up
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser) -> None:
+    run = commands.add_parser(
+        "run",
+        parents=[data_dir],
+        help="run a batch and wait for it (or --detach)",
+        description="Run a batch: start its daemon and API, run every job, and exit when all have ended. "
+        "Exit status: 0 all jobs succeeded, 1 some did not, 2 bad usage or config, 130 interrupted. "
+        "Running the same batch again skips the jobs that already succeeded with the same spec.",
+    )
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", metavar="FILE", help="a batch file (JSON or YAML)")
+    source.add_argument("--template", metavar="FILE", help="a template: expand it and run the jobs in one step")
+    source.add_argument("--spec-stdin", action="store_true", help=argparse.SUPPRESS)  # a detached daemon's input
+    run.add_argument("--name", help="the batch name (default: the batch's `name`, else the file name)")
+    run.add_argument("--detach", action="store_true", help="run in the background; print how to watch it")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    run.add_argument("--source", help=argparse.SUPPRESS)
+    run.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hyperctl.batches import resolve_batches_dir
+    from hyperctl.commands.generate import expand
+    from hyperctl.config import load_batch, parse_batch
+    from hyperctl.daemon.server import RunOptions
+
+    if args.spec_stdin:
+        spec = BatchSpec.from_dict(json.load(sys.stdin))
+        source = args.source
+    elif args.template:
+        batch, _ = expand(args.template)
+        template = Path(args.template)
+        spec = parse_batch(batch, template.parent, template.stem, name=args.name)
+        source = str(template.absolute())
+    else:
+        spec = load_batch(args.config, name=args.name)
+        source = str(Path(args.config).absolute())
+    options = RunOptions(
+        batches_dir=resolve_batches_dir(args.batches_data_dir), source=source, same_batch=args.name is not None
+    )
+    if args.detach:
+        return detach(spec, options)
+    return run_in_foreground(spec, options, args.json)
+
+
+def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> int:
+    from hyperctl.daemon.server import run_batch
+    from hyperctl.progress import Progress
+
+    progress = Progress(sys.stderr, sys.stderr.isatty())
+    result = run_batch(spec, options, progress)
+    progress.finished(result)
+    if as_json:
+        emit_json(
+            {
+                "name": result.batch_dir.name,
+                "status": result.status.value,
+                "path": str(result.batch_dir.path),
+                "counts": result.counts,
+                "skipped": result.skipped,
+                "elapsed": round(result.elapsed, 3),
+                "not_succeeded": [r.name for r in result.not_succeeded],
+            }
+        )
+    return _EXIT.get(result.status, ExitStatus.JOBS_FAILED)
+
+
+def detach(spec: BatchSpec, options: RunOptions) -> int:
+    """Start the daemon in a session of its own; return once its API answers."""
+    from hyperctl.batches import daemon_pid, resolve_batches_dir
+    from hyperctl.daemon.server import check_spec
+    from hyperctl.store import BatchDir, Store
+
+    check_spec(spec)  # config errors here, in the foreground, before anything starts
+    batch_dir = BatchDir(options.batches_dir, spec.name)
+    batch_dir.internal.mkdir(parents=True, exist_ok=True)
+    holder = daemon_pid(batch_dir)
+    if holder is not None:
+        raise HyperctlError(f"batch '{spec.name}' is already being run by pid {holder}")
+    log_path = batch_dir.internal / "daemon.log"
+    argv = [sys.executable, "-m", "hyperctl", "run", "--spec-stdin", "--batches-data-dir", str(options.batches_dir)]
+    argv += ["--source", options.source or ""] + (["--name", spec.name] if options.same_batch else [])
+    with open(log_path, "ab") as log:
+        daemon = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True, close_fds=True
+        )
+    assert daemon.stdin is not None
+    daemon.stdin.write(json.dumps(spec.to_dict()).encode())
+    daemon.stdin.close()
+    deadline = time.monotonic() + _DETACH_READY_WITHIN
+    while time.monotonic() < deadline:
+        code = daemon.poll()
+        if code is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            raise HyperctlError(f"the daemon stopped at once (exit {code}): " + " / ".join(tail))
+        if batch_dir.db.exists():
+            store = Store(batch_dir.db, readonly=True)
+            try:
+                meta = store.meta()
+            finally:
+                store.close()
+            if meta.get("pid") == daemon.pid and meta.get("portal"):
+                break
+        time.sleep(0.02)  # only while it starts: the batch itself runs without us
+    else:
+        raise HyperctlError(f"the daemon did not come up within {_DETACH_READY_WITHIN} s; see {log_path}")
+    data_dir = "" if options.batches_dir == resolve_batches_dir(None) else f" --batches-data-dir {options.batches_dir}"
+    say(f"batch {spec.name} runs in the background (pid {daemon.pid}, API at {meta['portal']})")
+    print(
+        f"  hyperctl batch watch {spec.name}{data_dir}\n"
+        f"  hyperctl job list -b {spec.name}{data_dir}\n"
+        f"  hyperctl batch kill {spec.name}{data_dir}\n"
+        f"  log: {log_path}"
+    )
+    return ExitStatus.OK
