@@ -41,7 +41,7 @@ class Progress:
     def started(self, run: RunInfo) -> None:
         self.info = run
         self.start = time.monotonic()
-        todo = run.total - len(run.skipped)
+        todo = run.total - _ended(run.before)
         skipped = f", {len(run.skipped)} already succeeded" if run.skipped else ""
         self.say(f"hyperctl: batch {run.batch_dir.name}: {todo} jobs to run{skipped}; folder {run.batch_dir.path}")
         if run.port_note:
@@ -65,7 +65,7 @@ class Progress:
         self.ended += 1
         if not self.tty:
             assert self.info is not None
-            todo = self.info.total - len(self.info.skipped)
+            todo = self.info.total - _ended(self.info.before)
             self.say(f"[{self.ended}/{todo}] {event.job} {event.status.value}")
         self.draw(force=event.status != JobStatus.SUCCEEDED)
 
@@ -83,7 +83,7 @@ class Progress:
             return
         self.last_draw = now
         counts = {status.value: n for status, n in self.info.scheduler.counts.items()}
-        line = bar_line(counts, self.info.total, len(self.info.skipped), now - self.start)
+        line = bar_line(counts, self.info.total, self.info.before, now - self.start)
         width = shutil.get_terminal_size().columns
         self.stream.write("\r\033[K" + line[: width - 1])
         self.stream.flush()
@@ -98,13 +98,19 @@ class Progress:
         self.stream.flush()
 
 
-def bar_line(counts: Mapping[str, int], total: int, skipped: int, elapsed: float) -> str:
-    """`[####......] 40/100  38 ok, 2 failed, 4 running  0:12 ETA 0:18`; skipped jobs are left out."""
-    todo = total - skipped
-    done = max(0, sum(n for status, n in counts.items() if JobStatus(status).final) - skipped)
+def _ended(counts: Mapping[str, int]) -> int:
+    return sum(n for status, n in counts.items() if JobStatus(status).final)
+
+
+def bar_line(counts: Mapping[str, int], total: int, before: Mapping[str, int], elapsed: float) -> str:
+    """`[####......] 40/100  38 ok, 2 failed, 4 running  0:12 ETA 0:18`, for what changed since `before`
+    (the counts when this run began: jobs that had ended then are left out)."""
+    todo = total - _ended(before)
+    done = max(0, _ended(counts) - _ended(before))
     filled = int(_BAR_WIDTH * done / todo) if todo else _BAR_WIDTH
-    shown = {"ok": counts.get(JobStatus.SUCCEEDED.value, 0) - skipped}
-    shown.update((s.value, counts[s.value]) for s in _SHOWN if counts.get(s.value))
+    since = {s.value: counts.get(s.value, 0) - (before.get(s.value, 0) if s.final else 0) for s in JobStatus}
+    shown = {"ok": since[JobStatus.SUCCEEDED.value]}
+    shown.update((s.value, since[s.value]) for s in _SHOWN if since[s.value] > 0)
     line = f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done}/{todo}  "
     line += ", ".join(f"{n} {what}" for what, n in shown.items()) + f"  {format_duration(elapsed)}"
     if 0 < done < todo:

@@ -41,6 +41,18 @@ CREATE TABLE IF NOT EXISTS attempts (
 """
 
 
+def _create(path: Path) -> None:
+    """Make the database whole under another name, then rename it: a reader (the CLI) sees no
+    database or one with every table, never one half made."""
+    tmp = path.with_name(f".{path.name}.new{os.getpid()}")
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        conn.executescript(_SCHEMA)
+    finally:
+        conn.close()
+    os.replace(tmp, path)
+
+
 class BatchDir:
     """Where a batch keeps everything: job folders, and its internals in .hyperctl/."""
 
@@ -126,6 +138,8 @@ class Store:
         if readonly:
             self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         else:
+            if not path.exists():
+                _create(path)
             self.conn = sqlite3.connect(path, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: a commit survives a crash of the process (not of the OS) without an fsync each.
@@ -153,11 +167,14 @@ class Store:
         return BatchStatus(value) if value else None
 
     # -- jobs -----------------------------------------------------------
-    def sync_jobs(self, specs: Iterable[JobSpec]) -> list[str]:
+    def sync_jobs(self, specs: Iterable[JobSpec], rerun_ended: bool = True) -> list[str]:
         """Make the store hold exactly these jobs; returns the names kept as already succeeded.
 
-        A job that succeeded with the same spec digest keeps its result; every other job is
-        (again) pending. Jobs no longer in the batch leave the store (their folders stay).
+        A job that succeeded with the same spec digest keeps its result, and so does one still
+        running (a previous daemon died: the scheduler finds out what became of it). A job that
+        ended otherwise runs again if rerun_ended (a new `run`), else keeps its end (`resume`).
+        Changed and new jobs are pending. Jobs no longer in the batch leave the store (their
+        folders stay).
         """
         old = {
             name: (digest, JobStatus(status))
@@ -171,16 +188,18 @@ class Store:
                 names.append(spec.name)
                 digest = spec.digest()
                 before = old.get(spec.name)
-                if before == (digest, JobStatus.SUCCEEDED) or (before and before[1] == JobStatus.RUNNING):
-                    # Succeeded: kept. Running: a previous daemon died; the scheduler finds out.
-                    if before[1] == JobStatus.SUCCEEDED:
-                        kept.append(spec.name)
-                    self.conn.execute("UPDATE jobs SET position = ? WHERE name = ?", (position, spec.name))
-                elif before is None:
+                if before is None:
                     self.conn.execute(
                         "INSERT INTO jobs (name, position, spec, digest, status) VALUES (?, ?, ?, ?, ?)",
                         (spec.name, position, json.dumps(spec.to_dict()), digest, JobStatus.PENDING.value),
                     )
+                    continue
+                status = before[1]
+                same = before[0] == digest
+                if status == JobStatus.RUNNING or (same and (status == JobStatus.SUCCEEDED or not rerun_ended)):
+                    if status == JobStatus.SUCCEEDED:
+                        kept.append(spec.name)
+                    self.conn.execute("UPDATE jobs SET position = ? WHERE name = ?", (position, spec.name))
                 else:
                     self.conn.execute(
                         "UPDATE jobs SET position = ?, spec = ?, digest = ?, status = ? WHERE name = ?",

@@ -23,6 +23,7 @@ from hyperctl.output import emit_json, format_duration, format_time, say, table
 from hyperctl.spec import BatchStatus, JobStatus
 from hyperctl.store import BatchDir
 
+_ENDED = ("finished", "failed", "killed")
 _WATCH_POLL = 25  # seconds a long poll waits for a change before asking again
 _KILL_WITHIN = 120  # seconds for a killed batch's daemon to end
 
@@ -177,7 +178,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             view = client.batch(wait_after=version, timeout=_WATCH_POLL)
             version = view["version"]
             elapsed = time.time() - (view["started"] or time.time())
-            line = bar_line(view["counts"], view["total"], 0, elapsed)
+            line = bar_line(view["counts"], view["total"], {}, elapsed)
             sys.stderr.write(("\r\033[K" + line) if tty else line + "\n")
             sys.stderr.flush()
             if view["status"] != BatchStatus.RUNNING.value:
@@ -201,8 +202,12 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
     batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.name)
     if daemon_pid(batch_dir) is None:
+        before = summarize(batch_dir).status
         killed = kill_offline(batch_dir)
-        say(f"no daemon ran batch {args.name}; killed {len(killed)} jobs it had left running" + _names(killed))
+        if killed or before not in _ENDED:
+            say(f"no daemon ran batch {args.name}; killed {len(killed)} jobs it had left running" + _names(killed))
+        else:
+            say(f"batch {args.name} has already ended ({before}); nothing was running")
         return ExitStatus.OK
     client = live_client(batch_dir)
     client.kill_batch()
@@ -233,7 +238,7 @@ def _resume(batches_dir: Path, name: str, detach: bool) -> int:
     spec = load_spec(batch_dir)
     with open_batch(batches_dir, name) as (_, store):
         source = store.meta().get("source")
-    options = RunOptions(batches_dir=batches_dir, source=source, same_batch=True)
+    options = RunOptions(batches_dir=batches_dir, source=source, same_batch=True, rerun_ended=False)
     if detach:
         return run_detached(spec, options)
     return run_in_foreground(spec, options, as_json=False)

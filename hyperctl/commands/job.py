@@ -145,6 +145,8 @@ def cmd_kill(args: argparse.Namespace) -> int:
     with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (batch_dir, store):
         record = _job(store, args.batch, args.job)
     if daemon_pid(batch_dir) is None:
+        if record.status.final:
+            raise HyperctlError(f"job '{args.job}' already ended: {record.status.value}")
         if record.status != JobStatus.RUNNING:
             raise HyperctlError(f"job '{args.job}' is {record.status.value}, and no daemon runs batch '{args.batch}'")
         killed = kill_offline(batch_dir, {args.job})

@@ -39,6 +39,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
     run.add_argument("--detach", action="store_true", help="run in the background; print how to watch it")
     run.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     run.add_argument("--source", help=argparse.SUPPRESS)
+    run.add_argument("--keep-ended", action="store_true", help=argparse.SUPPRESS)  # a detached resume
     run.set_defaults(func=cmd_run)
 
 
@@ -60,7 +61,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec = load_batch(args.config, name=args.name)
         source = str(Path(args.config).absolute())
     options = RunOptions(
-        batches_dir=resolve_batches_dir(args.batches_data_dir), source=source, same_batch=args.name is not None
+        batches_dir=resolve_batches_dir(args.batches_data_dir),
+        source=source,
+        same_batch=args.name is not None,
+        rerun_ended=not args.keep_ended,
     )
     if args.detach:
         return detach(spec, options)
@@ -104,6 +108,7 @@ def detach(spec: BatchSpec, options: RunOptions) -> int:
     log_path = batch_dir.internal / "daemon.log"
     argv = [sys.executable, "-m", "hyperctl", "run", "--spec-stdin", "--batches-data-dir", str(options.batches_dir)]
     argv += ["--source", options.source or ""] + (["--name", spec.name] if options.same_batch else [])
+    argv += [] if options.rerun_ended else ["--keep-ended"]
     with open(log_path, "ab") as log:
         daemon = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True, close_fds=True

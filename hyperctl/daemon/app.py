@@ -1,4 +1,4 @@
-"""make_app(scheduler, tokens) -> the daemon's Tornado Application."""
+"""make_app(scheduler, tokens, in_flight) -> the daemon's Tornado Application."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from hyperctl.daemon.auth import Tokens
 from hyperctl.daemon.handlers import (
     BatchHandler,
     BatchKillHandler,
+    InFlight,
     JobHandler,
     JobKillHandler,
     JobListHandler,
@@ -19,8 +20,8 @@ API = "/hyperctl/api"
 _JOB = r"(?P<name>[^/]+)"
 
 
-def make_app(scheduler: Scheduler, tokens: Tokens) -> tornado.web.Application:
-    state = {"scheduler": scheduler, "tokens": tokens}
+def make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> tornado.web.Application:
+    state = {"scheduler": scheduler, "tokens": tokens, "in_flight": in_flight}
     return tornado.web.Application(
         [
             (f"{API}/job", JobListHandler, state),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from http import HTTPStatus
 from typing import Any
@@ -14,12 +16,49 @@ from hyperctl.spec import BatchStatus
 from hyperctl.views import batch_view, job_view
 
 
+class InFlight:
+    """Requests being answered, so that shutting down waits for them (a kill answers late)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle: asyncio.Event | None = None
+
+    def enter(self) -> None:
+        self.count += 1
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def drained(self, timeout: float) -> None:
+        if self.count == 0:
+            return
+        self._idle = asyncio.Event()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+
+
 class ApiHandler(tornado.web.RequestHandler):
     """Base: state injected by initialize(), JSON bodies for errors too."""
 
-    def initialize(self, scheduler: Scheduler, tokens: Tokens) -> None:
+    def initialize(self, scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> None:
         self.scheduler = scheduler
         self.tokens = tokens
+        self.in_flight = in_flight
+        self.in_flight.enter()
+        self._left = False
+
+    def on_finish(self) -> None:
+        self._leave()
+
+    def on_connection_close(self) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        if not self._left:
+            self._left = True
+            self.in_flight.leave()
 
     def bearer(self) -> str:
         header = self.request.headers.get("Authorization", "")

@@ -24,6 +24,8 @@ from hyperctl.errors import BatchBusyError, HyperctlError
 from hyperctl.spec import BatchSpec, BatchStatus, JobStatus
 from hyperctl.store import BatchDir, JobRecord, Store, save_spec
 
+_DRAIN_WITHIN = 5.0  # seconds the daemon waits, when it stops, for requests under way
+
 
 class Observer(Protocol):
     """Who watches a run from the same process: the CLI's progress display."""
@@ -42,7 +44,8 @@ class RunInfo:
     batch_dir: BatchDir
     portal: str
     total: int
-    skipped: list[str]
+    skipped: list[str]  # succeeded before, with the same spec: not run again
+    before: dict[str, int]  # counts by status at the start: what progress leaves out
     port_note: str | None
     scheduler: Scheduler
 
@@ -120,6 +123,7 @@ class RunOptions:
     batches_dir: Path
     source: str | None = None  # the batch or template file, to tell two batches of one name apart
     same_batch: bool = False  # the user named the batch: continue it whatever file it came from
+    rerun_ended: bool = True  # run again the jobs that failed or were killed (not for resume)
 
 
 def run_batch(spec: BatchSpec, options: RunOptions, observer: Observer | None = None) -> RunResult:
@@ -153,6 +157,7 @@ async def _serve(
     from tornado.httpserver import HTTPServer
 
     from hyperctl.daemon.app import make_app
+    from hyperctl.daemon.handlers import InFlight
 
     started = time.time()
     store = Store(batch_dir.db)
@@ -160,7 +165,7 @@ async def _serve(
         _check_same_batch(store, batch_dir, options)
         sockets, port_note = bind(spec.daemon.host, spec.daemon.port)
         portal = portal_url(spec.daemon.host, sockets[0].getsockname()[1])
-        skipped = store.sync_jobs(spec.jobs)
+        skipped = store.sync_jobs(spec.jobs, options.rerun_ended)
         save_spec(batch_dir, spec)
         tokens = Tokens(load_or_create_token(batch_dir.token_file))
         store.set_meta(
@@ -173,11 +178,13 @@ async def _serve(
         )
         env = {"HYPERCTL_BATCH_NAME": spec.name, "HYPERCTL_SERVER_PORTAL": portal}
         scheduler = Scheduler(spec, batch_dir, store, executor, env, tokens.for_job)
-        server = HTTPServer(make_app(scheduler, tokens))
+        in_flight = InFlight()
+        server = HTTPServer(make_app(scheduler, tokens, in_flight))
         server.add_sockets(sockets)
         if observer is not None:
             scheduler.listeners.append(observer.event)
-            observer.started(RunInfo(batch_dir, portal, len(spec.jobs), skipped, port_note, scheduler))
+            info = RunInfo(batch_dir, portal, len(spec.jobs), skipped, store.counts(), port_note, scheduler)
+            observer.started(info)
         stop_requested = asyncio.get_running_loop().create_future()
         restore = _on_stop_signals(scheduler, observer, stop_requested)
         try:
@@ -188,7 +195,8 @@ async def _serve(
                 await stop_requested  # keep serving the API until told to stop
         finally:
             restore()
-            server.stop()
+            server.stop()  # no new connections; answer the requests under way (a kill's answer)
+            await in_flight.drained(timeout=_DRAIN_WITHIN)
         store.set_meta(pid=None, portal=None)
         return RunResult(
             status=status,
@@ -224,7 +232,7 @@ async def _kill_offline(batch_dir: BatchDir, jobs: set[str] | None) -> list[str]
         await scheduler.start()
         targets = [name for name in scheduler.running if jobs is None or name in jobs]
         await asyncio.gather(*(scheduler.kill_job(name) for name in targets))
-        if jobs is None:
+        if jobs is None and store.batch_status() in (BatchStatus.RUNNING, BatchStatus.INTERRUPTED, None):
             store.set_meta(status=BatchStatus.KILLED.value, ended=time.time(), pid=None, portal=None)
         return targets
     finally:
