@@ -167,12 +167,6 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--config", "a", "--template", "b"]) == 2
 
 
-def test_help_on_every_command(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["--help"], ["run", "--help"], ["generate", "--help"]):
-        assert main(argv) == 0
-        assert "usage: hyperctl" in capsys.readouterr().out
-
-
 def test_yaml_by_content_and_relative_paths(tmp_path: Path) -> None:
     (tmp_path / "batch.conf").write_text(
         "name: sweep\nversion: 1.0\njobs:\n  - params: {lr: 1e-3}\n"
@@ -212,3 +206,13 @@ def test_names_are_derived_deterministically(tmp_path: Path) -> None:
 
     assert [j.name for j in first.jobs] == ["job-0000", "mine", "job-0002"] == [j.name for j in again.jobs]
     assert first.name == "my-batch-"
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    commands = [[], ["run"], ["generate"], ["batch"], ["job"]]
+    commands += [["batch", c] for c in ("list", "describe", "watch", "kill", "resume", "retry")]
+    commands += [["job", c] for c in ("list", "describe", "kill", "logs")]
+    for argv in commands:
+        assert main([*argv, "--help"]) == 0, argv
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: hyperctl {' '.join(argv)}".rstrip()), argv
