@@ -6,13 +6,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -72,6 +74,18 @@ def wait_for_portal(proc: subprocess.Popen[str]) -> str:
         if "API at " in line:
             return line.split("API at ", 1)[1].strip()
     raise AssertionError(f"hyperctl run ended before serving (exit {proc.wait()})")
+
+
+def wait_for(check: Callable[[], T], what: str, deadline: float = 30) -> T:
+    """Poll check() until it returns something true; fail after `deadline` seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"gave up after {deadline:.0f} s waiting for {what}")
+        time.sleep(0.02)
 
 
 def batch_token(batches: Path, batch: str) -> str:

@@ -13,22 +13,21 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 import pytest
 
 from hyperctl.spec import BatchStatus, JobStatus
 from hyperctl.store import Store
-from tests.conftest import batch_token, hyperctl, read_stdout, start_hyperctl, wait_for_portal, write_json
+from tests.conftest import batch_token, hyperctl, read_stdout, start_hyperctl, wait_for, wait_for_portal, write_json
 
 API = "/hyperctl/api"
 DEADLINE = 30.0  # seconds: the most any wait in here may take before the test fails
 DEFAULT_PORT = 8060
 
-T = TypeVar("T")
 
 # Never through a proxy from the environment: the daemon is on loopback.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -140,18 +139,6 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
     return code, proc.stderr.read()
 
 
-def wait_until(what: str, check: Callable[[], T]) -> T:
-    """Poll check() until it returns something true; fail after DEADLINE seconds."""
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {DEADLINE:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
 # -- batches -------------------------------------------------------------------------------------
 def batch(name: str, *jobs: dict[str, Any], **top: Any) -> dict[str, Any]:
     return {"name": name, "daemon": {"port": 0}, "jobs": list(jobs), **top}
@@ -209,7 +196,7 @@ def running_view(portal: str, token: str, name: str) -> dict[str, Any]:
         view = job_view(portal, token, name)
         return view if view["status"] == "running" and view.get("pid") else None
 
-    return wait_until(f"job {name} to run", check)
+    return wait_for(check, f"job {name} to run")
 
 
 # -- 1. status codes -----------------------------------------------------------------------------
@@ -338,7 +325,7 @@ def test_token_file_is_readable_by_its_owner_only(runs: Runs, batches: Path) -> 
 def test_job_token_reads_its_own_job_only(runs: Runs, batches: Path) -> None:
     _, portal, _ = runs.serve(two_sleepers())
     token_file = batches / "api" / "first" / "token"
-    wait_until("the job to write its token", lambda: token_file.exists() and token_file.read_text().endswith("\n"))
+    wait_for(lambda: token_file.exists() and token_file.read_text().endswith("\n"), "the job to write its token")
     job_token = token_file.read_text().strip()
 
     status, view = call(portal, f"{API}/job/first", job_token)
@@ -389,7 +376,7 @@ def test_kill_a_running_job_kills_its_whole_process_group(runs: Runs) -> None:
     )
     pid = running_view(portal, token, "stubborn")["pid"]
     # Both TERM-proof sleeps run: the traps are set before the kill.
-    wait_until("two sleep 60 in the job's session", lambda: len(sleeps_in_session(pid)) == 2)
+    wait_for(lambda: len(sleeps_in_session(pid)) == 2, "two sleep 60 in the job's session")
 
     status, view = call(portal, f"{API}/job/stubborn/kill", token, "POST")
     assert status == 200
@@ -563,7 +550,7 @@ def test_with_exit_on_finish_false_the_api_stays_up_after_the_batch(runs: Runs) 
     doc["daemon"]["exit_on_finish"] = False
     proc, portal, token = runs.serve(doc)
 
-    wait_until("the batch to finish", lambda: call(portal, f"{API}/batch", token)[1]["status"] == "finished")
+    wait_for(lambda: call(portal, f"{API}/batch", token)[1]["status"] == "finished", "the batch to finish")
     assert job_view(portal, token, "quick")["status"] == "succeeded"
     assert proc.poll() is None
 

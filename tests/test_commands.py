@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import hyperctl, write_json
+from tests.conftest import hyperctl, wait_for, write_json
 
 
 def batch(jobs: list[dict[str, Any]], name: str = "b", **extra: Any) -> dict[str, Any]:
@@ -25,16 +25,6 @@ def batch(jobs: list[dict[str, Any]], name: str = "b", **extra: Any) -> dict[str
 def job(command: str, name: str, **fields: Any) -> dict[str, Any]:
     execution = fields.pop("execution", {})
     return {"name": name, "params": fields.pop("params", {}), "execution": {"command": command, **execution}, **fields}
-
-
-def wait_for(check: Any, what: str, deadline: float = 30) -> Any:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def job_status(batches: Path, name: str, batch_name: str = "b") -> str | None:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import hyperctl, write_json
+from tests.conftest import hyperctl, wait_for, write_json
 
 
 def batch(jobs: list[dict[str, Any]], name: str = "b", **extra: Any) -> dict[str, Any]:
@@ -27,16 +27,6 @@ def job(command: str, **fields: Any) -> dict[str, Any]:
 def rows(batches: Path, query: str, name: str = "b") -> list[tuple[Any, ...]]:
     with sqlite3.connect(batches / name / ".hyperctl" / "state.db") as db:
         return db.execute(query).fetchall()
-
-
-def wait_for(check: Any, what: str, deadline: float = 30) -> Any:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def test_retries_until_success_each_attempt_with_its_own_logs(tmp_path: Path, batches: Path) -> None:
