@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -27,11 +30,45 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture
-def batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh batches data dir, also set in the environment of every hyperctl started."""
+def batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh batches data dir, also set in the environment of every hyperctl started.
+
+    Whatever a test leaves running there (a daemon, jobs in their own sessions) is killed at
+    its end, pass or fail, so no test leaks processes into the next.
+    """
     path = tmp_path / "batches"
     monkeypatch.setenv("HYPERCTL_BATCHES_DATA_DIR", str(path))
-    return path
+    yield path
+    kill_leftovers(path)
+
+
+def kill_leftovers(batches: Path) -> None:
+    """SIGKILL every daemon holding a batch lock under `batches` and every job session its stores name."""
+    pids: set[int] = set()
+    for internal in batches.glob("*/.hyperctl"):
+        lock = internal / "lock"
+        if lock.exists() and lock.read_text().strip().isdigit():
+            pids.add(int(lock.read_text().strip()))
+        try:
+            with sqlite3.connect(f"file:{internal / 'state.db'}?mode=ro", uri=True) as db:
+                pids.update(pid for (pid,) in db.execute("SELECT pid FROM attempts WHERE pid IS NOT NULL"))
+        except sqlite3.Error:
+            pass
+    for pid in pids:
+        if not _is_hyperctl(pid):
+            continue  # gone, and its pid perhaps reused by another process: not ours to kill
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == pid:  # a job's session, or a detached daemon's
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+
+
+def _is_hyperctl(pid: int) -> bool:
+    try:
+        return b"hyperctl" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def hyperctl(
