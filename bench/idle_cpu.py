@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,9 @@ class BenchError(Exception):
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="CPU use of the hyperctl daemon while its jobs run.")
-    parser.add_argument("--jobs", type=int, default=100, metavar="N", help="jobs of `sleep 60`, all at once (default 100)")
+    parser.add_argument(
+        "--jobs", type=int, default=100, metavar="N", help="jobs of `sleep 60`, all at once (default 100)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, metavar="S", help="measuring window (default 10)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args(argv)
@@ -61,12 +63,21 @@ def hyperctl(batches: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "hyperctl", *args, "--batches-data-dir", str(batches)]
 
 
-def run_cli(cmd: list[str], timeout: float = RUN_WITHIN) -> tuple[int, float, str]:
-    """Exit code, wall seconds and stderr of a hyperctl command that returns by itself."""
+def run_cli(cmd: list[str], timeout: float = RUN_WITHIN, shielded: bool = False) -> tuple[int, float, str]:
+    """Exit code, wall seconds and stderr of a hyperctl command that returns by itself.
+
+    shielded: in a session of its own, so a Ctrl-C at the terminal does not reach it (clean-up).
+    """
     start = time.perf_counter()
     try:
         proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+            start_new_session=shielded,
         )
     except subprocess.TimeoutExpired:
         raise BenchError(f"{' '.join(cmd[2:5])} ... did not return within {timeout:.0f} s") from None
@@ -106,6 +117,15 @@ class Batch:
     def attempt_pids(self) -> set[int]:
         return {pid for (pid,) in self.query("SELECT pid FROM attempts WHERE pid IS NOT NULL")}
 
+    def describe(self) -> str:
+        """The store's job counts and daemon, for an error message."""
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items())) or "no jobs"
+        unsaved = self.query(
+            "SELECT COUNT(*) FROM jobs j JOIN attempts a ON a.job = j.name AND a.n = j.attempts"
+            " WHERE j.status = 'running' AND a.pid IS NULL"
+        )
+        return f"store: {counts}; {unsaved[0][0] if unsaved else 0} running without a pid; daemon {self.daemon_pid()}"
+
     def daemon_pid(self) -> int | None:
         """The pid holding the batch's lock (a live daemon), or None."""
         try:
@@ -133,32 +153,92 @@ def live_group_members(pgids: set[int]) -> list[int]:
     return found
 
 
-def wait_for(what: str, ready: Callable[[], bool], within: float = UP_WITHIN, every: float = 0.05) -> float:
+def wait_for(
+    what: str,
+    ready: Callable[[], bool],
+    within: float = UP_WITHIN,
+    every: float = 0.05,
+    detail: Callable[[], str] | None = None,
+) -> float:
     """Seconds until ready() is true; BenchError after `within` seconds."""
     start = time.monotonic()
     while not ready():
         if time.monotonic() - start > within:
-            raise BenchError(f"{what}: not within {within:.0f} s")
+            raise BenchError(f"{what}: not within {within:.0f} s" + (f" ({detail()})" if detail else ""))
         time.sleep(every)
     return time.monotonic() - start
 
 
+def alive(pid: int) -> bool:
+    """Whether pid is a live process (not a zombie)."""
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    return False
+
+
+def ours(root: Path) -> tuple[list[int], list[int]]:
+    """Processes this run started, found by the unique temp path in their command line or environment
+    (only they can name it): (hyperctl processes, the rest: job launchers and what they run)."""
+    needle, me = str(root).encode(), os.getpid()
+    daemons: list[int] = []
+    jobs: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                argv = f.read()
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if (needle in argv or needle in env) and alive(int(entry.name)):
+            (daemons if b"\0-m\0hyperctl\0" in argv else jobs).append(int(entry.name))
+    return daemons, jobs
+
+
+def sweep(root: Path) -> None:
+    """Last resort: SIGKILL whatever this run started and is still alive, hyperctl first (so that it starts
+    nothing more), one pid at a time, until nothing is left (bounded)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        daemons, jobs = ours(root)
+        if not daemons and not jobs:
+            return
+        for pid in daemons or jobs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C or TERM while cleaning up: finish the clean-up first, then stop (a handler, not SIG_IGN,
+    so the commands started meanwhile do not inherit an ignored signal)."""
+    got: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {sig: signal.signal(sig, lambda sig, _frame: got.append(sig)) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if got:
+            raise KeyboardInterrupt
+
+
+def terminate(sig: int, _frame: object) -> None:
+    """SIGTERM ends the benchmark like Ctrl-C: through its clean-up."""
+    raise SystemExit(128 + sig)
+
+
 def clean_up(batches: Path, batch: Batch) -> None:
     """Whatever happened: no daemon and no job of this batch outlives the benchmark."""
-    if not batch.db.exists():
-        return
-    if batch.daemon_pid() is not None or batch.running_pids():
-        with contextlib.suppress(BenchError):
-            run_cli(hyperctl(batches, "batch", "kill", batch.name), timeout=30)
-    holder = batch.daemon_pid()
-    if holder is not None and holder > 0:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(holder, signal.SIGKILL)
-    for pid in batch.attempt_pids():  # only job launchers of this batch: a reused pid lacks the marker
-        with contextlib.suppress(psutil.Error, OSError):
-            launcher = os.getpgid(pid) == pid and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-            if launcher and psutil.Process(pid).environ().get("HYPERCTL_BATCH_NAME") == batch.name:
-                os.killpg(pid, signal.SIGKILL)
+    with signals_deferred():
+        if batch.db.exists() and (batch.daemon_pid() is not None or batch.running_pids()):
+            with contextlib.suppress(BenchError):  # the clean way: the jobs' ends are recorded
+                run_cli(hyperctl(batches, "batch", "kill", batch.name), timeout=30, shielded=True)
+        sweep(batches)  # e.g. a daemon that was still starting, with no store yet
 
 
 def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -182,10 +262,14 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
         def all_running() -> bool:
             pids = batch.running_pids()
-            return len(pids) == args.jobs and None not in pids
+            if len(pids) == args.jobs and None not in pids:
+                return True
+            if set(batch.counts()) - {"pending", "running"} or batch.daemon_pid() is None:
+                raise BenchError(f"not every job is running, and never will be ({batch.describe()})")
+            return False
 
-        up_s = wait_for(f"{args.jobs} jobs running", all_running)
-        groups = {p for p in batch.running_pids() if p is not None}
+        up_s = wait_for(f"{args.jobs} jobs running", all_running, detail=batch.describe)
+        groups = batch.attempt_pids()  # each attempt is a process group led by its launcher
         daemon = psutil.Process(pid)
         time.sleep(1.0)  # let the last start's work (and its store writes) settle before the window opens
         cpu0, ctx0, t0 = daemon.cpu_times(), daemon.num_ctx_switches(), time.monotonic()
@@ -251,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not os.path.isdir("/proc"):
         sys.exit("bench: needs /proc (Linux)")
+    signal.signal(signal.SIGTERM, terminate)
     tmp = Path(tempfile.mkdtemp(prefix="hyperctl-bench-idle-"))
     try:
         print(f"bench: {args.jobs} jobs, measuring for {args.seconds:g} s ...", file=sys.stderr, flush=True)

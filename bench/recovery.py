@@ -23,7 +23,8 @@ Run it from the repository root (hyperctl installed, e.g. editable; Linux, as it
 
     python bench/recovery.py [--jobs N] [--kills K] [--seed S] [--running R] [--json]
 
-This is a benchmark, not a test: it exits 1 if the goal is not met or a step fails, 0 otherwise.
+This is a benchmark, not a test: it exits 1 if the goal or a check of parts 2 and 3 is not met, or a step
+fails; 0 otherwise.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import random
@@ -43,6 +45,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +54,7 @@ GOAL = "0 lost / 0 duplicated / 0 missing"
 SLOTS = 4  # backend cpu of the main batch
 RUN_WITHIN = 120.0  # seconds any one hyperctl command may take
 UP_WITHIN = 60.0  # seconds for jobs to be running, a daemon to re-adopt them, or processes to end
-POLL = 0.005  # seconds between looks at the log and the store while a daemon runs
+POLL = 0.005  # seconds between looks at the log while a daemon runs (the store is read only once it is dead)
 JITTER = 0.03  # up to this many seconds between reaching a kill's progress point and the kill
 ADOPT_SLEEP = 5  # seconds each job of part 2 sleeps
 ENDED_SLEEP = 1  # seconds each job of part 3 sleeps
@@ -88,12 +91,21 @@ def hyperctl(batches: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "hyperctl", *args, "--batches-data-dir", str(batches)]
 
 
-def run_cli(cmd: list[str], timeout: float = RUN_WITHIN) -> tuple[int, float, str]:
-    """Exit code, wall seconds and stderr of a hyperctl command that returns by itself."""
+def run_cli(cmd: list[str], timeout: float = RUN_WITHIN, shielded: bool = False) -> tuple[int, float, str]:
+    """Exit code, wall seconds and stderr of a hyperctl command that returns by itself.
+
+    shielded: in a session of its own, so a Ctrl-C at the terminal does not reach it (clean-up).
+    """
     start = time.perf_counter()
     try:
         proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+            start_new_session=shielded,
         )
     except subprocess.TimeoutExpired:
         raise BenchError(f"{' '.join(cmd[2:5])} ... did not return within {timeout:.0f} s") from None
@@ -142,8 +154,14 @@ class Batch:
         )
         return {name: (n, pid) for name, n, pid in rows}
 
-    def attempt_pids(self) -> list[int]:
-        return [pid for (pid,) in self.query("SELECT pid FROM attempts WHERE pid IS NOT NULL")]
+    def describe(self) -> str:
+        """The store's job counts and daemon, for an error message."""
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items())) or "no jobs"
+        unsaved = self.query(
+            "SELECT COUNT(*) FROM jobs j JOIN attempts a ON a.job = j.name AND a.n = j.attempts"
+            " WHERE j.status = 'running' AND a.pid IS NULL"
+        )
+        return f"store: {counts}; {unsaved[0][0] if unsaved else 0} running without a pid; daemon {self.daemon_pid()}"
 
     def daemon_pid(self) -> int | None:
         """The pid holding the batch's lock (a live daemon), or None."""
@@ -206,12 +224,18 @@ def pidfds(pid: int) -> int:
     return count
 
 
-def wait_for(what: str, ready: Any, within: float = UP_WITHIN, every: float = 0.01) -> float:
+def wait_for(
+    what: str,
+    ready: Callable[[], bool],
+    within: float = UP_WITHIN,
+    every: float = 0.01,
+    detail: Callable[[], str] | None = None,
+) -> float:
     """Seconds until ready() is true; BenchError after `within` seconds."""
     start = time.monotonic()
     while not ready():
         if time.monotonic() - start > within:
-            raise BenchError(f"{what}: not within {within:.0f} s")
+            raise BenchError(f"{what}: not within {within:.0f} s" + (f" ({detail()})" if detail else ""))
         time.sleep(every)
     return time.monotonic() - start
 
@@ -224,37 +248,74 @@ def kill_daemon(batch: Batch, pid: int) -> None:
     wait_for(f"batch {batch.name}: the killed daemon's lock to be released", lambda: batch.daemon_pid() is None)
 
 
-def job_launchers(batch: Batch) -> set[int]:
-    """Pids of this batch's attempts that are still their job's launcher (checked by its environment)."""
-    marker = f"HYPERCTL_BATCH_NAME={batch.name}".encode()
-    found = set()
-    for pid in batch.attempt_pids():
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if marker in f.read().split(b"\0") and alive(pid):
-                    found.add(pid)
-    return found
+def ours(root: Path) -> tuple[list[int], list[int]]:
+    """Processes this run started, found by the unique temp path in their command line or environment
+    (only they can name it): (hyperctl processes, the rest: job launchers and what they run)."""
+    needle, me = str(root).encode(), os.getpid()
+    daemons: list[int] = []
+    jobs: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                argv = f.read()
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if (needle in argv or needle in env) and alive(int(entry.name)):
+            (daemons if b"\0-m\0hyperctl\0" in argv else jobs).append(int(entry.name))
+    return daemons, jobs
+
+
+def sweep(root: Path) -> None:
+    """Last resort: SIGKILL whatever this run started and is still alive, hyperctl first (so that it starts
+    nothing more), one pid at a time, until nothing is left (bounded)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        daemons, jobs = ours(root)
+        if not daemons and not jobs:
+            return
+        for pid in daemons or jobs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C or TERM while cleaning up: finish the clean-up first, then stop (a handler, not SIG_IGN,
+    so the commands started meanwhile do not inherit an ignored signal)."""
+    got: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {sig: signal.signal(sig, lambda sig, _frame: got.append(sig)) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if got:
+            raise KeyboardInterrupt
+
+
+def terminate(sig: int, _frame: object) -> None:
+    """SIGTERM ends the benchmark like Ctrl-C: through its clean-up."""
+    raise SystemExit(128 + sig)
 
 
 def clean_up(batches: Path, batch: Batch, procs: list[subprocess.Popen[bytes]]) -> None:
     """Whatever happened: no daemon and no job of this batch outlives the benchmark."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-    if not batch.db.exists():
-        return
-    if batch.daemon_pid() is not None or batch.running():
-        with contextlib.suppress(BenchError):
-            run_cli(hyperctl(batches, "batch", "kill", batch.name), timeout=30)
-    holder = batch.daemon_pid()
-    if holder is not None and holder > 0:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(holder, signal.SIGKILL)
-    for pid in job_launchers(batch):  # only group leaders we started; a reused pid lacks the marker
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+    with signals_deferred():
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=10)
+        if batch.db.exists() and (batch.daemon_pid() is not None or batch.running()):
+            with contextlib.suppress(BenchError):  # the clean way: the jobs' ends are recorded
+                run_cli(hyperctl(batches, "batch", "kill", batch.name), timeout=30, shielded=True)
+        sweep(batches)  # e.g. a daemon that was still starting, with no store yet
 
 
 # -- part 1: random kills of a 200-job batch --------------------------------------------------------------
@@ -388,8 +449,13 @@ def start_detached(batches: Path, batch: Batch, jobs: int, sleep: int) -> None:
 
 
 def all_running(batch: Batch, n: int) -> bool:
+    """Whether all n jobs run with their pid saved; BenchError at once if one has ended or the daemon has."""
     running = batch.running()
-    return len(running) == n and all(pid is not None for _, pid in running.values())
+    if len(running) == n and all(pid is not None for _, pid in running.values()):
+        return True
+    if set(batch.counts()) - {"pending", "running"} or batch.daemon_pid() is None:
+        raise BenchError(f"not every job is running, and never will be ({batch.describe()})")
+    return False
 
 
 def readopt(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -398,7 +464,7 @@ def readopt(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     batches, batch = tmp / f"batches-{name}", Batch(tmp / f"batches-{name}", name)
     try:
         start_detached(batches, batch, args.running, ADOPT_SLEEP)
-        up_s = wait_for(f"{args.running} jobs running", lambda: all_running(batch, args.running))
+        up_s = wait_for(f"{args.running} jobs running", lambda: all_running(batch, args.running), detail=batch.describe)
         before = batch.running()
         starts = {pid: start_ticks(pid) for _, pid in before.values() if pid is not None}
         kill_daemon(batch, batch.meta()["pid"])
@@ -407,7 +473,18 @@ def readopt(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         if code != 0:
             raise BenchError(f"batch resume --detach exited {code}: {err}")
         daemon = batch.meta()["pid"]
-        wait_for(f"the new daemon to watch {args.running} jobs", lambda: pidfds(daemon) >= args.running, every=0.002)
+        polls = itertools.count(1)
+
+        def readopted() -> bool:
+            if pidfds(daemon) >= args.running:
+                return True
+            # Now and then (not every poll: a reader can make a starting daemon wait), fail fast if it has
+            # recorded a job as ended instead, or has stopped.
+            if next(polls) % 50 == 0 and (set(batch.counts()) != {"running"} or batch.daemon_pid() != daemon):
+                raise BenchError(f"the new daemon did not take every job back ({batch.describe()})")
+            return False
+
+        wait_for(f"the new daemon to watch {args.running} jobs", readopted, every=0.002, detail=batch.describe)
         adopted_s = time.monotonic() - t0
         after = batch.running()
         same_in_store = sum(after.get(job) == value for job, value in before.items())
@@ -440,7 +517,7 @@ def ended_meanwhile(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     batches, batch = tmp / f"batches-{name}", Batch(tmp / f"batches-{name}", name)
     try:
         start_detached(batches, batch, args.running, ENDED_SLEEP)
-        wait_for(f"{args.running} jobs running", lambda: all_running(batch, args.running))
+        wait_for(f"{args.running} jobs running", lambda: all_running(batch, args.running), detail=batch.describe)
         groups = {pid for _, pid in batch.running().values() if pid is not None}
         kill_daemon(batch, batch.meta()["pid"])
         wait_for("every job to end with no daemon", lambda: not live_group_members(groups))
@@ -485,7 +562,7 @@ def print_report(result: dict[str, Any]) -> None:
     print("-" * len(header))
     for i, s in enumerate(kills["starts"], 1):
         if s["killed_after"] is not None:
-            end = f"kill -9: {s['killed_after']} done, {s['running_at_kill']} run"
+            end = f"kill -9: {s['killed_after']} in log, {s['running_at_kill']} run"
         else:
             end = f"exit {s['exit_code']} after {s['wall_s']:.2f} s"
         rec = fmt(s["recovered_s"], "none started")
@@ -503,6 +580,8 @@ def print_report(result: dict[str, Any]) -> None:
         f" {kills['left_running']} left running"
     )
     print(f"goal: {GOAL}: {'met' if result['goal_met'] else 'NOT met'}")
+    if not result["checks_passed"]:
+        print("parts 2 and 3 below: NOT every check passed")
     a = result["readopt"]
     print()
     print(f"{a['jobs']} jobs of `sleep {a['sleep_s']}` running when the daemon is killed (kill -9):")
@@ -534,14 +613,21 @@ def _statuses(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
 
 
-def goal_met(kills: dict[str, Any], readopt: dict[str, Any], ended: dict[str, Any]) -> bool:
+def goal_met(kills: dict[str, Any]) -> bool:
+    """Part 1: every job ran once and succeeded; no attempt lost; nothing left running."""
     return (
         kills["lost_attempts"] == 0
         and not kills["duplicated"]
         and not kills["missing"]
         and kills["left_running"] == 0
         and kills["succeeded"] == kills["jobs"]
-        and readopt["same_attempt_and_pid_in_store"] == readopt["jobs"] == readopt["same_process"]
+    )
+
+
+def checks_passed(readopt: dict[str, Any], ended: dict[str, Any]) -> bool:
+    """Parts 2 and 3: the same processes taken back, none left after the kill; ended jobs recorded, none lost."""
+    return (
+        readopt["same_attempt_and_pid_in_store"] == readopt["jobs"] == readopt["same_process"]
         and readopt["processes_left"] == 0
         and ended["statuses"].get("succeeded", 0) == ended["jobs"]
         and ended["lost_attempts"] == 0
@@ -552,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not os.path.isdir("/proc"):
         sys.exit("bench: needs /proc (Linux)")
+    signal.signal(signal.SIGTERM, terminate)
     tmp = Path(tempfile.mkdtemp(prefix="hyperctl-bench-recovery-"))
     try:
         kills = random_kills(args, tmp)
@@ -564,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    met = goal_met(kills, readopt_result, ended)
+    met, passed = goal_met(kills), checks_passed(readopt_result, ended)
     result = {
         "python": sys.version.split()[0],
         "kills": kills,
@@ -572,12 +659,13 @@ def main(argv: list[str] | None = None) -> int:
         "ended": ended,
         "goal": GOAL,
         "goal_met": met,
+        "checks_passed": passed,
     }
     if args.json:
         print(json.dumps(result))
     else:
         print_report(result)
-    return 0 if met else 1
+    return 0 if met and passed else 1
 
 
 if __name__ == "__main__":
