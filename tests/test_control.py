@@ -189,3 +189,22 @@ def test_random_kill_9_during_200_jobs(tmp_path: Path, batches: Path) -> None:
     assert rows(batches, "SELECT DISTINCT status FROM jobs") == [("succeeded",)]
     assert rows(batches, "SELECT COUNT(*) FROM attempts WHERE status != 'succeeded'") == [(0,)]
     assert json.loads((batches / "b" / "job-0007" / "params.json").read_text()) == {"i": 7}
+
+
+def test_resume_where_pidfds_are_missing(tmp_path: Path, batches: Path) -> None:
+    """Old kernels and some seccomp profiles have no pidfd_open: jobs are still watched, not lost."""
+    log, gate = tmp_path / "runs.log", tmp_path / "gate"
+    command = f"echo ran >> {log}; while [ ! -e {gate} ]; do sleep 0.02; done"
+    config = write_json(tmp_path / "b.json", batch([job(command, name="j", max_retries=1)]))
+    daemon = start_run(config, batches)
+    wait_for(lambda: rows(batches, "SELECT pid FROM attempts")[0][0] if log.exists() else None, "the job to run")
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait()
+    without_pidfd = "import os, sys; del os.pidfd_open; from hyperctl.cli import main; sys.exit(main(sys.argv[1:]))"
+    resumed = subprocess.Popen([sys.executable, "-c", without_pidfd, "batch", "resume", "b"], stderr=subprocess.PIPE)
+    wait_for(lambda: rows(batches, "SELECT value FROM meta WHERE key = 'ready'")[0][0] != "null", "the resume")
+    gate.touch()
+
+    assert resumed.wait(timeout=30) == 0
+    assert log.read_text() == "ran\n"
+    assert rows(batches, "SELECT n, status FROM attempts") == [(1, "succeeded")]

@@ -56,6 +56,10 @@ def total_ram_mb() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
 
 
+# Only where pidfds are missing, for a job a previous daemon started (not our child).
+_REATTACHED_CHECK_EVERY = 1.0
+
+
 class LocalExecutor(Executor):
     """Runs attempts as children of the daemon, each in a session of its own."""
 
@@ -151,7 +155,7 @@ class LocalExecutor(Executor):
             return True  # kill(0) said so
         # Zombies count too for kill(0): orphans wait for init to reap them, which in some
         # containers is slow or never. Only a live member means the job is not yet over.
-        return any(state != "Z" for state in procfs.group_states(handle.pid))
+        return handle.pid in procfs.live_groups()
 
     async def _reattach(self, launch: Launch, pid: int | None, pid_started: float | None) -> Handle | None:
         if not procfs.available():
@@ -161,16 +165,18 @@ class LocalExecutor(Executor):
             pid = procfs.find_launcher(markers)
         if pid is None or not procfs.is_launcher(pid, markers, pid_started):
             return None
+        handle = self._new_handle(launch, pid, pid_started)
+        loop = asyncio.get_running_loop()
         try:
             pidfd = os.pidfd_open(pid)
-        except OSError:
-            return None
+        except (AttributeError, OSError):  # no pidfd here (old kernel, seccomp): look every second
+            args = (loop, handle, markers)
+            threading.Thread(target=self._watch_blocking, args=args, daemon=True).start()
+            return handle
         # Checked again now that the pidfd pins the process: the pid cannot be reused under us.
         if not procfs.is_launcher(pid, markers, pid_started):
             os.close(pidfd)
             return None
-        handle = self._new_handle(launch, pid, pid_started)
-        loop = asyncio.get_running_loop()
 
         def on_readable() -> None:  # not our child: no wait status, its exitcode file tells
             loop.remove_reader(pidfd)
@@ -179,6 +185,12 @@ class LocalExecutor(Executor):
 
         loop.add_reader(pidfd, on_readable)
         return handle
+
+    def _watch_blocking(self, loop: asyncio.AbstractEventLoop, handle: Handle, markers: dict[str, str]) -> None:
+        while procfs.is_launcher(handle.pid, markers, handle.pid_started):
+            time.sleep(_REATTACHED_CHECK_EVERY)
+        code = _read(handle.launch.attempt_dir / "exitcode")
+        loop.call_soon_threadsafe(self._exit_from_files, handle, code)
 
     async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
         return _read(launch.attempt_dir / name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 PROC = "/proc"
@@ -32,14 +33,24 @@ def _pids() -> Iterator[str]:
             yield entry.name
 
 
-def group_states(pgid: int) -> list[str]:
-    """The states (R, S, Z, ...) of the processes in process group pgid."""
-    states = []
-    for pid in _pids():
-        fields = _stat_fields(pid)
-        if fields is not None and int(fields[2]) == pgid:
-            states.append(fields[0].decode())
-    return states
+_live_groups: tuple[float, frozenset[int]] = (0.0, frozenset())
+
+
+def live_groups(max_age: float = 0.02) -> frozenset[int]:
+    """The process groups with a live (not zombie) member; one /proc scan serves every caller
+    within max_age seconds, so killing 100 jobs at once reads /proc once, not 100 times."""
+    global _live_groups
+    taken, groups = _live_groups
+    now = time.monotonic()
+    if now - taken > max_age:
+        found = set()
+        for pid in _pids():
+            fields = _stat_fields(pid)
+            if fields is not None and fields[0] != b"Z":
+                found.add(int(fields[2]))
+        groups = frozenset(found)
+        _live_groups = (now, groups)
+    return groups
 
 
 def start_time(pid: int) -> float | None:

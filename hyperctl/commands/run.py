@@ -128,7 +128,7 @@ def detach(spec: BatchSpec, options: RunOptions) -> int:
                 meta = store.meta()
             finally:
                 store.close()
-            if meta.get("pid") == daemon.pid and meta.get("portal"):
+            if meta.get("ready") == daemon.pid:  # serving, and done with what a dead daemon left
                 break
         time.sleep(0.02)  # only while it starts: the batch itself runs without us
     else:

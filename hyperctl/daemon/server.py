@@ -175,6 +175,7 @@ async def _serve(
             pid=os.getpid(),
             portal=portal,
             source=options.source,
+            ready=None,
         )
         env = {"HYPERCTL_BATCH_NAME": spec.name, "HYPERCTL_SERVER_PORTAL": portal}
         scheduler = Scheduler(spec, batch_dir, store, executor, env, tokens.for_job)
@@ -189,6 +190,7 @@ async def _serve(
         restore = _on_stop_signals(scheduler, observer, stop_requested)
         try:
             await scheduler.start()
+            store.set_meta(ready=os.getpid())  # every job a dead daemon left is accounted for
             status = await scheduler.done
             store.set_meta(status=status.value, ended=time.time())
             if not spec.daemon.exit_on_finish and scheduler.stopping is None:
