@@ -202,7 +202,8 @@ def test_resume_where_pidfds_are_missing(tmp_path: Path, batches: Path) -> None:
     daemon.wait()
     without_pidfd = "import os, sys; del os.pidfd_open; from hyperctl.cli import main; sys.exit(main(sys.argv[1:]))"
     resumed = subprocess.Popen([sys.executable, "-c", without_pidfd, "batch", "resume", "b"], stderr=subprocess.PIPE)
-    wait_for(lambda: rows(batches, "SELECT value FROM meta WHERE key = 'ready'")[0][0] != "null", "the resume")
+    ready = "SELECT value FROM meta WHERE key = 'ready'"
+    wait_for(lambda: rows(batches, ready) == [(str(resumed.pid),)], "the resumed daemon to take the job over")
     gate.touch()
 
     assert resumed.wait(timeout=30) == 0
