@@ -131,6 +131,8 @@ def summary_lines(result: RunResult) -> list[str]:
         how = record.status.value
         if last is not None and last.exit_code is not None and record.status == JobStatus.FAILED:
             how += f" (exit {last.exit_code})"
+        elif last is not None and last.reason and record.status == JobStatus.FAILED:
+            how += f" ({last.reason})"
         logs = f"  logs: {record.last and result.batch_dir.attempt_dir(record.name, record.last.n)}"
         lines.append(f"  {record.name}: {how}{logs if last else ''}")
     if len(unfinished) > 20:

@@ -1,21 +1,28 @@
-"""The executor registry: backend.type -> Executor class."""
+"""The executor registry: backend.type -> Executor class, imported only when used."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from hyperctl.backends.base import Executor
-from hyperctl.backends.local import LocalExecutor
 from hyperctl.errors import ConfigError
 
-REGISTRY: dict[str, type[Executor]] = {cls.kind: cls for cls in (LocalExecutor,)}
+# Imported on demand: paramiko loads only for batches that use the remote backend.
+REGISTRY: dict[str, str] = {
+    "local": "hyperctl.backends.local:LocalExecutor",
+    "remote": "hyperctl.backends.ssh:RemoteExecutor",
+}
 
 
 def create_executor(kind: str, conf: dict[str, Any]) -> Executor:
     """The executor for backend.type, built from backend.conf; ConfigError when either is wrong."""
-    try:
-        cls = REGISTRY[kind]
-    except KeyError:
+    if kind not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
-        raise ConfigError(f"backend.type: unknown backend '{kind}' (available: {known})") from None
+        raise ConfigError(f"backend.type: unknown backend '{kind}' (available: {known})")
+    module, name = REGISTRY[kind].split(":")
+    try:
+        cls: type[Executor] = getattr(importlib.import_module(module), name)
+    except ImportError as e:
+        raise ConfigError(f"backend.type: {kind} needs a package that is not installed: {e.name}") from None
     return cls.from_conf(conf)

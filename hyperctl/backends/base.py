@@ -113,7 +113,7 @@ class Executor(ABC):
         """Send sig to the attempt's whole process group; no error if it is gone."""
 
     @abstractmethod
-    def _group_alive(self, handle: Handle) -> bool:
+    async def _group_alive(self, handle: Handle) -> bool:
         """Whether any process of the attempt's process group is left."""
 
     @abstractmethod
@@ -189,7 +189,7 @@ class Executor(ABC):
         return task
 
     async def _kill(self, handle: Handle, reason: str, grace: float | None) -> Exit:
-        if handle.done.done() and not self._group_alive(handle):
+        if handle.done.done() and not await self._group_alive(handle):
             return handle.done.result()
         handle.stop_reason = handle.stop_reason or reason
         loop = asyncio.get_running_loop()
@@ -199,7 +199,7 @@ class Executor(ABC):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(handle.done), deadline - loop.time())
             # The launcher may die at once while the job's own processes still clean up.
-            while self._group_alive(handle) and loop.time() < deadline:
+            while await self._group_alive(handle) and loop.time() < deadline:
                 await asyncio.sleep(_GROUP_CHECK_INTERVAL)
         self._signal(handle, signal.SIGKILL)
         return await handle.done

@@ -144,7 +144,7 @@ class LocalExecutor(Executor):
         except (ProcessLookupError, PermissionError):
             pass
 
-    def _group_alive(self, handle: Handle) -> bool:
+    async def _group_alive(self, handle: Handle) -> bool:
         try:
             os.killpg(handle.pid, 0)
         except ProcessLookupError:

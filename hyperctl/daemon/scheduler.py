@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from hyperctl.backends.base import MAX_PARAMS_ARG, Executor, Exit, Handle, Launch
 from hyperctl.daemon.placement import Pool, Slot
-from hyperctl.errors import ConfigError
+from hyperctl.errors import ConfigError, HyperctlError
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
 from hyperctl.store import BatchDir, JobRecord, Store
 
@@ -187,7 +187,7 @@ class Scheduler:
         try:
             self._prepare(job, launch)
             handle = await self.executor.start(launch)
-        except OSError as e:
+        except (OSError, HyperctlError) as e:  # a machine that cannot be reached, a full disk, ...
             self.store.end_attempt(job.name, n, JobStatus.FAILED, reason=f"could not start: {e}")
             return JobStatus.FAILED, None
         self.running[job.name] = handle

@@ -1,0 +1,295 @@
+"""The remote backend: jobs on machines reached over SSH. The only module that imports paramiko.
+
+One transport per machine carries every job of that machine as a channel. Each job runs
+detached in a session of its own (`setsid -w`): the open channel reports its exit status, and
+the job survives a dropped connection or a dead daemon, leaving its exit code on the host.
+Paramiko calls that block go to threads; the channel's exit reaches the event loop through the
+channel's file descriptor, so nothing polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import shlex
+import socket
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import paramiko
+
+from hyperctl.backends.base import LAUNCHER, Executor, Handle, Launch, Machine
+from hyperctl.errors import HyperctlError
+from hyperctl.fields import Problems, Section, above, at_least, join
+
+HOST_KEY_POLICIES = ("reject", "accept-new")
+_KEEPALIVE = 10  # seconds between SSH keepalives on an idle transport
+_CONNECT_TIMEOUT = 15
+# Local paths in a job's environment that name its folders: rewritten to the host's.
+_PATH_ENV = ("HYPERCTL_JOB_DATA_DIR", "HYPERCTL_JOB_WORKING_DIR", "HYPERCTL_JOB_PARAMS_FILE")
+
+
+class HostUnreachableError(HyperctlError):
+    """A machine could not be reached, or its host key is unknown or changed."""
+
+
+@dataclass
+class RemoteMachine:
+    """A machine of the conf: how to reach it, what it offers, and its live connection."""
+
+    machine: Machine
+    hostname: str
+    port: int
+    username: str
+    key_file: str | None
+    password: str | None = field(default=None, repr=False)
+    environments: dict[str, str] = field(default_factory=dict)
+    transport: paramiko.Transport | None = None
+    home: str = ""
+
+
+class _AcceptNew(paramiko.MissingHostKeyPolicy):
+    """Trust a host seen for the first time and record its key; a changed key still fails."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def _parse_machine(sec: Section) -> RemoteMachine | None:
+    hostname = sec.get("hostname", "string")
+    port = sec.get("port", "integer", 22, check=lambda v: None if 0 < v < 65536 else "must be 1-65535")
+    username = sec.get("username", "string", getpass.getuser())
+    key_file = sec.get("ssh_rsa_file", "string", None) or sec.get("key_file", "string", None)
+    password = sec.get("password", "string", None)
+    password_env = sec.get("password_env", "string", None)
+    if password_env is not None:
+        password = os.environ.get(password_env)
+        if password is None:
+            sec.problems.add(sec.at("password_env"), f"${password_env} is not set")
+    cpu = sec.get("cpu", "number", 1, check=above(0))
+    ram = sec.get("ram", "integer", 0, check=at_least(0))
+    from hyperctl.backends.local import parse_gpus
+
+    gpus = parse_gpus(sec)
+    environments = sec.get("environments", "object", {})
+    sec.done()
+    if hostname is None:
+        return None
+    name = hostname if port == 22 else f"{hostname}:{port}"
+    return RemoteMachine(
+        machine=Machine(name, cpu, ram, gpus),
+        hostname=hostname,
+        port=port,
+        username=username,
+        key_file=os.path.expanduser(key_file) if key_file else None,
+        password=password,
+        environments={k: str(v) for k, v in environments.items()},
+    )
+
+
+class RemoteExecutor(Executor):
+    """Runs attempts on SSH machines, one persistent transport per machine."""
+
+    kind = "remote"
+
+    def __init__(self, machines: list[RemoteMachine], policy: str, known_hosts: str | None, remote_root: str) -> None:
+        self.remotes = {m.machine.name: m for m in machines}
+        self.policy = policy
+        self.known_hosts = known_hosts
+        self.remote_root = remote_root
+        self.channels: dict[int, paramiko.Channel] = {}
+
+    @classmethod
+    def from_conf(cls, conf: dict[str, Any]) -> RemoteExecutor:
+        problems = Problems()
+        sec = Section(conf, "backend.conf", problems)
+        raw = sec.get("machines", "list", check=lambda v: None if v else "must list at least one machine")
+        machines = [_parse_machine(Section(m, join(sec.at("machines"), i), problems)) for i, m in enumerate(raw or [])]
+        policy = sec.get("host_key_policy", "string", "reject", check=_check_policy)
+        known_hosts = sec.get("known_hosts", "string", None)
+        remote_root = sec.get("remote_root", "string", "~/.hyperctl")
+        sec.done()
+        names = [m.machine.name for m in machines if m is not None]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                problems.add(join(sec.at("machines"), i), f"{name} is listed twice")
+        problems.raise_if_any()
+        return cls(
+            [m for m in machines if m is not None],
+            policy,
+            os.path.expanduser(known_hosts) if known_hosts else None,
+            remote_root,
+        )
+
+    def machines(self) -> list[Machine]:
+        return [r.machine for r in self.remotes.values()]
+
+    # -- connections ---------------------------------------------------------
+    async def _transport(self, remote: RemoteMachine) -> paramiko.Transport:
+        if remote.transport is None or not remote.transport.is_active():
+            remote.transport = await asyncio.to_thread(self._connect, remote)
+            remote.home = (await self._exec(remote, 'printf %s "$HOME"'))[1]
+        return remote.transport
+
+    def _connect(self, remote: RemoteMachine) -> paramiko.Transport:
+        client = paramiko.SSHClient()
+        client.load_system_host_keys()
+        if self.known_hosts and os.path.exists(self.known_hosts):
+            client.load_host_keys(self.known_hosts)
+        record = self.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
+        client.set_missing_host_key_policy(
+            _AcceptNew(record) if self.policy == "accept-new" else paramiko.RejectPolicy()
+        )
+        where = f"{remote.username}@{remote.hostname}:{remote.port}"
+        try:
+            sock = socket.create_connection((remote.hostname, remote.port), timeout=_CONNECT_TIMEOUT)
+            # Without it every channel pays a ~40 ms Nagle / delayed-ACK stall.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client.connect(
+                remote.hostname,
+                port=remote.port,
+                username=remote.username,
+                key_filename=remote.key_file,
+                password=remote.password,
+                sock=sock,
+                timeout=_CONNECT_TIMEOUT,
+                allow_agent=remote.key_file is None and remote.password is None,
+                look_for_keys=remote.key_file is None and remote.password is None,
+            )
+        except paramiko.BadHostKeyException:
+            raise HostUnreachableError(
+                f"{where}: its host key has CHANGED since it was recorded; refusing to connect "
+                "(if the change is expected, remove its old line from known_hosts)"
+            ) from None
+        except paramiko.SSHException as e:
+            if "not found in known_hosts" in str(e):
+                raise HostUnreachableError(
+                    f"{where}: unknown host key; trust it with `ssh -p {remote.port} {remote.hostname}` "
+                    "(which records it in ~/.ssh/known_hosts), or set backend.conf.host_key_policy: accept-new"
+                ) from None
+            raise HostUnreachableError(f"{where}: {e}") from None
+        except OSError as e:
+            raise HostUnreachableError(f"{where}: cannot connect: {e}") from None
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(_KEEPALIVE)
+        return transport
+
+    async def _exec(self, remote: RemoteMachine, command: str) -> tuple[int, str]:
+        """Run a short command on the machine: its exit status and stdout."""
+        transport = await self._transport(remote) if remote.transport is None else remote.transport
+
+        def run() -> tuple[int, str]:
+            chan = transport.open_session(timeout=_CONNECT_TIMEOUT)
+            chan.exec_command(command)
+            out = chan.makefile("rb").read().decode(errors="replace")
+            return chan.recv_exit_status(), out
+
+        return await asyncio.to_thread(run)
+
+    async def close(self) -> None:
+        for remote in self.remotes.values():
+            if remote.transport is not None:
+                remote.transport.close()
+
+    # -- primitives ------------------------------------------------------------
+    def _remote_dir(self, remote: RemoteMachine, launch: Launch) -> PurePosixPath:
+        root = self.remote_root.replace("~", remote.home, 1) if self.remote_root.startswith("~") else self.remote_root
+        batch = launch.env["HYPERCTL_BATCH_NAME"]
+        return PurePosixPath(root) / batch / launch.job
+
+    async def _spawn(self, launch: Launch) -> Handle:
+        remote = self.remotes[launch.machine.name]
+        transport = await self._transport(remote)
+        job_dir = self._remote_dir(remote, launch)
+        attempt_dir = job_dir / f"attempt-{launch.attempt}"
+        env = {**remote.environments, **launch.env}
+        env["HYPERCTL_JOB_DATA_DIR"] = env["HYPERCTL_JOB_WORKING_DIR"] = str(job_dir)
+        env["HYPERCTL_JOB_PARAMS_FILE"] = str(job_dir / "params.json")
+        assigns = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+        launcher = " ".join(
+            shlex.quote(str(a))
+            for a in (
+                LAUNCHER,
+                "hyperctl-job",
+                launch.command,
+                attempt_dir,
+                job_dir,
+                launch.params_json,
+                job_dir / "params.json",
+            )
+        )
+        # The pid first, on the channel; then the job, in a session of its own that outlives us.
+        command = (
+            # An attempt folder already there is stale (a batch folder made anew): never mix them.
+            f"rm -rf {shlex.quote(str(attempt_dir))} && mkdir -p {shlex.quote(str(attempt_dir))} && "
+            f"exec env {assigns} setsid -w /bin/sh -c 'echo $$; exec /bin/sh -c \"$@\"' sh {launcher} "
+            "</dev/null"
+        )
+
+        def start() -> tuple[paramiko.Channel, int]:
+            chan = transport.open_session(timeout=_CONNECT_TIMEOUT)
+            chan.exec_command(command)
+            line = b""
+            while not line.endswith(b"\n"):
+                chunk = chan.recv(64)
+                if not chunk:
+                    raise OSError(f"{remote.machine.name}: the job did not start: {chan.recv_stderr(4096)!r}")
+                line += chunk
+            return chan, int(line)
+
+        chan, pid = await asyncio.to_thread(start)
+        handle = self._new_handle(launch, pid, None)
+        self._watch_channel(handle, chan)
+        return handle
+
+    def _watch_channel(self, handle: Handle, chan: paramiko.Channel) -> None:
+        """The channel's fd turns readable on output or close: its exit status ends the handle."""
+        loop = asyncio.get_running_loop()
+        fd = chan.fileno()
+
+        def on_readable() -> None:
+            while chan.recv_ready():
+                chan.recv(65536)
+            if chan.exit_status_ready() or chan.closed:
+                loop.remove_reader(fd)
+                status = chan.recv_exit_status() if chan.exit_status_ready() else -1
+                chan.close()
+                # -1: the connection dropped and no status came: the job's end is unknown.
+                self._exited(handle, status if status >= 0 else None, None)
+
+        loop.add_reader(fd, on_readable)
+
+    def _signal(self, handle: Handle, sig: int) -> None:
+        remote = self.remotes[handle.launch.machine.name]
+        # "kill -N -PGID": the spelling that dash, bash and /bin/kill all take for a group.
+        asyncio.ensure_future(self._exec(remote, f"kill -{int(sig)} -{int(handle.pid)} 2>/dev/null"))
+
+    async def _group_alive(self, handle: Handle) -> bool:
+        remote = self.remotes[handle.launch.machine.name]
+        live = f"ps -e -o pgid=,stat= | awk '$1 == {int(handle.pid)} && $2 !~ /^Z/' | grep -q ."
+        try:
+            return (await self._exec(remote, live))[0] == 0
+        except (HyperctlError, OSError, paramiko.SSHException):
+            return False  # the machine is gone: so is the job, as far as anyone can tell
+
+    async def _reattach(self, launch: Launch, pid: int | None, pid_started: float | None) -> Handle | None:
+        return None  # reattaching over SSH comes with crash recovery for remote jobs
+
+    async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
+        remote = self.remotes[launch.machine.name]
+        path = self._remote_dir(remote, launch) / f"attempt-{launch.attempt}" / name
+        status, out = await self._exec(remote, f"head -c 4096 {shlex.quote(str(path))} 2>/dev/null")
+        return out if status == 0 else None
+
+
+def _check_policy(value: str) -> str | None:
+    return None if value in HOST_KEY_POLICIES else f"must be one of {', '.join(HOST_KEY_POLICIES)}"

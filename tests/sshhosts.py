@@ -1,0 +1,169 @@
+"""Real OpenSSH hosts for tests: each in a network namespace of its own, with its own address.
+
+Root and `ip netns` are needed (as on CI); without namespaces the hosts fall back to loopback
+aliases (127.0.0.N). Every host runs its own sshd with its own host key; a dedicated user logs
+in with a key made for the session; a known_hosts file lists every host's key.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+USER = "hyperctl-test"
+SSHD = "/usr/sbin/sshd"
+
+
+@dataclass
+class Host:
+    """One test machine reachable over SSH."""
+
+    name: str
+    address: str
+    port: int
+    user: str
+    key_file: Path
+    known_hosts: Path
+    namespace: str | None
+    sshd_pid: int
+    home: Path
+
+    def machine(self, **extra: object) -> dict[str, object]:
+        """This host as a `backend.conf.machines[]` entry."""
+        return {
+            "hostname": self.address,
+            "port": self.port,
+            "username": self.user,
+            "ssh_rsa_file": str(self.key_file),
+            **extra,
+        }
+
+
+def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=check, capture_output=True, text=True)
+
+
+def namespaces_work() -> bool:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return False
+    probe = f"hcprobe{os.getpid()}"
+    if _run("ip", "netns", "add", probe, check=False).returncode != 0:
+        return False
+    _run("ip", "netns", "del", probe, check=False)
+    return True
+
+
+def ensure_user() -> Path:
+    try:
+        home = Path(pwd.getpwnam(USER).pw_dir)
+    except KeyError:
+        _run("useradd", "-m", "-s", "/bin/sh", USER)
+        home = Path(pwd.getpwnam(USER).pw_dir)
+    _run("usermod", "-p", "*", USER)  # a locked '!' account is refused when UsePAM is off
+    return home
+
+
+def _sshd_config(folder: Path, address: str, port: int, authorized: Path) -> Path:
+    host_key = folder / "host_ed25519"
+    _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key))
+    config = folder / "sshd_config"
+    config.write_text(
+        f"ListenAddress {address}\nPort {port}\nHostKey {host_key}\nPidFile {folder / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {authorized}\nPasswordAuthentication no\nUsePAM no\nStrictModes no\n"
+        "MaxSessions 64\nMaxStartups 64:30:128\nUseDNS no\nAllowUsers " + USER + "\n"
+    )
+    _run(SSHD, "-t", "-f", str(config))
+    return config
+
+
+@contextmanager
+def ssh_hosts(count: int, workdir: Path) -> Iterator[list[Host]]:
+    """Start `count` sshd hosts; stop them and remove every namespace and link on exit."""
+    if not os.path.exists(SSHD):
+        raise RuntimeError(f"{SSHD} is missing: apt-get install -y openssh-server")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    home = ensure_user()
+    key = workdir / "client_ed25519"
+    _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+    authorized = workdir / "authorized_keys"
+    shutil.copy(f"{key}.pub", authorized)
+    os.chmod(workdir, 0o755)
+    for path in (authorized, f"{key}.pub"):
+        os.chmod(path, 0o644)
+    tag = f"{os.getpid() % 100000}"
+    use_ns = namespaces_work()
+    bridge = f"hcbr{tag}"
+    made_namespaces: list[str] = []
+    hosts: list[Host] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        if use_ns:
+            _run("ip", "link", "add", bridge, "type", "bridge")
+            _run("ip", "addr", "add", "10.213.0.1/24", "dev", bridge)
+            _run("ip", "link", "set", bridge, "up")
+        for n in range(1, count + 1):
+            folder = workdir / f"host{n}"
+            folder.mkdir()
+            if use_ns:
+                ns, address, port = f"hc{tag}h{n}", f"10.213.0.{10 + n}", 22
+                outside, inside = f"hc{tag}v{n}", f"hc{tag}i{n}"
+                _run("ip", "netns", "add", ns)
+                made_namespaces.append(ns)
+                _run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
+                _run("ip", "link", "set", inside, "netns", ns)
+                _run("ip", "link", "set", outside, "master", bridge)
+                _run("ip", "link", "set", outside, "up")
+                _run("ip", "netns", "exec", ns, "ip", "addr", "add", f"{address}/24", "dev", inside)
+                _run("ip", "netns", "exec", ns, "ip", "link", "set", inside, "up")
+                _run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+                _run("ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", "10.213.0.1")
+                config = _sshd_config(folder, address, port, authorized)
+                argv = ["ip", "netns", "exec", ns, SSHD, "-D", "-f", str(config), "-E", str(folder / "sshd.log")]
+            else:
+                ns, address, port = None, f"127.0.{tag[-2:].lstrip('0') or '1'}.{10 + n}", 2200 + n
+                config = _sshd_config(folder, address, port, authorized)
+                argv = [SSHD, "-D", "-f", str(config), "-E", str(folder / "sshd.log")]
+            proc = subprocess.Popen(argv, start_new_session=True)
+            procs.append(proc)
+            hosts.append(Host(f"host{n}", address, port, USER, key, workdir / "known_hosts", ns, proc.pid, home))
+        known = []
+        for host in hosts:
+            _wait_listening(host)
+            public = (workdir / host.name / "host_ed25519.pub").read_text().split()
+            where = host.address if host.port == 22 else f"[{host.address}]:{host.port}"
+            known.append(f"{where} {public[0]} {public[1]}\n")
+        (workdir / "known_hosts").write_text("".join(known))
+        yield hosts
+    finally:
+        for proc in procs:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for ns in made_namespaces:
+            for pid in _run("ip", "netns", "pids", ns, check=False).stdout.split():
+                with suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            _run("ip", "netns", "del", ns, check=False)
+        if use_ns:
+            _run("ip", "link", "del", bridge, check=False)
+
+
+def _wait_listening(host: Host, within: float = 10) -> None:
+    import socket
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host.address, host.port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"sshd on {host.address}:{host.port} did not start")

@@ -1,0 +1,164 @@
+"""The remote backend against real OpenSSH servers, each in a network namespace of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import hyperctl, wait_for, write_json
+from tests.sshhosts import Host, ssh_hosts
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="openssh-server is not installed")
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[list[Host]]:
+    workdir = Path(tempfile.mkdtemp(prefix="hyperctl-ssh-"))
+    try:
+        with ssh_hosts(2, workdir) as found:
+            yield found
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def shared(hosts: list[Host]) -> Iterator[Path]:
+    """A folder both the test and the hosts' user can write (the hosts share this filesystem)."""
+    folder = Path(tempfile.mkdtemp(prefix="hyperctl-shared-"))
+    os.chmod(folder, 0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def remote_batch(hosts: list[Host], jobs: list[dict[str, Any]], name: str = "r", **conf: Any) -> dict[str, Any]:
+    machines = conf.pop("machines", [h.machine() for h in hosts])
+    backend = {"type": "remote", "conf": {"machines": machines, "known_hosts": str(hosts[0].known_hosts), **conf}}
+    return {"name": name, "jobs": jobs, "daemon": {"port": 0}, "backend": backend}
+
+
+def job(command: str, **fields: Any) -> dict[str, Any]:
+    execution = fields.pop("execution", {})
+    return {"params": fields.pop("params", {}), "execution": {"command": command, **execution}, **fields}
+
+
+def remote_stdout(host: Host, batch: str, job_name: str, attempt: int = 1) -> str:
+    return (host.home / ".hyperctl" / batch / job_name / f"attempt-{attempt}" / "stdout").read_text()
+
+
+def test_jobs_spread_over_two_hosts_with_exclusive_gpus(hosts: list[Host], shared: Path, batches: Path) -> None:
+    """Each job holds a lock file per (host, GPU) it was given: a GPU given twice would fail a job."""
+    script = shared / "gpu.sh"
+    script.write_text(
+        'set -e\nme=$(hostname -I | cut -d" " -f1)\nlock="$1/$me-$CUDA_VISIBLE_DEVICES"\n'
+        'mkdir "$lock"\nsleep 0.3\nrmdir "$lock"\necho "$me $CUDA_VISIBLE_DEVICES $2"\n'
+    )
+    jobs = [job(f"sh {script} {shared} {{{{ i }}}}", params={"i": i}, resource={"gpu": 1}) for i in range(12)]
+    machines = [h.machine(cpu=8, gpu=[0, 1]) for h in hosts]
+    config = write_json(shared / "b.json", remote_batch(hosts, jobs, machines=machines))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    outputs = [remote_stdout(hosts[0], "r", f"job-{i:04d}").split() for i in range(12)]
+    assert {o[0] for o in outputs} == {h.address for h in hosts}  # both hosts were used
+    assert all(o[1] in ("0", "1") and o[2] == str(i) for i, o in enumerate(outputs))
+
+
+def test_many_jobs_at_once_on_one_transport(hosts: list[Host], shared: Path, batches: Path) -> None:
+    """20 jobs that each wait for all 20 to start: more channels than sshd's default of 10 sessions."""
+    meet = shared / "meet"
+    meet.mkdir()
+    meet.chmod(0o777)
+    wait = (
+        f"touch {meet}/$HYPERCTL_JOB_NAME; i=0; while [ $(ls {meet} | wc -l) -lt 20 ]; do "
+        "i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.05; done"
+    )
+    config = write_json(
+        shared / "b.json", remote_batch(hosts, [job(wait) for _ in range(20)], machines=[hosts[0].machine(cpu=20)])
+    )
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_unknown_host_is_refused_with_a_way_to_trust_it(hosts: list[Host], shared: Path, batches: Path) -> None:
+    empty = shared / "known_hosts"
+    empty.write_text("")
+    doc = remote_batch(hosts, [job("true")], known_hosts=str(empty), machines=[hosts[0].machine()])
+    config = write_json(shared / "b.json", doc)
+
+    refused = hyperctl("run", "--config", str(config), env={"HOME": str(shared)})  # no ~/.ssh/known_hosts either
+
+    assert refused.returncode == 1
+    assert f"unknown host key; trust it with `ssh -p 22 {hosts[0].address}`" in refused.stderr
+
+    doc["backend"]["conf"]["host_key_policy"] = "accept-new"
+    write_json(config, doc)
+    accepted = hyperctl("run", "--config", str(config), env={"HOME": str(shared)})
+    assert accepted.returncode == 0, accepted.stderr
+    assert hosts[0].address in empty.read_text()  # recorded for next time
+
+
+def test_a_changed_host_key_is_always_refused(hosts: list[Host], shared: Path, batches: Path) -> None:
+    wrong = shared / "known_hosts"
+    other_key = (hosts[1].known_hosts.read_text().splitlines()[1]).split()[1:]
+    wrong.write_text(f"{hosts[0].address} {' '.join(other_key)}\n")
+    doc = remote_batch(
+        hosts, [job("true")], known_hosts=str(wrong), host_key_policy="accept-new", machines=[hosts[0].machine()]
+    )
+    config = write_json(shared / "b.json", doc)
+
+    result = hyperctl("run", "--config", str(config), env={"HOME": str(shared)})
+
+    assert result.returncode == 1
+    assert "its host key has CHANGED since it was recorded; refusing to connect" in result.stderr
+
+
+def test_kill_a_remote_job_tree(hosts: list[Host], shared: Path, batches: Path) -> None:
+    stubborn = "sh -c 'trap \"\" TERM; sleep 60' & trap '' TERM; sleep 60"
+    doc = remote_batch(hosts, [job(stubborn, name="s", execution={"kill_grace": 1})], machines=[hosts[0].machine()])
+    config = write_json(shared / "b.json", doc)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)], stderr=subprocess.PIPE, text=True
+    )
+    views = {}
+
+    def running() -> bool:
+        out = hyperctl("job", "list", "-b", "r", "--json").stdout
+        views.update({v["name"]: v for v in json.loads(out or "[]")})
+        return views.get("s", {}).get("status") == "running" and bool(views["s"].get("pid"))
+
+    wait_for(running, "the remote job to run")
+    pid = views["s"]["pid"]
+    wait_for(lambda: len([p for p in psutil.process_iter() if _pgid(p) == pid]) >= 3, "the job's processes")
+
+    killed = hyperctl("job", "kill", "-b", "r", "-j", "s", timeout=20)  # well inside the jobs' 60 s
+
+    assert killed.returncode == 0, killed.stderr
+    assert not [p for p in psutil.process_iter() if _pgid(p) == pid and _live(p)], "killed, yet processes are left"
+    assert run.wait(timeout=30) == 1
+
+
+def _pgid(proc: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(proc.pid)
+    except OSError:
+        return None
+
+
+def _live(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
