@@ -80,7 +80,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "unknown backend",
         {"jobs": [OK_JOB], "backend": {"type": "kubernetes"}},
-        ["backend.type: unknown backend 'kubernetes' (available: local)"],
+        ["backend.type: unknown backend 'kubernetes' (available: local, remote)"],
     ),
     (
         "bad backend conf",
@@ -88,6 +88,34 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["backend.conf.cpu: must be more than 0, not 0", "backend.conf.gpus: unknown key (did you mean 'gpu'?)"],
     ),
     ("bad gpu list", {"jobs": [OK_JOB], "backend": {"conf": {"gpu": [0, 0]}}}, ["backend.conf.gpu: lists a GPU twice"]),
+    (
+        "remote without machines",
+        {"jobs": [OK_JOB], "backend": {"type": "remote", "conf": {"machines": []}}},
+        ["backend.conf.machines: must list at least one machine"],
+    ),
+    (
+        "remote machine mistakes",
+        {
+            "jobs": [OK_JOB],
+            "backend": {
+                "type": "remote",
+                "conf": {
+                    "machines": [
+                        {"hostname": "h", "user": "x"},
+                        {"port": 22},
+                        {"hostname": "g", "password_env": "NOPE_X"},
+                    ],
+                    "host_key_policy": "auto-add",
+                },
+            },
+        },
+        [
+            "backend.conf.machines[0].user: unknown key (did you mean 'username'?)",
+            "backend.conf.machines[1].hostname: required",
+            "backend.conf.machines[2].password_env: $NOPE_X is not set",
+            "backend.conf.host_key_policy: must be one of reject, accept-new",
+        ],
+    ),
     (
         "a job that can never fit",
         {"jobs": [OK_JOB, {**OK_JOB, "resource": {"gpu": 3}}], "backend": {"conf": {"gpu": [0, 1]}}},
