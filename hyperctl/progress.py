@@ -138,7 +138,10 @@ def summary_lines(result: RunResult) -> list[str]:
     if len(unfinished) > 20:
         lines.append(f"  ... and {len(unfinished) - 20} more (hyperctl job list)")
     pending = len(result.not_succeeded) - len(unfinished)
-    if result.halted_after is not None:
+    if result.machines_down:
+        lines.append(f"  every machine is down; {pending} jobs not started:")
+        lines += [f"    {machine}: {why}" for machine, why in result.machines_down.items()]
+    elif result.halted_after is not None:
         lines.append(
             f"  halted after {result.halted_after} failures (scheduler.halt_on_failures): {pending} jobs not started"
         )

@@ -260,11 +260,14 @@ class Store:
             )
 
     def forget_attempt(self, job: str, n: int) -> None:
-        """Drop an attempt that never started (the daemon died between recording and spawning it)."""
+        """Drop an attempt that never started (its machine was down, or the daemon died before the
+        spawn); the job is pending again."""
         with self.conn:
             self.conn.execute("BEGIN")
             self.conn.execute("DELETE FROM attempts WHERE job = ? AND n = ?", (job, n))
-            self.conn.execute("UPDATE jobs SET attempts = ? WHERE name = ?", (n - 1, job))
+            self.conn.execute(
+                "UPDATE jobs SET attempts = ?, status = ? WHERE name = ?", (n - 1, JobStatus.PENDING.value, job)
+            )
 
     def requeue(self, jobs: list[str]) -> None:
         """Make these jobs pending again (batch retry); their attempts and logs are kept."""

@@ -162,3 +162,26 @@ def _live(proc: psutil.Process) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def test_a_machine_down_at_start_sends_its_jobs_elsewhere(hosts: list[Host], shared: Path, batches: Path) -> None:
+    dead = {**hosts[0].machine(), "port": 2}  # nothing listens there: connection refused
+    doc = remote_batch(hosts, [job("true") for _ in range(6)], machines=[dead, hosts[1].machine(cpu=2)])
+    config = write_json(shared / "b.json", doc)
+
+    result = hyperctl("run", "--config", str(config), "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert f"machine {hosts[0].address}:2 is down: " in result.stderr
+    assert json.loads(result.stdout)["counts"]["succeeded"] == 6
+
+
+def test_every_machine_down_ends_the_batch_with_a_clear_error(hosts: list[Host], shared: Path, batches: Path) -> None:
+    dead = {**hosts[0].machine(), "port": 2}
+    config = write_json(shared / "b.json", remote_batch(hosts, [job("true") for _ in range(3)], machines=[dead]))
+
+    result = hyperctl("run", "--config", str(config), timeout=60)
+
+    assert result.returncode == 1
+    assert "every machine is down; 3 jobs not started:" in result.stderr
+    assert f"{hosts[0].address}:2: {hosts[0].user}@{hosts[0].address}:2: cannot connect" in result.stderr

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hyperctl.errors import HyperctlError
+
 # The job's outer shell (POSIX sh). It sends the job's output to files, writes the params
 # file, runs the command in a subshell (so `exit` or `exec` in it cannot skip what follows;
 # a subshell is a fork, cheaper than a second shell), then leaves the exit code on disk for
@@ -34,6 +36,10 @@ MAX_PARAMS_ARG = 64 * 1024
 
 # Only while a kill waits for a job's processes to finish their TERM handlers.
 _GROUP_CHECK_INTERVAL = 0.05
+
+
+class MachineUnavailableError(HyperctlError):
+    """A machine cannot take jobs now (unreachable, refused): its jobs should go elsewhere."""
 
 
 @dataclass(frozen=True)

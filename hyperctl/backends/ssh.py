@@ -20,7 +20,7 @@ from typing import Any
 
 import paramiko
 
-from hyperctl.backends.base import LAUNCHER, Executor, Handle, Launch, Machine
+from hyperctl.backends.base import LAUNCHER, Executor, Handle, Launch, Machine, MachineUnavailableError
 from hyperctl.errors import HyperctlError
 from hyperctl.fields import Problems, Section, above, at_least, join
 
@@ -31,7 +31,7 @@ _CONNECT_TIMEOUT = 15
 _PATH_ENV = ("HYPERCTL_JOB_DATA_DIR", "HYPERCTL_JOB_WORKING_DIR", "HYPERCTL_JOB_PARAMS_FILE")
 
 
-class HostUnreachableError(HyperctlError):
+class HostUnreachableError(MachineUnavailableError):
     """A machine could not be reached, or its host key is unknown or changed."""
 
 

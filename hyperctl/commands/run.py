@@ -72,8 +72,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> int:
+    import logging
+
     from hyperctl.daemon.server import run_batch
     from hyperctl.progress import Progress
+
+    logging.basicConfig(format="hyperctl: %(message)s", level=logging.WARNING)
 
     progress = Progress(sys.stderr, sys.stderr.isatty())
     result = run_batch(spec, options, progress)

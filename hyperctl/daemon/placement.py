@@ -27,6 +27,7 @@ class Pool:
         self.cpu = {m.name: float(m.cpu) for m in machines}
         self.ram = {m.name: m.ram for m in machines}
         self.gpus = {m.name: list(m.gpus) for m in machines}
+        self.down: dict[str, str] = {}  # machine -> why it takes no jobs for now
 
     def why_never_fits(self, r: Resource) -> str | None:
         """Why no machine, even idle, could run r; None when one could."""
@@ -64,7 +65,12 @@ class Pool:
         return self._hold(m, r, tuple(g for g in gpus if g in self.gpus[m.name]))
 
     def _fits(self, m: Machine, r: Resource) -> bool:
-        return r.cpu <= self.cpu[m.name] + _EPSILON and r.ram <= self.ram[m.name] and r.gpu <= len(self.gpus[m.name])
+        return (
+            m.name not in self.down
+            and r.cpu <= self.cpu[m.name] + _EPSILON
+            and r.ram <= self.ram[m.name]
+            and r.gpu <= len(self.gpus[m.name])
+        )
 
     def _free_gpus(self, m: Machine, r: Resource, avoid: tuple[int, ...] = ()) -> list[int]:
         free = self.gpus[m.name]

@@ -15,13 +15,14 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hyperctl.backends.base import MAX_PARAMS_ARG, Executor, Exit, Handle, Launch
+from hyperctl.backends.base import MAX_PARAMS_ARG, Executor, Exit, Handle, Launch, MachineUnavailableError
 from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.errors import ConfigError, HyperctlError
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
 from hyperctl.store import BatchDir, JobRecord, Store
 
 logger = logging.getLogger(__name__)
+_FIRST_BACKOFF, _MAX_BACKOFF = 5.0, 60.0  # seconds a machine that failed takes no jobs
 _REASON_STATUS = {"timeout": JobStatus.TIMEOUT, "killed": JobStatus.KILLED, "lost": JobStatus.LOST}
 _FAILURES = (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.LOST)
 
@@ -98,6 +99,7 @@ class Scheduler:
         self.listeners: list[Callable[[Event], None]] = []
         self.stopping: BatchStatus | None = None
         self.done: asyncio.Future[BatchStatus] = asyncio.get_running_loop().create_future()
+        self.backoff: dict[str, float] = {}  # machine -> how long it stays down the next time
         self.version = 0  # bumped on every change; watchers long-poll on it
         self._changed = asyncio.get_running_loop().create_future()
 
@@ -167,7 +169,10 @@ class Scheduler:
 
     def _ended(self, name: str, status: JobStatus, exit_code: int | None) -> None:
         """An attempt ended with status: retry it, or record the job's end; then start what fits."""
-        if self.stopping is None and should_retry(self.specs[name], status, exit_code, self.attempts[name]):
+        if status == JobStatus.PENDING:  # it did not start (stopping, or its machine was down)
+            self._set_status(name, status)
+            self._enqueue(name)
+        elif self.stopping is None and should_retry(self.specs[name], status, exit_code, self.attempts[name]):
             self.store.set_status(name, JobStatus.PENDING)
             self._set_status(name, JobStatus.PENDING, retry_of=status)
             self._enqueue(name)
@@ -187,7 +192,12 @@ class Scheduler:
         try:
             self._prepare(job, launch)
             handle = await self.executor.start(launch)
-        except (OSError, HyperctlError) as e:  # a machine that cannot be reached, a full disk, ...
+        except MachineUnavailableError as e:  # not the job's fault: it goes to another machine
+            self.store.forget_attempt(job.name, n)
+            self.attempts[job.name] = n - 1
+            self._machine_down(slot.machine.name, str(e))
+            return JobStatus.PENDING, None
+        except (OSError, HyperctlError) as e:  # a full disk, a working dir that is missing, ...
             self.store.end_attempt(job.name, n, JobStatus.FAILED, reason=f"could not start: {e}")
             return JobStatus.FAILED, None
         self.running[job.name] = handle
@@ -240,6 +250,26 @@ class Scheduler:
             timeout=job.execution.timeout if timeout is None else timeout,
             kill_grace=job.execution.kill_grace,
         )
+
+    # -- machines that fail -------------------------------------------------
+    def _machine_down(self, machine: str, reason: str) -> None:
+        """Take no jobs to it for a while (doubling each time, up to a minute), then try again."""
+        if machine in self.pool.down:
+            return
+        logger.warning("machine %s is down: %s", machine, reason)
+        self.pool.down[machine] = reason
+        delay = self.backoff.get(machine, _FIRST_BACKOFF)
+        self.backoff[machine] = min(delay * 2, _MAX_BACKOFF)
+        asyncio.get_running_loop().call_later(delay, self._machine_up, machine)
+        self._bump()
+
+    def _machine_up(self, machine: str) -> None:
+        self.pool.down.pop(machine, None)
+        self.dispatch()
+
+    @property
+    def all_down(self) -> bool:
+        return len(self.pool.down) == len(self.pool.machines)
 
     # -- after a crash ------------------------------------------------------
     async def _recover(self, record: JobRecord) -> None:
@@ -311,7 +341,7 @@ class Scheduler:
     def _finish_if_done(self) -> None:
         if self.done.done() or self.running or self.tasks or self.recovering or self.paused:
             return
-        if self.stopping is None and not self.halted and any(self.queues.values()):
+        if self.stopping is None and not self.halted and any(self.queues.values()) and not self.all_down:
             return  # jobs wait for capacity that a running job will free
         if self.stopping is not None:
             result = self.stopping

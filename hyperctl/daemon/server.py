@@ -61,6 +61,7 @@ class RunResult:
     elapsed: float
     not_succeeded: list[JobRecord] = field(default_factory=list)
     halted_after: int | None = None  # failures that stopped new starts (halt_on_failures)
+    machines_down: dict[str, str] = field(default_factory=dict)  # when every machine was down: why
 
 
 class BatchLock:
@@ -208,6 +209,7 @@ async def _serve(
             elapsed=time.time() - started,
             not_succeeded=[r for r in store.jobs() if r.status != JobStatus.SUCCEEDED],
             halted_after=scheduler.failures if scheduler.halted else None,
+            machines_down=dict(scheduler.pool.down) if scheduler.all_down else {},
         )
     finally:
         store.close()
