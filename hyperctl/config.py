@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -137,6 +138,7 @@ def _parse_job(
     before = len(problems.lines)
     name = job.get("name", "string", None, check=_check_name) or default_job_name(index)
     params = job.get("params", "object", {})
+    _check_json(params, job.at("params"), problems)
     resource = parse_resource(job.section("resource"))
     execution = parse_execution(job.section("execution"), base_dir)
     retry = _parse_retry(job, default_retry)
@@ -155,6 +157,23 @@ def _parse_job(
         resource=resource,
         retry=retry,
     )
+
+
+def _check_json(value: Any, path: str, problems: Problems) -> None:
+    """Params go to JSON files and to the API: only what JSON holds, and finite numbers."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                problems.add(path, f"key {key!r} must be a string (in YAML, quote keys like on, off, yes, no, 1)")
+            else:
+                _check_json(item, join(path, key), problems)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json(item, join(path, i), problems)
+    elif isinstance(value, float) and not math.isfinite(value):
+        problems.add(path, f"must be a finite number, not {value}")
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        problems.add(path, f"must be a string, number, boolean, null, list or object, not {type(value).__name__}")
 
 
 def parse_resource(sec: Section) -> Resource:

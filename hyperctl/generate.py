@@ -51,6 +51,9 @@ def expand_template(template: dict[str, Any], base_dir: Path = Path(".")) -> tup
         except ValueError as e:
             raise ConfigError(f"execution.command: {e}") from None
     job_parts = {k: template[k] for k in ("execution", "resource") if k in template}
+    if execution is not None:  # relative to the template, wherever the batch file is written
+        paths = {k: getattr(execution, k) for k in ("working_dir", "data_dir") if getattr(execution, k)}
+        job_parts["execution"] = {**template["execution"], **paths}
     batch = {k: template[k] for k in _PASSED_THROUGH if k in template}
     batch["jobs"] = [{"params": combo, **job_parts} for combo in combos]
     return batch, (seed if strategy == "random" else None)

@@ -10,7 +10,7 @@ from typing import TextIO
 
 from hyperctl.daemon.scheduler import Event
 from hyperctl.daemon.server import RunInfo, RunResult
-from hyperctl.output import format_duration
+from hyperctl.output import format_duration, plural
 from hyperctl.spec import BatchStatus, JobStatus
 
 _REDRAW_EVERY = 0.1  # seconds: 10 frames a second is plenty and costs nothing
@@ -31,19 +31,29 @@ class Progress:
         self.ended = 0
         self.last_draw = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.closed = False
 
     def say(self, line: str) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K")
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        self._write(("\r\033[K" if self.tty else "") + line + "\n")
+
+    def _write(self, text: str) -> None:
+        """Write, unless the reader has gone (`hyperctl run | head`): then the batch goes on, unseen."""
+        if self.closed:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.closed = True
 
     def started(self, run: RunInfo) -> None:
         self.info = run
         self.start = time.monotonic()
         todo = run.total - _ended(run.before)
         skipped = f", {len(run.skipped)} already succeeded" if run.skipped else ""
-        self.say(f"hyperctl: batch {run.batch_dir.name}: {todo} jobs to run{skipped}; folder {run.batch_dir.path}")
+        self.say(
+            f"hyperctl: batch {run.batch_dir.name}: {plural(todo, 'job')} to run{skipped}; folder {run.batch_dir.path}"
+        )
         if run.port_note:
             self.say(f"hyperctl: {run.port_note}")
         self.say(f"hyperctl: API at {run.portal}")
@@ -85,17 +95,12 @@ class Progress:
         counts = {status.value: n for status, n in self.info.scheduler.counts.items()}
         line = bar_line(counts, self.info.total, self.info.before, now - self.start)
         width = shutil.get_terminal_size().columns
-        self.stream.write("\r\033[K" + line[: width - 1])
-        self.stream.flush()
+        self._write("\r\033[K" + line[: width - 1])
 
     def finished(self, result: RunResult) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        if self.tty:
-            self.stream.write("\r\033[K")
-        for line in summary_lines(result):
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        self._write(("\r\033[K" if self.tty else "") + "".join(line + "\n" for line in summary_lines(result)))
 
 
 def _ended(counts: Mapping[str, int]) -> int:
@@ -139,12 +144,11 @@ def summary_lines(result: RunResult) -> list[str]:
         lines.append(f"  ... and {len(unfinished) - 20} more (hyperctl job list)")
     pending = len(result.not_succeeded) - len(unfinished)
     if result.machines_down:
-        lines.append(f"  every machine is down; {pending} jobs not started:")
+        lines.append(f"  every machine is down; {plural(pending, 'job')} not started:")
         lines += [f"    {machine}: {why}" for machine, why in result.machines_down.items()]
     elif result.halted_after is not None:
-        lines.append(
-            f"  halted after {result.halted_after} failures (scheduler.halt_on_failures): {pending} jobs not started"
-        )
+        halted = f"halted after {result.halted_after} failures (scheduler.halt_on_failures)"
+        lines.append(f"  {halted}: {plural(pending, 'job')} not started")
     elif pending and result.status == BatchStatus.INTERRUPTED:
-        lines.append(f"  {pending} jobs did not start; run the same command again to go on")
+        lines.append(f"  {plural(pending, 'job')} did not start; run the same command again to go on")
     return lines

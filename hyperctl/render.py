@@ -17,9 +17,16 @@ def needs_rendering(command: str) -> bool:
 
 def shell_word(value: Any) -> str:
     """One shell word for a param value; JSON spelling for non-strings."""
+    import jinja2
+
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()  # `{{ opt.nope }}`: an error naming it, not a blank
     if isinstance(value, str):
         return shlex.quote(value)
-    return shlex.quote(json.dumps(value))
+    try:
+        return shlex.quote(json.dumps(value))
+    except (TypeError, ValueError):  # a range() or the like: as Python spells it
+        return shlex.quote(str(value))
 
 
 @lru_cache(maxsize=1)
@@ -63,4 +70,6 @@ def render_command(command: str, params: dict[str, Any]) -> str:
     try:
         return template.render(params)
     except jinja2.TemplateError as e:
+        raise ValueError(f"template: {e}") from None
+    except (TypeError, ValueError, ArithmeticError) as e:  # `{{ lr / 0 }}`, `{{ name * 1.5 }}`
         raise ValueError(f"template: {e}") from None

@@ -217,6 +217,7 @@ def test_no_token_or_a_bad_token_is_401(runs: Runs) -> None:
         for bad in (None, "", "not-the-token", token + "x", token[:-1]):
             status, body = call(portal, path, bad, method)
             assert status == 401, (method, path, bad, body)
+        assert call(portal, path, None, method)[1]["error"] == "missing token: send 'Authorization: Bearer <token>'"
         # The right token, but not as a bearer token.
         request = urllib.request.Request(portal + path, method=method, headers={"Authorization": f"Basic {token}"})
         with pytest.raises(urllib.error.HTTPError) as e:
@@ -254,6 +255,8 @@ def test_batch_token_lists_the_jobs(runs: Runs) -> None:
     status, body = call(portal, f"{API}/job?status=running", token)
     assert status == 200
     assert {j["name"] for j in body["jobs"]} == {"first", "second"}
+    status, body = call(portal, f"{API}/job?status=bogus", token)
+    assert status == 400 and body["error"].startswith("status: must be one of pending, running, succeeded")
     status, body = call(portal, f"{API}/job?status=succeeded", token)
     assert (status, body) == (200, {"jobs": []})
 
@@ -447,7 +450,7 @@ def test_ctrl_c_kills_the_running_jobs_and_leaves_pending_ones(runs: Runs, batch
     assert code == 130, stderr
     assert "Traceback" not in stderr
     assert "hyperctl: batch ctrlc interrupted in" in stderr
-    assert "1 jobs did not start" in stderr
+    assert "1 job did not start" in stderr
 
     store = open_store(batches, "ctrlc")
     try:

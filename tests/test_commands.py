@@ -169,7 +169,7 @@ def test_after_kill_9_batch_kill_finds_the_orphans(batches: Path, tmp_path: Path
     killed = hyperctl("batch", "kill", "b")
 
     assert killed.returncode == 0, killed.stderr
-    assert "killed 1 jobs it had left running: orphan" in killed.stderr
+    assert "killed 1 job it had left running: orphan" in killed.stderr
     assert live_processes(pid) == []
     assert job_status(batches, "orphan") == "killed"
 
@@ -187,14 +187,14 @@ def test_resume_and_retry(batches: Path, tmp_path: Path) -> None:
 
     failed_only = hyperctl("batch", "retry", "b", "--job", "broken")
     assert failed_only.returncode == 1  # slow is still timed out
-    assert "retrying 1 jobs of batch b: broken" in failed_only.stderr
-    assert "batch b: 1 jobs to run" in failed_only.stderr
+    assert "retrying 1 job of batch b: broken" in failed_only.stderr
+    assert "batch b: 1 job to run" in failed_only.stderr
     assert (job_status(batches, "broken"), job_status(batches, "slow")) == ("succeeded", "timeout")
 
     resumed = hyperctl("batch", "resume", "b")
     assert resumed.returncode == 1  # nothing to run: slow stays timed out
     retried = hyperctl("batch", "retry", "b")
-    assert retried.returncode == 1 and "retrying 1 jobs of batch b: slow" in retried.stderr
+    assert retried.returncode == 1 and "retrying 1 job of batch b: slow" in retried.stderr
     with sqlite3.connect(batches / "b" / ".hyperctl" / "state.db") as db:
         assert dict(db.execute("SELECT name, attempts FROM jobs")) == {"fine": 1, "broken": 2, "slow": 2}
 

@@ -156,6 +156,40 @@ def test_config_errors(
 
 
 @pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        (
+            "jobs: [{params: {d: 2024-01-01}, execution: {command: 'true'}}]\n",
+            "jobs[0].params.d: must be a string, number, boolean, null, list or object, not date",
+        ),
+        (
+            "jobs: [{params: {off: 1}, execution: {command: 'true'}}]\n",
+            "jobs[0].params: key False must be a string (in YAML, quote keys like on, off, yes, no, 1)",
+        ),
+        ("jobs: [{params: {x: 1e400}, execution: {command: 'true'}}]\n", "jobs[0].params.x: must be a finite number"),
+        (
+            "jobs: [{params: {opt: {lr: 1}}, execution: {command: 'echo {{ opt.momentum }}'}}]\n",
+            "jobs[0].execution.command: template: 'dict object' has no attribute 'momentum'",
+        ),
+    ],
+)
+def test_params_must_be_json(
+    tmp_path: Path, batches: Path, capsys: pytest.CaptureFixture[str], yaml_text: str, expected: str
+) -> None:
+    (tmp_path / "b.yml").write_text(yaml_text)
+
+    code, err = run_main(capsys, "run", "--config", str(tmp_path / "b.yml"))
+
+    assert code == 2
+    assert err.startswith(f"hyperctl: error: {expected}"), err
+
+
+def test_non_json_values_in_a_template_render_as_python_spells_them(tmp_path: Path) -> None:
+    (tmp_path / "b.yml").write_text("jobs: [{params: {}, execution: {command: 'echo {{ range(3) }}'}}]\n")
+    assert load_batch(tmp_path / "b.yml").jobs[0].execution.command == "echo 'range(0, 3)'"
+
+
+@pytest.mark.parametrize(
     ("name", "text", "expected"),
     [
         ("batch.json", '{"jobs": [\n  {"params": {},}\n]}', "batch.json: line 2 column 17: Expecting property name"),

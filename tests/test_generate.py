@@ -114,3 +114,12 @@ def test_yaml_output(tmp_path: Path) -> None:
     (tmp_path / "t.yml").write_text("params: {a: [1, 2]}\nexecution: {command: 'echo {{ a }}'}\n")
     assert hyperctl("generate", "--template", "t.yml", "--output", "b.yaml", cwd=tmp_path).returncode == 0
     assert "command: echo {{ a }}" in (tmp_path / "b.yaml").read_text()
+
+
+def test_relative_paths_stay_relative_to_the_template(tmp_path: Path) -> None:
+    (tmp_path / "t.yml").write_text("params: {a: [1]}\nexecution: {command: 'true', working_dir: .}\n")
+    (tmp_path / "out").mkdir()
+
+    assert hyperctl("generate", "--template", "t.yml", "--output", "out/b.json", cwd=tmp_path).returncode == 0
+
+    assert json.loads((tmp_path / "out" / "b.json").read_text())["jobs"][0]["execution"]["working_dir"] == str(tmp_path)

@@ -257,4 +257,38 @@ def test_gpu_auto_asks_nvidia_smi(tmp_path: Path, batches: Path) -> None:
     assert found.returncode == 0, found.stderr
     assert {read_stdout(batches, "b", f"job-000{i}") for i in range(4)} <= {"0\n", "1\n"}
     assert none.returncode == 2
-    assert "jobs[0].resource: asks 1 GPUs; the most any machine has is 0" in none.stderr
+    assert "jobs[0].resource: asks 1 GPU; the most any machine has is 0" in none.stderr
+
+
+def test_jobs_get_default_signals_so_pipelines_end(tmp_path: Path, batches: Path) -> None:
+    """Python ignores SIGPIPE; a job must not inherit that, or `yes | head -1` never ends."""
+    config = write_json(tmp_path / "b.json", batch([job("yes | head -1", execution={"timeout": 20})]))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    assert read_stdout(batches, "b", "job-0000") == "y\n"
+    assert (batches / "b" / "job-0000" / "attempt-1" / "stderr").read_text() == ""
+
+
+def test_a_closed_output_pipe_does_not_stop_the_batch(tmp_path: Path, batches: Path) -> None:
+    config = write_json(tmp_path / "b.json", batch([job("sleep 0.1") for _ in range(4)], backend={"conf": {"cpu": 1}}))
+    argv = f"{sys.executable} -m hyperctl run --config {config} 2>&1 | head -1"
+
+    result = subprocess.run(argv, shell=True, capture_output=True, text=True, timeout=60)
+
+    assert result.stdout.startswith("hyperctl: batch b: 4 jobs to run")
+    assert set(statuses(batches).values()) == {"succeeded"}
+
+
+def test_an_unusable_batches_dir_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    config = write_json(tmp_path / "b.json", batch([job("true")]))
+
+    result = hyperctl("run", "--config", str(config), "--batches-data-dir", str(tmp_path / "file" / "sub"))
+
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"hyperctl: error: cannot make the batch folder {tmp_path / 'file' / 'sub' / 'b'}: Not a directory\n"
+    )

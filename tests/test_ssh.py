@@ -72,6 +72,9 @@ def test_jobs_spread_over_two_hosts_with_exclusive_gpus(hosts: list[Host], share
     outputs = [remote_stdout(hosts[0], "r", f"job-{i:04d}").split() for i in range(12)]
     assert {o[0] for o in outputs} == {h.address for h in hosts}  # both hosts were used
     assert all(o[1] in ("0", "1") and o[2] == str(i) for i, o in enumerate(outputs))
+    # Its output came home: `hyperctl job logs` reads it as for a local job.
+    print(result.stderr)
+    assert hyperctl("job", "logs", "-b", "r", "-j", "job-0005").stdout.split()[2] == "5"
 
 
 def test_many_jobs_at_once_on_one_transport(hosts: list[Host], shared: Path, batches: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -107,6 +108,9 @@ class LocalExecutor(Executor):
                 (os.POSIX_SPAWN_DUP2, 0, 2),
             ],
             setsid=True,  # its own session and process group: survives us, and is killed as one
+            # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec: `yes | head -1`
+            # in a job would never end. Jobs get the defaults, as in any shell.
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
         )
         # The spawn time stands for the process start time (which /proc gives only to 10 ms, at a
         # cost per job): with the pid it tells the job from a later process that reuses the pid.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import logging
 import os
 import shlex
 import socket
@@ -24,6 +25,7 @@ from hyperctl.backends.base import LAUNCHER, Executor, Handle, Launch, Machine, 
 from hyperctl.errors import HyperctlError
 from hyperctl.fields import Problems, Section, above, at_least, join
 
+logger = logging.getLogger(__name__)
 HOST_KEY_POLICIES = ("reject", "accept-new")
 _KEEPALIVE = 10  # seconds between SSH keepalives on an idle transport
 _CONNECT_TIMEOUT = 15
@@ -264,9 +266,33 @@ class RemoteExecutor(Executor):
                 status = chan.recv_exit_status() if chan.exit_status_ready() else -1
                 chan.close()
                 # -1: the connection dropped and no status came: the job's end is unknown.
-                self._exited(handle, status if status >= 0 else None, None)
+                asyncio.ensure_future(self._ended(handle, status if status >= 0 else None))
 
         loop.add_reader(fd, on_readable)
+
+    async def _ended(self, handle: Handle, status: int | None) -> None:
+        """Bring the attempt's output home, so that `hyperctl job logs` reads it as for a local job."""
+        if status is not None:
+            remote = self.remotes[handle.launch.machine.name]
+            try:
+                await asyncio.to_thread(self._download, remote, handle.launch)
+            except (OSError, paramiko.SSHException) as e:
+                logger.warning("job %s: could not fetch its output from %s: %s", handle.launch.job, remote.hostname, e)
+        self._exited(handle, status, None)
+
+    def _download(self, remote: RemoteMachine, launch: Launch) -> None:
+        """Copy the attempt's files over plain exec channels (`cat`): no sftp server needed."""
+        assert remote.transport is not None
+        source = self._remote_dir(remote, launch) / f"attempt-{launch.attempt}"
+        launch.attempt_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("stdout", "stderr", "exitcode"):
+            chan = remote.transport.open_session(timeout=_CONNECT_TIMEOUT)
+            chan.exec_command(f"cat {shlex.quote(str(source / name))}")
+            with open(launch.attempt_dir / name, "wb") as f:
+                while chunk := chan.recv(1 << 16):
+                    f.write(chunk)
+            chan.recv_exit_status()
+            chan.close()
 
     def _signal(self, handle: Handle, sig: int) -> None:
         remote = self.remotes[handle.launch.machine.name]

@@ -19,7 +19,7 @@ from hyperctl.batches import (
 )
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
-from hyperctl.output import emit_json, format_duration, format_time, say, table
+from hyperctl.output import emit_json, format_duration, format_time, plural, say, table
 from hyperctl.spec import BatchStatus, JobStatus
 from hyperctl.store import BatchDir
 
@@ -209,7 +209,10 @@ def cmd_kill(args: argparse.Namespace) -> int:
         before = summarize(batch_dir).status
         killed = kill_offline(batch_dir)
         if killed or before not in _ENDED:
-            say(f"no daemon ran batch {args.name}; killed {len(killed)} jobs it had left running" + _names(killed))
+            say(
+                f"no daemon ran batch {args.name}; killed {plural(len(killed), 'job')} it had left running"
+                + _names(killed)
+            )
         else:
             say(f"batch {args.name} has already ended ({before}); nothing was running")
         return ExitStatus.OK
@@ -277,5 +280,5 @@ def cmd_retry(args: argparse.Namespace) -> int:
         store.requeue(chosen)
     finally:
         store.close()
-    say(f"retrying {len(chosen)} jobs of batch {args.name}" + _names(chosen))
+    say(f"retrying {plural(len(chosen), 'job')} of batch {args.name}" + _names(chosen))
     return _resume(batches_dir, args.name, args.detach)

@@ -10,7 +10,7 @@ from typing import Any
 
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
-from hyperctl.output import say
+from hyperctl.output import plural, say
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser) -> None:
@@ -52,7 +52,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             out.write_text(text)
         except OSError as e:
             raise HyperctlError(f"{out}: cannot write: {e.strerror}") from None
-        say(f"wrote {len(batch['jobs'])} jobs to {out}")
+        say(f"wrote {plural(len(batch['jobs']), 'job')} to {out}")
     if seed is not None:
         say(f"random params drawn with seed {seed}")
     return ExitStatus.OK

@@ -12,7 +12,7 @@ import tornado.web
 
 from hyperctl.daemon.auth import Tokens
 from hyperctl.daemon.scheduler import Scheduler
-from hyperctl.spec import BatchStatus
+from hyperctl.spec import BatchStatus, JobStatus
 from hyperctl.views import batch_view, job_view
 
 
@@ -100,7 +100,9 @@ class ApiHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(body))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        reason = self._reason or HTTPStatus(status_code).phrase
+        # The message we raised, as written (Tornado's reason phrase drops some characters).
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        reason = getattr(error, "reason", None) or HTTPStatus(status_code).phrase
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": reason, "status": status_code}))
 
@@ -116,6 +118,9 @@ class JobListHandler(ApiHandler):
     def get(self) -> None:
         self.require_batch_token()
         status = self.get_query_argument("status", None)
+        if status is not None and status not in {s.value for s in JobStatus}:
+            known = ", ".join(s.value for s in JobStatus)
+            raise tornado.web.HTTPError(400, reason=f"status: must be one of {known}, not '{status}'")
         store, batch_dir = self.scheduler.store, self.scheduler.batch_dir
         jobs = [job_view(r, batch_dir) for r in store.jobs()]
         if status is not None:

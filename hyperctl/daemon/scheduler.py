@@ -320,7 +320,10 @@ class Scheduler:
         self.counts[status] += 1
         event = Event(name, status, retry_of)
         for listener in self.listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # a display that fails must not stop the batch
+                logger.exception("a status listener failed")
         self._bump()
 
     def _bump(self) -> None:

@@ -142,7 +142,10 @@ def check_spec(spec: BatchSpec) -> Executor:
 async def _run(spec: BatchSpec, options: RunOptions, observer: Observer | None) -> RunResult:
     executor = check_spec(spec)  # before anything is created
     batch_dir = BatchDir(options.batches_dir, spec.name)
-    batch_dir.internal.mkdir(parents=True, exist_ok=True)
+    try:
+        batch_dir.internal.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HyperctlError(f"cannot make the batch folder {batch_dir.path}: {e.strerror}") from None
     lock = BatchLock(batch_dir.lock_file)
     lock.acquire()
     try:
