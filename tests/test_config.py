@@ -127,6 +127,11 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["jobs[0].resource: asks 5 CPUs; the most any machine has is 4"],
     ),
     (
+        "a working dir that does not exist",
+        {"jobs": [{"params": {}, "execution": {"command": "true", "working_dir": "/no/such/dir"}}]},
+        ["jobs[0].execution.working_dir: no such folder: /no/such/dir"],
+    ),
+    (
         "unknown template name",
         {"jobs": [{"params": {"lr": 1}, "execution": {"command": "train --lr {{ lr }} {{ depth }}"}}]},
         ["jobs[0].execution.command: 'depth' is not a param (params: lr)"],

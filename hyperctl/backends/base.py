@@ -110,6 +110,10 @@ class Executor(ABC):
     def machines(self) -> list[Machine]:
         """Every machine and its whole capacity."""
 
+    def check_job(self, execution: Any) -> str | None:
+        """Why a job's execution section cannot work on these machines (checked before any start)."""
+        return None
+
     @abstractmethod
     async def _spawn(self, launch: Launch) -> Handle:
         """Start the launcher detached in its own session; return at once."""

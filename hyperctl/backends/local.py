@@ -85,6 +85,11 @@ class LocalExecutor(Executor):
     def machines(self) -> list[Machine]:
         return [self.machine]
 
+    def check_job(self, execution: Any) -> str | None:
+        if execution.working_dir and not os.path.isdir(execution.working_dir):
+            return f"working_dir: no such folder: {execution.working_dir}"
+        return None
+
     async def _spawn(self, launch: Launch) -> Handle:
         pid = os.posix_spawn(
             "/bin/sh",

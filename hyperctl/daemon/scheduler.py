@@ -36,13 +36,17 @@ class Event:
     retry_of: JobStatus | None = None  # pending again: how the attempt that will be retried ended
 
 
-def check_fits(spec: BatchSpec, pool: Pool) -> None:
-    """A job no machine can ever hold is a config error before anything starts."""
+def check_fits(spec: BatchSpec, executor: Executor) -> None:
+    """A job no machine can ever hold, or run, is a config error before anything starts."""
+    pool = Pool(executor.machines())
     problems = []
     for i, job in enumerate(spec.jobs):
         why = pool.why_never_fits(job.resource)
         if why:
             problems.append(f"jobs[{i}].resource: {why}")
+        why = executor.check_job(job.execution)
+        if why:
+            problems.append(f"jobs[{i}].execution.{why}")
     if problems:
         raise ConfigError(problems)
 

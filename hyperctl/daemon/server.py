@@ -18,7 +18,6 @@ from typing import IO, Protocol
 from hyperctl.backends import create_executor
 from hyperctl.backends.base import Executor
 from hyperctl.daemon.auth import Tokens, load_or_create_token
-from hyperctl.daemon.placement import Pool
 from hyperctl.daemon.scheduler import Event, Scheduler, check_fits
 from hyperctl.errors import BatchBusyError, HyperctlError
 from hyperctl.spec import BatchSpec, BatchStatus, JobStatus
@@ -135,7 +134,7 @@ def run_batch(spec: BatchSpec, options: RunOptions, observer: Observer | None = 
 def check_spec(spec: BatchSpec) -> Executor:
     """Its executor, once everything that can be wrong with the config is found (ConfigError)."""
     executor = create_executor(spec.backend.type, spec.backend.conf)
-    check_fits(spec, Pool(executor.machines()))
+    check_fits(spec, executor)
     return executor
 
 
