@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import itertools
 import json
 import os
@@ -39,29 +38,35 @@ import random
 import shlex
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import (
+    RUN_WITHIN,
+    BatchFolder,
+    BenchError,
+    alive,
+    hyperctl,
+    live_group_members,
+    run_cli,
+    signals_deferred,
+    sweep,
+    terminate,
+    wait_for,
+)
+
 GOAL = "0 lost / 0 duplicated / 0 missing"
 SLOTS = 4  # backend cpu of the main batch
-RUN_WITHIN = 120.0  # seconds any one hyperctl command may take
-UP_WITHIN = 60.0  # seconds for jobs to be running, a daemon to re-adopt them, or processes to end
 POLL = 0.005  # seconds between looks at the log while a daemon runs (the store is read only once it is dead)
 JITTER = 0.03  # up to this many seconds between reaching a kill's progress point and the kill
 ADOPT_SLEEP = 5  # seconds each job of part 2 sleeps
 ENDED_SLEEP = 1  # seconds each job of part 3 sleeps
-
-
-class BenchError(Exception):
-    """A step did not do what it must; the message says which."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,31 +92,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # -- hyperctl and its batch folder -----------------------------------------------------------------------
 
 
-def hyperctl(batches: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "hyperctl", *args, "--batches-data-dir", str(batches)]
-
-
-def run_cli(cmd: list[str], timeout: float = RUN_WITHIN, shielded: bool = False) -> tuple[int, float, str]:
-    """Exit code, wall seconds and stderr of a hyperctl command that returns by itself.
-
-    shielded: in a session of its own, so a Ctrl-C at the terminal does not reach it (clean-up).
-    """
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=timeout,
-            start_new_session=shielded,
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{' '.join(cmd[2:5])} ... did not return within {timeout:.0f} s") from None
-    return proc.returncode, time.perf_counter() - start, proc.stderr.strip()
-
-
 def write_batch(path: Path, name: str, commands: list[dict[str, Any]], cpu: int) -> None:
     batch = {
         "name": name,
@@ -122,29 +102,8 @@ def write_batch(path: Path, name: str, commands: list[dict[str, Any]], cpu: int)
     path.write_text(json.dumps(batch))
 
 
-class Batch:
+class Batch(BatchFolder):
     """A batch folder read from outside: its SQLite store (read-only) and its lock."""
-
-    def __init__(self, batches: Path, name: str) -> None:
-        self.name = name
-        self.internal = batches / name / ".hyperctl"
-        self.db = self.internal / "state.db"
-        self.spec_file = self.internal / "batch.json"
-
-    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        if not self.db.exists():
-            return []
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute(sql, args).fetchall()
-        finally:
-            conn.close()
-
-    def meta(self) -> dict[str, Any]:
-        return {k: json.loads(v) for k, v in self.query("SELECT key, value FROM meta")}
-
-    def counts(self) -> dict[str, int]:
-        return dict(self.query("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
 
     def running(self) -> dict[str, tuple[int, int | None]]:
         """The jobs the store says run: name -> (attempt, pid)."""
@@ -163,22 +122,6 @@ class Batch:
         )
         return f"store: {counts}; {unsaved[0][0] if unsaved else 0} running without a pid; daemon {self.daemon_pid()}"
 
-    def daemon_pid(self) -> int | None:
-        """The pid holding the batch's lock (a live daemon), or None."""
-        try:
-            fd = os.open(self.internal / "lock", os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else -1
-        else:
-            return None
-        finally:
-            os.close(fd)
-
 
 # -- processes, from /proc ------------------------------------------------------------------------------
 
@@ -191,22 +134,6 @@ def stat_fields(pid: int | str) -> list[str] | None:
     except OSError:
         return None
     return stat[stat.rindex(b")") + 2 :].decode().split()
-
-
-def live_group_members(pgids: set[int]) -> list[int]:
-    """Live (not zombie) processes in any of these process groups."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            fields = stat_fields(entry.name)
-            if fields is not None and int(fields[2]) in pgids and fields[0] != "Z":
-                found.append(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    fields = stat_fields(pid)
-    return fields is not None and fields[0] != "Z"
 
 
 def start_ticks(pid: int) -> int | None:
@@ -224,84 +151,12 @@ def pidfds(pid: int) -> int:
     return count
 
 
-def wait_for(
-    what: str,
-    ready: Callable[[], bool],
-    within: float = UP_WITHIN,
-    every: float = 0.01,
-    detail: Callable[[], str] | None = None,
-) -> float:
-    """Seconds until ready() is true; BenchError after `within` seconds."""
-    start = time.monotonic()
-    while not ready():
-        if time.monotonic() - start > within:
-            raise BenchError(f"{what}: not within {within:.0f} s" + (f" ({detail()})" if detail else ""))
-        time.sleep(every)
-    return time.monotonic() - start
-
-
 def kill_daemon(batch: Batch, pid: int) -> None:
     """SIGKILL a daemon this benchmark started (it holds the batch's lock) and wait until the lock is free."""
     if batch.daemon_pid() != pid:
         raise BenchError(f"batch {batch.name}: pid {pid} does not hold its lock")
     os.kill(pid, signal.SIGKILL)
     wait_for(f"batch {batch.name}: the killed daemon's lock to be released", lambda: batch.daemon_pid() is None)
-
-
-def ours(root: Path) -> tuple[list[int], list[int]]:
-    """Processes this run started, found by the unique temp path in their command line or environment
-    (only they can name it): (hyperctl processes, the rest: job launchers and what they run)."""
-    needle, me = str(root).encode(), os.getpid()
-    daemons: list[int] = []
-    jobs: list[int] = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                argv = f.read()
-            with open(f"/proc/{entry.name}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        if (needle in argv or needle in env) and alive(int(entry.name)):
-            (daemons if b"\0-m\0hyperctl\0" in argv else jobs).append(int(entry.name))
-    return daemons, jobs
-
-
-def sweep(root: Path) -> None:
-    """Last resort: SIGKILL whatever this run started and is still alive, hyperctl first (so that it starts
-    nothing more), one pid at a time, until nothing is left (bounded)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        daemons, jobs = ours(root)
-        if not daemons and not jobs:
-            return
-        for pid in daemons or jobs:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Ctrl-C or TERM while cleaning up: finish the clean-up first, then stop (a handler, not SIG_IGN,
-    so the commands started meanwhile do not inherit an ignored signal)."""
-    got: list[int] = []
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    old = {sig: signal.signal(sig, lambda sig, _frame: got.append(sig)) for sig in sigs}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        if got:
-            raise KeyboardInterrupt
-
-
-def terminate(sig: int, _frame: object) -> None:
-    """SIGTERM ends the benchmark like Ctrl-C: through its clean-up."""
-    raise SystemExit(128 + sig)
 
 
 def clean_up(batches: Path, batch: Batch, procs: list[subprocess.Popen[bytes]]) -> None:
