@@ -191,7 +191,7 @@ def parse_execution(sec: Section, base_dir: Path) -> Execution | None:
     command = sec.get("command", "string", check=lambda v: None if v.strip() else "must not be empty")
     working_dir = sec.get("working_dir", "string", None)
     data_dir = sec.get("data_dir", "string", None)
-    env = _parse_env(sec.section("env"))
+    env = parse_env(sec.section("env"))
     timeout = sec.get("timeout", "number", None, check=above(0))
     kill_grace = sec.get("kill_grace", "number", 10.0, check=at_least(0))
     sec.done()
@@ -213,7 +213,8 @@ def _resolve(path: str | None, base_dir: Path) -> str | None:
     return str((base_dir / os.path.expanduser(path)).absolute())
 
 
-def _parse_env(sec: Section) -> dict[str, str]:
+def parse_env(sec: Section) -> dict[str, str]:
+    """An environment section: valid names, string values (numbers spelled as JSON), no HYPERCTL_*."""
     env: dict[str, str] = {}
     for key, value in sec.data.items():
         sec.ignore(key)

@@ -15,9 +15,11 @@ import logging
 import os
 import shlex
 import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import paramiko
 
@@ -26,9 +28,11 @@ from hyperctl.errors import HyperctlError
 from hyperctl.fields import Problems, Section, above, at_least, join
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 HOST_KEY_POLICIES = ("reject", "accept-new")
 _KEEPALIVE = 10  # seconds between SSH keepalives on an idle transport
 _CONNECT_TIMEOUT = 15
+_FILES = "stdout stderr exitcode"  # what comes home when an attempt ends
 # Local paths in a job's environment that name its folders: rewritten to the host's.
 _PATH_ENV = ("HYPERCTL_JOB_DATA_DIR", "HYPERCTL_JOB_WORKING_DIR", "HYPERCTL_JOB_PARAMS_FILE")
 
@@ -79,9 +83,10 @@ def _parse_machine(sec: Section) -> RemoteMachine | None:
     cpu = sec.get("cpu", "number", 1, check=above(0))
     ram = sec.get("ram", "integer", 0, check=at_least(0))
     from hyperctl.backends.local import parse_gpus
+    from hyperctl.config import parse_env
 
     gpus = parse_gpus(sec)
-    environments = sec.get("environments", "object", {})
+    environments = parse_env(sec.section("environments"))
     sec.done()
     if hostname is None:
         return None
@@ -93,7 +98,7 @@ def _parse_machine(sec: Section) -> RemoteMachine | None:
         username=username,
         key_file=os.path.expanduser(key_file) if key_file else None,
         password=password,
-        environments={k: str(v) for k, v in environments.items()},
+        environments=environments,
     )
 
 
@@ -107,7 +112,8 @@ class RemoteExecutor(Executor):
         self.policy = policy
         self.known_hosts = known_hosts
         self.remote_root = remote_root
-        self.channels: dict[int, paramiko.Channel] = {}
+        # Paramiko blocks: its calls run here, enough threads for many jobs starting at once.
+        self.threads = ThreadPoolExecutor(max_workers=32, thread_name_prefix="hyperctl-ssh")
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any]) -> RemoteExecutor:
@@ -137,7 +143,7 @@ class RemoteExecutor(Executor):
     # -- connections ---------------------------------------------------------
     async def _transport(self, remote: RemoteMachine) -> paramiko.Transport:
         if remote.transport is None or not remote.transport.is_active():
-            remote.transport = await asyncio.to_thread(self._connect, remote)
+            remote.transport = await self._in_thread(self._connect, remote)
             remote.home = (await self._exec(remote, 'printf %s "$HOME"'))[1]
         return remote.transport
 
@@ -195,12 +201,16 @@ class RemoteExecutor(Executor):
             out = chan.makefile("rb").read().decode(errors="replace")
             return chan.recv_exit_status(), out
 
-        return await asyncio.to_thread(run)
+        return await self._in_thread(run)
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.threads, fn, *args)
 
     async def close(self) -> None:
         for remote in self.remotes.values():
             if remote.transport is not None:
                 remote.transport.close()
+        self.threads.shutdown(wait=False)
 
     # -- primitives ------------------------------------------------------------
     def _remote_dir(self, remote: RemoteMachine, launch: Launch) -> PurePosixPath:
@@ -216,7 +226,8 @@ class RemoteExecutor(Executor):
         env = {**remote.environments, **launch.env}
         env["HYPERCTL_JOB_DATA_DIR"] = env["HYPERCTL_JOB_WORKING_DIR"] = str(job_dir)
         env["HYPERCTL_JOB_PARAMS_FILE"] = str(job_dir / "params.json")
-        assigns = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+        # `export` in the login shell, not `env`: one program fewer to start per job.
+        assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         launcher = " ".join(
             shlex.quote(str(a))
             for a in (
@@ -233,7 +244,7 @@ class RemoteExecutor(Executor):
         command = (
             # An attempt folder already there is stale (a batch folder made anew): never mix them.
             f"rm -rf {shlex.quote(str(attempt_dir))} && mkdir -p {shlex.quote(str(attempt_dir))} && "
-            f"exec env {assigns} setsid -w /bin/sh -c 'echo $$; exec /bin/sh -c \"$@\"' sh {launcher} "
+            f"export {assigns} && exec setsid -w /bin/sh -c 'echo $$; exec /bin/sh -c \"$@\"' sh {launcher} "
             "</dev/null"
         )
 
@@ -248,7 +259,7 @@ class RemoteExecutor(Executor):
                 line += chunk
             return chan, int(line)
 
-        chan, pid = await asyncio.to_thread(start)
+        chan, pid = await self._in_thread(start)
         handle = self._new_handle(launch, pid, None)
         self._watch_channel(handle, chan)
         return handle
@@ -275,23 +286,32 @@ class RemoteExecutor(Executor):
         if status is not None:
             remote = self.remotes[handle.launch.machine.name]
             try:
-                await asyncio.to_thread(self._download, remote, handle.launch)
+                await self._in_thread(self._download, remote, handle.launch)
             except (OSError, paramiko.SSHException) as e:
                 logger.warning("job %s: could not fetch its output from %s: %s", handle.launch.job, remote.hostname, e)
         self._exited(handle, status, None)
 
     def _download(self, remote: RemoteMachine, launch: Launch) -> None:
-        """Copy the attempt's files over plain exec channels (`cat`): no sftp server needed."""
+        """Copy the attempt's files home over one exec channel: their sizes, then their bytes."""
         assert remote.transport is not None
         source = self._remote_dir(remote, launch) / f"attempt-{launch.attempt}"
         launch.attempt_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("stdout", "stderr", "exitcode"):
-            chan = remote.transport.open_session(timeout=_CONNECT_TIMEOUT)
-            chan.exec_command(f"cat {shlex.quote(str(source / name))}")
-            with open(launch.attempt_dir / name, "wb") as f:
-                while chunk := chan.recv(1 << 16):
-                    f.write(chunk)
-            chan.recv_exit_status()
+        chan = remote.transport.open_session(timeout=_CONNECT_TIMEOUT)
+        chan.exec_command(f"cd {shlex.quote(str(source))} && stat -c %s {_FILES} && cat {_FILES}")
+        stream = chan.makefile("rb")
+        try:
+            sizes = [int(stream.readline()) for _ in _FILES.split()]
+            for name, size in zip(_FILES.split(), sizes):
+                with open(launch.attempt_dir / name, "wb") as f:
+                    while size > 0:
+                        chunk = stream.read(min(size, 1 << 16))
+                        if not chunk:
+                            raise OSError(f"{name}: the copy ended early")
+                        f.write(chunk)
+                        size -= len(chunk)
+        except ValueError:
+            raise OSError(chan.makefile_stderr("rb").read().decode(errors="replace").strip()) from None
+        finally:
             chan.close()
 
     def _signal(self, handle: Handle, sig: int) -> None:
