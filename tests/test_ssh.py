@@ -188,3 +188,46 @@ def test_every_machine_down_ends_the_batch_with_a_clear_error(hosts: list[Host],
     assert result.returncode == 1
     assert "every machine is down; 3 jobs not started:" in result.stderr
     assert f"{hosts[0].address}:2: {hosts[0].user}@{hosts[0].address}:2: cannot connect" in result.stderr
+
+
+def test_kill_9_then_resume_reattaches_a_remote_job(hosts: list[Host], shared: Path, batches: Path) -> None:
+    log, gate = shared / "runs.log", shared / "gate"
+    command = f"echo ran >> {log}; while [ ! -e {gate} ]; do sleep 0.05; done; echo finished"
+    doc = remote_batch(hosts, [job(command, name="j", max_retries=2)], machines=[hosts[0].machine()])
+    config = write_json(shared / "b.json", doc)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)], stderr=subprocess.DEVNULL
+    )
+    wait_for(log.exists, "the remote job to start")
+    wait_for(
+        lambda: (
+            "pid" in hyperctl("job", "describe", "-b", "r", "-j", "j", "--json").stdout
+            and json.loads(hyperctl("job", "describe", "-b", "r", "-j", "j", "--json").stdout)["pid"]
+        ),
+        "its pid",
+    )
+    daemon.kill()
+    daemon.wait()
+    resumed = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "batch", "resume", "r"], stderr=subprocess.PIPE, text=True
+    )
+    ready = batches / "r" / ".hyperctl" / "state.db"
+    wait_for(lambda: str(resumed.pid) in _meta(ready, "ready"), "the resumed daemon to take the job over")
+    gate.touch()
+
+    assert resumed.wait(timeout=30) == 0, resumed.communicate()[1]
+    assert log.read_text() == "ran\n"  # once: watched again, not run again
+    described = json.loads(hyperctl("job", "describe", "-b", "r", "-j", "j", "--json").stdout)
+    assert [(a["n"], a["status"], a["exit_code"]) for a in described["attempts"]] == [(1, "succeeded", 0)]
+    assert hyperctl("job", "logs", "-b", "r", "-j", "j").stdout == "finished\n"
+
+
+def _meta(db: Path, key: str) -> str:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    except sqlite3.Error:
+        return ""
+    return row[0] if row else ""

@@ -23,7 +23,15 @@ from typing import Any, TypeVar
 
 import paramiko
 
-from hyperctl.backends.base import LAUNCHER, Executor, Handle, Launch, Machine, MachineUnavailableError
+from hyperctl.backends.base import (
+    IDENTITY_ENV,
+    LAUNCHER,
+    Executor,
+    Handle,
+    Launch,
+    Machine,
+    MachineUnavailableError,
+)
 from hyperctl.errors import HyperctlError
 from hyperctl.fields import Problems, Section, above, at_least, join
 
@@ -264,18 +272,23 @@ class RemoteExecutor(Executor):
         self._watch_channel(handle, chan)
         return handle
 
-    def _watch_channel(self, handle: Handle, chan: paramiko.Channel) -> None:
-        """The channel's fd turns readable on output or close: its exit status ends the handle."""
+    def _watch_channel(self, handle: Handle, chan: paramiko.Channel, code_in_output: bool = False) -> None:
+        """The channel's fd turns readable on output or close: its exit status ends the handle
+        (or, for a reattached job, the exit code the watching script prints last)."""
         loop = asyncio.get_running_loop()
         fd = chan.fileno()
+        output = bytearray()
 
         def on_readable() -> None:
             while chan.recv_ready():
-                chan.recv(65536)
+                output.extend(chan.recv(65536))
             if chan.exit_status_ready() or chan.closed:
                 loop.remove_reader(fd)
                 status = chan.recv_exit_status() if chan.exit_status_ready() else -1
                 chan.close()
+                if code_in_output:
+                    last = output.decode(errors="replace").split()[-1:]
+                    status = int(last[0]) if status == 0 and last and last[0].isdigit() else -1
                 # -1: the connection dropped and no status came: the job's end is unknown.
                 asyncio.ensure_future(self._ended(handle, status if status >= 0 else None))
 
@@ -328,7 +341,41 @@ class RemoteExecutor(Executor):
             return False  # the machine is gone: so is the job, as far as anyone can tell
 
     async def _reattach(self, launch: Launch, pid: int | None, pid_started: float | None) -> Handle | None:
-        return None  # reattaching over SSH comes with crash recovery for remote jobs
+        """Watch a job a previous daemon started: a script on the host checks that the pid is still
+        that job's launcher (its HYPERCTL_* environment, leading its group), then waits for it."""
+        if pid is None:
+            return None
+        remote = self.remotes[launch.machine.name]
+        transport = await self._transport(remote)
+        attempt_dir = self._remote_dir(remote, launch) / f"attempt-{launch.attempt}"
+        checks = " && ".join(
+            f"tr '\\0' '\\n' < /proc/$p/environ | grep -qxF {shlex.quote(f'{k}={launch.env[k]}')}" for k in IDENTITY_ENV
+        )
+        script = (
+            f"p={int(pid)}; if {checks} && [ \"$(ps -o pgid= -p $p | tr -d ' ')\" = $p ]; then echo adopted; "
+            # once a second, on the host, and only for jobs found after a restart
+            "while s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null) && [ \"$s\" != Z ]; do sleep 1; done; "
+            f"cat {shlex.quote(str(attempt_dir / 'exitcode'))} 2>/dev/null || echo none; else echo gone; fi"
+        )
+
+        def start() -> tuple[paramiko.Channel, bytes]:
+            chan = transport.open_session(timeout=_CONNECT_TIMEOUT)
+            chan.exec_command(script)
+            line = b""
+            while not line.endswith(b"\n"):
+                chunk = chan.recv(1)
+                if not chunk:
+                    break
+                line += chunk
+            return chan, line.strip()
+
+        chan, first = await self._in_thread(start)
+        if first != b"adopted":
+            chan.close()
+            return None
+        handle = self._new_handle(launch, pid, pid_started)
+        self._watch_channel(handle, chan, code_in_output=True)
+        return handle
 
     async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
         remote = self.remotes[launch.machine.name]

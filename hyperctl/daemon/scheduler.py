@@ -288,7 +288,11 @@ class Scheduler:
         if job.execution.timeout is not None and last.started is not None:
             timeout = max(0.0, job.execution.timeout - (time.time() - last.started))
         launch = self._launch(job, last.n, slot, timeout)
-        found = await self.executor.recover(launch, last.pid, last.pid_started)
+        try:
+            found: Handle | Exit | None = await self.executor.recover(launch, last.pid, last.pid_started)
+        except (HyperctlError, OSError) as e:  # its machine cannot be asked: what became of it is unknown
+            logger.warning("job %s: cannot find out what became of it: %s", name, e)
+            found = Exit(None, reason="lost")
         if isinstance(found, Handle):
             self.running[name] = found
             self.tasks[name] = asyncio.ensure_future(self._watch_recovered(name, last.n, found, slot))
