@@ -35,6 +35,7 @@ class Host:
     namespace: str | None
     sshd_pid: int
     home: Path
+    link: str | None = None  # the host's cable: `ip link set LINK down` pulls it
 
     def machine(self, **extra: object) -> dict[str, object]:
         """This host as a `backend.conf.machines[]` entry."""
@@ -133,7 +134,8 @@ def ssh_hosts(count: int, workdir: Path) -> Iterator[list[Host]]:
                 argv = [SSHD, "-D", "-f", str(config), "-E", str(folder / "sshd.log")]
             proc = subprocess.Popen(argv, start_new_session=True)
             procs.append(proc)
-            hosts.append(Host(f"host{n}", address, port, USER, key, workdir / "known_hosts", ns, proc.pid, home))
+            link = outside if use_ns else None
+            hosts.append(Host(f"host{n}", address, port, USER, key, workdir / "known_hosts", ns, proc.pid, home, link))
         known = []
         for host in hosts:
             _wait_listening(host)

@@ -231,3 +231,31 @@ def _meta(db: Path, key: str) -> str:
     except sqlite3.Error:
         return ""
     return row[0] if row else ""
+
+
+def test_a_pulled_cable_loses_the_job_and_it_runs_elsewhere(hosts: list[Host], shared: Path, batches: Path) -> None:
+    if hosts[0].link is None:
+        pytest.skip("needs network namespaces to pull a host's cable")
+    started = shared / "started"
+    command = f"echo $(hostname -I | cut -d' ' -f1) >> {started}; sleep 3"
+    doc = remote_batch(
+        hosts,
+        [job(command, name="j", max_retries=1)],
+        liveness_interval=1,
+        machines=[hosts[0].machine(), hosts[1].machine()],
+    )
+    config = write_json(shared / "b.json", doc)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)], stderr=subprocess.PIPE, text=True
+    )
+    wait_for(started.exists, "the job to start on the first host")
+    subprocess.run(["ip", "link", "set", hosts[0].link, "down"], check=True)
+    try:
+        assert run.wait(timeout=60) == 0, run.communicate()[1]
+    finally:
+        subprocess.run(["ip", "link", "set", hosts[0].link, "up"], check=True)
+    err = run.communicate()[1]
+    assert f"machine {hosts[0].address} does not answer" in err
+    assert started.read_text().split() == [hosts[0].address, hosts[1].address]
+    attempts = json.loads(hyperctl("job", "describe", "-b", "r", "-j", "j", "--json").stdout)["attempts"]
+    assert [(a["status"], a["host"]) for a in attempts] == [("lost", hosts[0].address), ("succeeded", hosts[1].address)]

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -100,6 +101,8 @@ class Executor(ABC):
     """
 
     kind: ClassVar[str]
+    # Set by the scheduler: told when a machine stops answering, so no job goes there for a while.
+    on_machine_down: Callable[[str, str], None] | None = None
 
     @classmethod
     @abstractmethod

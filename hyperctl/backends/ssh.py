@@ -115,13 +115,25 @@ class RemoteExecutor(Executor):
 
     kind = "remote"
 
-    def __init__(self, machines: list[RemoteMachine], policy: str, known_hosts: str | None, remote_root: str) -> None:
+    def __init__(
+        self,
+        machines: list[RemoteMachine],
+        policy: str,
+        known_hosts: str | None,
+        remote_root: str,
+        liveness_interval: float = 10.0,
+    ) -> None:
         self.remotes = {m.machine.name: m for m in machines}
         self.policy = policy
         self.known_hosts = known_hosts
         self.remote_root = remote_root
         # Paramiko blocks: its calls run here, enough threads for many jobs starting at once.
         self.threads = ThreadPoolExecutor(max_workers=32, thread_name_prefix="hyperctl-ssh")
+        # A pulled cable or a partition raises no error: each machine with running jobs is asked
+        # to answer every liveness_interval seconds, within as many; silence closes its connection.
+        self.liveness_interval = liveness_interval
+        self.running: dict[str, set[Handle]] = {name: set() for name in self.remotes}
+        self.watchdog: asyncio.Task[None] | None = None
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any]) -> RemoteExecutor:
@@ -132,6 +144,7 @@ class RemoteExecutor(Executor):
         policy = sec.get("host_key_policy", "string", "reject", check=_check_policy)
         known_hosts = sec.get("known_hosts", "string", None)
         remote_root = sec.get("remote_root", "string", "~/.hyperctl")
+        liveness = sec.get("liveness_interval", "number", 10.0, check=above(0))
         sec.done()
         names = [m.machine.name for m in machines if m is not None]
         for i, name in enumerate(names):
@@ -143,6 +156,7 @@ class RemoteExecutor(Executor):
             policy,
             os.path.expanduser(known_hosts) if known_hosts else None,
             remote_root,
+            float(liveness),
         )
 
     def machines(self) -> list[Machine]:
@@ -215,6 +229,8 @@ class RemoteExecutor(Executor):
         return await asyncio.get_running_loop().run_in_executor(self.threads, fn, *args)
 
     async def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         for remote in self.remotes.values():
             if remote.transport is not None:
                 remote.transport.close()
@@ -269,6 +285,7 @@ class RemoteExecutor(Executor):
 
         chan, pid = await self._in_thread(start)
         handle = self._new_handle(launch, pid, None)
+        self._track(remote, handle)
         self._watch_channel(handle, chan)
         return handle
 
@@ -293,6 +310,40 @@ class RemoteExecutor(Executor):
                 asyncio.ensure_future(self._ended(handle, status if status >= 0 else None))
 
         loop.add_reader(fd, on_readable)
+
+    def _track(self, remote: RemoteMachine, handle: Handle) -> None:
+        self.running[remote.machine.name].add(handle)
+        handle.done.add_done_callback(lambda _: self.running[remote.machine.name].discard(handle))
+        if self.watchdog is None:
+            self.watchdog = asyncio.ensure_future(self._watch_liveness())
+
+    async def _watch_liveness(self) -> None:
+        while True:
+            await asyncio.sleep(self.liveness_interval)
+            busy = [self.remotes[name] for name, handles in self.running.items() if handles]
+            await asyncio.gather(*(self._check_alive(remote) for remote in busy))
+
+    async def _check_alive(self, remote: RemoteMachine) -> None:
+        transport = remote.transport
+        if transport is None:
+            return
+
+        def ping() -> None:
+            chan = transport.open_session(timeout=self.liveness_interval)
+            chan.exec_command("true")
+            chan.recv_exit_status()
+            chan.close()
+
+        try:
+            await asyncio.wait_for(self._in_thread(ping), self.liveness_interval)
+        except (asyncio.TimeoutError, OSError, paramiko.SSHException, EOFError) as e:
+            logger.warning(
+                "machine %s does not answer (%s): its running jobs are lost", remote.machine.name, e or "timeout"
+            )
+            remote.transport = None
+            if self.on_machine_down is not None:
+                self.on_machine_down(remote.machine.name, f"does not answer: {e or 'timeout'}")
+            transport.close()  # every channel on it closes: their jobs end as lost, and retry by policy
 
     async def _ended(self, handle: Handle, status: int | None) -> None:
         """Bring the attempt's output home, so that `hyperctl job logs` reads it as for a local job."""
@@ -374,6 +425,7 @@ class RemoteExecutor(Executor):
             chan.close()
             return None
         handle = self._new_handle(launch, pid, pid_started)
+        self._track(remote, handle)
         self._watch_channel(handle, chan, code_in_output=True)
         return handle
 

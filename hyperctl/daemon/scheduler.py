@@ -84,6 +84,7 @@ class Scheduler:
         self.env = env  # what every job sees: batch name, portal
         self.job_token = job_token
         self.pool = Pool(executor.machines())
+        executor.on_machine_down = self._machine_down
         self.specs: dict[str, JobSpec] = {j.name: j for j in spec.jobs}
         self.status: dict[str, JobStatus] = {}
         self.attempts: dict[str, int] = {}
