@@ -301,4 +301,5 @@ class Store:
 
 
 def save_spec(batch_dir: BatchDir, spec: BatchSpec) -> None:
-    write_atomic(batch_dir.spec_file, json.dumps(spec.to_dict()) + "\n")  # compact: the C encoder
+    # Owner-only: a machine's password may be in it (resume needs it to reconnect).
+    write_atomic(batch_dir.spec_file, json.dumps(spec.to_dict()) + "\n", mode=0o600)  # compact: the C encoder

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 USER = "hyperctl-test"
+PASSWORD = "hyperctl-test-password"  # of a throwaway user that only these test sshds let in
 SSHD = "/usr/sbin/sshd"
 
 
@@ -68,7 +69,8 @@ def ensure_user() -> Path:
     except KeyError:
         _run("useradd", "-m", "-s", "/bin/sh", USER)
         home = Path(pwd.getpwnam(USER).pw_dir)
-    _run("usermod", "-p", "*", USER)  # a locked '!' account is refused when UsePAM is off
+    # A password (not a locked '!', which sshd refuses when UsePAM is off) for the password tests.
+    subprocess.run(["chpasswd"], input=f"{USER}:{PASSWORD}\n", check=True, capture_output=True, text=True)
     return home
 
 
@@ -78,7 +80,7 @@ def _sshd_config(folder: Path, address: str, port: int, authorized: Path) -> Pat
     config = folder / "sshd_config"
     config.write_text(
         f"ListenAddress {address}\nPort {port}\nHostKey {host_key}\nPidFile {folder / 'sshd.pid'}\n"
-        f"AuthorizedKeysFile {authorized}\nPasswordAuthentication no\nUsePAM no\nStrictModes no\n"
+        f"AuthorizedKeysFile {authorized}\nPasswordAuthentication yes\nUsePAM no\nStrictModes no\n"
         "MaxSessions 64\nMaxStartups 64:30:128\nUseDNS no\nAllowUsers " + USER + "\n"
     )
     _run(SSHD, "-t", "-f", str(config))

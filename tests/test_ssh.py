@@ -259,3 +259,25 @@ def test_a_pulled_cable_loses_the_job_and_it_runs_elsewhere(hosts: list[Host], s
     assert started.read_text().split() == [hosts[0].address, hosts[1].address]
     attempts = json.loads(hyperctl("job", "describe", "-b", "r", "-j", "j", "--json").stdout)["attempts"]
     assert [(a["status"], a["host"]) for a in attempts] == [("lost", hosts[0].address), ("succeeded", hosts[1].address)]
+
+
+def test_password_from_the_environment(hosts: list[Host], shared: Path, batches: Path) -> None:
+    from tests.sshhosts import PASSWORD
+
+    machine = {"hostname": hosts[1].address, "username": hosts[1].user, "password_env": "HOST_PASSWORD"}
+    config = write_json(shared / "b.json", remote_batch(hosts, [job("echo via password")], machines=[machine]))
+
+    result = hyperctl("run", "--config", str(config), env={"HOST_PASSWORD": PASSWORD})
+    wrong = hyperctl("run", "--config", str(config), "--name", "r2", env={"HOST_PASSWORD": "wrong"})
+
+    assert result.returncode == 0, result.stderr
+    assert hyperctl("job", "logs", "-b", "r", "-j", "job-0000").stdout == "via password\n"
+    assert PASSWORD not in (batches / "r" / ".hyperctl" / "batch.json").read_text()  # never written down
+    assert wrong.returncode == 1 and "Authentication failed" in wrong.stderr
+
+    machine.pop("password_env")
+    machine["password"] = PASSWORD  # written into the file: kept owner-only, and never shown
+    config = write_json(shared / "b.json", remote_batch(hosts, [job("true")], machines=[machine]))
+    assert hyperctl("run", "--config", str(config), "--name", "r3").returncode == 0
+    assert (batches / "r3" / ".hyperctl" / "batch.json").stat().st_mode & 0o077 == 0
+    assert PASSWORD not in hyperctl("batch", "describe", "r3", "--json").stdout

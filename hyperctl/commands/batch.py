@@ -120,7 +120,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     view: dict[str, Any] = {
         **summary.to_dict(),
         "source": meta.get("source"),
-        "backend": {"type": spec.backend.type, "conf": spec.backend.conf},
+        "backend": {"type": spec.backend.type, "conf": _redacted(spec.backend.conf)},
         "machines": [{"name": m.name, "cpu": m.cpu, "ram": m.ram, "gpus": list(m.gpus)} for m in machines],
         "daemon": vars(spec.daemon),
         "scheduler": vars(spec.scheduler),
@@ -150,6 +150,15 @@ def cmd_describe(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _ in lines)
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in lines))
     return ExitStatus.OK
+
+
+def _redacted(value: Any) -> Any:
+    """The conf with every password replaced: never shown."""
+    if isinstance(value, dict):
+        return {k: ("***" if k == "password" else _redacted(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
 
 
 def live_client(batch_dir: BatchDir) -> Any:
