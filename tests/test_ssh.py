@@ -281,3 +281,21 @@ def test_password_from_the_environment(hosts: list[Host], shared: Path, batches:
     assert hyperctl("run", "--config", str(config), "--name", "r3").returncode == 0
     assert (batches / "r3" / ".hyperctl" / "batch.json").stat().st_mode & 0o077 == 0
     assert PASSWORD not in hyperctl("batch", "describe", "r3", "--json").stdout
+
+
+def test_an_ssh_config_alias(hosts: list[Host], shared: Path, batches: Path) -> None:
+    home = shared / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host gpu-box\n  HostName {hosts[1].address}\n  User {hosts[1].user}\n  IdentityFile {hosts[1].key_file}\n"
+    )
+    config = write_json(
+        shared / "b.json", remote_batch(hosts, [job("echo via alias")], machines=[{"hostname": "gpu-box"}])
+    )
+
+    result = hyperctl("run", "--config", str(config), env={"HOME": str(home)})
+
+    assert result.returncode == 0, result.stderr
+    described = json.loads(hyperctl("job", "describe", "-b", "r", "-j", "job-0000", "--json").stdout)
+    assert described["host"] == "gpu-box"
+    assert hyperctl("job", "logs", "-b", "r", "-j", "job-0000").stdout == "via alias\n"

@@ -79,9 +79,17 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
 
 def _parse_machine(sec: Section) -> RemoteMachine | None:
     hostname = sec.get("hostname", "string")
-    port = sec.get("port", "integer", 22, check=lambda v: None if 0 < v < 65536 else "must be 1-65535")
-    username = sec.get("username", "string", getpass.getuser())
-    key_file = sec.get("ssh_rsa_file", "string", None) or sec.get("key_file", "string", None)
+    # ~/.ssh/config fills in what the machine entry leaves out, as for `ssh ALIAS`.
+    ssh_conf = _ssh_config(hostname) if hostname else {}
+    port = sec.get(
+        "port", "integer", int(ssh_conf.get("port", 22)), check=lambda v: None if 0 < v < 65536 else "must be 1-65535"
+    )
+    username = sec.get("username", "string", ssh_conf.get("user") or getpass.getuser())
+    key_file = (
+        sec.get("ssh_rsa_file", "string", None)
+        or sec.get("key_file", "string", None)
+        or (ssh_conf.get("identityfile") or [None])[0]
+    )
     password = sec.get("password", "string", None)
     password_env = sec.get("password_env", "string", None)
     if password_env is not None:
@@ -101,13 +109,25 @@ def _parse_machine(sec: Section) -> RemoteMachine | None:
     name = hostname if port == 22 else f"{hostname}:{port}"
     return RemoteMachine(
         machine=Machine(name, cpu, ram, gpus),
-        hostname=hostname,
+        hostname=ssh_conf.get("hostname", hostname),
         port=port,
         username=username,
         key_file=os.path.expanduser(key_file) if key_file else None,
         password=password,
         environments=environments,
     )
+
+
+def _ssh_config(host: str) -> dict[str, Any]:
+    """What ~/.ssh/config says of host (HostName, Port, User, IdentityFile), or nothing."""
+    path = os.path.expanduser("~/.ssh/config")
+    if not os.path.exists(path):
+        return {}
+    try:
+        found = paramiko.SSHConfig.from_path(path).lookup(host)
+    except (OSError, paramiko.SSHException):
+        return {}
+    return {k: v for k, v in found.items() if k in ("hostname", "port", "user", "identityfile")}
 
 
 class RemoteExecutor(Executor):
