@@ -73,15 +73,6 @@ class Batch(BatchFolder):
     def attempt_pids(self) -> set[int]:
         return {pid for (pid,) in self.query("SELECT pid FROM attempts WHERE pid IS NOT NULL")}
 
-    def describe(self) -> str:
-        """The store's job counts and daemon, for an error message."""
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items())) or "no jobs"
-        unsaved = self.query(
-            "SELECT COUNT(*) FROM jobs j JOIN attempts a ON a.job = j.name AND a.n = j.attempts"
-            " WHERE j.status = 'running' AND a.pid IS NULL"
-        )
-        return f"store: {counts}; {unsaved[0][0] if unsaved else 0} running without a pid; daemon {self.daemon_pid()}"
-
 
 def clean_up(batches: Path, batch: Batch) -> None:
     """Whatever happened: no daemon and no job of this batch outlives the benchmark."""

@@ -113,15 +113,6 @@ class Batch(BatchFolder):
         )
         return {name: (n, pid) for name, n, pid in rows}
 
-    def describe(self) -> str:
-        """The store's job counts and daemon, for an error message."""
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items())) or "no jobs"
-        unsaved = self.query(
-            "SELECT COUNT(*) FROM jobs j JOIN attempts a ON a.job = j.name AND a.n = j.attempts"
-            " WHERE j.status = 'running' AND a.pid IS NULL"
-        )
-        return f"store: {counts}; {unsaved[0][0] if unsaved else 0} running without a pid; daemon {self.daemon_pid()}"
-
 
 # -- processes, from /proc ------------------------------------------------------------------------------
 

@@ -118,6 +118,20 @@ def _parse_machine(sec: Section) -> RemoteMachine | None:
     )
 
 
+def _first_line(transport: paramiko.Transport, command: str) -> tuple[paramiko.Channel, bytes]:
+    """Run command on a new channel and read its first line, byte by byte: what follows belongs
+    to whoever watches the channel next."""
+    chan = transport.open_session(timeout=_CONNECT_TIMEOUT)
+    chan.exec_command(command)
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = chan.recv(1)
+        if not chunk:
+            break
+        line += chunk
+    return chan, line.strip()
+
+
 def _ssh_config(host: str) -> dict[str, Any]:
     """What ~/.ssh/config says of host (HostName, Port, User, IdentityFile), or nothing."""
     path = os.path.expanduser("~/.ssh/config")
@@ -292,18 +306,10 @@ class RemoteExecutor(Executor):
             "</dev/null"
         )
 
-        def start() -> tuple[paramiko.Channel, int]:
-            chan = transport.open_session(timeout=_CONNECT_TIMEOUT)
-            chan.exec_command(command)
-            line = b""
-            while not line.endswith(b"\n"):
-                chunk = chan.recv(64)
-                if not chunk:
-                    raise OSError(f"{remote.machine.name}: the job did not start: {chan.recv_stderr(4096)!r}")
-                line += chunk
-            return chan, int(line)
-
-        chan, pid = await self._in_thread(start)
+        chan, line = await self._in_thread(_first_line, transport, command)
+        if not line.isdigit():
+            raise OSError(f"{remote.machine.name}: the job did not start: {chan.recv_stderr(4096)!r}")
+        pid = int(line)
         handle = self._new_handle(launch, pid, None)
         self._track(remote, handle)
         self._watch_channel(handle, chan)
@@ -429,18 +435,7 @@ class RemoteExecutor(Executor):
             f"cat {shlex.quote(str(attempt_dir / 'exitcode'))} 2>/dev/null || echo none; else echo gone; fi"
         )
 
-        def start() -> tuple[paramiko.Channel, bytes]:
-            chan = transport.open_session(timeout=_CONNECT_TIMEOUT)
-            chan.exec_command(script)
-            line = b""
-            while not line.endswith(b"\n"):
-                chunk = chan.recv(1)
-                if not chunk:
-                    break
-                line += chunk
-            return chan, line.strip()
-
-        chan, first = await self._in_thread(start)
+        chan, first = await self._in_thread(_first_line, transport, script)
         if first != b"adopted":
             chan.close()
             return None
