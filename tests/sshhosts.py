@@ -102,6 +102,8 @@ def ssh_hosts(count: int, workdir: Path) -> Iterator[list[Host]]:
     for path in (authorized, f"{key}.pub"):
         os.chmod(path, 0o644)
     tag = f"{os.getpid() % 100000}"
+    # A subnet per test process: two test runs at once (CI and a developer) must not share one.
+    subnet = f"10.{200 + os.getpid() % 50}.{os.getpid() // 50 % 250}"
     use_ns = namespaces_work()
     bridge = f"hcbr{tag}"
     made_namespaces: list[str] = []
@@ -110,13 +112,13 @@ def ssh_hosts(count: int, workdir: Path) -> Iterator[list[Host]]:
     try:
         if use_ns:
             _run("ip", "link", "add", bridge, "type", "bridge")
-            _run("ip", "addr", "add", "10.213.0.1/24", "dev", bridge)
+            _run("ip", "addr", "add", f"{subnet}.1/24", "dev", bridge)
             _run("ip", "link", "set", bridge, "up")
         for n in range(1, count + 1):
             folder = workdir / f"host{n}"
             folder.mkdir()
             if use_ns:
-                ns, address, port = f"hc{tag}h{n}", f"10.213.0.{10 + n}", 22
+                ns, address, port = f"hc{tag}h{n}", f"{subnet}.{10 + n}", 22
                 outside, inside = f"hc{tag}v{n}", f"hc{tag}i{n}"
                 _run("ip", "netns", "add", ns)
                 made_namespaces.append(ns)
@@ -127,7 +129,7 @@ def ssh_hosts(count: int, workdir: Path) -> Iterator[list[Host]]:
                 _run("ip", "netns", "exec", ns, "ip", "addr", "add", f"{address}/24", "dev", inside)
                 _run("ip", "netns", "exec", ns, "ip", "link", "set", inside, "up")
                 _run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-                _run("ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", "10.213.0.1")
+                _run("ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", f"{subnet}.1")
                 config = _sshd_config(folder, address, port, authorized)
                 argv = ["ip", "netns", "exec", ns, SSHD, "-D", "-f", str(config), "-E", str(folder / "sshd.log")]
             else:
