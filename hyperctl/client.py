@@ -72,5 +72,8 @@ class Client:
         query = {"wait_after": wait_after, "timeout": timeout}
         return dict(self.request("GET", "batch", query, timeout=timeout + 10))
 
+    def machines(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "machine")["machines"])
+
     def kill_batch(self) -> dict[str, Any]:
         return dict(self.request("POST", "batch/kill"))

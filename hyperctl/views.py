@@ -1,10 +1,15 @@
-"""What the API and the CLI show of a job or a batch: plain dicts from the store."""
+"""What the API and the CLI show of a job, a batch or its machines: plain dicts."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from hyperctl.spec import JobSpec, JobStatus, Resource
 from hyperctl.store import BatchDir, JobRecord, Store
+
+if TYPE_CHECKING:  # types only: the CLI's views need not load the backends
+    from hyperctl.backends.base import Handle, Machine
 
 
 def job_view(record: JobRecord, batch_dir: BatchDir) -> dict[str, Any]:
@@ -52,3 +57,59 @@ def batch_view(store: Store, batch_dir: BatchDir) -> dict[str, Any]:
         "portal": meta.get("portal"),
         "pid": meta.get("pid"),
     }
+
+
+class Placed(NamedTuple):
+    """A running attempt: which machine and GPUs it holds, and what it asked for."""
+
+    job: str
+    machine: str
+    gpus: tuple[int, ...]
+    resource: Resource
+
+
+def placed_by_daemon(running: dict[str, Handle], specs: dict[str, JobSpec]) -> list[Placed]:
+    return [Placed(name, h.launch.machine.name, h.launch.gpus, specs[name].resource) for name, h in running.items()]
+
+
+def placed_in_store(store: Store) -> list[Placed]:
+    """The running jobs as the store records them: each attempt's host and GPUs (no daemon needed)."""
+    return [
+        Placed(r.name, r.last.host or "", tuple(r.last.gpus), r.spec.resource)
+        for r in store.jobs(JobStatus.RUNNING)
+        if r.last is not None
+    ]
+
+
+def machines_view(
+    machines: list[Machine], placed: Iterable[Placed], down: dict[str, str] | None
+) -> list[dict[str, Any]]:
+    """Each machine: capacity, state ("up", "down" with its reason), running jobs and what they use.
+
+    `down` maps a machine to why it takes no jobs now; None when no daemon runs to know, and
+    then every state is None (unknown).
+    """
+    on: dict[str, list[Placed]] = {}
+    for p in placed:
+        on.setdefault(p.machine, []).append(p)
+    capacity: dict[str, Machine | None] = {m.name: m for m in machines}
+    # A job on a machine the spec no longer lists (it was edited since) still shows, capacity unknown.
+    capacity.update((name, None) for name in sorted(set(on) - set(capacity)))
+    views = []
+    for name, machine in capacity.items():
+        jobs = sorted(on.get(name, []), key=lambda p: p.job)
+        views.append(
+            {
+                "name": name,
+                "cpu": machine.cpu if machine else None,
+                "ram": machine.ram if machine else None,
+                "gpus": list(machine.gpus) if machine else None,
+                "state": None if down is None else "down" if name in down else "up",
+                "reason": (down or {}).get(name),
+                "jobs": [{"name": p.job, "gpus": list(p.gpus)} for p in jobs],
+                "gpus_in_use": sorted(g for p in jobs for g in p.gpus),
+                "cpu_used": round(sum(p.resource.cpu for p in jobs), 6),  # no float noise from 0.1 + 0.2
+                "ram_used": sum(p.resource.ram for p in jobs),
+            }
+        )
+    return views

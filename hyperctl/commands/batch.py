@@ -103,7 +103,7 @@ def _others(counts: dict[str, int]) -> str:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from hyperctl.backends import create_executor
+    from hyperctl.commands.hosts import machine_line, machines_of
     from hyperctl.daemon.server import load_spec
 
     batches_dir = resolve_batches_dir(args.batches_data_dir)
@@ -116,12 +116,12 @@ def cmd_describe(args: argparse.Namespace) -> int:
     elapsed = end - summary.started if summary.started and end else None
     done = sum(n for s, n in summary.counts.items() if JobStatus(s).final)
     eta = elapsed / done * (summary.total - done) if summary.status == "running" and elapsed and done else None
-    machines = create_executor(spec.backend.type, spec.backend.conf).machines()
+    machines = machines_of(batch_dir)
     view: dict[str, Any] = {
         **summary.to_dict(),
         "source": meta.get("source"),
         "backend": {"type": spec.backend.type, "conf": _redacted(spec.backend.conf)},
-        "machines": [{"name": m.name, "cpu": m.cpu, "ram": m.ram, "gpus": list(m.gpus)} for m in machines],
+        "machines": machines,
         "daemon": vars(spec.daemon),
         "scheduler": vars(spec.scheduler),
         "elapsed": elapsed,
@@ -140,7 +140,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         ("from", meta.get("source") or "-"),
         ("jobs", f"{summary.total}: " + (", ".join(f"{n} {s}" for s, n in summary.counts.items() if n) or "none")),
         ("backend", spec.backend.type),
-        *[(f"  {m.name}", f"{m.cpu:g} CPUs, {m.ram} MB RAM, GPUs {list(m.gpus) or 'none'}") for m in machines],
+        *[(f"  {m['name']}", machine_line(m)) for m in machines],
         ("started", format_time(summary.started)),
         ("ended", format_time(summary.ended) if summary.status != "running" else "-"),
         ("elapsed", format_duration(elapsed) if elapsed is not None else "-"),

@@ -12,6 +12,7 @@ from hyperctl.daemon.handlers import (
     JobHandler,
     JobKillHandler,
     JobListHandler,
+    MachineListHandler,
     NotFoundHandler,
 )
 from hyperctl.daemon.scheduler import Scheduler
@@ -29,6 +30,7 @@ def make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> torna
             (f"{API}/job/{_JOB}/kill", JobKillHandler, state),
             (f"{API}/batch", BatchHandler, state),
             (f"{API}/batch/kill", BatchKillHandler, state),
+            (f"{API}/machine", MachineListHandler, state),
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=state,

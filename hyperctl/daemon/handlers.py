@@ -13,7 +13,7 @@ import tornado.web
 from hyperctl.daemon.auth import Tokens
 from hyperctl.daemon.scheduler import Scheduler
 from hyperctl.spec import BatchStatus, JobStatus
-from hyperctl.views import batch_view, job_view
+from hyperctl.views import batch_view, job_view, machines_view, placed_by_daemon
 
 
 class InFlight:
@@ -169,3 +169,11 @@ class BatchKillHandler(ApiHandler):
         self.send(
             {**batch_view(self.scheduler.store, self.scheduler.batch_dir), "version": self.scheduler.version}, 202
         )
+
+
+class MachineListHandler(ApiHandler):
+    def get(self) -> None:
+        """Every machine: up, or down and why (backing off); its running jobs and what they use."""
+        self.require_batch_token()
+        s = self.scheduler
+        self.send({"machines": machines_view(s.pool.machines, placed_by_daemon(s.running, s.specs), s.pool.down)})
