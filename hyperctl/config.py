@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +97,10 @@ def parse_batch(data: dict[str, Any], base_dir: Path, default_name: str, name: s
         version = top.get("version", "string", None)
     scheduler, default_retry, legacy_exit = _parse_scheduler(top.section("scheduler"))
     raw_jobs = top.get("jobs", "list", check=lambda v: None if v else "must list at least one job")
-    jobs = [
-        _parse_job(raw, join("jobs", i), i, base_dir, default_retry, problems) for i, raw in enumerate(raw_jobs or [])
-    ]
-    _check_unique_names(jobs, problems)
     backend = _parse_backend(top.section("backend"))
+    paths = Paths(base_dir, backend.runs_here)
+    jobs = [_parse_job(raw, join("jobs", i), i, paths, default_retry, problems) for i, raw in enumerate(raw_jobs or [])]
+    _check_unique_names(jobs, problems)
     daemon = _parse_daemon(top.section("daemon"), legacy_exit)
     top.done()
     problems.raise_if_any()
@@ -132,7 +132,7 @@ def default_job_name(index: int) -> str:
 
 
 def _parse_job(
-    raw: Any, path: str, index: int, base_dir: Path, default_retry: RetryPolicy, problems: Problems
+    raw: Any, path: str, index: int, paths: Paths, default_retry: RetryPolicy, problems: Problems
 ) -> JobSpec | None:
     job = Section(raw, path, problems)
     before = len(problems.lines)
@@ -140,7 +140,7 @@ def _parse_job(
     params = job.get("params", "object", {})
     _check_json(params, job.at("params"), problems)
     resource = parse_resource(job.section("resource"))
-    execution = parse_execution(job.section("execution"), base_dir)
+    execution = parse_execution(job.section("execution"), paths)
     retry = _parse_retry(job, default_retry)
     job.done()
     if execution is None or len(problems.lines) > before:
@@ -186,31 +186,84 @@ def parse_resource(sec: Section) -> Resource:
     return resource
 
 
-def parse_execution(sec: Section, base_dir: Path) -> Execution | None:
+@dataclass(frozen=True)
+class Paths:
+    """How a job's paths read: local files are relative to the batch file; where jobs run on
+    another machine, its working_dir and data_dir are that machine's paths, kept as written."""
+
+    base_dir: Path
+    jobs_run_here: bool = True
+
+    def local(self, path: str) -> str:
+        return str((self.base_dir / os.path.expanduser(path)).absolute())
+
+    def job_dir(self, path: str | None) -> str | None:
+        if path is None or not self.jobs_run_here:
+            return path
+        return self.local(path)
+
+
+def parse_execution(sec: Section, paths: Paths) -> Execution | None:
     """The execution section; the command is left as written (not yet rendered)."""
     command = sec.get("command", "string", check=lambda v: None if v.strip() else "must not be empty")
-    working_dir = sec.get("working_dir", "string", None)
-    data_dir = sec.get("data_dir", "string", None)
+    working_dir = sec.get("working_dir", "string", None, check=_not_empty)
+    data_dir = sec.get("data_dir", "string", None, check=_not_empty)
     env = parse_env(sec.section("env"))
     timeout = sec.get("timeout", "number", None, check=above(0))
     kill_grace = sec.get("kill_grace", "number", 10.0, check=at_least(0))
+    assets = _parse_assets(sec, paths)
+    download = _parse_download(sec)
     sec.done()
     if command is None:
         return None
     return Execution(
         command=command,
-        working_dir=_resolve(working_dir, base_dir),
-        data_dir=_resolve(data_dir, base_dir),
+        working_dir=paths.job_dir(working_dir),
+        data_dir=paths.job_dir(data_dir),
         env=env,
         timeout=float(timeout) if timeout is not None else None,
         kill_grace=float(kill_grace),
+        assets=assets,
+        download=download,
     )
 
 
-def _resolve(path: str | None, base_dir: Path) -> str | None:
-    if path is None:
-        return None
-    return str((base_dir / os.path.expanduser(path)).absolute())
+def _not_empty(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def _parse_assets(sec: Section, paths: Paths) -> list[str]:
+    """Local files and folders, each put in the job's working dir under its own name."""
+    raw = sec.get("assets", "list", [])
+    assets = []
+    for i, item in enumerate(raw):
+        where = join(sec.at("assets"), i)
+        if not isinstance(item, str) or not item.strip():
+            sec.problems.add(where, "must be the path of a local file or folder")
+            continue
+        path = paths.local(item)
+        if not os.path.exists(path):
+            sec.problems.add(where, f"no such file or folder: {path}")
+        elif os.path.basename(path.rstrip("/")) in ("", ".", ".."):
+            sec.problems.add(where, "must name a file or folder")
+        assets.append(path)
+    names = [os.path.basename(a) for a in assets]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            sec.problems.add(join(sec.at("assets"), i), f"another asset is also named '{name}'")
+    return assets
+
+
+def _parse_download(sec: Section) -> bool | list[str]:
+    """What of a remote job's data dir comes home when it ends: true (all), false, or globs."""
+    value = sec.data.get("download", True)
+    sec.ignore("download")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, list) and value and all(isinstance(g, str) and g.strip() for g in value):
+        return value
+    sec.problems.add(sec.at("download"), "must be true, false or a list of globs (like '*.csv')")
+    return True
 
 
 def parse_env(sec: Section) -> dict[str, str]:

@@ -8,10 +8,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-from hyperctl.config import parse_execution, parse_resource
+from hyperctl.config import Paths, parse_execution, parse_resource
 from hyperctl.errors import ConfigError
 from hyperctl.fields import Problems, Section, at_least, is_kind, join, kind_of
 from hyperctl.render import render_command
+from hyperctl.spec import BackendSpec
 
 STRATEGIES = ("grid", "random")
 # Copied as they are into the batch; `run` validates them.
@@ -24,7 +25,9 @@ def expand_template(template: dict[str, Any], base_dir: Path = Path(".")) -> tup
     top = Section(template, "", problems)
     strategy = top.get("strategy", "string", "grid", check=lambda v: _one_of(v, STRATEGIES))
     params = top.section("params")
-    execution = parse_execution(top.section("execution"), base_dir)
+    backend = template.get("backend")
+    runs_here = not isinstance(backend, dict) or BackendSpec(type=backend.get("type", "local")).runs_here
+    execution = parse_execution(top.section("execution"), Paths(base_dir, runs_here))
     if top.has("resource"):
         parse_resource(top.section("resource"))
     num_trials = top.get("num_trials", "integer", None, check=at_least(1))
@@ -52,7 +55,8 @@ def expand_template(template: dict[str, Any], base_dir: Path = Path(".")) -> tup
             raise ConfigError(f"execution.command: {e}") from None
     job_parts = {k: template[k] for k in ("execution", "resource") if k in template}
     if execution is not None:  # relative to the template, wherever the batch file is written
-        paths = {k: getattr(execution, k) for k in ("working_dir", "data_dir") if getattr(execution, k)}
+        keys = ("working_dir", "data_dir", "assets")
+        paths = {k: getattr(execution, k) for k in keys if getattr(execution, k)}
         job_parts["execution"] = {**template["execution"], **paths}
     batch = {k: template[k] for k in _PASSED_THROUGH if k in template}
     batch["jobs"] = [{"params": combo, **job_parts} for combo in combos]

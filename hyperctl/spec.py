@@ -51,11 +51,13 @@ class Execution:
     """How to run a job: the shell command and where."""
 
     command: str
-    working_dir: str | None = None  # None: the data dir
-    data_dir: str | None = None  # None: <batch folder>/<job name>
+    working_dir: str | None = None  # None: the data dir; on a remote machine, a path there
+    data_dir: str | None = None  # None: <batch folder>/<job name>, or its twin on the remote machine
     env: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None  # seconds
     kill_grace: float = 10.0  # seconds between TERM and KILL
+    assets: list[str] = field(default_factory=list)  # local files and folders put in the working dir
+    download: bool | list[str] = True  # what of a remote data dir comes home: all, nothing, these globs
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,12 @@ class BackendSpec:
 
     type: str = "local"
     conf: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def runs_here(self) -> bool:
+        """Whether jobs run on this machine: their working_dir and data_dir are then local paths,
+        relative to the batch file; elsewhere they are paths on the machine a job runs on."""
+        return self.type == "local"
 
 
 @dataclass(frozen=True)

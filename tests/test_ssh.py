@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -299,3 +300,176 @@ def test_an_ssh_config_alias(hosts: list[Host], shared: Path, batches: Path) -> 
     described = json.loads(hyperctl("job", "describe", "-b", "r", "-j", "job-0000", "--json").stdout)
     assert described["host"] == "gpu-box"
     assert hyperctl("job", "logs", "-b", "r", "-j", "job-0000").stdout == "via alias\n"
+
+
+def test_assets_go_up_and_the_data_dir_comes_home(hosts: list[Host], shared: Path, batches: Path) -> None:
+    (shared / "data.txt").write_text("payload\n")
+    (shared / "pkg").mkdir()
+    (shared / "pkg" / "mod.txt").write_text("module\n")
+    made = "cat data.txt pkg/mod.txt > out.txt && mkdir -p model && echo w > model/weights.bin && echo s > scratch.log"
+    jobs = [
+        job(made, name="all", execution={"assets": ["data.txt", "pkg/"]}),
+        job(made, name="some", execution={"assets": ["data.txt", "pkg"], "download": ["*.txt", "model/*"]}),
+        job(made, name="none", execution={"assets": ["data.txt", "pkg"], "download": False}),
+    ]
+    config = write_json(shared / "b.json", remote_batch(hosts, jobs))  # assets: relative to the batch file
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+
+    def home(name: str) -> set[str]:
+        folder = batches / "r" / name
+        return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and "attempt-" not in str(p)}
+
+    # What the job made comes home; the assets it was given do not come back.
+    assert home("all") == {"out.txt", "model/weights.bin", "scratch.log"}
+    assert (batches / "r" / "all" / "out.txt").read_text() == "payload\nmodule\n"
+    assert home("some") == {"out.txt", "model/weights.bin"}
+    assert home("none") == set()
+
+
+def test_a_remote_working_dir_is_a_path_on_the_host(hosts: list[Host], shared: Path, batches: Path) -> None:
+    wd = hosts[0].home / "project"
+    wd.mkdir(exist_ok=True)
+    jobs = [job("pwd", name="rel", execution={"working_dir": "project"}), job("pwd", name="dflt")]
+    config = write_json(shared / "b.json", remote_batch(hosts, jobs, machines=[hosts[0].machine()]))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    assert hyperctl("job", "logs", "-b", "r", "-j", "rel").stdout == f"{wd}\n"  # the host's home, not ours
+    assert hyperctl("job", "logs", "-b", "r", "-j", "dflt").stdout == f"{hosts[0].home}/.hyperctl/r/dflt\n"
+
+
+def test_a_remote_job_reads_long_params_where_hyperctl_is_not_installed(
+    hosts: list[Host], shared: Path, batches: Path
+) -> None:
+    # The host's own python (the test user cannot run ours), without site-packages: hyperctl is not installed.
+    python = "/usr/bin/python3 -S"
+    assert subprocess.run(f"{python} -c 'import hyperctl'", shell=True, cwd="/", capture_output=True).returncode == 1
+    read = f"{python} -c \"import hyperctl; p = hyperctl.get_job_params(); print(len(p['blob']), p['n'])\""
+    jobs = [
+        job(read, name="big", params={"blob": "x" * 100_000, "n": 1}),
+        job(read, name="small", params={"blob": "y", "n": 2}),
+    ]
+    config = write_json(shared / "b.json", remote_batch(hosts, jobs))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    assert hyperctl("job", "logs", "-b", "r", "-j", "big").stdout == "100000 1\n"
+    assert hyperctl("job", "logs", "-b", "r", "-j", "small").stdout == "1 2\n"
+
+
+def test_gpu_auto_asks_nvidia_smi_on_the_host(hosts: list[Host], shared: Path, batches: Path) -> None:
+    fake = shared / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\nprintf '0\\n1\\n2\\n'\n")  # GPUs cannot run here: their count can
+    (fake / "nvidia-smi").chmod(0o755)
+    machine = hosts[0].machine(gpu="auto", cpu=4, environments={"PATH": f"{fake}:/usr/bin:/bin"})
+    config = write_json(
+        shared / "b.json",
+        remote_batch(hosts, [job("echo $CUDA_VISIBLE_DEVICES", resource={"gpu": 3})], machines=[machine]),
+    )
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    assert hyperctl("job", "logs", "-b", "r", "-j", "job-0000").stdout == "0,1,2\n"
+
+    too_many = write_json(
+        shared / "b.json", remote_batch(hosts, [job("true", resource={"gpu": 4})], machines=[machine], name="r2")
+    )
+    refused = hyperctl("run", "--config", str(too_many))
+    assert refused.returncode == 2
+    assert "jobs[0].resource: asks 4 GPUs; the most any machine has is 3" in refused.stderr
+
+
+def test_max_jobs_caps_a_machine(hosts: list[Host], shared: Path, batches: Path) -> None:
+    span = "date +%s.%N; sleep 0.3; date +%s.%N"
+    machine = hosts[0].machine(cpu=8, max_jobs=2)
+    config = write_json(shared / "b.json", remote_batch(hosts, [job(span) for _ in range(6)], machines=[machine]))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    spans = [
+        tuple(map(float, hyperctl("job", "logs", "-b", "r", "-j", f"job-{i:04d}").stdout.split())) for i in range(6)
+    ]
+    most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert most == 2
+
+
+def test_proxy_jump_reaches_a_host_only_its_neighbour_can(hosts: list[Host], shared: Path, batches: Path) -> None:
+    if hosts[1].namespace is None or shutil.which("nft") is None:
+        pytest.skip("needs network namespaces and nftables")
+    gateway = hosts[1].address.rsplit(".", 1)[0] + ".1"  # the address this machine has on the hosts' bridge
+    rules = (
+        "table inet hcjump {\n  chain input { type filter hook input priority 0; policy accept;\n"
+        f"    ip saddr {gateway} tcp dport 22 reject with tcp reset; }}\n}}\n"
+    )
+    subprocess.run(["ip", "netns", "exec", hosts[1].namespace, "nft", "-f", "-"], input=rules, text=True, check=True)
+    try:
+        direct = write_json(shared / "d.json", remote_batch(hosts, [job("true")], machines=[hosts[1].machine()]))
+        assert "cannot connect" in hyperctl("run", "--config", str(direct)).stderr  # the rule works
+        jump = f"{hosts[0].user}@{hosts[0].address}"
+        machine = hosts[1].machine(proxy_jump=jump)
+        config = write_json(shared / "b.json", remote_batch(hosts, [job("hostname -I")], machines=[machine], name="j"))
+
+        result = hyperctl("run", "--config", str(config))
+
+        assert result.returncode == 0, result.stderr
+        assert hyperctl("job", "logs", "-b", "j", "-j", "job-0000").stdout.split()[0] == hosts[1].address
+    finally:
+        subprocess.run(["ip", "netns", "exec", hosts[1].namespace, "nft", "delete", "table", "inet", "hcjump"])
+
+
+def test_ssh_agent_logs_in_when_the_conf_names_no_key(hosts: list[Host], shared: Path, batches: Path) -> None:
+    home = shared / "home"
+    home.mkdir()
+    socket_path = shared / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket_path)], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(socket_path.exists, "ssh-agent to listen")
+        env = {"SSH_AUTH_SOCK": str(socket_path), "HOME": str(home)}
+        machine = {"hostname": hosts[0].address, "username": hosts[0].user}
+        config = write_json(shared / "b.json", remote_batch(hosts, [job("echo via agent")], machines=[machine]))
+        assert hyperctl("run", "--config", str(config), "--name", "before", env=env).returncode == 1  # no key yet
+
+        subprocess.run(["ssh-add", "-q", str(hosts[0].key_file)], env={**os.environ, **env}, check=True)
+        result = hyperctl("run", "--config", str(config), env=env)
+
+        assert result.returncode == 0, result.stderr
+        assert hyperctl("job", "logs", "-b", "r", "-j", "job-0000").stdout == "via agent\n"
+    finally:
+        agent.kill()
+        agent.wait()
+
+
+def test_a_dropped_connection_loses_nothing(hosts: list[Host], shared: Path, batches: Path) -> None:
+    """The job runs detached from its connection: when that drops, the daemon connects again and
+    watches the same job; it is not run twice."""
+    if hosts[0].namespace is None:
+        pytest.skip("needs network namespaces")
+    log, gate = shared / "runs.log", shared / "gate"
+    command = f"echo ran >> {log}; while [ ! -e {gate} ]; do sleep 0.05; done; echo finished"
+    doc = remote_batch(hosts, [job(command, name="j", max_retries=2)], machines=[hosts[0].machine()])
+    config = write_json(shared / "b.json", doc)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)], stderr=subprocess.PIPE, text=True
+    )
+    wait_for(log.exists, "the job to start")
+    listener = psutil.Process(hosts[0].sshd_pid)
+    sessions = listener.children()
+    assert sessions
+    for session in sessions:  # the daemon's connection, as a dropped link or a restarted sshd would
+        session.kill()
+    time.sleep(0.5)
+    gate.touch()
+
+    assert run.wait(timeout=30) == 0, run.communicate()[1]
+    assert log.read_text() == "ran\n"
+    attempts = json.loads(hyperctl("job", "describe", "-b", "r", "-j", "j", "--json").stdout)["attempts"]
+    assert [(a["status"], a["exit_code"]) for a in attempts] == [("succeeded", 0)]
+    assert hyperctl("job", "logs", "-b", "r", "-j", "j").stdout == "finished\n"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hyperctl.errors import HyperctlError
+from hyperctl.spec import Execution
 
 # The job's outer shell (POSIX sh). It sends the job's output to files, writes the params
 # file, runs the command in a subshell (so `exit` or `exec` in it cannot skip what follows;
@@ -51,6 +52,8 @@ class Machine:
     cpu: float
     ram: int  # MB
     gpus: tuple[int, ...] = ()
+    max_jobs: int | None = None  # at most this many attempts at once, whatever they ask
+    gpu_auto: bool = False  # its GPUs are known only once it is reached (`gpu: auto` on a remote host)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Launch:
     params_json: str  # "" when the params file is already written
     env: dict[str, str]
     machine: Machine
+    execution: Execution  # as the batch file gives it: remote backends read their paths, assets, download
     gpus: tuple[int, ...] = ()
     timeout: float | None = None
     kill_grace: float = 10.0
@@ -122,7 +126,7 @@ class Executor(ABC):
         """Start the launcher detached in its own session; return at once."""
 
     @abstractmethod
-    def _signal(self, handle: Handle, sig: int) -> None:
+    async def _signal(self, handle: Handle, sig: int) -> None:
         """Send sig to the attempt's whole process group; no error if it is gone."""
 
     @abstractmethod
@@ -137,6 +141,11 @@ class Executor(ABC):
     @abstractmethod
     async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
         """A file of the attempt's folder (exitcode, stdout), or None when it does not exist."""
+
+    async def prepare(self) -> dict[str, str]:
+        """Reach the machines before the first job (their GPUs may be known only then); the
+        ones that cannot be reached, and why."""
+        return {}
 
     async def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release connections; running jobs are not touched."""
@@ -176,10 +185,15 @@ class Executor(ABC):
         # Gone: it wrote its exit code before it ended, unless something killed its launcher.
         code = await self._read_attempt_file(launch, "exitcode")
         if code is not None and code.strip().isdigit():
+            await self._fetch(launch)
             return Exit(int(code))
         if await self._read_attempt_file(launch, "stdout") is not None:
+            await self._fetch(launch)
             return Exit(None, reason="lost")  # the launcher ran (it opened stdout), then vanished
         return None
+
+    async def _fetch(self, launch: Launch) -> None:  # noqa: B027 - local attempts are already home
+        """Bring home what an attempt that ended while no daemon watched left on its machine."""
 
     def _exit_from_files(self, handle: Handle, code: str | None) -> None:
         """End a reattached attempt from its exitcode file (not our child: no wait status)."""
@@ -208,11 +222,11 @@ class Executor(ABC):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (handle.launch.kill_grace if grace is None else grace)
         if loop.time() < deadline:
-            self._signal(handle, signal.SIGTERM)
+            await self._signal(handle, signal.SIGTERM)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(handle.done), deadline - loop.time())
             # The launcher may die at once while the job's own processes still clean up.
             while await self._group_alive(handle) and loop.time() < deadline:
                 await asyncio.sleep(_GROUP_CHECK_INTERVAL)
-        self._signal(handle, signal.SIGKILL)
+        await self._signal(handle, signal.SIGKILL)
         return await handle.done

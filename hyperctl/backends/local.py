@@ -77,10 +77,11 @@ class LocalExecutor(Executor):
         cpu = sec.get("cpu", "number", os.cpu_count() or 1, check=above(0))
         ram = sec.get("ram", "integer", None, check=at_least(0))
         gpus = parse_gpus(sec)
+        max_jobs = sec.get("max_jobs", "integer", None, check=at_least(1))
         sec.done()
         if problems.lines:
             raise ConfigError(problems.lines)
-        return cls(Machine("localhost", cpu, total_ram_mb() if ram is None else ram, gpus))
+        return cls(Machine("localhost", cpu, total_ram_mb() if ram is None else ram, gpus, max_jobs=max_jobs))
 
     def machines(self) -> list[Machine]:
         return [self.machine]
@@ -91,6 +92,11 @@ class LocalExecutor(Executor):
         return None
 
     async def _spawn(self, launch: Launch) -> Handle:
+        execution = launch.execution
+        if execution.data_dir:
+            os.makedirs(execution.data_dir, exist_ok=True)
+        if execution.assets:  # copies, as on a remote machine: a job that changes one changes only its own
+            await asyncio.get_running_loop().run_in_executor(None, _copy_assets, execution.assets, launch.working_dir)
         pid = os.posix_spawn(
             "/bin/sh",
             [
@@ -147,7 +153,7 @@ class LocalExecutor(Executor):
         code = os.waitstatus_to_exitcode(status)
         self._exited(handle, code if code >= 0 else None, -code if code < 0 else None)
 
-    def _signal(self, handle: Handle, sig: int) -> None:
+    async def _signal(self, handle: Handle, sig: int) -> None:
         try:
             os.killpg(handle.pid, sig)
         except (ProcessLookupError, PermissionError):
@@ -203,6 +209,17 @@ class LocalExecutor(Executor):
 
     async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
         return _read(launch.attempt_dir / name)
+
+
+def _copy_assets(assets: list[str], into: str) -> None:
+    for source in assets:
+        target = os.path.join(into, os.path.basename(source.rstrip("/")))
+        if os.path.exists(target) and os.path.samefile(source, target):
+            continue  # the job runs where its asset already is
+        if os.path.isdir(source):
+            shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target)
 
 
 def _read(path: Path, limit: int = 4096) -> str | None:

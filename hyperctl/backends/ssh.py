@@ -1,24 +1,25 @@
-"""The remote backend: jobs on machines reached over SSH. The only module that imports paramiko.
+"""The remote backend: jobs on machines reached over SSH. With sshconn.py, the only code that uses paramiko.
 
 One transport per machine carries every job of that machine as a channel. Each job runs
-detached in a session of its own (`setsid -w`): the open channel reports its exit status, and
-the job survives a dropped connection or a dead daemon, leaving its exit code on the host.
-Paramiko calls that block go to threads; the channel's exit reaches the event loop through the
-channel's file descriptor, so nothing polls.
+detached in a session of its own (`setsid -w`): it survives a dropped connection or a dead
+daemon, leaving its exit code on the host. The same channel then brings the attempt home
+(collect.py). Paramiko calls that block go to threads; a channel's output and end reach the
+event loop through the channel's file descriptor, so nothing polls.
 """
 
 from __future__ import annotations
 
 import asyncio
-import getpass
+import hashlib
+import io
 import logging
 import os
 import shlex
-import socket
+import tarfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 import paramiko
@@ -30,118 +31,45 @@ from hyperctl.backends.base import (
     Handle,
     Launch,
     Machine,
-    MachineUnavailableError,
+)
+from hyperctl.backends.collect import AttemptReader, collect_script, extract
+from hyperctl.backends.sshconn import (
+    CONNECT_TIMEOUT,
+    HostKeys,
+    HostUnreachableError,
+    RemoteMachine,
+    connect,
+    first_line,
+    parse_machine,
+    run,
 )
 from hyperctl.errors import HyperctlError
-from hyperctl.fields import Problems, Section, above, at_least, join
+from hyperctl.fields import Problems, Section, above, join
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 HOST_KEY_POLICIES = ("reject", "accept-new")
-_KEEPALIVE = 10  # seconds between SSH keepalives on an idle transport
-_CONNECT_TIMEOUT = 15
-_FILES = "stdout stderr exitcode"  # what comes home when an attempt ends
-# Local paths in a job's environment that name its folders: rewritten to the host's.
-_PATH_ENV = ("HYPERCTL_JOB_DATA_DIR", "HYPERCTL_JOB_WORKING_DIR", "HYPERCTL_JOB_PARAMS_FILE")
+_PING = "true"
+# What a job imports (`import hyperctl`), sent to each host: jobs read their params even where
+# hyperctl is not installed. extend_path: where it is installed, the rest of it stays importable.
+_JOB_SIDE = ("__init__.py", "api.py", "errors.py")
+_EXTEND = '\n__path__ = __import__("pkgutil").extend_path(__path__, __name__)\n'
+
+__all__ = ["HostUnreachableError", "RemoteExecutor"]
 
 
-class HostUnreachableError(MachineUnavailableError):
-    """A machine could not be reached, or its host key is unknown or changed."""
+@dataclass(frozen=True)
+class RemotePaths:
+    """An attempt's folders on its host."""
 
+    job: PurePosixPath
+    attempt: PurePosixPath
+    data: PurePosixPath
+    working: PurePosixPath
 
-@dataclass
-class RemoteMachine:
-    """A machine of the conf: how to reach it, what it offers, and its live connection."""
-
-    machine: Machine
-    hostname: str
-    port: int
-    username: str
-    key_file: str | None
-    password: str | None = field(default=None, repr=False)
-    environments: dict[str, str] = field(default_factory=dict)
-    transport: paramiko.Transport | None = None
-    home: str = ""
-
-
-class _AcceptNew(paramiko.MissingHostKeyPolicy):
-    """Trust a host seen for the first time and record its key; a changed key still fails."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-
-
-def _parse_machine(sec: Section) -> RemoteMachine | None:
-    hostname = sec.get("hostname", "string")
-    # ~/.ssh/config fills in what the machine entry leaves out, as for `ssh ALIAS`.
-    ssh_conf = _ssh_config(hostname) if hostname else {}
-    port = sec.get(
-        "port", "integer", int(ssh_conf.get("port", 22)), check=lambda v: None if 0 < v < 65536 else "must be 1-65535"
-    )
-    username = sec.get("username", "string", ssh_conf.get("user") or getpass.getuser())
-    key_file = (
-        sec.get("ssh_rsa_file", "string", None)
-        or sec.get("key_file", "string", None)
-        or (ssh_conf.get("identityfile") or [None])[0]
-    )
-    password = sec.get("password", "string", None)
-    password_env = sec.get("password_env", "string", None)
-    if password_env is not None:
-        password = os.environ.get(password_env)
-        if password is None:
-            sec.problems.add(sec.at("password_env"), f"${password_env} is not set")
-    cpu = sec.get("cpu", "number", 1, check=above(0))
-    ram = sec.get("ram", "integer", 0, check=at_least(0))
-    from hyperctl.backends.local import parse_gpus
-    from hyperctl.config import parse_env
-
-    gpus = parse_gpus(sec)
-    environments = parse_env(sec.section("environments"))
-    sec.done()
-    if hostname is None:
-        return None
-    name = hostname if port == 22 else f"{hostname}:{port}"
-    return RemoteMachine(
-        machine=Machine(name, cpu, ram, gpus),
-        hostname=ssh_conf.get("hostname", hostname),
-        port=port,
-        username=username,
-        key_file=os.path.expanduser(key_file) if key_file else None,
-        password=password,
-        environments=environments,
-    )
-
-
-def _first_line(transport: paramiko.Transport, command: str) -> tuple[paramiko.Channel, bytes]:
-    """Run command on a new channel and read its first line, byte by byte: what follows belongs
-    to whoever watches the channel next."""
-    chan = transport.open_session(timeout=_CONNECT_TIMEOUT)
-    chan.exec_command(command)
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = chan.recv(1)
-        if not chunk:
-            break
-        line += chunk
-    return chan, line.strip()
-
-
-def _ssh_config(host: str) -> dict[str, Any]:
-    """What ~/.ssh/config says of host (HostName, Port, User, IdentityFile), or nothing."""
-    path = os.path.expanduser("~/.ssh/config")
-    if not os.path.exists(path):
-        return {}
-    try:
-        found = paramiko.SSHConfig.from_path(path).lookup(host)
-    except (OSError, paramiko.SSHException):
-        return {}
-    return {k: v for k, v in found.items() if k in ("hostname", "port", "user", "identityfile")}
+    @property
+    def params_file(self) -> PurePosixPath:
+        return self.job / "params.json"
 
 
 class RemoteExecutor(Executor):
@@ -150,16 +78,10 @@ class RemoteExecutor(Executor):
     kind = "remote"
 
     def __init__(
-        self,
-        machines: list[RemoteMachine],
-        policy: str,
-        known_hosts: str | None,
-        remote_root: str,
-        liveness_interval: float = 10.0,
+        self, machines: list[RemoteMachine], keys: HostKeys, remote_root: str, liveness_interval: float = 10.0
     ) -> None:
         self.remotes = {m.machine.name: m for m in machines}
-        self.policy = policy
-        self.known_hosts = known_hosts
+        self.keys = keys
         self.remote_root = remote_root
         # Paramiko blocks: its calls run here, enough threads for many jobs starting at once.
         self.threads = ThreadPoolExecutor(max_workers=32, thread_name_prefix="hyperctl-ssh")
@@ -167,14 +89,17 @@ class RemoteExecutor(Executor):
         # to answer every liveness_interval seconds, within as many; silence closes its connection.
         self.liveness_interval = liveness_interval
         self.running: dict[str, set[Handle]] = {name: set() for name in self.remotes}
+        self.silent: set[str] = set()  # machines found dead: their dropped channels are lost jobs
         self.watchdog: asyncio.Task[None] | None = None
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.lib = _job_side_lib()
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any]) -> RemoteExecutor:
         problems = Problems()
         sec = Section(conf, "backend.conf", problems)
         raw = sec.get("machines", "list", check=lambda v: None if v else "must list at least one machine")
-        machines = [_parse_machine(Section(m, join(sec.at("machines"), i), problems)) for i, m in enumerate(raw or [])]
+        machines = [parse_machine(Section(m, join(sec.at("machines"), i), problems)) for i, m in enumerate(raw or [])]
         policy = sec.get("host_key_policy", "string", "reject", check=_check_policy)
         known_hosts = sec.get("known_hosts", "string", None)
         remote_root = sec.get("remote_root", "string", "~/.hyperctl")
@@ -187,8 +112,7 @@ class RemoteExecutor(Executor):
         problems.raise_if_any()
         return cls(
             [m for m in machines if m is not None],
-            policy,
-            os.path.expanduser(known_hosts) if known_hosts else None,
+            HostKeys(policy, os.path.expanduser(known_hosts) if known_hosts else None),
             remote_root,
             float(liveness),
         )
@@ -197,67 +121,61 @@ class RemoteExecutor(Executor):
         return [r.machine for r in self.remotes.values()]
 
     # -- connections ---------------------------------------------------------
+    async def prepare(self) -> dict[str, str]:
+        """Connect to every machine at once; ask those with `gpu: auto` for their GPUs."""
+
+        async def reach(remote: RemoteMachine) -> str | None:
+            try:
+                await self._transport(remote)
+            except HostUnreachableError as e:
+                return str(e)
+            if remote.gpu_auto:
+                status, out = await self._exec(
+                    remote, f"{self._env_prefix(remote)}nvidia-smi --query-gpu=index --format=csv,noheader"
+                )
+                gpus = tuple(int(w) for w in out.split() if w.isdigit()) if status == 0 else ()
+                if status != 0:
+                    logger.warning("machine %s: gpu: auto, but nvidia-smi failed there: no GPUs", remote.machine.name)
+                remote.machine = replace(remote.machine, gpus=gpus, gpu_auto=False)
+            return None
+
+        results = await asyncio.gather(*(reach(r) for r in self.remotes.values()))
+        down = {name: why for name, why in zip(self.remotes, results) if why is not None}
+        for name in down:  # GPUs never found: none, rather than any number
+            remote = self.remotes[name]
+            remote.machine = replace(remote.machine, gpu_auto=False)
+        return down
+
     async def _transport(self, remote: RemoteMachine) -> paramiko.Transport:
-        if remote.transport is None or not remote.transport.is_active():
-            remote.transport = await self._in_thread(self._connect, remote)
-            remote.home = (await self._exec(remote, 'printf %s "$HOME"'))[1]
-        return remote.transport
+        lock = self.locks.setdefault(remote.machine.name, asyncio.Lock())
+        async with lock:  # one connection per machine, however many jobs start at once
+            if remote.transport is None or not remote.transport.is_active():
+                transport = await self._in_thread(connect, remote, self.keys)
+                remote.transport = transport
+                self.silent.discard(remote.machine.name)
+                remote.home = (await self._exec(remote, 'printf %s "$HOME"'))[1]
+                await self._install_lib(remote)
+            return remote.transport
 
-    def _connect(self, remote: RemoteMachine) -> paramiko.Transport:
-        client = paramiko.SSHClient()
-        client.load_system_host_keys()
-        if self.known_hosts and os.path.exists(self.known_hosts):
-            client.load_host_keys(self.known_hosts)
-        record = self.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
-        client.set_missing_host_key_policy(
-            _AcceptNew(record) if self.policy == "accept-new" else paramiko.RejectPolicy()
+    async def _install_lib(self, remote: RemoteMachine) -> None:
+        folder = self._lib_dir(remote) / "hyperctl"
+        writes = " && ".join(
+            f"printf %s {shlex.quote(text)} > {shlex.quote(str(folder / name))}" for name, text in self.lib[1].items()
         )
-        where = f"{remote.username}@{remote.hostname}:{remote.port}"
-        try:
-            sock = socket.create_connection((remote.hostname, remote.port), timeout=_CONNECT_TIMEOUT)
-            # Without it every channel pays a ~40 ms Nagle / delayed-ACK stall.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            client.connect(
-                remote.hostname,
-                port=remote.port,
-                username=remote.username,
-                key_filename=remote.key_file,
-                password=remote.password,
-                sock=sock,
-                timeout=_CONNECT_TIMEOUT,
-                allow_agent=remote.key_file is None and remote.password is None,
-                look_for_keys=remote.key_file is None and remote.password is None,
-            )
-        except paramiko.BadHostKeyException:
-            raise HostUnreachableError(
-                f"{where}: its host key has CHANGED since it was recorded; refusing to connect "
-                "(if the change is expected, remove its old line from known_hosts)"
-            ) from None
-        except paramiko.SSHException as e:
-            if "not found in known_hosts" in str(e):
-                raise HostUnreachableError(
-                    f"{where}: unknown host key; trust it with `ssh -p {remote.port} {remote.hostname}` "
-                    "(which records it in ~/.ssh/known_hosts), or set backend.conf.host_key_policy: accept-new"
-                ) from None
-            raise HostUnreachableError(f"{where}: {e}") from None
-        except OSError as e:
-            raise HostUnreachableError(f"{where}: cannot connect: {e}") from None
-        transport = client.get_transport()
-        assert transport is not None
-        transport.set_keepalive(_KEEPALIVE)
-        return transport
+        ready = shlex.quote(str(folder / ".ready"))
+        command = f"[ -f {ready} ] || {{ mkdir -p {shlex.quote(str(folder))} && {writes} && : > {ready}; }}"
+        status, out = await self._exec(remote, command + " 2>&1")
+        if status != 0:
+            logger.warning("machine %s: could not install the job-side hyperctl: %s", remote.machine.name, out)
 
-    async def _exec(self, remote: RemoteMachine, command: str) -> tuple[int, str]:
+    def _lib_dir(self, remote: RemoteMachine) -> PurePosixPath:
+        return self._root(remote) / ".lib" / self.lib[0]
+
+    async def _exec(self, remote: RemoteMachine, command: str, stdin: bytes | None = None) -> tuple[int, str]:
         """Run a short command on the machine: its exit status and stdout."""
-        transport = await self._transport(remote) if remote.transport is None else remote.transport
-
-        def run() -> tuple[int, str]:
-            chan = transport.open_session(timeout=_CONNECT_TIMEOUT)
-            chan.exec_command(command)
-            out = chan.makefile("rb").read().decode(errors="replace")
-            return chan.recv_exit_status(), out
-
-        return await self._in_thread(run)
+        transport = remote.transport if remote.transport is not None else await self._transport(remote)
+        status, out, _ = await self._in_thread(run, transport, command, stdin)
+        return status, out.decode(errors="replace")
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.threads, fn, *args)
@@ -266,76 +184,151 @@ class RemoteExecutor(Executor):
         if self.watchdog is not None:
             self.watchdog.cancel()
         for remote in self.remotes.values():
-            if remote.transport is not None:
-                remote.transport.close()
+            for client in remote.clients:
+                client.close()
         self.threads.shutdown(wait=False)
 
-    # -- primitives ------------------------------------------------------------
-    def _remote_dir(self, remote: RemoteMachine, launch: Launch) -> PurePosixPath:
-        root = self.remote_root.replace("~", remote.home, 1) if self.remote_root.startswith("~") else self.remote_root
-        batch = launch.env["HYPERCTL_BATCH_NAME"]
-        return PurePosixPath(root) / batch / launch.job
+    # -- paths -----------------------------------------------------------------
+    def _root(self, remote: RemoteMachine) -> PurePosixPath:
+        return self._on_host(remote, self.remote_root)
 
+    def _on_host(self, remote: RemoteMachine, path: str) -> PurePosixPath:
+        """A path as the host reads it: ~ is its home, and so is the start of a relative path."""
+        if path == "~" or path.startswith("~/"):
+            path = remote.home + path[1:]
+        return PurePosixPath(remote.home) / path
+
+    def _paths(self, remote: RemoteMachine, launch: Launch) -> RemotePaths:
+        job = self._root(remote) / launch.env["HYPERCTL_BATCH_NAME"] / launch.job
+        execution = launch.execution
+        data = self._on_host(remote, execution.data_dir) if execution.data_dir else job
+        working = self._on_host(remote, execution.working_dir) if execution.working_dir else data
+        return RemotePaths(job, job / f"attempt-{launch.attempt}", data, working)
+
+    def _collect(self, paths: RemotePaths, launch: Launch) -> str:
+        """The shell that sends an ended attempt home; the data dir, less what never comes back."""
+        exclude = []
+        if paths.data == paths.job:
+            exclude += ["attempt-*", "params.json"]
+        if paths.data == paths.working:
+            exclude += [os.path.basename(a.rstrip("/")) for a in launch.execution.assets]
+        return collect_script(paths.attempt, paths.data, launch.execution.download, exclude)
+
+    def _env_prefix(self, remote: RemoteMachine, env: dict[str, str] | None = None) -> str:
+        env = {**remote.environments, **(env or {})}
+        if not env:
+            return ""
+        # `export` in the login shell, not `env`: one program fewer to start per job.
+        return "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " && "
+
+    # -- primitives ------------------------------------------------------------
     async def _spawn(self, launch: Launch) -> Handle:
         remote = self.remotes[launch.machine.name]
         transport = await self._transport(remote)
-        job_dir = self._remote_dir(remote, launch)
-        attempt_dir = job_dir / f"attempt-{launch.attempt}"
-        env = {**remote.environments, **launch.env}
-        env["HYPERCTL_JOB_DATA_DIR"] = env["HYPERCTL_JOB_WORKING_DIR"] = str(job_dir)
-        env["HYPERCTL_JOB_PARAMS_FILE"] = str(job_dir / "params.json")
-        # `export` in the login shell, not `env`: one program fewer to start per job.
-        assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        launcher = " ".join(
-            shlex.quote(str(a))
-            for a in (
-                LAUNCHER,
-                "hyperctl-job",
-                launch.command,
-                attempt_dir,
-                job_dir,
-                launch.params_json,
-                job_dir / "params.json",
-            )
-        )
-        # The pid first, on the channel; then the job, in a session of its own that outlives us.
+        paths = self._paths(remote, launch)
+        env = {
+            **launch.env,
+            "HYPERCTL_JOB_DATA_DIR": str(paths.data),
+            "HYPERCTL_JOB_WORKING_DIR": str(paths.working),
+            "HYPERCTL_JOB_PARAMS_FILE": str(paths.params_file),
+        }
+        q = shlex.quote
+        dirs = " ".join(q(str(p)) for p in {paths.attempt, paths.data})
+        if launch.execution.assets or not launch.params_json:
+            await self._in_thread(self._upload, transport, paths, launch)
+        args = (launch.command, paths.attempt, paths.working, launch.params_json, paths.params_file)
+        lib = q(str(self._lib_dir(remote)))
         command = (
-            # An attempt folder already there is stale (a batch folder made anew): never mix them.
-            f"rm -rf {shlex.quote(str(attempt_dir))} && mkdir -p {shlex.quote(str(attempt_dir))} && "
-            f"export {assigns} && exec setsid -w /bin/sh -c 'echo $$; exec /bin/sh -c \"$@\"' sh {launcher} "
-            "</dev/null"
+            # An exitcode left by an earlier batch of this name is emptied: never mistaken for this one's.
+            f"mkdir -p {dirs} && : > {q(str(paths.attempt / 'exitcode'))} && {self._env_prefix(remote, env)}"
+            f'export PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}"{lib} && '
+            # The pid first, on the channel; then the job, in a session of its own that outlives us.
+            f"setsid -w /bin/sh -c {q('echo $$; ' + LAUNCHER)} hyperctl-job {' '.join(q(str(a)) for a in args)} "
+            f"</dev/null; s=$?; {self._collect(paths, launch)}; exit $s"
         )
-
-        chan, line = await self._in_thread(_first_line, transport, command)
+        chan, line = await self._in_thread(first_line, transport, command)
         if not line.isdigit():
-            raise OSError(f"{remote.machine.name}: the job did not start: {chan.recv_stderr(4096)!r}")
-        pid = int(line)
-        handle = self._new_handle(launch, pid, None)
+            raise OSError(f"{remote.machine.name}: the job did not start: {chan.recv_stderr(4096).decode().strip()}")
+        handle = self._new_handle(launch, int(line), None)
         self._track(remote, handle)
-        self._watch_channel(handle, chan)
+        self._watch_channel(handle, chan, spawned=True)
         return handle
 
-    def _watch_channel(self, handle: Handle, chan: paramiko.Channel, code_in_output: bool = False) -> None:
-        """The channel's fd turns readable on output or close: its exit status ends the handle
-        (or, for a reattached job, the exit code the watching script prints last)."""
+    def _upload(self, transport: paramiko.Transport, paths: RemotePaths, launch: Launch) -> None:
+        """Assets into the working dir, and params too long for an argument, over one channel."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for asset in launch.execution.assets:
+                tar.add(asset, arcname="w/" + os.path.basename(asset.rstrip("/")))
+            if not launch.params_json:
+                tar.add(str(launch.params_file), arcname="j/params.json")
+        q = shlex.quote
+        command = (
+            f't=$(mktemp -d) && tar -xf - -C "$t" && mkdir -p {q(str(paths.working))} {q(str(paths.job))} && '
+            f'{{ [ ! -d "$t/w" ] || cp -R "$t/w/." {q(str(paths.working))}; }} && '
+            f'{{ [ ! -d "$t/j" ] || cp "$t/j/params.json" {q(str(paths.params_file))}; }}; s=$?; rm -rf "$t"; exit $s'
+        )
+        status, _, err = run(transport, command, buffer.getvalue())
+        if status != 0:
+            raise OSError(f"could not upload the job's assets: {err.decode(errors='replace').strip()}")
+
+    def _watch_channel(self, handle: Handle, chan: paramiko.Channel, spawned: bool) -> None:
+        """Read the channel on the event loop as it sends; when it closes, the attempt is home."""
         loop = asyncio.get_running_loop()
         fd = chan.fileno()
-        output = bytearray()
+        reader = AttemptReader(handle.launch.attempt_dir)
 
         def on_readable() -> None:
-            while chan.recv_ready():
-                output.extend(chan.recv(65536))
+            try:
+                while chan.recv_ready():
+                    reader.feed(chan.recv(1 << 16))
+            except OSError as e:  # the local disk: the attempt is over for us, not for the job
+                logger.warning("job %s: cannot save its output: %s", handle.launch.job, e)
+                chan.close()
             if chan.exit_status_ready() or chan.closed:
                 loop.remove_reader(fd)
-                status = chan.recv_exit_status() if chan.exit_status_ready() else -1
+                status = chan.recv_exit_status() if chan.exit_status_ready() else None
                 chan.close()
-                if code_in_output:
-                    last = output.decode(errors="replace").split()[-1:]
-                    status = int(last[0]) if status == 0 and last and last[0].isdigit() else -1
-                # -1: the connection dropped and no status came: the job's end is unknown.
-                asyncio.ensure_future(self._ended(handle, status if status >= 0 else None))
+                if not spawned and status is not None:
+                    status = 0  # a watching script's status says nothing of the job
+                asyncio.ensure_future(self._channel_closed(handle, reader, status))
 
         loop.add_reader(fd, on_readable)
+
+    async def _channel_closed(self, handle: Handle, reader: AttemptReader, status: int | None) -> None:
+        tar = reader.finish()
+        if tar is not None:
+            try:
+                await self._in_thread(extract, tar, handle.launch.attempt_dir.parent)
+            except HyperctlError as e:
+                logger.warning("job %s: %s", handle.launch.job, e)
+        code = reader.exit_code()
+        if code is not None:
+            self._exited(handle, code, None)
+        elif status is None or status < 0:  # the connection dropped: the job may still run
+            await self._reconnect(handle)
+        elif status > 0:  # setsid -w exits with the launcher's wait status: the signal that ended it
+            self._exited(handle, None, status & 0x7F)
+        else:
+            self._exited(handle, None, None)
+
+    async def _reconnect(self, handle: Handle) -> None:
+        """A job's channel dropped: reach its host again and watch the job anew. When the host is
+        dead (no answer to the liveness check, or no new connection), the attempt is lost."""
+        remote = self.remotes[handle.launch.machine.name]
+        name = remote.machine.name
+        if name not in self.silent:
+            try:
+                found, chan = await self._reattach_channel(remote, handle.launch, handle.pid)
+                if found in (b"adopted", b"gone"):  # either way, what it left follows
+                    self._watch_channel(handle, chan, spawned=False)
+                    return
+                chan.close()
+            except (HyperctlError, OSError, paramiko.SSHException) as e:
+                self.silent.add(name)
+                if self.on_machine_down is not None:
+                    self.on_machine_down(name, str(e))
+        self._exited(handle, None, None)
 
     def _track(self, remote: RemoteMachine, handle: Handle) -> None:
         self.running[remote.machine.name].add(handle)
@@ -353,61 +346,24 @@ class RemoteExecutor(Executor):
         transport = remote.transport
         if transport is None:
             return
-
-        def ping() -> None:
-            chan = transport.open_session(timeout=self.liveness_interval)
-            chan.exec_command("true")
-            chan.recv_exit_status()
-            chan.close()
-
         try:
-            await asyncio.wait_for(self._in_thread(ping), self.liveness_interval)
+            await asyncio.wait_for(self._in_thread(run, transport, _PING), self.liveness_interval)
         except (asyncio.TimeoutError, OSError, paramiko.SSHException, EOFError) as e:
-            logger.warning(
-                "machine %s does not answer (%s): its running jobs are lost", remote.machine.name, e or "timeout"
-            )
+            name = remote.machine.name
+            logger.warning("machine %s does not answer (%s): its running jobs are lost", name, e or "timeout")
+            self.silent.add(name)  # before the close: the channels that drop must not reconnect
             remote.transport = None
             if self.on_machine_down is not None:
-                self.on_machine_down(remote.machine.name, f"does not answer: {e or 'timeout'}")
+                self.on_machine_down(name, f"does not answer: {e or 'timeout'}")
             transport.close()  # every channel on it closes: their jobs end as lost, and retry by policy
 
-    async def _ended(self, handle: Handle, status: int | None) -> None:
-        """Bring the attempt's output home, so that `hyperctl job logs` reads it as for a local job."""
-        if status is not None:
-            remote = self.remotes[handle.launch.machine.name]
-            try:
-                await self._in_thread(self._download, remote, handle.launch)
-            except (OSError, paramiko.SSHException) as e:
-                logger.warning("job %s: could not fetch its output from %s: %s", handle.launch.job, remote.hostname, e)
-        self._exited(handle, status, None)
-
-    def _download(self, remote: RemoteMachine, launch: Launch) -> None:
-        """Copy the attempt's files home over one exec channel: their sizes, then their bytes."""
-        assert remote.transport is not None
-        source = self._remote_dir(remote, launch) / f"attempt-{launch.attempt}"
-        launch.attempt_dir.mkdir(parents=True, exist_ok=True)
-        chan = remote.transport.open_session(timeout=_CONNECT_TIMEOUT)
-        chan.exec_command(f"cd {shlex.quote(str(source))} && stat -c %s {_FILES} && cat {_FILES}")
-        stream = chan.makefile("rb")
-        try:
-            sizes = [int(stream.readline()) for _ in _FILES.split()]
-            for name, size in zip(_FILES.split(), sizes):
-                with open(launch.attempt_dir / name, "wb") as f:
-                    while size > 0:
-                        chunk = stream.read(min(size, 1 << 16))
-                        if not chunk:
-                            raise OSError(f"{name}: the copy ended early")
-                        f.write(chunk)
-                        size -= len(chunk)
-        except ValueError:
-            raise OSError(chan.makefile_stderr("rb").read().decode(errors="replace").strip()) from None
-        finally:
-            chan.close()
-
-    def _signal(self, handle: Handle, sig: int) -> None:
+    async def _signal(self, handle: Handle, sig: int) -> None:
         remote = self.remotes[handle.launch.machine.name]
-        # "kill -N -PGID": the spelling that dash, bash and /bin/kill all take for a group.
-        asyncio.ensure_future(self._exec(remote, f"kill -{int(sig)} -{int(handle.pid)} 2>/dev/null"))
+        try:
+            # "kill -N -PGID": the spelling that dash, bash and /bin/kill all take for a group.
+            await self._exec(remote, f"kill -{int(sig)} -{int(handle.pid)} 2>/dev/null")
+        except (HyperctlError, OSError, paramiko.SSHException) as e:
+            logger.warning("job %s: cannot signal it on %s: %s", handle.launch.job, remote.machine.name, e)
 
     async def _group_alive(self, handle: Handle) -> bool:
         remote = self.remotes[handle.launch.machine.name]
@@ -418,37 +374,73 @@ class RemoteExecutor(Executor):
             return False  # the machine is gone: so is the job, as far as anyone can tell
 
     async def _reattach(self, launch: Launch, pid: int | None, pid_started: float | None) -> Handle | None:
-        """Watch a job a previous daemon started: a script on the host checks that the pid is still
-        that job's launcher (its HYPERCTL_* environment, leading its group), then waits for it."""
+        """Watch a job a previous daemon started, if its launcher still runs."""
         if pid is None:
             return None
         remote = self.remotes[launch.machine.name]
+        found, chan = await self._reattach_channel(remote, launch, pid)
+        if found != b"adopted":
+            chan.close()  # gone: the caller reads what it left
+            return None
+        handle = self._new_handle(launch, pid, pid_started)
+        self._track(remote, handle)
+        self._watch_channel(handle, chan, spawned=False)
+        return handle
+
+    async def _reattach_channel(
+        self, remote: RemoteMachine, launch: Launch, pid: int
+    ) -> tuple[bytes, paramiko.Channel]:
+        """A channel on which a script checks that pid is still the attempt's launcher (its
+        HYPERCTL_* environment, leading its group) and says `adopted` and waits for it, or says
+        `gone`; then it sends the attempt home."""
         transport = await self._transport(remote)
-        attempt_dir = self._remote_dir(remote, launch) / f"attempt-{launch.attempt}"
+        paths = self._paths(remote, launch)
         checks = " && ".join(
             f"tr '\\0' '\\n' < /proc/$p/environ | grep -qxF {shlex.quote(f'{k}={launch.env[k]}')}" for k in IDENTITY_ENV
         )
         script = (
             f"p={int(pid)}; if {checks} && [ \"$(ps -o pgid= -p $p | tr -d ' ')\" = $p ]; then echo adopted; "
-            # once a second, on the host, and only for jobs found after a restart
+            # once a second, on the host, and only for jobs found after a restart or a drop
             "while s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null) && [ \"$s\" != Z ]; do sleep 1; done; "
-            f"cat {shlex.quote(str(attempt_dir / 'exitcode'))} 2>/dev/null || echo none; else echo gone; fi"
+            f"else echo gone; fi; {self._collect(paths, launch)}"
         )
+        chan, first = await self._in_thread(first_line, transport, script)
+        return first, chan
 
-        chan, first = await self._in_thread(_first_line, transport, script)
-        if first != b"adopted":
-            chan.close()
-            return None
-        handle = self._new_handle(launch, pid, pid_started)
-        self._track(remote, handle)
-        self._watch_channel(handle, chan, code_in_output=True)
-        return handle
+    async def _fetch(self, launch: Launch) -> None:
+        remote = self.remotes[launch.machine.name]
+        transport = await self._transport(remote)
+        reader = AttemptReader(launch.attempt_dir)
+        command = self._collect(self._paths(remote, launch), launch)
+
+        def receive() -> None:
+            chan = transport.open_session(timeout=CONNECT_TIMEOUT)
+            try:
+                chan.exec_command(command)
+                while data := chan.recv(1 << 16):
+                    reader.feed(data)
+            finally:
+                chan.close()
+
+        await self._in_thread(receive)
+        tar = reader.finish()
+        if tar is not None:
+            await self._in_thread(extract, tar, launch.attempt_dir.parent)
 
     async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
         remote = self.remotes[launch.machine.name]
-        path = self._remote_dir(remote, launch) / f"attempt-{launch.attempt}" / name
+        path = self._paths(remote, launch).attempt / name
         status, out = await self._exec(remote, f"head -c 4096 {shlex.quote(str(path))} 2>/dev/null")
         return out if status == 0 else None
+
+
+def _job_side_lib() -> tuple[str, dict[str, str]]:
+    """The job-side modules as text, and a name for this version of them."""
+    package = Path(__file__).resolve().parent.parent
+    files = {name: (package / name).read_text() for name in _JOB_SIDE}
+    files["__init__.py"] += _EXTEND
+    digest = hashlib.sha256("".join(files.values()).encode()).hexdigest()[:12]
+    return digest, files
 
 
 def _check_policy(value: str) -> str | None:

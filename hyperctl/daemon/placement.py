@@ -28,11 +28,12 @@ class Pool:
         self.cpu = {m.name: float(m.cpu) for m in machines}
         self.ram = {m.name: m.ram for m in machines}
         self.gpus = {m.name: list(m.gpus) for m in machines}
+        self.jobs = {m.name: 0 for m in machines}
         self.down: dict[str, str] = {}  # machine -> why it takes no jobs for now
 
     def why_never_fits(self, r: Resource) -> str | None:
         """Why no machine, even idle, could run r; None when one could."""
-        if any(r.cpu <= m.cpu + _EPSILON and r.ram <= m.ram and r.gpu <= len(m.gpus) for m in self.machines):
+        if any(r.cpu <= m.cpu + _EPSILON and r.ram <= m.ram and r.gpu <= _gpu_count(m) for m in self.machines):
             return None
         most_gpu = max(len(m.gpus) for m in self.machines)
         if r.gpu > most_gpu:
@@ -71,6 +72,7 @@ class Pool:
             and r.cpu <= self.cpu[m.name] + _EPSILON
             and r.ram <= self.ram[m.name]
             and r.gpu <= len(self.gpus[m.name])
+            and (m.max_jobs is None or self.jobs[m.name] < m.max_jobs)
         )
 
     def _free_gpus(self, m: Machine, r: Resource, avoid: tuple[int, ...] = ()) -> list[int]:
@@ -80,6 +82,7 @@ class Pool:
     def _hold(self, m: Machine, r: Resource, gpus: list[int] | tuple[int, ...]) -> Slot:
         self.cpu[m.name] -= r.cpu
         self.ram[m.name] -= r.ram
+        self.jobs[m.name] += 1
         taken = tuple(gpus)
         self.gpus[m.name] = [g for g in self.gpus[m.name] if g not in taken]
         return Slot(m, r, taken)
@@ -88,5 +91,11 @@ class Pool:
         name = slot.machine.name
         self.cpu[name] += slot.resource.cpu
         self.ram[name] += slot.resource.ram
+        self.jobs[name] -= 1
         self.gpus[name].extend(slot.gpus)
         self.gpus[name].sort()
+
+
+def _gpu_count(m: Machine) -> float:
+    # `gpu: auto` on a host not yet reached: any count may fit, until it is asked.
+    return float("inf") if m.gpu_auto else len(m.gpus)

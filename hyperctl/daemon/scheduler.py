@@ -84,7 +84,7 @@ class Scheduler:
         self.env = env  # what every job sees: batch name, portal
         self.job_token = job_token
         self.pool = Pool(executor.machines())
-        executor.on_machine_down = self._machine_down
+        executor.on_machine_down = self.machine_down
         self.specs: dict[str, JobSpec] = {j.name: j for j in spec.jobs}
         self.status: dict[str, JobStatus] = {}
         self.attempts: dict[str, int] = {}
@@ -200,7 +200,7 @@ class Scheduler:
         except MachineUnavailableError as e:  # not the job's fault: it goes to another machine
             self.store.forget_attempt(job.name, n)
             self.attempts[job.name] = n - 1
-            self._machine_down(slot.machine.name, str(e))
+            self.machine_down(slot.machine.name, str(e))
             return JobStatus.PENDING, None
         except (OSError, HyperctlError) as e:  # a full disk, a working dir that is missing, ...
             self.store.end_attempt(job.name, n, JobStatus.FAILED, reason=f"could not start: {e}")
@@ -219,8 +219,6 @@ class Scheduler:
 
     def _prepare(self, job: JobSpec, launch: Launch) -> None:
         os.makedirs(launch.attempt_dir, exist_ok=True)  # and the job folder with it
-        if job.execution.data_dir:
-            os.makedirs(job.execution.data_dir, exist_ok=True)
         if not launch.params_json:  # too long to pass to the launcher
             launch.params_file.write_text(json.dumps(job.params))
 
@@ -251,13 +249,14 @@ class Scheduler:
             params_json=params_json if len(params_json) <= MAX_PARAMS_ARG else "",
             env=env,
             machine=slot.machine,
+            execution=job.execution,
             gpus=slot.gpus,
             timeout=job.execution.timeout if timeout is None else timeout,
             kill_grace=job.execution.kill_grace,
         )
 
     # -- machines that fail -------------------------------------------------
-    def _machine_down(self, machine: str, reason: str) -> None:
+    def machine_down(self, machine: str, reason: str) -> None:
         """Take no jobs to it for a while (doubling each time, up to a minute), then try again."""
         if machine in self.pool.down:
             return

@@ -148,14 +148,21 @@ async def _run(spec: BatchSpec, options: RunOptions, observer: Observer | None) 
     lock = BatchLock(batch_dir.lock_file)
     lock.acquire()
     try:
-        return await _serve(spec, batch_dir, executor, options, observer)
+        down = await executor.prepare()
+        check_fits(spec, executor)  # again: GPUs a host reports (`gpu: auto`) may be fewer than asked
+        return await _serve(spec, batch_dir, executor, down, options, observer)
     finally:
         lock.release()
         await executor.close()
 
 
 async def _serve(
-    spec: BatchSpec, batch_dir: BatchDir, executor: Executor, options: RunOptions, observer: Observer | None
+    spec: BatchSpec,
+    batch_dir: BatchDir,
+    executor: Executor,
+    down: dict[str, str],
+    options: RunOptions,
+    observer: Observer | None,
 ) -> RunResult:
     from tornado.httpserver import HTTPServer
 
@@ -182,6 +189,8 @@ async def _serve(
         )
         env = {"HYPERCTL_BATCH_NAME": spec.name, "HYPERCTL_SERVER_PORTAL": portal}
         scheduler = Scheduler(spec, batch_dir, store, executor, env, tokens.for_job)
+        for machine, why in down.items():  # unreachable at start: its jobs go elsewhere for now
+            scheduler.machine_down(machine, why)
         in_flight = InFlight()
         server = HTTPServer(make_app(scheduler, tokens, in_flight))
         server.add_sockets(sockets)

@@ -1,0 +1,144 @@
+"""Bringing a remote attempt home: the shell that sends it, and the reader that files it.
+
+When an attempt ends, the host sends on the job's own channel, with no second connection:
+the sizes of stdout, stderr and exitcode (one per line), their bytes, then a tar of the job's
+data dir (what the job made, limited by `download`), which runs to the end of the stream.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from hyperctl.errors import HyperctlError
+
+ATTEMPT_FILES = ("stdout", "stderr", "exitcode")
+_TAR = ".download.tar"  # in the local attempt folder while it arrives
+
+
+def collect_script(
+    attempt_dir: PurePosixPath, data_dir: PurePosixPath, download: bool | list[str], exclude: Iterable[str]
+) -> str:
+    """Shell that prints an ended attempt's files in the framing above, then its data dir as tar.
+
+    `exclude`: patterns of top-level names in the data dir that must not come home (attempt
+    folders, uploaded assets). Only builtins run unless the data dir holds something to send.
+    """
+    q = shlex.quote
+    names = " ".join(ATTEMPT_FILES)
+    script = f"cd {q(str(attempt_dir))} && stat -c %s {names} && cat {names}"
+    if download is False:
+        return script
+    exclude = list(exclude)
+    skip = "|".join(_case_pattern(p) for p in exclude) or "''"
+    prune = "\\( " + " -o ".join(f"-path {q('./' + p)}" for p in exclude) + " \\) -prune -o " if exclude else ""
+    match = ""
+    if isinstance(download, list):  # find's -path: `*` matches `/` too, so *.csv finds them at any depth
+        match = "\\( " + " -o ".join(f"-path {q('./' + glob.lstrip('/'))}" for glob in download) + " \\) "
+    # A glob per name in the data dir (a shell builtin) tells whether anything is there to send.
+    return (
+        f"{script} && cd {q(str(data_dir))} 2>/dev/null && has= && "
+        f'for f in * .[!.]* ..?*; do case "$f" in {skip}) ;; *) [ -e "$f" ] && has=1 ;; esac; done; '
+        f'if [ -n "$has" ]; then find . {prune}-type f {match}-print0 | tar -cf - --null -T - 2>/dev/null; fi; true'
+    )
+
+
+def _case_pattern(pattern: str) -> str:
+    """pattern as a `case` pattern: glob characters work, every other character is literal."""
+    return "".join(c if c.isalnum() or c in "*?[]" else "\\" + c for c in pattern)
+
+
+class AttemptReader:
+    """Files what an attempt's channel sends, chunk by chunk, as it arrives (on the event loop):
+    the attempt files into the local attempt folder, the tar to a file extracted at the end."""
+
+    def __init__(self, attempt_dir: Path) -> None:
+        self.attempt_dir = attempt_dir
+        self.pending = bytearray()
+        self.sizes: list[int] | None = None
+        self.index = 0  # which attempt file is being written
+        self.file: BinaryIO | None = None
+        self.tar: BinaryIO | None = None
+        self.exitcode = b""
+        self.complete = False  # every attempt file arrived whole
+
+    def feed(self, data: bytes) -> None:
+        if self.sizes is None:
+            self.pending.extend(data)
+            lines = self.pending.split(b"\n", len(ATTEMPT_FILES))
+            if len(lines) <= len(ATTEMPT_FILES):
+                return  # the sizes are not all here yet
+            if not all(line.strip().isdigit() for line in lines[:-1]):
+                self.sizes = []  # not our framing (stat failed): nothing to file
+                return
+            self.sizes = [int(line) for line in lines[:-1]]
+            self.attempt_dir.mkdir(parents=True, exist_ok=True)
+            data, self.pending = bytes(lines[-1]), bytearray()
+        while data and self.index < len(self.sizes):
+            data = self._file_some(data)
+        if data and self.sizes:
+            if self.tar is None:
+                self.tar = open(self.attempt_dir / _TAR, "wb")  # noqa: SIM115 - closed in finish()
+            self.tar.write(data)
+
+    def _file_some(self, data: bytes) -> bytes:
+        assert self.sizes is not None
+        name = ATTEMPT_FILES[self.index]
+        if self.file is None:
+            self.file = open(self.attempt_dir / name, "wb")  # noqa: SIM115 - closed below
+        take = data[: self.sizes[self.index]]
+        self.file.write(take)
+        if name == "exitcode":
+            self.exitcode += take
+        self.sizes[self.index] -= len(take)
+        if self.sizes[self.index] == 0:
+            self.file.close()
+            self.file = None
+            self.index += 1
+            self.complete = self.index == len(ATTEMPT_FILES)
+        return data[len(take) :]
+
+    def finish(self) -> Path | None:
+        """The stream ended: close what is open; the tar to extract, if one came."""
+        if self.sizes is not None:
+            while self.index < len(self.sizes) and self.sizes[self.index] == 0:
+                self._file_some(b"")  # empty files still exist at home
+        if self.file is not None:
+            self.file.close()
+        if self.tar is None:
+            return None
+        self.tar.close()
+        return self.attempt_dir / _TAR
+
+    def exit_code(self) -> int | None:
+        text = self.exitcode.decode(errors="replace").strip()
+        return int(text) if self.complete and text.isdigit() else None
+
+
+def extract(tar_path: Path, into: Path) -> None:
+    """Unpack a data dir that came home: regular files and folders only, never outside `into`."""
+    try:
+        with tarfile.open(tar_path) as tar:
+            for member in tar:
+                name = os.path.normpath(member.name)
+                if name.startswith(("/", "..")) or os.path.isabs(name) or not (member.isfile() or member.isdir()):
+                    continue  # a path out of the folder, a link or a device: never written
+                target = into / name
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                source = tar.extractfile(member)
+                if source is None:
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with source, open(target, "wb") as f:
+                    while chunk := source.read(1 << 20):
+                        f.write(chunk)
+    except (tarfile.TarError, OSError) as e:
+        raise HyperctlError(f"the data dir that came home could not be unpacked: {e}") from None
+    finally:
+        tar_path.unlink(missing_ok=True)

@@ -1,0 +1,262 @@
+"""SSH machines: how the conf names them, how they are reached, and how their host keys are checked.
+
+Blocking Paramiko calls only: the executor (ssh.py) runs them in threads.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import paramiko
+
+from hyperctl.backends.base import Machine, MachineUnavailableError
+from hyperctl.fields import Section, above, at_least
+
+KEEPALIVE = 10  # seconds between SSH keepalives on an idle transport
+CONNECT_TIMEOUT = 15
+
+
+class HostUnreachableError(MachineUnavailableError):
+    """A machine could not be reached, or its host key is unknown or changed."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to log in: a machine, or the jump host in front of it."""
+
+    hostname: str
+    port: int
+    username: str
+    key_file: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.hostname}:{self.port}"
+
+
+@dataclass
+class RemoteMachine:
+    """A machine of the conf: how to reach it, what it offers, and its live connection."""
+
+    machine: Machine
+    endpoint: Endpoint
+    jump: Endpoint | None = None  # ProxyJump: the host the connection goes through
+    gpu_auto: bool = False  # `gpu: auto`: nvidia-smi on the host says, once connected
+    environments: dict[str, str] = field(default_factory=dict)
+    transport: paramiko.Transport | None = None
+    clients: list[paramiko.SSHClient] = field(default_factory=list, repr=False)  # kept open with it
+    home: str = ""
+
+
+def parse_machine(sec: Section) -> RemoteMachine | None:
+    """A `machines[]` entry; ~/.ssh/config fills in what it leaves out, as for `ssh ALIAS`."""
+    from hyperctl.backends.local import parse_gpus
+    from hyperctl.config import parse_env
+
+    hostname = sec.get("hostname", "string")
+    ssh_conf = ssh_config(hostname) if hostname else {}
+    port = sec.get("port", "integer", int(ssh_conf.get("port", 22)), check=_port)
+    username = sec.get("username", "string", ssh_conf.get("user") or getpass.getuser())
+    key_file = (
+        sec.get("ssh_rsa_file", "string", None)
+        or sec.get("key_file", "string", None)
+        or (ssh_conf.get("identityfile") or [None])[0]
+    )
+    password = sec.get("password", "string", None)
+    password_env = sec.get("password_env", "string", None)
+    if password_env is not None:
+        password = os.environ.get(password_env)
+        if password is None:
+            sec.problems.add(sec.at("password_env"), f"${password_env} is not set")
+    proxy_jump = sec.get("proxy_jump", "string", ssh_conf.get("proxyjump"), check=_one_jump)
+    cpu = sec.get("cpu", "number", 1, check=above(0))
+    ram = sec.get("ram", "integer", 0, check=at_least(0))
+    max_jobs = sec.get("max_jobs", "integer", None, check=at_least(1))
+    gpu_auto = sec.data.get("gpu") == "auto" if isinstance(sec.data, dict) else False
+    if gpu_auto:
+        sec.ignore("gpu")
+    gpus = () if gpu_auto else parse_gpus(sec)
+    environments = parse_env(sec.section("environments"))
+    sec.done()
+    if hostname is None:
+        return None
+    key = os.path.expanduser(key_file) if key_file else None
+    endpoint = Endpoint(ssh_conf.get("hostname", hostname), port, username, key, password)
+    name = hostname if port == 22 else f"{hostname}:{port}"
+    return RemoteMachine(
+        machine=Machine(name, cpu, ram, gpus, max_jobs=max_jobs, gpu_auto=gpu_auto),
+        endpoint=endpoint,
+        jump=_jump_endpoint(proxy_jump, endpoint) if proxy_jump and proxy_jump != "none" else None,
+        gpu_auto=gpu_auto,
+        environments=environments,
+    )
+
+
+def _port(value: int) -> str | None:
+    return None if 0 < value < 65536 else "must be 1-65535"
+
+
+def _one_jump(value: str) -> str | None:
+    return "only one jump host is supported" if "," in value else None
+
+
+def _jump_endpoint(spec: str, target: Endpoint) -> Endpoint:
+    """`[user@]host[:port]`, or an alias of ~/.ssh/config; the target's key when none is named."""
+    user, _, rest = spec.rpartition("@")
+    host, _, port = rest.partition(":")
+    conf = ssh_config(host)
+    key = (conf.get("identityfile") or [None])[0]
+    return Endpoint(
+        hostname=conf.get("hostname", host),
+        port=int(port or conf.get("port", 22)),
+        username=user or conf.get("user") or target.username,
+        key_file=os.path.expanduser(key) if key else target.key_file,
+        password=None,
+    )
+
+
+def ssh_config(host: str) -> dict[str, Any]:
+    """What ~/.ssh/config says of host (HostName, Port, User, IdentityFile, ProxyJump), or nothing."""
+    path = os.path.expanduser("~/.ssh/config")
+    if not os.path.exists(path):
+        return {}
+    try:
+        found = paramiko.SSHConfig.from_path(path).lookup(host)
+    except (OSError, paramiko.SSHException):
+        return {}
+    keys = ("hostname", "port", "user", "identityfile", "proxyjump")
+    return {k: v for k, v in found.items() if k in keys}
+
+
+class _AcceptNew(paramiko.MissingHostKeyPolicy):
+    """Trust a host seen for the first time and record its key; a changed key still fails."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+@dataclass(frozen=True)
+class HostKeys:
+    """Where host keys are checked: ~/.ssh/known_hosts, the conf's file, and the policy."""
+
+    policy: str
+    known_hosts: str | None
+
+    def client(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        client.load_system_host_keys()
+        if self.known_hosts and os.path.exists(self.known_hosts):
+            client.load_host_keys(self.known_hosts)
+        record = self.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
+        client.set_missing_host_key_policy(
+            _AcceptNew(record) if self.policy == "accept-new" else paramiko.RejectPolicy()
+        )
+        return client
+
+
+def connect(remote: RemoteMachine, keys: HostKeys) -> paramiko.Transport:
+    """A logged-in transport to the machine (through its jump host, if any). Blocks."""
+    clients = []
+    try:
+        sock: Any = None
+        if remote.jump is not None:
+            jump = _login(remote.jump, keys, None, via="")
+            clients.append(jump)
+            transport = jump.get_transport()
+            assert transport is not None
+            try:
+                target = (remote.endpoint.hostname, remote.endpoint.port)
+                sock = transport.open_channel("direct-tcpip", target, ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT)
+            except (paramiko.SSHException, OSError) as e:
+                raise HostUnreachableError(f"{remote.endpoint}: cannot connect through {remote.jump}: {e}") from None
+        client = _login(remote.endpoint, keys, sock, via=f" (through {remote.jump})" if remote.jump else "")
+        clients.append(client)
+    except BaseException:
+        for c in clients:
+            c.close()
+        raise
+    for c in remote.clients:
+        c.close()
+    remote.clients = clients
+    transport = client.get_transport()
+    assert transport is not None
+    transport.set_keepalive(KEEPALIVE)
+    return transport
+
+
+def _login(where: Endpoint, keys: HostKeys, sock: Any, via: str) -> paramiko.SSHClient:
+    client = keys.client()
+    try:
+        if sock is None:
+            sock = socket.create_connection((where.hostname, where.port), timeout=CONNECT_TIMEOUT)
+            # Without it every channel pays a ~40 ms Nagle / delayed-ACK stall.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        bare = where.key_file is None and where.password is None
+        client.connect(
+            where.hostname,
+            port=where.port,
+            username=where.username,
+            key_filename=where.key_file,
+            password=where.password,
+            sock=sock,
+            timeout=CONNECT_TIMEOUT,
+            allow_agent=bare,  # ssh-agent and ~/.ssh/id_* only when the conf names no key nor password
+            look_for_keys=bare,
+        )
+    except paramiko.BadHostKeyException:
+        client.close()
+        raise HostUnreachableError(
+            f"{where}{via}: its host key has CHANGED since it was recorded; refusing to connect "
+            "(if the change is expected, remove its old line from known_hosts)"
+        ) from None
+    except paramiko.SSHException as e:
+        client.close()
+        if "not found in known_hosts" in str(e):
+            raise HostUnreachableError(
+                f"{where}{via}: unknown host key; trust it with `ssh -p {where.port} {where.hostname}` "
+                "(which records it in ~/.ssh/known_hosts), or set backend.conf.host_key_policy: accept-new"
+            ) from None
+        raise HostUnreachableError(f"{where}{via}: {e}") from None
+    except OSError as e:
+        client.close()
+        raise HostUnreachableError(f"{where}{via}: cannot connect: {e}") from None
+    return client
+
+
+def first_line(transport: paramiko.Transport, command: str) -> tuple[paramiko.Channel, bytes]:
+    """Run command on a new channel and read its first line, byte by byte: what follows belongs
+    to whoever watches the channel next."""
+    chan = transport.open_session(timeout=CONNECT_TIMEOUT)
+    chan.exec_command(command)
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = chan.recv(1)
+        if not chunk:
+            break
+        line += chunk
+    return chan, line.strip()
+
+
+def run(transport: paramiko.Transport, command: str, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+    """Run a short command to its end: exit status, stdout, stderr."""
+    chan = transport.open_session(timeout=CONNECT_TIMEOUT)
+    try:
+        chan.exec_command(command)
+        if stdin is not None:
+            chan.sendall(stdin)
+            chan.shutdown_write()
+        out = chan.makefile("rb").read()
+        err = chan.makefile_stderr("rb").read()
+        return chan.recv_exit_status(), out, err
+    finally:
+        chan.close()
