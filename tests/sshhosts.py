@@ -3,6 +3,10 @@
 Root and `ip netns` are needed (as on CI); without namespaces the hosts fall back to loopback
 aliases (127.0.0.N). Every host runs its own sshd with its own host key; a dedicated user logs
 in with a key made for the session; a known_hosts file lists every host's key.
+
+Faults, as measured in the test-infrastructure notes: `crash()` (every process of the host dies),
+`stop_sshd()` (no new connections; sessions go on), `partition()` (every packet in or out is
+dropped; needs nftables); `start_sshd()` and `heal()` undo them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 USER = "hyperctl-test"
@@ -37,6 +41,9 @@ class Host:
     sshd_pid: int
     home: Path
     link: str | None = None  # the host's cable: `ip link set LINK down` pulls it
+    sshd_argv: list[str] = field(default_factory=list)  # how its sshd starts: start_sshd() runs it again
+    # Every sshd the fixture started, shared by its hosts: the fixture stops what is left of them.
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
 
     def machine(self, **extra: object) -> dict[str, object]:
         """This host as a `backend.conf.machines[]` entry."""
@@ -47,6 +54,70 @@ class Host:
             "ssh_rsa_file": str(self.key_file),
             **extra,
         }
+
+    def crash(self) -> None:
+        """Kill every process of the host at once (its sshd, their sessions, the jobs), as a crash would."""
+        assert self.namespace is not None, "a crash needs the host's network namespace"
+        end = time.monotonic() + 10
+        while pids := _run("ip", "netns", "pids", self.namespace, check=False).stdout.split():
+            # Frozen first, then killed: no process of it sees another die and reacts (closes a connection).
+            for sig in (signal.SIGSTOP, signal.SIGKILL):
+                for pid in pids:
+                    with suppress(ProcessLookupError):
+                        os.kill(int(pid), sig)
+            if time.monotonic() > end:
+                raise RuntimeError(f"{self.name}: processes {pids} outlived SIGKILL")
+            time.sleep(0.02)
+        sshd = self._sshd()
+        if sshd is not None:
+            sshd.wait(timeout=10)
+
+    def stop_sshd(self) -> None:
+        """Stop the host's sshd, as `systemctl stop ssh` does: no new connections; sessions go on."""
+        sshd = self._sshd()
+        assert sshd is not None and sshd.poll() is None, f"{self.name}: its sshd is not running"
+        sshd.terminate()
+        sshd.wait(timeout=10)
+
+    def sshd_running(self) -> bool:
+        sshd = self._sshd()
+        return sshd is not None and sshd.poll() is None
+
+    def start_sshd(self) -> None:
+        """Start the host's sshd again (after crash() or stop_sshd()), and wait until it listens."""
+        assert self.sshd_argv, "this host's sshd was not started by ssh_hosts()"
+        proc = subprocess.Popen(self.sshd_argv, start_new_session=True)
+        self.procs.append(proc)
+        self.sshd_pid = proc.pid
+        _wait_listening(self)
+
+    def partition(self) -> None:
+        """Drop every packet into or out of the host (but its own loopback): silence, no error."""
+        assert self.namespace is not None, "a partition needs the host's network namespace"
+        rules = (
+            f"table inet {_PARTITION} {{\n"
+            "  chain input { type filter hook input priority 0; policy drop; iif lo accept; }\n"
+            "  chain output { type filter hook output priority 0; policy drop; oif lo accept; }\n"
+            "}\n"
+        )
+        subprocess.run(
+            ["ip", "netns", "exec", self.namespace, "nft", "-f", "-"],
+            input=rules,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+
+    def heal(self) -> None:
+        """Undo partition(); nothing happens if the host is not partitioned."""
+        if self.namespace is not None and shutil.which("nft") is not None:
+            _run("ip", "netns", "exec", self.namespace, "nft", "delete", "table", "inet", _PARTITION, check=False)
+
+    def _sshd(self) -> subprocess.Popen[bytes] | None:
+        return next((p for p in reversed(self.procs) if p.pid == self.sshd_pid), None)
+
+
+_PARTITION = "hyperctl_partition"  # the nftables table of Host.partition()
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -139,7 +210,11 @@ def ssh_hosts(count: int, workdir: Path) -> Iterator[list[Host]]:
             proc = subprocess.Popen(argv, start_new_session=True)
             procs.append(proc)
             link = outside if use_ns else None
-            hosts.append(Host(f"host{n}", address, port, USER, key, workdir / "known_hosts", ns, proc.pid, home, link))
+            hosts.append(
+                Host(
+                    f"host{n}", address, port, USER, key, workdir / "known_hosts", ns, proc.pid, home, link, argv, procs
+                )
+            )
         known = []
         for host in hosts:
             _wait_listening(host)
@@ -150,8 +225,9 @@ def ssh_hosts(count: int, workdir: Path) -> Iterator[list[Host]]:
         yield hosts
     finally:
         for proc in procs:
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            if proc.returncode is None:  # not reaped yet: its pid is still its own
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         for ns in made_namespaces:
             for pid in _run("ip", "netns", "pids", ns, check=False).stdout.split():
