@@ -27,7 +27,10 @@ def hosts() -> Iterator[list[Host]]:
     workdir = Path(tempfile.mkdtemp(prefix="hyperctl-ssh-"))
     try:
         with ssh_hosts(2, workdir) as found:
-            yield found
+            try:
+                yield found
+            finally:
+                shutil.rmtree(found[0].home / REMOTE_ROOT, ignore_errors=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -41,9 +44,14 @@ def shared(hosts: list[Host]) -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+# On the hosts, a folder per test run: two runs at once share the test user's home, not its files.
+REMOTE_ROOT = f".hyperctl-test-{os.getpid()}"
+
+
 def remote_batch(hosts: list[Host], jobs: list[dict[str, Any]], name: str = "r", **conf: Any) -> dict[str, Any]:
     machines = conf.pop("machines", [h.machine() for h in hosts])
-    backend = {"type": "remote", "conf": {"machines": machines, "known_hosts": str(hosts[0].known_hosts), **conf}}
+    conf = {"machines": machines, "known_hosts": str(hosts[0].known_hosts), "remote_root": REMOTE_ROOT, **conf}
+    backend = {"type": "remote", "conf": conf}
     return {"name": name, "jobs": jobs, "daemon": {"port": 0}, "backend": backend}
 
 
@@ -53,7 +61,7 @@ def job(command: str, **fields: Any) -> dict[str, Any]:
 
 
 def remote_stdout(host: Host, batch: str, job_name: str, attempt: int = 1) -> str:
-    return (host.home / ".hyperctl" / batch / job_name / f"attempt-{attempt}" / "stdout").read_text()
+    return (host.home / REMOTE_ROOT / batch / job_name / f"attempt-{attempt}" / "stdout").read_text()
 
 
 def test_jobs_spread_over_two_hosts_with_exclusive_gpus(hosts: list[Host], shared: Path, batches: Path) -> None:
@@ -339,7 +347,7 @@ def test_a_remote_working_dir_is_a_path_on_the_host(hosts: list[Host], shared: P
 
     assert result.returncode == 0, result.stderr
     assert hyperctl("job", "logs", "-b", "r", "-j", "rel").stdout == f"{wd}\n"  # the host's home, not ours
-    assert hyperctl("job", "logs", "-b", "r", "-j", "dflt").stdout == f"{hosts[0].home}/.hyperctl/r/dflt\n"
+    assert hyperctl("job", "logs", "-b", "r", "-j", "dflt").stdout == f"{hosts[0].home}/{REMOTE_ROOT}/r/dflt\n"
 
 
 def test_a_remote_job_reads_long_params_where_hyperctl_is_not_installed(

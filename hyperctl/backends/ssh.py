@@ -350,11 +350,12 @@ class RemoteExecutor(Executor):
             await asyncio.wait_for(self._in_thread(run, transport, _PING), self.liveness_interval)
         except (asyncio.TimeoutError, OSError, paramiko.SSHException, EOFError) as e:
             name = remote.machine.name
-            logger.warning("machine %s does not answer (%s): its running jobs are lost", name, e or "timeout")
+            why = str(e) or "no answer within the liveness interval"  # a timeout's own text is empty
+            logger.warning("machine %s does not answer (%s): its running jobs are lost", name, why)
             self.silent.add(name)  # before the close: the channels that drop must not reconnect
             remote.transport = None
             if self.on_machine_down is not None:
-                self.on_machine_down(name, f"does not answer: {e or 'timeout'}")
+                self.on_machine_down(name, f"does not answer: {why}")
             transport.close()  # every channel on it closes: their jobs end as lost, and retry by policy
 
     async def _signal(self, handle: Handle, sig: int) -> None:
