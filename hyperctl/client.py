@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 from hyperctl.errors import HyperctlError
@@ -34,6 +36,27 @@ class Client:
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def request(self, method: str, path: str, query: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        with self._open(method, path, query, timeout or self.timeout) as response:
+            return json.load(response)
+
+    def stream(self, path: str, query: dict[str, Any]) -> Iterator[bytes]:
+        """A streamed answer, chunk by chunk as the daemon sends them."""
+        # No read timeout: a job may write nothing for hours.
+        with self._open("GET", path, query, timeout=None) as response:
+            try:
+                while chunk := response.read1(1 << 16):
+                    yield chunk
+            except (OSError, http.client.HTTPException) as e:
+                raise DaemonUnreachableError(f"the daemon at {self.portal} stopped answering: {e}") from None
+
+    def job_output(self, name: str, stream: str, offset: int = 0, lines: int | None = None) -> Iterator[bytes]:
+        """A running job's stdout or stderr from offset (or its last lines), as it grows, until it ends."""
+        query: dict[str, Any] = {"stream": stream, "offset": offset}
+        if lines is not None:
+            query["lines"] = lines
+        return self.stream(f"job/{urllib.parse.quote(name)}/log", query)
+
+    def _open(self, method: str, path: str, query: dict[str, Any] | None, timeout: float | None) -> Any:
         url = f"{self.portal}/hyperctl/api/{path}"
         if query:
             url += "?" + urllib.parse.urlencode(query)
@@ -44,8 +67,7 @@ class Client:
             headers={"Authorization": f"Bearer {self.token}"},
         )
         try:
-            with self.opener.open(request, timeout=timeout or self.timeout) as response:
-                return json.load(response)
+            return self.opener.open(request, timeout=timeout)
         except urllib.error.HTTPError as e:
             try:
                 message = json.load(e)["error"]

@@ -279,6 +279,16 @@ def test_unknown_job_is_404(runs: Runs) -> None:
         assert "nosuchjob" in body["error"]
 
 
+def test_a_local_job_is_not_streamed_its_log_is_in_the_batch_folder(runs: Runs) -> None:
+    _, portal, token = runs.serve(two_sleepers())
+    running_view(portal, token, "first")
+    status, body = call(portal, f"{API}/job/first/log", token)
+    assert status == 409 and "writes its output in the batch folder" in body["error"], body
+    status, body = call(portal, f"{API}/job/first/log?stream=both", token)
+    assert status == 400 and "stream: must be stdout or stderr" in body["error"], body
+    assert call(portal, f"{API}/job/first/log")[0] == 401
+
+
 def test_unknown_path_is_404_json(runs: Runs) -> None:
     _, portal, token = runs.serve(two_sleepers())
     for path in ["/", f"{API}/nope", f"{API}", f"{API}/job/first/nope", f"{API}/job/", "/favicon.ico"]:

@@ -141,6 +141,26 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"jobs": [{"params": {}, "execution": {"command": "echo {{ x"}}]},
         ["jobs[0].execution.command: template syntax:"],
     ),
+    (
+        "assets and download",
+        {
+            "jobs": [
+                {"execution": {"command": "true", "assets": ["nosuchfile", 3], "download": "yes"}},
+                {"execution": {"command": "true", "download": []}},
+            ],
+        },
+        [
+            "jobs[0].execution.assets[0]: no such file or folder:",
+            "jobs[0].execution.assets[1]: must be the path of a local file or folder",
+            "jobs[0].execution.download: must be true, false or a list of globs",
+            "jobs[1].execution.download: must be true, false or a list of globs",
+        ],
+    ),
+    (
+        "max_jobs",
+        {"jobs": [{"execution": {"command": "true"}}], "backend": {"conf": {"max_jobs": 0}}},
+        ["backend.conf.max_jobs: must be at least 1"],
+    ),
 ]
 
 

@@ -46,6 +46,23 @@ def test_hostile_param_values_stay_one_literal_argument(tmp_path: Path, batches:
     assert not list(tmp_path.rglob("PWNED*"))
 
 
+def test_assets_are_copied_into_a_local_job_and_max_jobs_caps_the_machine(tmp_path: Path, batches: Path) -> None:
+    (tmp_path / "data.txt").write_text("original\n")
+    # Each job changes its own copy: the original and the other job's copy stay as they were.
+    command = "cat data.txt; echo changed > data.txt; date +%s.%N; sleep 0.3; date +%s.%N"
+    jobs = [job(command, execution={"assets": ["data.txt"]}) for _ in range(3)]
+    config = write_json(tmp_path / "b.json", batch(jobs, backend={"type": "local", "conf": {"cpu": 4, "max_jobs": 1}}))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    outputs = [read_stdout(batches, "b", f"job-000{i}").split() for i in range(3)]
+    assert [o[0] for o in outputs] == ["original"] * 3
+    assert (tmp_path / "data.txt").read_text() == "original\n"
+    spans = sorted((float(o[1]), float(o[2])) for o in outputs)
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))  # one at a time
+
+
 def test_jobs_really_run_at_once(tmp_path: Path, batches: Path) -> None:
     """Each of 4 jobs waits until all 4 have started: only true concurrency lets them finish."""
     meet = tmp_path / "meet"

@@ -481,3 +481,39 @@ def test_a_dropped_connection_loses_nothing(hosts: list[Host], shared: Path, bat
     attempts = json.loads(hyperctl("job", "describe", "-b", "r", "-j", "j", "--json").stdout)["attempts"]
     assert [(a["status"], a["exit_code"]) for a in attempts] == [("succeeded", 0)]
     assert hyperctl("job", "logs", "-b", "r", "-j", "j").stdout == "finished\n"
+
+
+def test_job_logs_follows_a_running_remote_job(hosts: list[Host], shared: Path, batches: Path) -> None:
+    gate = shared / "gate"
+    command = f"echo one; echo err >&2; while [ ! -e {gate} ]; do sleep 0.05; done; echo two"
+    config = write_json(shared / "b.json", remote_batch(hosts, [job(command, name="j")], machines=[hosts[0].machine()]))
+    run = subprocess.Popen([sys.executable, "-m", "hyperctl", "run", "--config", str(config)], stderr=subprocess.PIPE)
+    wait_for(lambda: "running" in hyperctl("job", "list", "-b", "r").stdout, "the job to run")
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "job", "logs", "-b", "r", "-j", "j", "-f"], stdout=subprocess.PIPE
+    )
+    assert follow.stdout is not None
+    assert follow.stdout.readline() == b"one\n"  # while the job runs, before anything came home
+    assert not (batches / "r" / "j" / "attempt-1" / "stdout").exists()
+    # A reader that leaves stops its `tail` on the host.
+    quitter = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "job", "logs", "-b", "r", "-j", "j", "-f", "--stderr"],
+        stdout=subprocess.PIPE,
+    )
+    assert quitter.stdout is not None and quitter.stdout.readline() == b"err\n"
+    quitter.kill()
+    quitter.wait()
+    wait_for(lambda: not _tails_on("stderr"), "the host's tail of stderr to stop")
+    gate.touch()
+
+    assert follow.wait(timeout=30) == 0
+    assert follow.stdout.read() == b"two\n"  # then it ends with the job
+    assert run.wait(timeout=30) == 0
+    assert hyperctl("job", "logs", "-b", "r", "-j", "j").stdout == "one\ntwo\n"
+
+
+def _tails_on(name: str) -> bool:
+    return any(
+        p.info["name"] == "tail" and any(a.endswith(f"/{name}") for a in p.info["cmdline"] or [])
+        for p in psutil.process_iter(["name", "cmdline"])
+    )

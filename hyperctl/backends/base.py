@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -105,6 +105,9 @@ class Executor(ABC):
     """
 
     kind: ClassVar[str]
+    # Whether an attempt's files are in the local batch folder while it runs (else they come
+    # home when it ends, and follow() streams them meanwhile).
+    files_here: ClassVar[bool] = True
     # Set by the scheduler: told when a machine stops answering, so no job goes there for a while.
     on_machine_down: Callable[[str, str], None] | None = None
 
@@ -146,6 +149,12 @@ class Executor(ABC):
         """Reach the machines before the first job (their GPUs may be known only then); the
         ones that cannot be reached, and why."""
         return {}
+
+    def follow(self, handle: Handle, name: str, offset: int, lines: int | None = None) -> AsyncGenerator[bytes, None]:
+        """A running attempt's file (stdout or stderr) from byte `offset` (or its last `lines`
+        lines), as it grows, until the attempt ends. Only for backends whose files are elsewhere
+        while the attempt runs."""
+        raise HyperctlError(f"job {handle.launch.job}: its output is in the batch folder; read it there")
 
     async def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release connections; running jobs are not touched."""

@@ -16,7 +16,7 @@ import logging
 import os
 import shlex
 import tarfile
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -76,6 +76,7 @@ class RemoteExecutor(Executor):
     """Runs attempts on SSH machines, one persistent transport per machine."""
 
     kind = "remote"
+    files_here = False
 
     def __init__(
         self, machines: list[RemoteMachine], keys: HostKeys, remote_root: str, liveness_interval: float = 10.0
@@ -427,6 +428,46 @@ class RemoteExecutor(Executor):
         tar = reader.finish()
         if tar is not None:
             await self._in_thread(extract, tar, launch.attempt_dir.parent)
+
+    async def follow(
+        self, handle: Handle, name: str, offset: int, lines: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        remote = self.remotes[handle.launch.machine.name]
+        transport = await self._transport(remote)
+        path = self._paths(remote, handle.launch).attempt / name
+        # tail wakes on writes (inotify) and ends once the launcher is gone, after the last bytes.
+        start_at = f"-n {int(lines)}" if lines is not None else f"-c +{int(offset) + 1}"
+        command = f"exec tail {start_at} -s 0.5 --pid={int(handle.pid)} -F {shlex.quote(str(path))} 2>/dev/null"
+
+        def start() -> paramiko.Channel:
+            chan = transport.open_session(timeout=CONNECT_TIMEOUT)
+            chan.exec_command(command)
+            return chan
+
+        chan = await self._in_thread(start)
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[bytes] = asyncio.Queue()
+        fd = chan.fileno()
+
+        def on_readable() -> None:
+            while chan.recv_ready():
+                chunks.put_nowait(chan.recv(1 << 16))
+            if chan.exit_status_ready() or chan.closed:
+                loop.remove_reader(fd)
+                chunks.put_nowait(b"")
+            elif chunks.qsize() > 64:  # a slow reader: let the channel's window hold the rest
+                loop.remove_reader(fd)
+
+        loop.add_reader(fd, on_readable)
+        try:
+            while chunk := await chunks.get():
+                yield chunk
+                if chunks.empty() and not chan.closed:
+                    loop.add_reader(fd, on_readable)
+                    on_readable()  # what arrived while nobody read
+        finally:
+            loop.remove_reader(fd)
+            chan.close()
 
     async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
         remote = self.remotes[launch.machine.name]

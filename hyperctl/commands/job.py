@@ -169,8 +169,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
             if record.attempts == 0:
                 raise HyperctlError(f"job '{args.job}' has not started yet (status {record.status.value})")
             raise HyperctlError(f"job '{args.job}' has attempts 1 to {record.attempts}, not {n}")
-    path = batch_dir.attempt_dir(args.job, n) / ("stderr" if args.stderr else "stdout")
+    stream = "stderr" if args.stderr else "stdout"
+    path = batch_dir.attempt_dir(args.job, n) / stream
     out = sys.stdout.buffer
+    if args.follow and record.status == JobStatus.RUNNING and n == record.attempts and not path.exists():
+        if _follow_from_daemon(batch_dir, args.job, stream, args.tail, out):
+            return ExitStatus.OK
     try:
         f = open(path, "rb")  # noqa: SIM115 - followed below
     except FileNotFoundError:
@@ -189,6 +193,25 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 _copy(f, out)
             _copy(f, out)
     return ExitStatus.OK
+
+
+def _follow_from_daemon(batch_dir: BatchDir, job: str, stream: str, tail: int | None, out: Any) -> bool:
+    """Follow a job whose output is elsewhere while it runs (a remote machine) through its daemon,
+    to its end. False when the daemon cannot: the output is in the batch folder, or no daemon."""
+    from hyperctl.client import ApiError, DaemonUnreachableError
+    from hyperctl.commands.batch import live_client
+
+    sent = 0
+    try:
+        for chunk in live_client(batch_dir).job_output(job, stream, lines=tail):
+            out.write(chunk)
+            out.flush()
+            sent += len(chunk)
+    except (ApiError, DaemonUnreachableError, HyperctlError):
+        if sent == 0:
+            return False
+        raise
+    return True
 
 
 def _copy(f: Any, out: Any) -> None:

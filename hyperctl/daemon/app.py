@@ -12,6 +12,7 @@ from hyperctl.daemon.handlers import (
     JobHandler,
     JobKillHandler,
     JobListHandler,
+    JobLogHandler,
     MachineListHandler,
     NotFoundHandler,
 )
@@ -28,6 +29,7 @@ def make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> torna
             (f"{API}/job", JobListHandler, state),
             (f"{API}/job/{_JOB}", JobHandler, state),
             (f"{API}/job/{_JOB}/kill", JobKillHandler, state),
+            (f"{API}/job/{_JOB}/log", JobLogHandler, state),
             (f"{API}/batch", BatchHandler, state),
             (f"{API}/batch/kill", BatchKillHandler, state),
             (f"{API}/machine", MachineListHandler, state),

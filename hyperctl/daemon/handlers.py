@@ -171,6 +171,46 @@ class BatchKillHandler(ApiHandler):
         )
 
 
+class JobLogHandler(ApiHandler):
+    """A running job's stdout or stderr from ?offset=N on, streamed as it grows, until the job
+    ends; for backends whose files reach the batch folder only then (remote machines)."""
+
+    streaming: asyncio.Task[None] | None = None
+
+    async def get(self, name: str) -> None:
+        self.require_batch_token()
+        self.job_or_404(name)
+        stream = self.get_query_argument("stream", "stdout")
+        if stream not in ("stdout", "stderr"):
+            raise tornado.web.HTTPError(400, reason=f"stream: must be stdout or stderr, not '{stream}'")
+        offset = self.int_argument("offset") or 0
+        lines = self.int_argument("lines")
+        handle = self.scheduler.running.get(name)
+        if handle is None:
+            raise tornado.web.HTTPError(409, reason=f"job '{name}' is not running")
+        if self.scheduler.executor.files_here:
+            raise tornado.web.HTTPError(409, reason=f"job '{name}' writes its output in the batch folder")
+        self.set_header("Content-Type", "application/octet-stream")
+        self.streaming = asyncio.ensure_future(self._stream(handle, stream, offset, lines))
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.streaming
+            self.finish()
+
+    async def _stream(self, handle: Any, stream: str, offset: int, lines: int | None) -> None:
+        chunks = self.scheduler.executor.follow(handle, stream, offset, lines)
+        try:
+            async for chunk in chunks:
+                self.write(chunk)
+                await self.flush()
+        finally:
+            await chunks.aclose()
+
+    def on_connection_close(self) -> None:
+        if self.streaming is not None:
+            self.streaming.cancel()  # the reader left: stop following on the host
+        super().on_connection_close()
+
+
 class MachineListHandler(ApiHandler):
     def get(self) -> None:
         """Every machine: up, or down and why (backing off); its running jobs and what they use."""
