@@ -23,6 +23,15 @@ RUN_WITHIN = 120.0  # seconds any one hyperctl command may take
 UP_WITHIN = 60.0  # seconds for jobs to be running, a daemon to re-adopt them, or processes to end
 
 
+def as_installed() -> None:
+    """Run hyperctl as an install runs it: with its bytecode compiled once and cached. A
+    PYTHONDONTWRITEBYTECODE in the environment would compile every module at every start."""
+    import compileall
+
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "hyperctl"), quiet=1)
+
+
 class BenchError(Exception):
     """A step did not do what it must; the message says which."""
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common import as_installed  # noqa: E402
+
 from tests.sshhosts import Host, ssh_hosts  # noqa: E402
 
 GOAL = 150.0  # jobs per second
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; the median counts (default 3)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args(argv)
+    as_installed()
     tmp = Path(tempfile.mkdtemp(prefix="hyperctl-bench-ssh-"))
     os.chmod(tmp, 0o755)
     (tmp / "hosts").mkdir()

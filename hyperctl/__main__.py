@@ -1,5 +1,5 @@
 import sys
 
-from hyperctl.cli import main
+from hyperctl.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

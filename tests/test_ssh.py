@@ -104,6 +104,20 @@ def test_many_jobs_at_once_on_one_transport(hosts: list[Host], shared: Path, bat
     assert result.returncode == 0, result.stderr
 
 
+def test_a_hundred_short_jobs_all_come_home(hosts: list[Host], shared: Path, batches: Path) -> None:
+    """Short jobs end in bursts: each one's output must come home whole, even when the host's
+    exit status overtakes the last bytes of output on the channel."""
+    jobs = [job("echo $HYPERCTL_JOB_NAME") for _ in range(100)]
+    config = write_json(shared / "b.json", remote_batch(hosts, jobs, machines=[h.machine(cpu=4) for h in hosts]))
+
+    result = hyperctl("run", "--config", str(config), "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["counts"]["succeeded"] == 100
+    outputs = [(batches / "r" / f"job-{i:04d}" / "attempt-1" / "stdout").read_text() for i in range(100)]
+    assert outputs == [f"job-{i:04d}\n" for i in range(100)]
+
+
 def test_an_unknown_host_is_refused_with_a_way_to_trust_it(hosts: list[Host], shared: Path, batches: Path) -> None:
     empty = shared / "known_hosts"
     empty.write_text("")
@@ -296,7 +310,9 @@ def test_an_ssh_config_alias(hosts: list[Host], shared: Path, batches: Path) -> 
     home = shared / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "config").write_text(
-        f"Host gpu-box\n  HostName {hosts[1].address}\n  User {hosts[1].user}\n  IdentityFile {hosts[1].key_file}\n"
+        f"Host gpu-box\n  HostName {hosts[1].address}\n  User {hosts[1].user}\n"
+        # `Match exec` runs a command (paramiko needs invoke for it): the key is found only if it ran.
+        f"Match originalhost gpu-box exec true\n  IdentityFile {hosts[1].key_file}\n"
     )
     config = write_json(
         shared / "b.json", remote_batch(hosts, [job("echo via alias")], machines=[{"hostname": "gpu-box"}])

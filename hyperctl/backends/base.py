@@ -33,7 +33,8 @@ exit "$_hc_code"
 """
 # What tells one attempt's processes from any other's: set in every job's environment.
 IDENTITY_ENV = ("HYPERCTL_BATCH_NAME", "HYPERCTL_JOB_NAME", "HYPERCTL_ATTEMPT")
-# Params longer than this are written by the daemon: an argument may not exceed 128 KiB.
+# Params longer than this are written by the daemon, not passed to the launcher: an argument
+# may not exceed 128 KiB.
 MAX_PARAMS_ARG = 64 * 1024
 
 # Only while a kill waits for a job's processes to finish their TERM handlers.
@@ -66,7 +67,7 @@ class Launch:
     working_dir: str
     attempt_dir: Path  # stdout, stderr and exitcode go here
     params_file: Path
-    params_json: str  # "" when the params file is already written
+    params_json: str  # the job's params, for its params file
     env: dict[str, str]
     machine: Machine
     execution: Execution  # as the batch file gives it: remote backends read their paths, assets, download

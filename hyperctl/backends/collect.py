@@ -81,7 +81,6 @@ class AttemptReader:
                 self.sizes = []  # not our framing (stat failed): nothing to file
                 return
             self.sizes = [int(line) for line in lines[:-1]]
-            self.attempt_dir.mkdir(parents=True, exist_ok=True)
             data, self.pending = bytes(lines[-1]), bytearray()
         while data and self.index < len(self.sizes):
             data = self._file_some(data)
@@ -93,19 +92,31 @@ class AttemptReader:
     def _file_some(self, data: bytes) -> bytes:
         assert self.sizes is not None
         name = ATTEMPT_FILES[self.index]
-        if self.file is None:
-            self.file = open(self.attempt_dir / name, "wb")  # noqa: SIM115 - closed below
         take = data[: self.sizes[self.index]]
-        self.file.write(take)
         if name == "exitcode":
-            self.exitcode += take
+            self.exitcode += take  # written last, at once: the local disk is slow to create files
+        elif take:  # an empty stdout or stderr is not written: one file creation fewer
+            if self.file is None:
+                self.file = self._open(name)
+            self.file.write(take)
         self.sizes[self.index] -= len(take)
         if self.sizes[self.index] == 0:
-            self.file.close()
-            self.file = None
+            if self.file is not None:
+                self.file.close()
+                self.file = None
             self.index += 1
             self.complete = self.index == len(ATTEMPT_FILES)
+            if self.complete:
+                with self._open("exitcode") as f:
+                    f.write(self.exitcode)
         return data[len(take) :]
+
+    def _open(self, name: str) -> BinaryIO:
+        try:
+            return open(self.attempt_dir / name, "wb")  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError:  # the first file of the attempt to come home
+            self.attempt_dir.mkdir(parents=True, exist_ok=True)
+            return open(self.attempt_dir / name, "wb")  # noqa: SIM115 - the caller closes it
 
     def finish(self) -> Path | None:
         """The stream ended: close what is open; the tar to extract, if one came."""

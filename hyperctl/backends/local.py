@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hyperctl.backends import procfs
-from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER, Executor, Handle, Launch, Machine
+from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER, MAX_PARAMS_ARG, Executor, Handle, Launch, Machine
 from hyperctl.errors import ConfigError
 from hyperctl.fields import Problems, Section, above, at_least, is_kind
 
@@ -93,6 +93,11 @@ class LocalExecutor(Executor):
 
     async def _spawn(self, launch: Launch) -> Handle:
         execution = launch.execution
+        os.makedirs(launch.attempt_dir, exist_ok=True)  # and the job folder with it
+        params = launch.params_json
+        if len(params) > MAX_PARAMS_ARG:  # too long for an argument: written here, not by the launcher
+            launch.params_file.write_text(params + "\n")
+            params = ""
         if execution.data_dir:
             os.makedirs(execution.data_dir, exist_ok=True)
         if execution.assets:  # copies, as on a remote machine: a job that changes one changes only its own
@@ -107,7 +112,7 @@ class LocalExecutor(Executor):
                 launch.command,
                 str(launch.attempt_dir),
                 launch.working_dir,
-                launch.params_json,
+                params,
                 str(launch.params_file),
             ],
             {**self.base_env, **launch.env},

@@ -22,11 +22,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-import paramiko
-
 from hyperctl.backends.base import (
     IDENTITY_ENV,
     LAUNCHER,
+    MAX_PARAMS_ARG,
     Executor,
     Handle,
     Launch,
@@ -40,9 +39,11 @@ from hyperctl.backends.sshconn import (
     RemoteMachine,
     connect,
     first_line,
+    open_exec,
     parse_machine,
     run,
 )
+from hyperctl.backends.sshlib import paramiko
 from hyperctl.errors import HyperctlError
 from hyperctl.fields import Problems, Section, above, join
 
@@ -235,9 +236,10 @@ class RemoteExecutor(Executor):
         }
         q = shlex.quote
         dirs = " ".join(q(str(p)) for p in {paths.attempt, paths.data})
-        if launch.execution.assets or not launch.params_json:
+        params = launch.params_json if len(launch.params_json) <= MAX_PARAMS_ARG else ""
+        if launch.execution.assets or not params:
             await self._in_thread(self._upload, transport, paths, launch)
-        args = (launch.command, paths.attempt, paths.working, launch.params_json, paths.params_file)
+        args = (launch.command, paths.attempt, paths.working, params, paths.params_file)
         lib = q(str(self._lib_dir(remote)))
         command = (
             # An exitcode left by an earlier batch of this name is emptied: never mistaken for this one's.
@@ -247,12 +249,14 @@ class RemoteExecutor(Executor):
             f"setsid -w /bin/sh -c {q('echo $$; ' + LAUNCHER)} hyperctl-job {' '.join(q(str(a)) for a in args)} "
             f"</dev/null; s=$?; {self._collect(paths, launch)}; exit $s"
         )
-        chan, line = await self._in_thread(first_line, transport, command)
+        chan = await self._in_thread(open_exec, transport, command)
+        watch = _Watch(self, launch, chan, spawned=True)
+        line = await watch.first  # the pid, read on the event loop with what follows
         if not line.isdigit():
             raise OSError(f"{remote.machine.name}: the job did not start: {chan.recv_stderr(4096).decode().strip()}")
         handle = self._new_handle(launch, int(line), None)
         self._track(remote, handle)
-        self._watch_channel(handle, chan, spawned=True)
+        watch.attach(handle)
         return handle
 
     def _upload(self, transport: paramiko.Transport, paths: RemotePaths, launch: Launch) -> None:
@@ -261,8 +265,11 @@ class RemoteExecutor(Executor):
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             for asset in launch.execution.assets:
                 tar.add(asset, arcname="w/" + os.path.basename(asset.rstrip("/")))
-            if not launch.params_json:
-                tar.add(str(launch.params_file), arcname="j/params.json")
+            if len(launch.params_json) > MAX_PARAMS_ARG:
+                data = (launch.params_json + "\n").encode()
+                info = tarfile.TarInfo("j/params.json")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
         q = shlex.quote
         command = (
             f't=$(mktemp -d) && tar -xf - -C "$t" && mkdir -p {q(str(paths.working))} {q(str(paths.job))} && '
@@ -275,26 +282,7 @@ class RemoteExecutor(Executor):
 
     def _watch_channel(self, handle: Handle, chan: paramiko.Channel, spawned: bool) -> None:
         """Read the channel on the event loop as it sends; when it closes, the attempt is home."""
-        loop = asyncio.get_running_loop()
-        fd = chan.fileno()
-        reader = AttemptReader(handle.launch.attempt_dir)
-
-        def on_readable() -> None:
-            try:
-                while chan.recv_ready():
-                    reader.feed(chan.recv(1 << 16))
-            except OSError as e:  # the local disk: the attempt is over for us, not for the job
-                logger.warning("job %s: cannot save its output: %s", handle.launch.job, e)
-                chan.close()
-            if chan.exit_status_ready() or chan.closed:
-                loop.remove_reader(fd)
-                status = chan.recv_exit_status() if chan.exit_status_ready() else None
-                chan.close()
-                if not spawned and status is not None:
-                    status = 0  # a watching script's status says nothing of the job
-                asyncio.ensure_future(self._channel_closed(handle, reader, status))
-
-        loop.add_reader(fd, on_readable)
+        _Watch(self, handle.launch, chan, spawned, first_line=False).attach(handle)
 
     async def _channel_closed(self, handle: Handle, reader: AttemptReader, status: int | None) -> None:
         tar = reader.finish()
@@ -450,9 +438,10 @@ class RemoteExecutor(Executor):
         fd = chan.fileno()
 
         def on_readable() -> None:
+            ended = _ended(chan)
             while chan.recv_ready():
                 chunks.put_nowait(chan.recv(1 << 16))
-            if chan.exit_status_ready() or chan.closed:
+            if ended:
                 loop.remove_reader(fd)
                 chunks.put_nowait(b"")
             elif chunks.qsize() > 64:  # a slow reader: let the channel's window hold the rest
@@ -474,6 +463,81 @@ class RemoteExecutor(Executor):
         path = self._paths(remote, launch).attempt / name
         status, out = await self._exec(remote, f"head -c 4096 {shlex.quote(str(path))} 2>/dev/null")
         return out if status == 0 else None
+
+
+class _Watch:
+    """A job's channel, read on the event loop as it sends: first (for a new job) the pid line,
+    then the attempt coming home; when the channel closes, the executor hears how it ended."""
+
+    def __init__(
+        self, executor: RemoteExecutor, launch: Launch, chan: paramiko.Channel, spawned: bool, first_line: bool = True
+    ) -> None:
+        self.executor = executor
+        self.launch = launch
+        self.chan = chan
+        self.spawned = spawned  # the channel's exit status is setsid's (not a watching script's)
+        self.first: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        if not first_line:
+            self.first.set_result(b"")
+        self.pending = bytearray()
+        self.reader = AttemptReader(launch.attempt_dir)
+        self.handle: Handle | None = None
+        self.closed: tuple[int | None] | None = None  # the exit status, once the channel closed
+        self.loop = asyncio.get_running_loop()
+        self.fd = chan.fileno()
+        self.loop.add_reader(self.fd, self._on_readable)
+
+    def attach(self, handle: Handle) -> None:
+        """The attempt's handle, once its pid is known: it ends when the channel closes."""
+        self.handle = handle
+        if self.closed is not None:
+            self._ended()
+
+    def _on_readable(self) -> None:
+        chan = self.chan
+        ended = _ended(chan)
+        try:
+            while chan.recv_ready():
+                self._feed(chan.recv(1 << 16))
+        except OSError as e:  # the local disk: the attempt is over for us, not for the job
+            logger.warning("job %s: cannot save its output: %s", self.launch.job, e)
+            chan.close()
+            ended = True
+        if ended:
+            self.loop.remove_reader(self.fd)
+            status = chan.recv_exit_status() if chan.exit_status_ready() else None
+            chan.close()
+            if not self.spawned and status is not None:
+                status = 0  # a watching script's status says nothing of the job
+            if not self.first.done():
+                self.first.set_result(bytes(self.pending).strip())  # no pid: it did not start
+                return
+            self.closed = (status,)
+            if self.handle is not None:
+                self._ended()
+
+    def _feed(self, data: bytes) -> None:
+        if self.first.done():
+            self.reader.feed(data)
+            return
+        self.pending.extend(data)
+        line, newline, rest = bytes(self.pending).partition(b"\n")
+        if newline:
+            self.first.set_result(line.strip())
+            if rest:
+                self.reader.feed(rest)
+
+    def _ended(self) -> None:
+        assert self.handle is not None and self.closed is not None
+        asyncio.ensure_future(self.executor._channel_closed(self.handle, self.reader, self.closed[0]))
+
+
+def _ended(chan: paramiko.Channel) -> bool:
+    """Whether the channel has sent all it will: closed, or its EOF and exit status are in.
+
+    Checked before its buffer is read: every byte came before the EOF. The exit status alone
+    may come before the last output (OpenSSH sends it when the command is reaped)."""
+    return bool(chan.closed or (chan.eof_received and chan.exit_status_ready()))
 
 
 def _job_side_lib() -> tuple[str, dict[str, str]]:

@@ -11,9 +11,8 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-import paramiko
-
 from hyperctl.backends.base import Machine, MachineUnavailableError
+from hyperctl.backends.sshlib import load_invoke, paramiko
 from hyperctl.fields import Section, above, at_least
 
 KEEPALIVE = 10  # seconds between SSH keepalives on an idle transport
@@ -125,7 +124,13 @@ def ssh_config(host: str) -> dict[str, Any]:
     if not os.path.exists(path):
         return {}
     try:
-        found = paramiko.SSHConfig.from_path(path).lookup(host)
+        config = paramiko.SSHConfig.from_path(path)
+        try:
+            found = config.lookup(host)
+        except ImportError:  # a `Match exec` line: it needs invoke, loaded only now
+            if not load_invoke():
+                return {}
+            found = config.lookup(host)
     except (OSError, paramiko.SSHException):
         return {}
     keys = ("hostname", "port", "user", "identityfile", "proxyjump")
@@ -233,11 +238,17 @@ def _login(where: Endpoint, keys: HostKeys, sock: Any, via: str) -> paramiko.SSH
     return client
 
 
+def open_exec(transport: paramiko.Transport, command: str) -> paramiko.Channel:
+    """A new channel running command."""
+    chan = transport.open_session(timeout=CONNECT_TIMEOUT)
+    chan.exec_command(command)
+    return chan
+
+
 def first_line(transport: paramiko.Transport, command: str) -> tuple[paramiko.Channel, bytes]:
     """Run command on a new channel and read its first line, byte by byte: what follows belongs
     to whoever watches the channel next."""
-    chan = transport.open_session(timeout=CONNECT_TIMEOUT)
-    chan.exec_command(command)
+    chan = open_exec(transport, command)
     line = b""
     while not line.endswith(b"\n"):
         chunk = chan.recv(1)

@@ -9,13 +9,12 @@ import asyncio
 import bisect
 import json
 import logging
-import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hyperctl.backends.base import MAX_PARAMS_ARG, Executor, Exit, Handle, Launch, MachineUnavailableError
+from hyperctl.backends.base import Executor, Exit, Handle, Launch, MachineUnavailableError
 from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.errors import ConfigError, HyperctlError
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
@@ -195,7 +194,6 @@ class Scheduler:
         self.attempts[job.name] = n
         launch = self._launch(job, n, slot)
         try:
-            self._prepare(job, launch)
             handle = await self.executor.start(launch)
         except MachineUnavailableError as e:  # not the job's fault: it goes to another machine
             self.store.forget_attempt(job.name, n)
@@ -216,11 +214,6 @@ class Scheduler:
         status = final_status(exit)
         self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason)
         return status, exit.exit_code
-
-    def _prepare(self, job: JobSpec, launch: Launch) -> None:
-        os.makedirs(launch.attempt_dir, exist_ok=True)  # and the job folder with it
-        if not launch.params_json:  # too long to pass to the launcher
-            launch.params_file.write_text(json.dumps(job.params))
 
     def _launch(self, job: JobSpec, n: int, slot: Slot, timeout: float | None = None) -> Launch:
         data_dir = job.execution.data_dir or str(self.batch_dir.job_dir(job.name))
@@ -246,7 +239,7 @@ class Scheduler:
             working_dir=working_dir,
             attempt_dir=self.batch_dir.attempt_dir(job.name, n),
             params_file=params_file,
-            params_json=params_json if len(params_json) <= MAX_PARAMS_ARG else "",
+            params_json=params_json,
             env=env,
             machine=slot.machine,
             execution=job.execution,
