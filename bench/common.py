@@ -32,6 +32,24 @@ def as_installed() -> None:
     compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "hyperctl"), quiet=1)
 
 
+def settle(quiet: float = 0.1, within: float = 10.0) -> None:
+    """Wait until the machine is idle (under `quiet` of its CPUs busy over 0.3 s), or `within`
+    seconds: what one run leaves behind (exiting sessions, writeback) must not slow the next."""
+
+    def busy() -> tuple[float, float]:
+        with open("/proc/stat") as f:
+            values = [float(v) for v in f.readline().split()[1:]]
+        return sum(values) - values[3] - values[4], sum(values)
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        work0, all0 = busy()
+        time.sleep(0.3)
+        work1, all1 = busy()
+        if all1 > all0 and (work1 - work0) / (all1 - all0) < quiet:
+            return
+
+
 class BenchError(Exception):
     """A step did not do what it must; the message says which."""
 

@@ -533,3 +533,26 @@ def _tails_on(name: str) -> bool:
         p.info["name"] == "tail" and any(a.endswith(f"/{name}") for a in p.info["cmdline"] or [])
         for p in psutil.process_iter(["name", "cmdline"])
     )
+
+
+def test_a_key_with_a_passphrase(hosts: list[Host], shared: Path, batches: Path) -> None:
+    key = shared / "id_ecdsa"  # another key type than the fixture's ed25519
+    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "sesame", "-f", str(key)], check=True)
+    authorized = hosts[0].key_file.parent / "authorized_keys"
+    before = authorized.read_text()
+    authorized.write_text(before + (shared / "id_ecdsa.pub").read_text())
+    try:
+        machine = {"hostname": hosts[0].address, "username": hosts[0].user, "ssh_rsa_file": str(key)}
+        locked = write_json(shared / "l.json", remote_batch(hosts, [job("true")], machines=[machine], name="locked"))
+        machine["passphrase_env"] = "KEY_PASSPHRASE"
+        config = write_json(shared / "b.json", remote_batch(hosts, [job("echo via ecdsa")], machines=[machine]))
+
+        refused = hyperctl("run", "--config", str(locked))
+        result = hyperctl("run", "--config", str(config), env={"KEY_PASSPHRASE": "sesame"})
+
+        assert refused.returncode == 1, refused.stderr
+        assert f"the key {key} is encrypted: give its passphrase (passphrase_env)" in refused.stderr
+        assert result.returncode == 0, result.stderr
+        assert hyperctl("job", "logs", "-b", "r", "-j", "job-0000").stdout == "via ecdsa\n"
+    finally:
+        authorized.write_text(before)

@@ -32,6 +32,7 @@ class Endpoint:
     username: str
     key_file: str | None = None
     password: str | None = field(default=None, repr=False)
+    passphrase: str | None = field(default=None, repr=False)  # of the key file
 
     def __str__(self) -> str:
         return f"{self.username}@{self.hostname}:{self.port}"
@@ -65,12 +66,8 @@ def parse_machine(sec: Section) -> RemoteMachine | None:
         or sec.get("key_file", "string", None)
         or (ssh_conf.get("identityfile") or [None])[0]
     )
-    password = sec.get("password", "string", None)
-    password_env = sec.get("password_env", "string", None)
-    if password_env is not None:
-        password = os.environ.get(password_env)
-        if password is None:
-            sec.problems.add(sec.at("password_env"), f"${password_env} is not set")
+    password = _secret(sec, "password")
+    passphrase = _secret(sec, "passphrase")
     proxy_jump = sec.get("proxy_jump", "string", ssh_conf.get("proxyjump"), check=_one_jump)
     cpu = sec.get("cpu", "number", 1, check=above(0))
     ram = sec.get("ram", "integer", 0, check=at_least(0))
@@ -84,7 +81,7 @@ def parse_machine(sec: Section) -> RemoteMachine | None:
     if hostname is None:
         return None
     key = os.path.expanduser(key_file) if key_file else None
-    endpoint = Endpoint(ssh_conf.get("hostname", hostname), port, username, key, password)
+    endpoint = Endpoint(ssh_conf.get("hostname", hostname), port, username, key, password, passphrase)
     name = hostname if port == 22 else f"{hostname}:{port}"
     return RemoteMachine(
         machine=Machine(name, cpu, ram, gpus, max_jobs=max_jobs, gpu_auto=gpu_auto),
@@ -93,6 +90,17 @@ def parse_machine(sec: Section) -> RemoteMachine | None:
         gpu_auto=gpu_auto,
         environments=environments,
     )
+
+
+def _secret(sec: Section, key: str) -> str | None:
+    """A password or passphrase: written in the conf, or named by `KEY_env` (an environment variable)."""
+    value = sec.get(key, "string", None)
+    name = sec.get(f"{key}_env", "string", None)
+    if name is not None:
+        value = os.environ.get(name)
+        if value is None:
+            sec.problems.add(sec.at(f"{key}_env"), f"${name} is not set")
+    return value
 
 
 def _port(value: int) -> str | None:
@@ -213,6 +221,7 @@ def _login(where: Endpoint, keys: HostKeys, sock: Any, via: str) -> paramiko.SSH
             username=where.username,
             key_filename=where.key_file,
             password=where.password,
+            passphrase=where.passphrase,
             sock=sock,
             timeout=CONNECT_TIMEOUT,
             allow_agent=bare,  # ssh-agent and ~/.ssh/id_* only when the conf names no key nor password
@@ -230,6 +239,10 @@ def _login(where: Endpoint, keys: HostKeys, sock: Any, via: str) -> paramiko.SSH
             raise HostUnreachableError(
                 f"{where}{via}: unknown host key; trust it with `ssh -p {where.port} {where.hostname}` "
                 "(which records it in ~/.ssh/known_hosts), or set backend.conf.host_key_policy: accept-new"
+            ) from None
+        if "encrypted" in str(e):
+            raise HostUnreachableError(
+                f"{where}{via}: the key {where.key_file} is encrypted: give its passphrase (passphrase_env)"
             ) from None
         raise HostUnreachableError(f"{where}{via}: {e}") from None
     except OSError as e:

@@ -153,9 +153,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _redacted(value: Any) -> Any:
-    """The conf with every password replaced: never shown."""
+    """The conf with every password and key passphrase replaced: never shown."""
     if isinstance(value, dict):
-        return {k: ("***" if k == "password" else _redacted(v)) for k, v in value.items()}
+        return {k: ("***" if k in ("password", "passphrase") else _redacted(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [_redacted(v) for v in value]
     return value
