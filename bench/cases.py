@@ -1,0 +1,395 @@
+"""The cases of bench/run.py: each runs hyperctl and its peers on the same work, in the same run.
+
+A case returns Rows (what the report's table shows) and its raw figures (for --json). Times are
+medians of several runs, taken round-robin between the tools so drift hits them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import idle_cpu
+import local_throughput
+import ssh_throughput
+from common import BenchError, hyperctl, run_cli, settle, wait_for
+
+
+@dataclass
+class Row:
+    """One line of the report: a measured figure beside its peers and its goal."""
+
+    case: str
+    hyperctl: str
+    peers: str = "-"
+    ratio: str = "-"
+    goal: str = "-"
+    met: bool | None = None  # None: nothing to meet (a figure given for the record)
+
+
+@dataclass
+class Outcome:
+    rows: list[Row]
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def median_time(cmd: list[str], repeat: int, **kwargs: Any) -> float:
+    """Median wall seconds of cmd (it must exit 0), its output thrown away."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_measured(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of cmd, which must exit 0: wait4 gives the child's own peak."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    took = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise BenchError(f"{' '.join(cmd[2:6])} ... exited {proc.returncode}: {err.decode()[-400:]}")
+    return took, usage.ru_maxrss
+
+
+def true_batch(path: Path, name: str, jobs: int, slots: int, command: str = "true") -> Path:
+    doc = {
+        "name": name,
+        "jobs": [{"params": {}, "execution": {"command": command}} for _ in range(jobs)],
+        "backend": {"type": "local", "conf": {"cpu": slots}},
+        "daemon": {"port": 0},
+    }
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+# -- local throughput and one job end to end -----------------------------------------------
+def local(quick: bool, tmp: Path) -> Outcome:
+    args = argparse.Namespace(jobs=300 if quick else 1000, slots=2, repeat=1 if quick else 5)
+    parallel = local_throughput.gnu_parallel()
+    times = local_throughput.measure(args, tmp, parallel)
+    result = local_throughput.summarize(args, times, parallel)
+    tools = result["tools"]
+    ours, xargs = tools[local_throughput.HYPERCTL]["median_s"], tools[local_throughput.XARGS]["median_s"]
+    theirs = tools.get(local_throughput.PARALLEL, {}).get("median_s")
+    xargs_sh = tools[local_throughput.XARGS_SH]["median_s"]
+    peers = f"xargs -P 2: {fmt_s(xargs)}; xargs sh -c: {fmt_s(xargs_sh)}"
+    ratio = f"{ours / xargs:.2f} × xargs"
+    if theirs is not None:
+        peers += f"; GNU parallel -j 2: {fmt_s(theirs)}"
+        ratio += f"; {ours / theirs:.2f} × parallel"
+    one = tools[local_throughput.HYPERCTL_1]["median_s"]
+    n = args.jobs
+    return Outcome(
+        [
+            Row(
+                f"local throughput: {n} × `true`, 2 slots",
+                f"{fmt_s(ours)} ({n / ours:.0f} jobs/s)",
+                peers,
+                ratio,
+                "≤ 1.3 × xargs, and below GNU parallel",
+                ours <= 1.3 * xargs and (theirs is None or ours < theirs),
+            ),
+            Row(
+                "one `true` job end to end (`hyperctl run`, start to exit)", fmt_s(one), goal="≤ 0.4 s", met=one <= 0.4
+            ),
+        ],
+        result,
+    )
+
+
+# -- SSH throughput ----------------------------------------------------------------------
+def ssh(quick: bool, tmp: Path) -> Outcome:
+    if os.geteuid() != 0 or not os.path.exists("/usr/sbin/sshd"):
+        return Outcome([Row("SSH throughput", "not run: needs root and openssh-server")])
+    from tests.sshhosts import ssh_hosts
+
+    jobs, repeat = 200, 1 if quick else 5
+    os.chmod(tmp, 0o755)
+    (tmp / "hosts").mkdir()
+    ours, ones, theirs = [], [], []
+    with ssh_hosts(2, tmp / "hosts") as hosts:
+        for n in range(repeat):
+            settle()
+            ones.append(ssh_throughput.run_hyperctl(hosts, 1, tmp, f"one-{n}"))
+            settle()
+            ours.append(ssh_throughput.run_hyperctl(hosts, jobs, tmp, n))
+            settle()
+            other = ssh_throughput.run_parallel(hosts, jobs)
+            if other is not None:
+                theirs.append(other)
+    t, one = statistics.median(ours), statistics.median(ones)
+    per_job = (t - one) / (jobs - 1)
+    peers, ratio = "GNU parallel: not installed", "-"
+    if theirs:
+        p = statistics.median(theirs)
+        peers, ratio = f"GNU parallel --sshlogin: {fmt_s(p)} ({jobs / p:.0f} jobs/s)", f"{p / t:.1f} × faster"
+    return Outcome(
+        [
+            Row(
+                f"SSH throughput: {jobs} × `true`, 2 hosts × 4 slots",
+                f"{fmt_s(t)} = {jobs / t:.0f} jobs/s with start-up; {per_job * 1000:.1f} ms per further job "
+                f"({1 / per_job:.0f} jobs/s)",
+                peers,
+                ratio,
+                "≥ 150 jobs/s (≤ 7 ms per job)",
+                jobs / t >= 150,
+            )
+        ],
+        {"runs_s": ours, "one_job_s": ones, "parallel_s": theirs, "per_job_ms": per_job * 1000},
+    )
+
+
+# -- the job-params API under load --------------------------------------------------------
+class DetachedBatch:
+    """A batch started with `run --detach`, killed at the end whatever happens."""
+
+    def __init__(self, tmp: Path, name: str, jobs: int, command: str) -> None:
+        self.batches = tmp / "batches"
+        self.name = name
+        self.config = true_batch(tmp / f"{name}.json", name, jobs, jobs, command)
+
+    def __enter__(self) -> DetachedBatch:
+        code, _, err = run_cli(hyperctl(self.batches, "run", "--config", str(self.config), "--detach"))
+        if code != 0:
+            raise BenchError(f"run --detach exited {code}: {err}")
+        self.internal = self.batches / self.name / ".hyperctl"
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        run_cli(hyperctl(self.batches, "batch", "kill", self.name), timeout=60)
+
+    @property
+    def portal(self) -> str:
+        import sqlite3
+
+        with sqlite3.connect(f"file:{self.internal / 'state.db'}?mode=ro", uri=True) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'portal'").fetchone()
+        return str(json.loads(row[0])) if row else ""
+
+    @property
+    def token(self) -> str:
+        return (self.internal / "token").read_text().strip()
+
+
+def api(quick: bool, tmp: Path) -> Outcome:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return Outcome([Row("job-params API", "not run: wrk is not installed (apt-get install -y wrk)")])
+    seconds = 3 if quick else 10
+    with DetachedBatch(tmp, "bench-api", 1, "sleep 600") as batch:
+        wait_for("the API", lambda: bool(batch.portal), within=30)
+        url = f"{batch.portal}/hyperctl/api/job/job-0000"
+        out = subprocess.run(
+            [wrk, "-t2", "-c64", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {batch.token}", url],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _wrk_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|errors: .*?):\s*(\d+)", out))
+    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return Outcome(
+        [
+            Row(
+                f"job-params API: 64 clients, {seconds} s (wrk)",
+                f"{rate:.0f} req/s, p99 {p99:.1f} ms, {errors} errors",
+                goal="≥ 3,000 req/s, p99 < 10 ms, 0 errors",
+                met=rate >= 3000 and p99 < 10 and errors == 0,
+            )
+        ],
+        {"requests_per_s": rate, "p99_ms": p99, "errors": errors, "wrk": out},
+    )
+
+
+def _wrk_ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+# -- job-side start-up ------------------------------------------------------------------------
+_JOBSIDE = """
+import json, statistics, subprocess, sys, time
+def t(code):
+    runs = []
+    for _ in range({n}):
+        s = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        runs.append(time.perf_counter() - s)
+    return statistics.median(runs)
+print(json.dumps({{"api": t("import hyperctl; hyperctl.get_job_params()"), "pass": t("pass")}}))
+"""
+
+
+def jobside(quick: bool, tmp: Path) -> Outcome:
+    script = tmp / "jobside.py"
+    script.write_text(_JOBSIDE.format(n=5 if quick else 21))
+    batches = tmp / "batches"
+    config = true_batch(tmp / "jobside.json", "bench-jobside", 1, 1, f"{sys.executable} {script}")
+    code, _, err = run_cli(hyperctl(batches, "run", "--config", str(config)))
+    if code != 0:
+        raise BenchError(f"the job-side batch failed: {err}")
+    found = json.loads((batches / "bench-jobside" / "job-0000" / "attempt-1" / "stdout").read_text())
+    extra = found["api"] - found["pass"]
+    return Outcome(
+        [
+            Row(
+                "job-side start-up: `import hyperctl; get_job_params()` in a job",
+                f"{extra * 1000:.1f} ms over `python -c pass`",
+                f"python -c pass: {fmt_s(found['pass'])}",
+                goal="≤ 30 ms",
+                met=extra <= 0.030,
+            )
+        ],
+        found,
+    )
+
+
+# -- CLI start-up ---------------------------------------------------------------------------
+def cli(quick: bool, tmp: Path) -> Outcome:
+    repeat = 5 if quick else 11
+    python = median_time([sys.executable, "-c", "pass"], repeat)
+    helped = median_time([sys.executable, "-m", "hyperctl", "--help"], repeat)
+    jobs = 2000 if quick else 10_000
+    batches = tmp / "batches"
+    config = true_batch(tmp / "listed.json", "bench-list", jobs, 2)
+    code, _, err = run_cli(hyperctl(batches, "run", "--config", str(config)), timeout=900)
+    if code != 0:
+        raise BenchError(f"the {jobs}-job batch failed: {err}")
+    listed = median_time(hyperctl(batches, "job", "list", "-b", "bench-list"), repeat)
+    as_json = median_time(hyperctl(batches, "job", "list", "-b", "bench-list", "--json"), repeat)
+    return Outcome(
+        [
+            Row(
+                "CLI start-up: `hyperctl --help`",
+                fmt_s(helped),
+                f"python -c pass: {fmt_s(python)}",
+                goal="≤ 150 ms",
+                met=helped <= 0.150,
+            ),
+            Row(
+                f"`hyperctl job list` of a {jobs:,}-job batch",
+                f"{fmt_s(listed)} (--json: {fmt_s(as_json)})",
+                goal="≤ 300 ms",
+                met=listed <= 0.300,
+            ),
+        ],
+        {"python_s": python, "help_s": helped, "job_list_s": listed, "job_list_json_s": as_json, "jobs": jobs},
+    )
+
+
+# -- scale ------------------------------------------------------------------------------------
+def scale(quick: bool, tmp: Path, reference_jobs_per_s: Callable[[], float]) -> Outcome:
+    jobs = 10_000 if quick else 100_000
+    template = tmp / "grid.yml"
+    template.write_text(
+        f"name: bench-scale\nparams:\n  a: {list(range(100))}\n  b: {list(range(jobs // 100))}\n"
+        "execution:\n  command: 'true'\nbackend: {type: local, conf: {cpu: 2}}\ndaemon: {port: 0}\n"
+    )
+    batch_file = tmp / "grid.json"
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "hyperctl", "generate", "--template", str(template), "--output", str(batch_file)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    generated = time.perf_counter() - start
+    settle()
+    took, rss_kib = run_measured(hyperctl(tmp / "batches", "run", "--config", str(batch_file)))
+    internal = tmp / "batches" / "bench-scale" / ".hyperctl"
+    db_bytes = sum(p.stat().st_size for p in internal.glob("state.db*"))
+    rate, reference = jobs / took, reference_jobs_per_s()
+    drop = 1 - rate / reference
+    return Outcome(
+        [
+            Row(f"scale: generate a {jobs:,}-job grid", fmt_s(generated), goal="≤ 2 s", met=generated <= 2),
+            Row(
+                f"scale: run {jobs:,} × `true`, 2 slots",
+                f"{rate:.0f} jobs/s",
+                f"1,000 jobs: {reference:.0f} jobs/s",
+                f"{rate / reference:.2f} ×",
+                "within 20 %",
+                drop <= 0.20,
+            ),
+            Row("scale: daemon peak RSS", f"{rss_kib / 1024:.0f} MB", goal="≤ 300 MB", met=rss_kib <= 300 * 1024),
+            Row("scale: SQLite file", f"{db_bytes / 2**20:.1f} MB ({db_bytes / jobs:.0f} B per job)"),
+        ],
+        {"jobs": jobs, "generate_s": generated, "run_s": took, "rss_kib": rss_kib, "db_bytes": db_bytes},
+    )
+
+
+def local_reference(tmp: Path) -> float:
+    """Jobs per second of a 1,000-job `true` batch on 2 slots (when the local case did not run)."""
+    config = true_batch(tmp / "ref.json", "bench-ref", 1000, 2)
+    took, _ = run_measured(hyperctl(tmp / "ref-batches", "run", "--config", str(config)))
+    return 1000 / took
+
+
+# -- idle cost -----------------------------------------------------------------------------
+def idle(quick: bool, tmp: Path) -> Outcome:
+    result = idle_cpu.measure(argparse.Namespace(jobs=100, seconds=5.0 if quick else 10.0), tmp)
+    percent = result["cpu_percent_of_one_core"]
+    return Outcome(
+        [
+            Row(
+                "idle cost: daemon CPU while 100 `sleep 60` jobs run",
+                f"{percent:.2f} % of one core, {result['wakeups_per_s']:.1f} wake-ups/s",
+                goal="≤ 1 % of one core",
+                met=percent <= 1.0,
+            )
+        ],
+        result,
+    )
+
+
+# -- output ----------------------------------------------------------------------------------
+def output(quick: bool, tmp: Path) -> Outcome:
+    size = 100_000_000
+    write = f"head -c {size} /dev/zero"
+    disk = tmp / "plain.out"
+    start = time.perf_counter()
+    subprocess.run(["sh", "-c", f"{write} > {disk}"], check=True)
+    plain = time.perf_counter() - start
+    disk.unlink()
+    base_s, baseline_kib = run_measured(
+        hyperctl(tmp / "b0", "run", "--config", str(true_batch(tmp / "o0.json", "o0", 1, 1)))
+    )
+    took, rss_kib = run_measured(
+        hyperctl(tmp / "b1", "run", "--config", str(true_batch(tmp / "o1.json", "o1", 1, 1, write)))
+    )
+    job_s = took - base_s  # the run less what a one-job batch costs anyway
+    grown = (rss_kib - baseline_kib) / 1024
+    return Outcome(
+        [
+            Row(
+                "output: one job writing 100 MB to stdout",
+                f"{fmt_s(job_s)} beyond a 1-job batch; daemon peak RSS {grown:+.1f} MB over it",
+                f"`{write} > file`: {fmt_s(plain)}",
+                f"{job_s / plain:.2f} ×",
+                "at disk speed (≤ 1.5 ×); daemon RSS unchanged (± 5 MB)",
+                job_s <= 1.5 * plain and abs(grown) < 5,
+            )
+        ],
+        {"hyperctl_s": took, "plain_s": plain, "rss_kib": rss_kib, "baseline_rss_kib": baseline_kib},
+    )

@@ -1,0 +1,139 @@
+"""hyperctl's benchmark suite: every case beside its peers on this machine, into docs/performance.md.
+
+    python bench/run.py [--quick] [--only CASE ...] [--output FILE] [--json]
+
+Cases: local (1,000 x `true` vs xargs and GNU parallel; one job end to end), ssh (200 x `true` on
+2 network-namespace sshd hosts vs GNU parallel --sshlogin; root), api (the job-params API under
+wrk), jobside (`import hyperctl` in a job), cli (--help, `job list` of 10,000 jobs), scale (a
+100,000-job grid), idle (daemon CPU beside 100 sleeping jobs), output (100 MB of stdout).
+--quick runs smaller and fewer. Peers run in the same process, pair by pair, so ratios hold even
+when the machine's speed drifts. Needs: xargs; optionally GNU parallel, wrk, openssh-server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+import cases  # noqa: E402
+from common import BenchError, as_installed  # noqa: E402
+
+CASES = ("local", "ssh", "api", "jobside", "cli", "scale", "idle", "output")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="hyperctl's benchmark suite, beside its peers on this machine.")
+    parser.add_argument("--quick", action="store_true", help="smaller and fewer runs: a check, not the record")
+    parser.add_argument("--only", nargs="+", choices=CASES, metavar="CASE", help=f"run these: {', '.join(CASES)}")
+    parser.add_argument("--output", type=Path, default=HERE.parent / "docs" / "performance.md", help="the report")
+    parser.add_argument("--json", action="store_true", help="also print every figure as JSON on stdout")
+    args = parser.parse_args(argv)
+    as_installed()
+    chosen = args.only or list(CASES)
+    rows: list[cases.Row] = []
+    figures: dict[str, object] = {}
+    local_rate: list[float] = []
+
+    def reference(tmp: Path) -> Callable[[], float]:
+        return lambda: local_rate[0] if local_rate else cases.local_reference(tmp)
+
+    started = time.time()
+    for name in chosen:
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"hyperctl-bench-{name}-"))
+        try:
+            if name == "scale":
+                outcome = cases.scale(args.quick, tmp, reference(tmp))
+            else:
+                outcome = getattr(cases, name)(args.quick, tmp)
+        except (BenchError, subprocess.CalledProcessError, OSError) as e:
+            outcome = cases.Outcome([cases.Row(name, f"FAILED: {e}", met=False)])
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if name == "local" and "tools" in outcome.figures:
+            tools = outcome.figures["tools"]
+            local_rate.append(tools["hyperctl"]["jobs_per_s"])
+        rows += outcome.rows
+        figures[name] = outcome.figures
+        for row in outcome.rows:
+            print(f"  {row.case}: {row.hyperctl}  [{verdict(row.met)}]", file=sys.stderr, flush=True)
+    report = render(rows, args, time.time() - started)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report)
+    print(report)
+    if args.json:
+        print(json.dumps(figures, default=str))
+    return 0
+
+
+def verdict(met: bool | None) -> str:
+    return "-" if met is None else ("yes" if met else "**no**")
+
+
+def render(rows: list[cases.Row], args: argparse.Namespace, took: float) -> str:
+    command = (
+        "python bench/run.py"
+        + (" --quick" if args.quick else "")
+        + (f" --only {' '.join(args.only)}" if args.only else "")
+    )
+    lines = [
+        "# Performance",
+        "",
+        f"Measured by `{command}` on {time.strftime('%Y-%m-%d')} ({took / 60:.0f} min); each figure is the",
+        "median of several runs, and each ratio compares runs made side by side in the same session.",
+        "",
+        "| case | hyperctl | peers | ratio | goal | met? |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = (r.case, r.hyperctl, r.peers, r.ratio, r.goal, verdict(r.met))
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += ["", "## The machine", ""] + [f"- {k}: {v}" for k, v in machine().items()]
+    lines += ["", "## Reproduce", "", "```sh", "pip install -e '.[dev]'", command, "```", ""]
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, str]:
+    def first_line(cmd: list[str]) -> str:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return "not installed"
+        return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "?"
+
+    model = "?"
+    if os.path.exists("/proc/cpuinfo"):
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        model = names[0] if names else "?"
+    commit = first_line(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"])
+    from hyperctl import __version__
+
+    return {
+        "CPU": f"{os.cpu_count()} cores, {model}",
+        "memory": f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB",
+        "system": f"{platform.system()} {platform.release()}",
+        "Python": platform.python_version(),
+        "hyperctl": f"{__version__} (commit {commit})",
+        "SQLite": sqlite3.sqlite_version,
+        "xargs": first_line(["xargs", "--version"]),
+        "GNU parallel": first_line(["parallel", "--version"]),
+        "OpenSSH": first_line(["ssh", "-V"]),
+        "wrk": first_line(["wrk", "--version"]),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
