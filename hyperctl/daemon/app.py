@@ -13,6 +13,7 @@ from hyperctl.daemon.handlers import (
     JobKillHandler,
     JobListHandler,
     JobLogHandler,
+    JobViews,
     MachineListHandler,
     NotFoundHandler,
 )
@@ -23,7 +24,7 @@ _JOB = r"(?P<name>[^/]+)"
 
 
 def make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> tornado.web.Application:
-    state = {"scheduler": scheduler, "tokens": tokens, "in_flight": in_flight}
+    state = {"scheduler": scheduler, "tokens": tokens, "in_flight": in_flight, "views": JobViews(scheduler)}
     return tornado.web.Application(
         [
             (f"{API}/job", JobListHandler, state),

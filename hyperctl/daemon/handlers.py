@@ -39,13 +39,36 @@ class InFlight:
             await asyncio.wait_for(self._idle.wait(), timeout)
 
 
+class JobViews:
+    """Each job's view, encoded, kept until the batch changes (its version moves): the jobs that
+    poll their own views, and people who watch, cost no query and no encoding while nothing moves."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.cache: dict[str, tuple[int, bytes]] = {}
+
+    def body(self, name: str) -> bytes:
+        version = self.scheduler.version
+        hit = self.cache.get(name)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        record = self.scheduler.store.job(name)
+        assert record is not None
+        body = json.dumps(job_view(record, self.scheduler.batch_dir)).encode()
+        if len(self.cache) >= 10_000:  # a bound, for batches of 100,000 jobs
+            self.cache.clear()
+        self.cache[name] = (version, body)
+        return body
+
+
 class ApiHandler(tornado.web.RequestHandler):
     """Base: state injected by initialize(), JSON bodies for errors too."""
 
-    def initialize(self, scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> None:
+    def initialize(self, scheduler: Scheduler, tokens: Tokens, in_flight: InFlight, views: JobViews) -> None:
         self.scheduler = scheduler
         self.tokens = tokens
         self.in_flight = in_flight
+        self.views = views
         self.in_flight.enter()
         self._left = False
 
@@ -95,9 +118,15 @@ class ApiHandler(tornado.web.RequestHandler):
             raise tornado.web.HTTPError(400, reason=f"{name}: must be a whole number, not '{value}'") from None
 
     def send(self, body: Any, status: int = 200) -> None:
+        self.send_json(json.dumps(body).encode(), status)
+
+    def send_json(self, body: bytes, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
+        self.finish(body)
+
+    def compute_etag(self) -> None:
+        return None  # no client of this API revalidates: hashing every answer would be waste
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # The message we raised, as written (Tornado's reason phrase drops some characters).
@@ -132,9 +161,7 @@ class JobHandler(ApiHandler):
     def get(self, name: str) -> None:
         self.require_job_token(name)  # before the lookup: no token, no hint of which names exist
         self.job_or_404(name)
-        record = self.scheduler.store.job(name)
-        assert record is not None
-        self.send(job_view(record, self.scheduler.batch_dir))
+        self.send_json(self.views.body(name))
 
 
 class JobKillHandler(ApiHandler):

@@ -192,6 +192,7 @@ class Scheduler:
     async def _attempt(self, job: JobSpec, slot: Slot) -> tuple[JobStatus, int | None]:
         n = self.store.begin_attempt(job.name, slot.machine.name, list(slot.gpus))
         self.attempts[job.name] = n
+        self._bump()
         launch = self._launch(job, n, slot)
         try:
             handle = await self.executor.start(launch)
@@ -205,6 +206,7 @@ class Scheduler:
             return JobStatus.FAILED, None
         self.running[job.name] = handle
         self.store.set_pid(job.name, n, handle.pid, handle.pid_started)
+        self._bump()  # the job's view shows its pid
         if job.name in self.kill_requested:  # killed while it was being started
             self.executor.kill(handle)
         return await self._watch(job.name, n, handle)
