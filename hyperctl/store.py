@@ -123,11 +123,23 @@ _SELECT_JOBS = (
 )
 
 
+_STATUSES = {s.value: s for s in JobStatus}  # a dict lookup: JobStatus(value) costs more, by the 100,000
+
+
 def _attempt(row: tuple[Any, ...]) -> Attempt:
     n, status, host, gpus, pid, pid_started, started, ended, exit_code, sig, reason = row
-    return Attempt(
-        n, JobStatus(status), host, json.loads(gpus or "[]"), pid, pid_started, started, ended, exit_code, sig, reason
-    )
+    gpus = json.loads(gpus) if gpus and gpus != "[]" else []
+    return Attempt(n, _STATUSES[status], host, gpus, pid, pid_started, started, ended, exit_code, sig, reason)
+
+
+@dataclass
+class JobRow:
+    """A job's line in a listing: its status and latest attempt, without its spec (cheap by the 10,000)."""
+
+    name: str
+    status: JobStatus
+    attempts: int
+    last: Attempt | None
 
 
 class Store:
@@ -222,6 +234,17 @@ class Store:
     def job(self, name: str) -> JobRecord | None:
         row = self.conn.execute(_SELECT_JOBS + " WHERE j.name = ?", (name,)).fetchone()
         return self._record(row) if row else None
+
+    def job_rows(self, status: JobStatus | None = None) -> list[JobRow]:
+        query = _SELECT_JOBS.replace("j.spec,", "j.name,", 1)
+        args: tuple[Any, ...] = ()
+        if status is not None:
+            query += " WHERE j.status = ?"
+            args = (status.value,)
+        rows = self.conn.execute(query + " ORDER BY j.position", args).fetchall()
+        return [
+            JobRow(row[0], _STATUSES[row[1]], row[2], _attempt(row[3:]) if row[3] is not None else None) for row in rows
+        ]
 
     @staticmethod
     def _record(row: tuple[Any, ...]) -> JobRecord:

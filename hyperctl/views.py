@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -14,7 +15,8 @@ if TYPE_CHECKING:  # types only: the CLI's views need not load the backends
 
 def job_view(record: JobRecord, batch_dir: BatchDir) -> dict[str, Any]:
     spec = record.spec
-    data_dir = spec.execution.data_dir or str(batch_dir.job_dir(spec.name))
+    job_dir = f"{batch_dir.path}{os.sep}{spec.name}"  # a string, not a Path: 100,000 of them add up
+    data_dir = spec.execution.data_dir or job_dir
     view: dict[str, Any] = {
         "name": spec.name,
         "status": record.status.value,
@@ -27,7 +29,7 @@ def job_view(record: JobRecord, batch_dir: BatchDir) -> dict[str, Any]:
     }
     last = record.last
     if last is not None:
-        attempt_dir = batch_dir.attempt_dir(spec.name, last.n)
+        attempt_dir = f"{job_dir}{os.sep}attempt-{last.n}{os.sep}"
         view.update(
             host=last.host,
             gpus=last.gpus,
@@ -37,8 +39,8 @@ def job_view(record: JobRecord, batch_dir: BatchDir) -> dict[str, Any]:
             exit_code=last.exit_code,
             signal=last.signal,
             reason=last.reason,
-            stdout=str(attempt_dir / "stdout"),
-            stderr=str(attempt_dir / "stderr"),
+            stdout=attempt_dir + "stdout",
+            stderr=attempt_dir + "stderr",
         )
     return view
 

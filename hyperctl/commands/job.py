@@ -57,10 +57,10 @@ def _job(store: Store, batch: str, name: str) -> JobRecord:
     return record
 
 
-def _took(a: Attempt | None) -> str:
+def _took(a: Attempt | None, now: float) -> str:
     if a is None or a.started is None:
         return "-"
-    return format_duration((a.ended or time.time()) - a.started)
+    return format_duration((a.ended or now) - a.started)
 
 
 def _how(a: Attempt | None) -> str:
@@ -74,16 +74,18 @@ def _how(a: Attempt | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    status = JobStatus(args.status) if args.status else None
     with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (batch_dir, store):
-        records = store.jobs(JobStatus(args.status) if args.status else None)
         if args.json:
             from hyperctl.views import job_view
 
-            emit_json([job_view(r, batch_dir) for r in records])
+            emit_json([job_view(r, batch_dir) for r in store.jobs(status)])
             return ExitStatus.OK
+        listed = store.job_rows(status)
+    now = time.time()
     rows = [
-        [r.name, r.status.value, r.attempts, _how(r.last), r.last and r.last.host, _gpus(r.last), _took(r.last)]
-        for r in records
+        [r.name, r.status.value, r.attempts, _how(r.last), r.last and r.last.host, _gpus(r.last), _took(r.last, now)]
+        for r in listed
     ]
     print(table(["NAME", "STATUS", "ATTEMPTS", "END", "HOST", "GPUS", "TOOK"], rows))
     return ExitStatus.OK
@@ -121,7 +123,17 @@ def cmd_describe(args: argparse.Namespace) -> int:
         print("attempts  none yet")
         return ExitStatus.OK
     rows = [
-        [v["n"], v["status"], v["host"], _gpus(a), v["pid"], format_time(a.started), _took(a), _how(a), v["stdout"]]
+        [
+            v["n"],
+            v["status"],
+            v["host"],
+            _gpus(a),
+            v["pid"],
+            format_time(a.started),
+            _took(a, time.time()),
+            _how(a),
+            v["stdout"],
+        ]
         for a, v in zip(attempts, attempt_views)
     ]
     print(table(["#", "STATUS", "HOST", "GPUS", "PID", "STARTED", "TOOK", "END", "STDOUT (stderr beside it)"], rows))
