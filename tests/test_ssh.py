@@ -556,3 +556,49 @@ def test_a_key_with_a_passphrase(hosts: list[Host], shared: Path, batches: Path)
         assert hyperctl("job", "logs", "-b", "r", "-j", "job-0000").stdout == "via ecdsa\n"
     finally:
         authorized.write_text(before)
+
+
+def test_a_silent_machine_at_start_holds_up_no_job(hosts: list[Host], shared: Path, batches: Path) -> None:
+    """Its connection would take its full timeout to fail: the other machine starts the jobs meanwhile."""
+    if hosts[1].namespace is None or shutil.which("nft") is None:
+        pytest.skip("needs network namespaces and nftables")
+    machines = [hosts[0].machine(cpu=2), hosts[1].machine(cpu=2)]
+    config = write_json(shared / "b.json", remote_batch(hosts, [job("true") for _ in range(6)], machines=machines))
+    hosts[1].partition()
+    try:
+        start = time.monotonic()
+        result = hyperctl("run", "--config", str(config), "--json")
+        took = time.monotonic() - start
+    finally:
+        hosts[1].heal()
+
+    assert result.returncode == 0, result.stderr
+    assert f"machine {hosts[1].address} is down: no answer yet (connecting)" in result.stderr
+    assert {j["host"] for j in json.loads(hyperctl("job", "list", "-b", "r", "--json").stdout)} == {hosts[0].address}
+    assert took < 10, f"{took:.1f} s: the jobs waited for the silent machine"  # its connect gives up after 15 s
+
+
+def test_a_remote_root_that_cannot_be_written_downs_the_machine_not_the_jobs(
+    hosts: list[Host], shared: Path, batches: Path
+) -> None:
+    doc = remote_batch(hosts, [job("true") for _ in range(3)], machines=[hosts[0].machine()], remote_root="/proc/x")
+    result = hyperctl("run", "--config", str(write_json(shared / "b.json", doc)), timeout=60)
+
+    assert result.returncode == 1
+    assert "every machine is down; 3 jobs not started:" in result.stderr
+    why = f"{hosts[0].address}: {hosts[0].user}@{hosts[0].address}:22: remote_root /proc/x: cannot write there: mkdir"
+    assert why in result.stderr, result.stderr
+    listed = json.loads(hyperctl("job", "list", "-b", "r", "--json").stdout)
+    assert [(j["status"], j["attempts"]) for j in listed] == [("pending", 0)] * 3  # no attempt spent on it
+
+
+def test_a_machine_offers_what_the_host_has_unless_told(hosts: list[Host], shared: Path, batches: Path) -> None:
+    machines = [hosts[0].machine(), hosts[1].machine(cpu=3, ram=1000)]
+    config = write_json(shared / "b.json", remote_batch(hosts, [job("true")], machines=machines))
+    assert hyperctl("run", "--config", str(config)).returncode == 0
+
+    shown = {m["name"]: m for m in json.loads(hyperctl("hosts", "-b", "r", "--json").stdout)}
+    total_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20  # the hosts share this machine
+    assert shown[hosts[0].address]["cpu"] == os.cpu_count()
+    assert abs(shown[hosts[0].address]["ram"] - total_mb) < 64
+    assert (shown[hosts[1].address]["cpu"], shown[hosts[1].address]["ram"]) == (3, 1000)

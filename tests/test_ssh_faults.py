@@ -69,7 +69,7 @@ def remote_batch(hosts: list[Host], shared: Path, jobs: list[dict[str, Any]], **
     backend = {
         "type": "remote",
         "conf": {
-            "machines": [h.machine() for h in hosts],
+            "machines": [h.machine(cpu=1) for h in hosts],  # one slot each: the tests count on it
             "known_hosts": str(hosts[0].known_hosts),
             "remote_root": str(shared / "remote"),
             **conf,

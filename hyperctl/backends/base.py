@@ -54,7 +54,7 @@ class Machine:
     ram: int  # MB
     gpus: tuple[int, ...] = ()
     max_jobs: int | None = None  # at most this many attempts at once, whatever they ask
-    gpu_auto: bool = False  # its GPUs are known only once it is reached (`gpu: auto` on a remote host)
+    known: bool = True  # False: its capacity is found only once it is reached (a remote host not yet answering)
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,10 @@ class Executor(ABC):
     # Whether an attempt's files are in the local batch folder while it runs (else they come
     # home when it ends, and follow() streams them meanwhile).
     files_here: ClassVar[bool] = True
-    # Set by the scheduler: told when a machine stops answering, so no job goes there for a while.
+    # Set by the scheduler: told when a machine stops answering, so no job goes there for a while,
+    # and when one answers (again, or at last), with its capacity as found.
     on_machine_down: Callable[[str, str], None] | None = None
+    on_machine_up: Callable[[Machine], None] | None = None
 
     @classmethod
     @abstractmethod
@@ -147,9 +149,13 @@ class Executor(ABC):
         """A file of the attempt's folder (exitcode, stdout), or None when it does not exist."""
 
     async def prepare(self) -> dict[str, str]:
-        """Reach the machines before the first job (their GPUs may be known only then); the
-        ones that cannot be reached, and why."""
+        """Reach the machines before the first job (their capacity may be known only then); the
+        ones not reachable yet, and why. Those still connecting report later, by the callbacks."""
         return {}
+
+    async def probe(self, machine: str) -> str | None:
+        """Whether a machine that was down can take jobs again: None, or why not."""
+        return None
 
     def follow(self, handle: Handle, name: str, offset: int, lines: int | None = None) -> AsyncGenerator[bytes, None]:
         """A running attempt's file (stdout or stderr) from byte `offset` (or its last `lines`

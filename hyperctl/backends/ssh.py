@@ -10,6 +10,7 @@ event loop through the channel's file descriptor, so nothing polls.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import logging
@@ -17,7 +18,6 @@ import os
 import shlex
 import tarfile
 from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -34,6 +34,7 @@ from hyperctl.backends.base import (
 from hyperctl.backends.collect import AttemptReader, collect_script, extract
 from hyperctl.backends.sshconn import (
     CONNECT_TIMEOUT,
+    DaemonThreads,
     HostKeys,
     HostUnreachableError,
     RemoteMachine,
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 HOST_KEY_POLICIES = ("reject", "accept-new")
 _PING = "true"
+_START_WAIT = 3.0  # seconds the start waits for machines to answer; slower ones join when they do
 # What a job imports (`import hyperctl`), sent to each host: jobs read their params even where
 # hyperctl is not installed. extend_path: where it is installed, the rest of it stays importable.
 _JOB_SIDE = ("__init__.py", "api.py", "errors.py")
@@ -86,7 +88,7 @@ class RemoteExecutor(Executor):
         self.keys = keys
         self.remote_root = remote_root
         # Paramiko blocks: its calls run here, enough threads for many jobs starting at once.
-        self.threads = ThreadPoolExecutor(max_workers=32, thread_name_prefix="hyperctl-ssh")
+        self.threads = DaemonThreads(max_workers=32)
         # A pulled cable or a partition raises no error: each machine with running jobs is asked
         # to answer every liveness_interval seconds, within as many; silence closes its connection.
         self.liveness_interval = liveness_interval
@@ -124,51 +126,90 @@ class RemoteExecutor(Executor):
 
     # -- connections ---------------------------------------------------------
     async def prepare(self) -> dict[str, str]:
-        """Connect to every machine at once; ask those with `gpu: auto` for their GPUs."""
-
-        async def reach(remote: RemoteMachine) -> str | None:
-            try:
-                await self._transport(remote)
-            except HostUnreachableError as e:
-                return str(e)
-            if remote.gpu_auto:
-                status, out = await self._exec(
-                    remote, f"{self._env_prefix(remote)}nvidia-smi --query-gpu=index --format=csv,noheader"
-                )
-                gpus = tuple(int(w) for w in out.split() if w.isdigit()) if status == 0 else ()
-                if status != 0:
-                    logger.warning("machine %s: gpu: auto, but nvidia-smi failed there: no GPUs", remote.machine.name)
-                remote.machine = replace(remote.machine, gpus=gpus, gpu_auto=False)
-            return None
-
-        results = await asyncio.gather(*(reach(r) for r in self.remotes.values()))
-        down = {name: why for name, why in zip(self.remotes, results) if why is not None}
-        for name in down:  # GPUs never found: none, rather than any number
-            remote = self.remotes[name]
-            remote.machine = replace(remote.machine, gpu_auto=False)
+        """Connect to every machine at once. The ones that answer within a few seconds take jobs
+        from the start; the others are down until they answer (they report by on_machine_up)."""
+        tasks = {name: asyncio.ensure_future(self._reach(remote)) for name, remote in self.remotes.items()}
+        await asyncio.wait(tasks.values(), timeout=_START_WAIT)
+        down: dict[str, str] = {}
+        for name, task in tasks.items():
+            why = task.result() if task.done() else "no answer yet (connecting)"
+            if not task.done():
+                task.add_done_callback(functools.partial(self._reached_late, name))
+            if why is not None:
+                down[name] = why
         return down
+
+    def _reached_late(self, name: str, task: asyncio.Future[str | None]) -> None:
+        why = task.result()
+        if why is None and self.on_machine_up is not None:
+            self.on_machine_up(self.remotes[name].machine)
+        elif why is not None and self.on_machine_down is not None:
+            self.on_machine_down(name, why)
+
+    async def probe(self, machine: str) -> str | None:
+        return await self._reach(self.remotes[machine])
+
+    async def _reach(self, remote: RemoteMachine) -> str | None:
+        """None once the machine is connected (and its capacity known), else why not."""
+        try:
+            await self._transport(remote)
+        except (HostUnreachableError, OSError, paramiko.SSHException) as e:
+            return " ".join(str(e).split())  # one line
+        return None
 
     async def _transport(self, remote: RemoteMachine) -> paramiko.Transport:
         lock = self.locks.setdefault(remote.machine.name, asyncio.Lock())
         async with lock:  # one connection per machine, however many jobs start at once
             if remote.transport is None or not remote.transport.is_active():
                 transport = await self._in_thread(connect, remote, self.keys)
+                try:
+                    await self._set_up(remote, transport)
+                except BaseException:
+                    transport.close()
+                    raise
                 remote.transport = transport
                 self.silent.discard(remote.machine.name)
-                remote.home = (await self._exec(remote, 'printf %s "$HOME"'))[1]
-                await self._install_lib(remote)
             return remote.transport
 
-    async def _install_lib(self, remote: RemoteMachine) -> None:
-        folder = self._lib_dir(remote) / "hyperctl"
-        writes = " && ".join(
-            f"printf %s {shlex.quote(text)} > {shlex.quote(str(folder / name))}" for name, text in self.lib[1].items()
+    async def _set_up(self, remote: RemoteMachine, transport: paramiko.Transport) -> None:
+        """One command on a new connection: the host's home and capacity, and the job-side
+        hyperctl installed under remote_root (which proves that folder writable)."""
+        q = shlex.quote
+        lib = f"{self._root_word()}/.lib/{self.lib[0]}/hyperctl"
+        writes = " && ".join(f'printf %s {q(text)} > "$lib"/{name}' for name, text in self.lib[1].items())
+        ask_gpus = "echo"
+        if remote.gpu_auto:  # in the machine's environment: its PATH may be where nvidia-smi is
+            smi = "nvidia-smi --query-gpu=index --format=csv,noheader"
+            ask_gpus = f"({self._env_prefix(remote)}{smi} 2>/dev/null | tr '\\n' ' '); echo"
+        command = (
+            f'printf "%s\\n" "$HOME"; nproc 2>/dev/null || echo 1; '
+            "awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo 2>/dev/null || echo 0; "
+            f"{ask_gpus}; lib={lib}; "
+            f'[ -f "$lib/.ready" ] || e=$( {{ mkdir -p "$lib" && {writes} && : > "$lib/.ready"; }} 2>&1) || '
+            f'{{ echo remote_root {q(self.remote_root)}": cannot write there: $e" >&2; exit 3; }}'
         )
-        ready = shlex.quote(str(folder / ".ready"))
-        command = f"[ -f {ready} ] || {{ mkdir -p {shlex.quote(str(folder))} && {writes} && : > {ready}; }}"
-        status, out = await self._exec(remote, command + " 2>&1")
-        if status != 0:
-            logger.warning("machine %s: could not install the job-side hyperctl: %s", remote.machine.name, out)
+        status, out, err = await self._in_thread(run, transport, command)
+        lines = out.decode(errors="replace").split("\n")
+        if status != 0 or len(lines) < 4:
+            why = " ".join(err.decode(errors="replace").split()) or f"setting up failed (exit {status})"
+            raise HostUnreachableError(f"{remote.endpoint}: {why}")
+        remote.home = lines[0]
+        machine = remote.machine
+        cpu = float(lines[1]) if remote.cpu_auto and lines[1].strip().isdigit() else machine.cpu
+        ram = int(lines[2]) if remote.ram_auto and lines[2].strip().isdigit() else machine.ram
+        gpus = tuple(int(w) for w in lines[3].split() if w.isdigit()) if remote.gpu_auto else machine.gpus
+        if remote.gpu_auto and not gpus:
+            logger.warning("machine %s: gpu: auto, but nvidia-smi there found no GPU", machine.name)
+        remote.machine = replace(machine, cpu=cpu, ram=ram, gpus=gpus, known=True)
+
+    def _root_word(self) -> str:
+        """remote_root as a shell word on the host: ~ and relative paths are in its home."""
+        root = self.remote_root
+        if root == "~":
+            return '"$HOME"'
+        if root.startswith("/"):
+            return shlex.quote(root)
+        return '"$HOME"/' + shlex.quote(root[2:] if root.startswith("~/") else root)
 
     def _lib_dir(self, remote: RemoteMachine) -> PurePosixPath:
         return self._root(remote) / ".lib" / self.lib[0]

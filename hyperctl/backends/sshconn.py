@@ -5,9 +5,14 @@ Blocking Paramiko calls only: the executor (ssh.py) runs them in threads.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import getpass
 import os
+import queue
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +50,11 @@ class RemoteMachine:
     machine: Machine
     endpoint: Endpoint
     jump: Endpoint | None = None  # ProxyJump: the host the connection goes through
-    gpu_auto: bool = False  # `gpu: auto`: nvidia-smi on the host says, once connected
+    # What the host is asked once connected: its CPUs and RAM unless the conf gives them,
+    # its GPUs for `gpu: auto` (nvidia-smi there).
+    cpu_auto: bool = False
+    ram_auto: bool = False
+    gpu_auto: bool = False
     environments: dict[str, str] = field(default_factory=dict)
     transport: paramiko.Transport | None = None
     clients: list[paramiko.SSHClient] = field(default_factory=list, repr=False)  # kept open with it
@@ -69,8 +78,8 @@ def parse_machine(sec: Section) -> RemoteMachine | None:
     password = _secret(sec, "password")
     passphrase = _secret(sec, "passphrase")
     proxy_jump = sec.get("proxy_jump", "string", ssh_conf.get("proxyjump"), check=_one_jump)
-    cpu = sec.get("cpu", "number", 1, check=above(0))
-    ram = sec.get("ram", "integer", 0, check=at_least(0))
+    cpu = sec.get("cpu", "number", None, check=above(0))
+    ram = sec.get("ram", "integer", None, check=at_least(0))
     max_jobs = sec.get("max_jobs", "integer", None, check=at_least(1))
     gpu_auto = sec.data.get("gpu") == "auto" if isinstance(sec.data, dict) else False
     if gpu_auto:
@@ -84,9 +93,12 @@ def parse_machine(sec: Section) -> RemoteMachine | None:
     endpoint = Endpoint(ssh_conf.get("hostname", hostname), port, username, key, password, passphrase)
     name = hostname if port == 22 else f"{hostname}:{port}"
     return RemoteMachine(
-        machine=Machine(name, cpu, ram, gpus, max_jobs=max_jobs, gpu_auto=gpu_auto),
+        # Until it answers: one CPU, no RAM, its GPUs if listed (placement treats it as unknown).
+        machine=Machine(name, cpu or 1, ram or 0, gpus, max_jobs=max_jobs, known=False),
         endpoint=endpoint,
         jump=_jump_endpoint(proxy_jump, endpoint) if proxy_jump and proxy_jump != "none" else None,
+        cpu_auto=cpu is None,
+        ram_auto=ram is None,
         gpu_auto=gpu_auto,
         environments=environments,
     )
@@ -249,6 +261,42 @@ def _login(where: Endpoint, keys: HostKeys, sock: Any, via: str) -> paramiko.SSH
         client.close()
         raise HostUnreachableError(f"{where}{via}: cannot connect: {e}") from None
     return client
+
+
+class DaemonThreads(concurrent.futures.Executor):
+    """Threads for Paramiko's blocking calls that never hold up the process's exit: a connect to a
+    silent host may block for its whole timeout, and a ThreadPoolExecutor is joined at exit."""
+
+    def __init__(self, max_workers: int) -> None:
+        self.max_workers = max_workers
+        self.work: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]]] = (
+            queue.SimpleQueue()
+        )
+        self.threads = 0
+        self.idle = 0
+        self.lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.work.put((future, functools.partial(fn, **kwargs) if kwargs else fn, args))
+        with self.lock:
+            if self.idle == 0 and self.threads < self.max_workers:
+                self.threads += 1
+                threading.Thread(target=self._serve, daemon=True, name=f"hyperctl-ssh-{self.threads}").start()
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            with self.lock:
+                self.idle += 1
+            future, fn, args = self.work.get()
+            with self.lock:
+                self.idle -= 1
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as e:  # handed to whoever awaits it
+                    future.set_exception(e)
 
 
 def open_exec(transport: paramiko.Transport, command: str) -> paramiko.Channel:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
 from hyperctl.batches import NoDaemonError, daemon_pid, find_batch, resolve_batches_dir
@@ -51,8 +52,16 @@ def machines_of(batch_dir: BatchDir) -> list[dict[str, Any]]:
     store = Store(batch_dir.db, readonly=True)
     try:
         placed = placed_in_store(store)
+        found = store.meta().get("capacity") or {}
     finally:
         store.close()
+    # As the daemon found them (a remote host's CPUs, RAM, `gpu: auto`), not only as the conf says.
+    machines = [
+        replace(m, cpu=found[m.name]["cpu"], ram=found[m.name]["ram"], gpus=tuple(found[m.name]["gpus"]), known=True)
+        if m.name in found
+        else m
+        for m in machines
+    ]
     return machines_view(machines, placed, None)
 
 

@@ -33,7 +33,9 @@ class Pool:
 
     def why_never_fits(self, r: Resource) -> str | None:
         """Why no machine, even idle, could run r; None when one could."""
-        if any(r.cpu <= m.cpu + _EPSILON and r.ram <= m.ram and r.gpu <= _gpu_count(m) for m in self.machines):
+        if any(not m.known for m in self.machines):
+            return None  # some capacity is found only once its host answers
+        if any(r.cpu <= m.cpu + _EPSILON and r.ram <= m.ram and r.gpu <= len(m.gpus) for m in self.machines):
             return None
         most_gpu = max(len(m.gpus) for m in self.machines)
         if r.gpu > most_gpu:
@@ -51,6 +53,8 @@ class Pool:
         fits = [m for m in self.machines if self._fits(m, r)]
         if not fits:
             return None
+        # The machine with the most CPUs free first: jobs spread out rather than pile on the first.
+        fits.sort(key=lambda m: -self.cpu[m.name])
         if avoid is not None:
             # Another machine first, then the same machine with other GPUs, then anything.
             def reuse(m: Machine) -> tuple[bool, bool]:
@@ -65,6 +69,16 @@ class Pool:
         """Hold what a running attempt already holds (found after a restart), even past capacity."""
         m = next((m for m in self.machines if m.name == machine), self.machines[0])
         return self._hold(m, r, tuple(g for g in gpus if g in self.gpus[m.name]))
+
+    def replace(self, machine: Machine) -> None:
+        """A machine's capacity as now found (when it answered): what running jobs hold stays held."""
+        i = next(i for i, m in enumerate(self.machines) if m.name == machine.name)
+        old, name = self.machines[i], machine.name
+        self.cpu[name] += machine.cpu - old.cpu
+        self.ram[name] += machine.ram - old.ram
+        held = set(old.gpus) - set(self.gpus[name])
+        self.gpus[name] = [g for g in machine.gpus if g not in held]
+        self.machines[i] = machine
 
     def _fits(self, m: Machine, r: Resource) -> bool:
         return (
@@ -94,8 +108,3 @@ class Pool:
         self.jobs[name] -= 1
         self.gpus[name].extend(slot.gpus)
         self.gpus[name].sort()
-
-
-def _gpu_count(m: Machine) -> float:
-    # `gpu: auto` on a host not yet reached: any count may fit, until it is asked.
-    return float("inf") if m.gpu_auto else len(m.gpus)

@@ -14,7 +14,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hyperctl.backends.base import Executor, Exit, Handle, Launch, MachineUnavailableError
+from hyperctl.backends.base import Executor, Exit, Handle, Launch, Machine, MachineUnavailableError
 from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.errors import ConfigError, HyperctlError
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
@@ -84,6 +84,7 @@ class Scheduler:
         self.job_token = job_token
         self.pool = Pool(executor.machines())
         executor.on_machine_down = self.machine_down
+        executor.on_machine_up = self.machine_up
         self.specs: dict[str, JobSpec] = {j.name: j for j in spec.jobs}
         self.status: dict[str, JobStatus] = {}
         self.attempts: dict[str, int] = {}
@@ -110,6 +111,7 @@ class Scheduler:
     # -- start and dispatch --------------------------------------------
     async def start(self) -> None:
         """Take over the store's jobs: reattach what a previous daemon left running, then dispatch."""
+        self._save_capacity()
         recovering = []
         for record in self.store.jobs():
             self.status[record.name] = record.status
@@ -252,19 +254,44 @@ class Scheduler:
 
     # -- machines that fail -------------------------------------------------
     def machine_down(self, machine: str, reason: str) -> None:
-        """Take no jobs to it for a while (doubling each time, up to a minute), then try again."""
+        """Take no jobs to it for a while (doubling each time, up to a minute), then ask it again."""
         if machine in self.pool.down:
+            self.pool.down[machine] = reason  # the latest word on it
             return
         logger.warning("machine %s is down: %s", machine, reason)
         self.pool.down[machine] = reason
         delay = self.backoff.get(machine, _FIRST_BACKOFF)
         self.backoff[machine] = min(delay * 2, _MAX_BACKOFF)
-        asyncio.get_running_loop().call_later(delay, self._machine_up, machine)
+        asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self._probe(machine)))
         self._bump()
 
-    def _machine_up(self, machine: str) -> None:
-        self.pool.down.pop(machine, None)
+    async def _probe(self, machine: str) -> None:
+        """Its time down is over: it takes jobs again only once it answers (no job waits on a dead host)."""
+        if self.done.done():
+            return
+        why = await self.executor.probe(machine)
+        if why is None:
+            found = next(m for m in self.executor.machines() if m.name == machine)
+            self.machine_up(found)
+        else:
+            self.pool.down.pop(machine, None)
+            self.machine_down(machine, why)
+
+    def machine_up(self, machine: Machine) -> None:
+        """It answers (again, or at last): jobs go there, as many as its capacity, now found, holds."""
+        self.pool.replace(machine)
+        self._save_capacity()
+        if self.pool.down.pop(machine.name, None) is not None:
+            logger.warning("machine %s is up", machine.name)
+        self.backoff.pop(machine.name, None)
+        self._bump()
         self.dispatch()
+        self._finish_if_done()
+
+    def _save_capacity(self) -> None:
+        """What each machine was found to offer, for the views when no daemon runs."""
+        found = {m.name: {"cpu": m.cpu, "ram": m.ram, "gpus": list(m.gpus)} for m in self.pool.machines if m.known}
+        self.store.set_meta(capacity=found)
 
     @property
     def all_down(self) -> bool:
@@ -348,7 +375,9 @@ class Scheduler:
         if self.done.done() or self.running or self.tasks or self.recovering or self.paused:
             return
         if self.stopping is None and not self.halted and any(self.queues.values()) and not self.all_down:
-            return  # jobs wait for capacity that a running job will free
+            if self.pool.down:
+                return  # jobs wait for machines that are down for now
+            self._fail_unplaceable()  # every machine idle and up, and still nothing fits: never will
         if self.stopping is not None:
             result = self.stopping
         elif self.counts[JobStatus.SUCCEEDED] == len(self.status):
@@ -357,6 +386,20 @@ class Scheduler:
             result = BatchStatus.FAILED
         self.done.set_result(result)
         self._bump()
+
+    def _fail_unplaceable(self) -> None:
+        """Fail the pending jobs no machine can hold: capacity found when hosts answered (cpu, ram,
+        `gpu: auto`) can turn out smaller than a job asks. Better said than waited on for ever."""
+        for queue in self.queues.values():
+            while queue:
+                _, name = queue.popleft()
+                why = self.pool.why_never_fits(self.specs[name].resource) or "no machine can hold it"
+                logger.warning("job %s: %s", name, why)
+                n = self.store.begin_attempt(name, "-", [])
+                self.store.end_attempt(name, n, JobStatus.FAILED, reason=f"could not start: {why}")
+                self.attempts[name] = n
+                self._set_status(name, JobStatus.FAILED)
+                self.failures += 1
 
     # -- control --------------------------------------------------------
     async def kill_job(self, name: str) -> JobStatus:
