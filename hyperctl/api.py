@@ -50,7 +50,12 @@ def _params_from_daemon(name: str) -> dict[str, Any]:
     import urllib.parse
     import urllib.request
 
-    portal = _env("HYPERCTL_SERVER_PORTAL")
+    portal = os.environ.get("HYPERCTL_SERVER_PORTAL")
+    if not portal:  # a job on another machine than its daemon, which listens on its own loopback
+        raise HyperctlError(
+            f"cannot read the params of job {name}: its params file is gone, and this machine cannot reach the "
+            "daemon's API (it listens on its own loopback; set daemon.host to an address this machine can reach)"
+        )
     url = f"{portal}/hyperctl/api/job/{urllib.parse.quote(name)}"
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {_env('HYPERCTL_JOB_TOKEN')}"})
     # The daemon is never behind a proxy, whatever http_proxy says in the job's environment.

@@ -49,9 +49,12 @@ class Client:
             except (OSError, http.client.HTTPException) as e:
                 raise DaemonUnreachableError(f"the daemon at {self.portal} stopped answering: {e}") from None
 
-    def job_output(self, name: str, stream: str, offset: int = 0, lines: int | None = None) -> Iterator[bytes]:
-        """A running job's stdout or stderr from offset (or its last lines), as it grows, until it ends."""
-        query: dict[str, Any] = {"stream": stream, "offset": offset}
+    def job_output(
+        self, name: str, stream: str, offset: int = 0, lines: int | None = None, follow: bool = True
+    ) -> Iterator[bytes]:
+        """A running job's stdout or stderr from offset (or its last lines); with follow, as it
+        grows, until the job ends."""
+        query: dict[str, Any] = {"stream": stream, "offset": offset, "follow": int(follow)}
         if lines is not None:
             query["lines"] = lines
         return self.stream(f"job/{urllib.parse.quote(name)}/log", query)

@@ -212,6 +212,11 @@ def test_every_machine_down_ends_the_batch_with_a_clear_error(hosts: list[Host],
     assert "every machine is down; 3 jobs not started:" in result.stderr
     assert f"{hosts[0].address}:2: {hosts[0].user}@{hosts[0].address}:2: cannot connect" in result.stderr
 
+    detached = hyperctl("run", "--config", str(config), "--name", "r2", "--detach", timeout=60)
+    assert detached.returncode == 1, detached.stderr  # ended at once: said, not "runs in the background"
+    assert "every machine is down; 3 jobs not started:" in detached.stderr
+    assert "runs in the background" not in detached.stderr
+
 
 def test_kill_9_then_resume_reattaches_a_remote_job(hosts: list[Host], shared: Path, batches: Path) -> None:
     log, gate = shared / "runs.log", shared / "gate"
@@ -296,7 +301,7 @@ def test_password_from_the_environment(hosts: list[Host], shared: Path, batches:
     assert result.returncode == 0, result.stderr
     assert hyperctl("job", "logs", "-b", "r", "-j", "job-0000").stdout == "via password\n"
     assert PASSWORD not in (batches / "r" / ".hyperctl" / "batch.json").read_text()  # never written down
-    assert wrong.returncode == 1 and "Authentication failed" in wrong.stderr
+    assert wrong.returncode == 1 and "authentication failed (tried password)" in wrong.stderr
 
     machine.pop("password_env")
     machine["password"] = PASSWORD  # written into the file: kept owner-only, and never shown
@@ -602,3 +607,66 @@ def test_a_machine_offers_what_the_host_has_unless_told(hosts: list[Host], share
     assert shown[hosts[0].address]["cpu"] == os.cpu_count()
     assert abs(shown[hosts[0].address]["ram"] - total_mb) < 64
     assert (shown[hosts[1].address]["cpu"], shown[hosts[1].address]["ram"]) == (3, 1000)
+
+
+def test_job_logs_of_a_running_remote_job_without_and_with_a_daemon(
+    hosts: list[Host], shared: Path, batches: Path
+) -> None:
+    gate = shared / "gate"
+    command = f"echo one; echo two; while [ ! -e {gate} ]; do sleep 0.05; done"
+    doc = remote_batch(hosts, [job(command, name="j")], machines=[hosts[0].machine()])
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(write_json(shared / "b.json", doc))],
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: hyperctl("job", "logs", "-b", "r", "-j", "j").stdout == "one\ntwo\n", "its output so far")
+    assert hyperctl("job", "logs", "-b", "r", "-j", "j", "--tail", "1").stdout == "two\n"
+
+    daemon.kill()
+    daemon.wait()
+    for follow in ([], ["-f"]):
+        alone = hyperctl("job", "logs", "-b", "r", "-j", "j", *follow, timeout=20)
+        assert alone.returncode == 2
+        assert f"job 'j' runs on {hosts[0].address}; its output comes home when it ends" in alone.stderr
+        assert "hyperctl batch resume r" in alone.stderr
+    gate.touch()
+
+
+def test_a_remote_job_s_token_is_not_on_its_command_line(hosts: list[Host], shared: Path, batches: Path) -> None:
+    gate = shared / "gate"
+    command = (
+        'printf "%s %s\\n" "${HYPERCTL_JOB_TOKEN%%.*}" "${HYPERCTL_SERVER_PORTAL:-none}"; '
+        f'while [ ! -e {gate} ]; do sleep 0.05; done; rm "$HYPERCTL_JOB_PARAMS_FILE"; '
+        "/usr/bin/python3 -S -c 'import hyperctl; hyperctl.get_job_params()'"
+    )
+    doc = remote_batch(hosts, [job(command, name="j")], machines=[hosts[0].machine()])
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(write_json(shared / "b.json", doc))],
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: hyperctl("job", "logs", "-b", "r", "-j", "j").stdout, "the job to run")
+    command_lines = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])]
+    assert not [c for c in command_lines if "HYPERCTL_JOB_TOKEN=" in c or ".job.j." in c]
+    gate.touch()
+
+    assert run.wait(timeout=30) == 1
+    assert hyperctl("job", "logs", "-b", "r", "-j", "j").stdout == "job none\n"  # the token, and no portal
+    err = hyperctl("job", "logs", "-b", "r", "-j", "j", "--stderr").stdout
+    assert "its params file is gone, and this machine cannot reach the daemon's API" in err
+
+
+def test_setup_mistakes_are_config_errors_before_anything_starts(
+    hosts: list[Host], shared: Path, batches: Path
+) -> None:
+    public = f"{hosts[0].key_file}.pub"
+    cases = [
+        ({"ssh_rsa_file": str(shared / "missing")}, {}, f"machines[0].ssh_rsa_file: no such file: {shared}/missing"),
+        ({"ssh_rsa_file": public}, {}, f"machines[0].ssh_rsa_file: {public} is a public key: name the private key"),
+        ({}, {"known_hosts": str(shared / "nope")}, f"known_hosts: no such file: {shared}/nope"),
+    ]
+    for machine, conf, error in cases:
+        doc = remote_batch(hosts, [job("true")], machines=[hosts[0].machine(**machine)], **conf)
+        result = hyperctl("run", "--config", str(write_json(shared / "b.json", doc)))
+        assert result.returncode == 2, result.stderr
+        assert f"hyperctl: error: backend.conf.{error}" in result.stderr, result.stderr
+    assert not batches.exists()  # nothing was started, nor created

@@ -157,10 +157,12 @@ class Executor(ABC):
         """Whether a machine that was down can take jobs again: None, or why not."""
         return None
 
-    def follow(self, handle: Handle, name: str, offset: int, lines: int | None = None) -> AsyncGenerator[bytes, None]:
+    def follow(
+        self, handle: Handle, name: str, offset: int, lines: int | None = None, follow: bool = True
+    ) -> AsyncGenerator[bytes, None]:
         """A running attempt's file (stdout or stderr) from byte `offset` (or its last `lines`
-        lines), as it grows, until the attempt ends. Only for backends whose files are elsewhere
-        while the attempt runs."""
+        lines), as it grows until the attempt ends (or as it is now, without follow). Only for
+        backends whose files are elsewhere while the attempt runs."""
         raise HyperctlError(f"job {handle.launch.job}: its output is in the batch folder; read it there")
 
     async def close(self) -> None:  # noqa: B027 - most backends hold nothing to release

@@ -17,6 +17,7 @@ import logging
 import os
 import shlex
 import tarfile
+import urllib.parse
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -106,6 +107,8 @@ class RemoteExecutor(Executor):
         machines = [parse_machine(Section(m, join(sec.at("machines"), i), problems)) for i, m in enumerate(raw or [])]
         policy = sec.get("host_key_policy", "string", "reject", check=_check_policy)
         known_hosts = sec.get("known_hosts", "string", None)
+        if known_hosts and policy != "accept-new" and not os.path.exists(os.path.expanduser(known_hosts)):
+            problems.add(sec.at("known_hosts"), f"no such file: {os.path.expanduser(known_hosts)}")
         remote_root = sec.get("remote_root", "string", "~/.hyperctl")
         liveness = sec.get("liveness_interval", "number", 10.0, check=above(0))
         sec.done()
@@ -275,6 +278,10 @@ class RemoteExecutor(Executor):
             "HYPERCTL_JOB_WORKING_DIR": str(paths.working),
             "HYPERCTL_JOB_PARAMS_FILE": str(paths.params_file),
         }
+        # A secret, so not on the command line (which `ps` shows anyone on the host): on stdin.
+        token = env.pop("HYPERCTL_JOB_TOKEN", "")
+        if _on_loopback(env.get("HYPERCTL_SERVER_PORTAL", "")):
+            del env["HYPERCTL_SERVER_PORTAL"]  # the daemon's loopback is not the host's
         q = shlex.quote
         dirs = " ".join(q(str(p)) for p in {paths.attempt, paths.data})
         params = launch.params_json if len(launch.params_json) <= MAX_PARAMS_ARG else ""
@@ -284,13 +291,14 @@ class RemoteExecutor(Executor):
         lib = q(str(self._lib_dir(remote)))
         command = (
             # An exitcode left by an earlier batch of this name is emptied: never mistaken for this one's.
+            "IFS= read -r HYPERCTL_JOB_TOKEN && export HYPERCTL_JOB_TOKEN && "
             f"mkdir -p {dirs} && : > {q(str(paths.attempt / 'exitcode'))} && {self._env_prefix(remote, env)}"
             f'export PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}"{lib} && '
             # The pid first, on the channel; then the job, in a session of its own that outlives us.
             f"setsid -w /bin/sh -c {q('echo $$; ' + LAUNCHER)} hyperctl-job {' '.join(q(str(a)) for a in args)} "
             f"</dev/null; s=$?; {self._collect(paths, launch)}; exit $s"
         )
-        chan = await self._in_thread(open_exec, transport, command)
+        chan = await self._in_thread(open_exec, transport, command, (token + "\n").encode())
         watch = _Watch(self, launch, chan, spawned=True)
         line = await watch.first  # the pid, read on the event loop with what follows
         if not line.isdigit():
@@ -459,14 +467,15 @@ class RemoteExecutor(Executor):
             await self._in_thread(extract, tar, launch.attempt_dir.parent)
 
     async def follow(
-        self, handle: Handle, name: str, offset: int, lines: int | None = None
+        self, handle: Handle, name: str, offset: int, lines: int | None = None, follow: bool = True
     ) -> AsyncGenerator[bytes, None]:
         remote = self.remotes[handle.launch.machine.name]
         transport = await self._transport(remote)
         path = self._paths(remote, handle.launch).attempt / name
         # tail wakes on writes (inotify) and ends once the launcher is gone, after the last bytes.
         start_at = f"-n {int(lines)}" if lines is not None else f"-c +{int(offset) + 1}"
-        command = f"exec tail {start_at} -s 0.5 --pid={int(handle.pid)} -F {shlex.quote(str(path))} 2>/dev/null"
+        then = f"-s 0.5 --pid={int(handle.pid)} -F" if follow else ""
+        command = f"exec tail {start_at} {then} {shlex.quote(str(path))} 2>/dev/null"
 
         def start() -> paramiko.Channel:
             chan = transport.open_session(timeout=CONNECT_TIMEOUT)
@@ -571,6 +580,11 @@ class _Watch:
     def _ended(self) -> None:
         assert self.handle is not None and self.closed is not None
         asyncio.ensure_future(self.executor._channel_closed(self.handle, self.reader, self.closed[0]))
+
+
+def _on_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 def _ended(chan: paramiko.Channel) -> bool:

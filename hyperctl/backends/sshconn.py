@@ -70,11 +70,9 @@ def parse_machine(sec: Section) -> RemoteMachine | None:
     ssh_conf = ssh_config(hostname) if hostname else {}
     port = sec.get("port", "integer", int(ssh_conf.get("port", 22)), check=_port)
     username = sec.get("username", "string", ssh_conf.get("user") or getpass.getuser())
-    key_file = (
-        sec.get("ssh_rsa_file", "string", None)
-        or sec.get("key_file", "string", None)
-        or (ssh_conf.get("identityfile") or [None])[0]
-    )
+    named = sec.get("ssh_rsa_file", "string", None, check=_private_key)
+    named = named or sec.get("key_file", "string", None, check=_private_key)
+    key_file = named or (ssh_conf.get("identityfile") or [None])[0]
     password = _secret(sec, "password")
     passphrase = _secret(sec, "passphrase")
     proxy_jump = sec.get("proxy_jump", "string", ssh_conf.get("proxyjump"), check=_one_jump)
@@ -113,6 +111,21 @@ def _secret(sec: Section, key: str) -> str | None:
         if value is None:
             sec.problems.add(sec.at(f"{key}_env"), f"${name} is not set")
     return value
+
+
+def _private_key(path: str) -> str | None:
+    """Why path cannot be a private key file, found before anything starts."""
+    full = os.path.expanduser(path)
+    try:
+        with open(full, "rb") as f:
+            head = f.read(64)
+    except FileNotFoundError:
+        return f"no such file: {full}"
+    except OSError as e:
+        return f"cannot read {full}: {e.strerror}"
+    if head.startswith((b"ssh-", b"ecdsa-", b"sk-")):
+        return f"{full} is a public key: name the private key (the same name without .pub)"
+    return None
 
 
 def _port(value: int) -> str | None:
@@ -245,6 +258,17 @@ def _login(where: Endpoint, keys: HostKeys, sock: Any, via: str) -> paramiko.SSH
             f"{where}{via}: its host key has CHANGED since it was recorded; refusing to connect "
             "(if the change is expected, remove its old line from known_hosts)"
         ) from None
+    except paramiko.PasswordRequiredException:
+        client.close()
+        raise HostUnreachableError(
+            f"{where}{via}: the key {where.key_file} is encrypted: give its passphrase (passphrase_env)"
+        ) from None
+    except paramiko.AuthenticationException:
+        client.close()
+        tried = (
+            f"key {where.key_file}" if where.key_file else "password" if where.password else "ssh-agent and ~/.ssh/id_*"
+        )
+        raise HostUnreachableError(f"{where}{via}: authentication failed (tried {tried})") from None
     except paramiko.SSHException as e:
         client.close()
         if "not found in known_hosts" in str(e):
@@ -299,10 +323,12 @@ class DaemonThreads(concurrent.futures.Executor):
                     future.set_exception(e)
 
 
-def open_exec(transport: paramiko.Transport, command: str) -> paramiko.Channel:
-    """A new channel running command."""
+def open_exec(transport: paramiko.Transport, command: str, stdin: bytes = b"") -> paramiko.Channel:
+    """A new channel running command, given stdin (kept open: the command reads what it needs)."""
     chan = transport.open_session(timeout=CONNECT_TIMEOUT)
     chan.exec_command(command)
+    if stdin:
+        chan.sendall(stdin)
     return chan
 
 

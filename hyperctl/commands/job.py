@@ -9,11 +9,11 @@ import sys
 import time
 from typing import Any
 
-from hyperctl.batches import NoSuchJobError, daemon_pid, open_batch, resolve_batches_dir
+from hyperctl.batches import NoDaemonError, NoSuchJobError, daemon_pid, open_batch, resolve_batches_dir
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.output import emit_json, format_duration, format_time, say, table
-from hyperctl.spec import JobStatus
+from hyperctl.spec import BackendSpec, JobStatus
 from hyperctl.store import Attempt, BatchDir, JobRecord, Store
 
 _FOLLOW_EVERY = 0.2  # seconds between looks at a followed log (as tail -f does)
@@ -184,9 +184,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
     stream = "stderr" if args.stderr else "stdout"
     path = batch_dir.attempt_dir(args.job, n) / stream
     out = sys.stdout.buffer
-    if args.follow and record.status == JobStatus.RUNNING and n == record.attempts and not path.exists():
-        if _follow_from_daemon(batch_dir, args.job, stream, args.tail, out):
-            return ExitStatus.OK
+    running_elsewhere = (
+        record.status == JobStatus.RUNNING and n == record.attempts and not _runs_here(batch_dir) and not path.exists()
+    )
+    if running_elsewhere:  # its output comes home when it ends: meanwhile the daemon reads it there
+        _output_from_daemon(batch_dir, args.job, stream, args.tail, args.follow, record, out)
+        return ExitStatus.OK
     try:
         f = open(path, "rb")  # noqa: SIM115 - followed below
     except FileNotFoundError:
@@ -207,23 +210,37 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
-def _follow_from_daemon(batch_dir: BatchDir, job: str, stream: str, tail: int | None, out: Any) -> bool:
-    """Follow a job whose output is elsewhere while it runs (a remote machine) through its daemon,
-    to its end. False when the daemon cannot: the output is in the batch folder, or no daemon."""
+def _runs_here(batch_dir: BatchDir) -> bool:
+    """Whether the batch's jobs run on this machine (their output is in the batch folder as it grows)."""
+    try:
+        kind = json.loads(batch_dir.spec_file.read_text())["backend"]["type"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    return BackendSpec(type=kind).runs_here
+
+
+def _output_from_daemon(
+    batch_dir: BatchDir, job: str, stream: str, tail: int | None, follow: bool, record: JobRecord, out: Any
+) -> None:
+    """A running remote job's output so far (and, with follow, as it grows, to its end), read on
+    its machine by the batch's daemon."""
     from hyperctl.client import ApiError, DaemonUnreachableError
     from hyperctl.commands.batch import live_client
 
-    sent = 0
+    host = record.last.host if record.last else "its machine"
     try:
-        for chunk in live_client(batch_dir).job_output(job, stream, lines=tail):
+        for chunk in live_client(batch_dir).job_output(job, stream, lines=tail, follow=follow):
             out.write(chunk)
             out.flush()
-            sent += len(chunk)
-    except (ApiError, DaemonUnreachableError, HyperctlError):
-        if sent == 0:
-            return False
-        raise
-    return True
+    except (NoDaemonError, DaemonUnreachableError):
+        batch = batch_dir.name
+        raise HyperctlError(
+            f"job '{job}' runs on {host}; its output comes home when it ends, and no daemon of batch '{batch}' "
+            f"answers to read it there now (start one: hyperctl batch resume {batch})"
+        ) from None
+    except ApiError as e:
+        if e.status != 409:  # 409: it ended meanwhile, and its output is home
+            raise
 
 
 def _copy(f: Any, out: Any) -> None:

@@ -97,6 +97,18 @@ def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> in
     return _EXIT.get(result.status, ExitStatus.JOBS_FAILED)
 
 
+def _ended_at_once(daemon: subprocess.Popen[bytes], log_path: Path, log_start: int) -> int:
+    """A detached batch that ended before we left: what it said, and its exit status."""
+    try:
+        code = daemon.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        code = ExitStatus.JOBS_FAILED
+    with open(log_path, "rb") as log:
+        log.seek(log_start)
+        sys.stderr.write(log.read().decode(errors="replace"))
+    return int(code)
+
+
 def detach(spec: BatchSpec, options: RunOptions) -> int:
     """Start the daemon in a session of its own; return once its API answers."""
     from hyperctl.batches import daemon_pid, resolve_batches_dir
@@ -110,6 +122,7 @@ def detach(spec: BatchSpec, options: RunOptions) -> int:
     if holder is not None:
         raise HyperctlError(f"batch '{spec.name}' is already being run by pid {holder}")
     log_path = batch_dir.internal / "daemon.log"
+    log_start = log_path.stat().st_size if log_path.exists() else 0  # the log goes on from run to run
     argv = [sys.executable, "-m", "hyperctl", "run", "--spec-stdin", "--batches-data-dir", str(options.batches_dir)]
     argv += ["--source", options.source or ""] + (["--name", spec.name] if options.same_batch else [])
     argv += [] if options.rerun_ended else ["--keep-ended"]
@@ -123,6 +136,8 @@ def detach(spec: BatchSpec, options: RunOptions) -> int:
     deadline = time.monotonic() + _DETACH_READY_WITHIN
     while time.monotonic() < deadline:
         code = daemon.poll()
+        if code in (ExitStatus.OK, ExitStatus.JOBS_FAILED):  # the whole batch ended already: say how
+            return _ended_at_once(daemon, log_path, log_start)
         if code is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
             raise HyperctlError(f"the daemon stopped at once (exit {code}): " + " / ".join(tail))
@@ -137,6 +152,8 @@ def detach(spec: BatchSpec, options: RunOptions) -> int:
         time.sleep(0.02)  # only while it starts: the batch itself runs without us
     else:
         raise HyperctlError(f"the daemon did not come up within {_DETACH_READY_WITHIN} s; see {log_path}")
+    if not meta.get("portal"):  # it ended already (every machine down, say): not "runs in the background"
+        return _ended_at_once(daemon, log_path, log_start)
     data_dir = "" if options.batches_dir == resolve_batches_dir(None) else f" --batches-data-dir {options.batches_dir}"
     say(f"batch {spec.name} runs in the background (pid {daemon.pid}, API at {meta['portal']})")
     print(

@@ -199,8 +199,9 @@ class BatchKillHandler(ApiHandler):
 
 
 class JobLogHandler(ApiHandler):
-    """A running job's stdout or stderr from ?offset=N on, streamed as it grows, until the job
-    ends; for backends whose files reach the batch folder only then (remote machines)."""
+    """A running job's stdout or stderr from ?offset=N (or its last ?lines=N), streamed as it
+    grows until the job ends (or, with ?follow=0, as it is now); for backends whose files reach
+    the batch folder only when the job ends (remote machines)."""
 
     streaming: asyncio.Task[None] | None = None
 
@@ -212,19 +213,20 @@ class JobLogHandler(ApiHandler):
             raise tornado.web.HTTPError(400, reason=f"stream: must be stdout or stderr, not '{stream}'")
         offset = self.int_argument("offset") or 0
         lines = self.int_argument("lines")
+        follow = self.int_argument("follow") != 0
         handle = self.scheduler.running.get(name)
         if handle is None:
             raise tornado.web.HTTPError(409, reason=f"job '{name}' is not running")
         if self.scheduler.executor.files_here:
             raise tornado.web.HTTPError(409, reason=f"job '{name}' writes its output in the batch folder")
         self.set_header("Content-Type", "application/octet-stream")
-        self.streaming = asyncio.ensure_future(self._stream(handle, stream, offset, lines))
+        self.streaming = asyncio.ensure_future(self._stream(handle, stream, offset, lines, follow))
         with contextlib.suppress(asyncio.CancelledError):
             await self.streaming
             self.finish()
 
-    async def _stream(self, handle: Any, stream: str, offset: int, lines: int | None) -> None:
-        chunks = self.scheduler.executor.follow(handle, stream, offset, lines)
+    async def _stream(self, handle: Any, stream: str, offset: int, lines: int | None, follow: bool) -> None:
+        chunks = self.scheduler.executor.follow(handle, stream, offset, lines, follow)
         try:
             async for chunk in chunks:
                 self.write(chunk)
