@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -24,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from common import settle
 
 GOAL_RATIO = 1.3  # hyperctl may take at most this many times as long as `xargs -P S`
 
@@ -77,11 +80,10 @@ def hyperctl_runner(config: Path, workdir: Path) -> Callable[[], float]:
     def run() -> float:
         # A fresh batches dir each time: in an old one every job has succeeded and would be skipped.
         batches = Path(tempfile.mkdtemp(prefix="batches-", dir=workdir))
-        try:
-            cmd = [sys.executable, "-m", "hyperctl", "run", "--config", str(config), "--batches-data-dir", str(batches)]
-            return timed(cmd)
-        finally:
-            shutil.rmtree(batches, ignore_errors=True)  # outside the timing, and keeps /tmp small
+        # Removed with workdir at the end, not now: deleting thousands of files keeps the disk busy
+        # (online discard) well after rmtree returns, and would slow whatever runs next.
+        cmd = [sys.executable, "-m", "hyperctl", "run", "--config", str(config), "--batches-data-dir", str(batches)]
+        return timed(cmd)
 
     return run
 
@@ -131,6 +133,8 @@ def measure(args: argparse.Namespace, workdir: Path, parallel: str | None) -> di
     for rep in range(args.repeat):
         for name, run in runners.items():
             print(f"bench: run {rep + 1}/{args.repeat}: {name} ...", file=sys.stderr, flush=True)
+            os.sync()  # what the last run wrote goes to disk now, not during this one
+            settle()
             times[name].append(run())
     return times
 

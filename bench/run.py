@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import cases  # noqa: E402
-from common import BenchError, as_installed  # noqa: E402
+from common import BenchError, as_installed, settle  # noqa: E402
 
 CASES = ("local", "ssh", "api", "jobside", "cli", "scale", "idle", "output")
 
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     for name in chosen:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        os.sync()  # what the last case wrote and deleted settles before this one starts
+        settle()
         tmp = Path(tempfile.mkdtemp(prefix=f"hyperctl-bench-{name}-"))
         try:
             if name == "scale":
