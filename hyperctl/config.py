@@ -99,7 +99,11 @@ def parse_batch(data: dict[str, Any], base_dir: Path, default_name: str, name: s
     raw_jobs = top.get("jobs", "list", check=lambda v: None if v else "must list at least one job")
     backend = _parse_backend(top.section("backend"))
     paths = Paths(base_dir, backend.runs_here)
-    jobs = [_parse_job(raw, join("jobs", i), i, paths, default_retry, problems) for i, raw in enumerate(raw_jobs or [])]
+    shared: dict[Any, Any] = {}  # equal parts of many jobs, held once: 100,000 jobs add up
+    jobs = [
+        _parse_job(raw, join("jobs", i), i, paths, default_retry, problems, shared)
+        for i, raw in enumerate(raw_jobs or [])
+    ]
     _check_unique_names(jobs, problems)
     daemon = _parse_daemon(top.section("daemon"), legacy_exit)
     top.done()
@@ -132,7 +136,13 @@ def default_job_name(index: int) -> str:
 
 
 def _parse_job(
-    raw: Any, path: str, index: int, paths: Paths, default_retry: RetryPolicy, problems: Problems
+    raw: Any,
+    path: str,
+    index: int,
+    paths: Paths,
+    default_retry: RetryPolicy,
+    problems: Problems,
+    shared: dict[Any, Any],
 ) -> JobSpec | None:
     job = Section(raw, path, problems)
     before = len(problems.lines)
@@ -140,8 +150,10 @@ def _parse_job(
     params = job.get("params", "object", {})
     _check_json(params, job.at("params"), problems)
     resource = parse_resource(job.section("resource"))
-    execution = parse_execution(job.section("execution"), paths)
+    resource = shared.setdefault(resource, resource)
+    execution = parse_execution(job.section("execution"), paths, shared)
     retry = _parse_retry(job, default_retry)
+    retry = shared.setdefault(retry, retry)
     job.done()
     if execution is None or len(problems.lines) > before:
         return None
@@ -203,15 +215,19 @@ class Paths:
         return self.local(path)
 
 
-def parse_execution(sec: Section, paths: Paths) -> Execution | None:
+def parse_execution(sec: Section, paths: Paths, shared: dict[Any, Any] | None = None) -> Execution | None:
     """The execution section; the command is left as written (not yet rendered)."""
     command = sec.get("command", "string", check=lambda v: None if v.strip() else "must not be empty")
     working_dir = sec.get("working_dir", "string", None, check=_not_empty)
     data_dir = sec.get("data_dir", "string", None, check=_not_empty)
     env = parse_env(sec.section("env"))
+    if shared is not None and not env:  # one empty dict for every job without env (never changed)
+        env = shared.setdefault("empty env", env)
     timeout = sec.get("timeout", "number", None, check=above(0))
     kill_grace = sec.get("kill_grace", "number", 10.0, check=at_least(0))
     assets = _parse_assets(sec, paths)
+    if shared is not None and not assets:
+        assets = shared.setdefault("no assets", assets)
     download = _parse_download(sec)
     sec.done()
     if command is None:

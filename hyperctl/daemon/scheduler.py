@@ -113,13 +113,15 @@ class Scheduler:
         """Take over the store's jobs: reattach what a previous daemon left running, then dispatch."""
         self._save_capacity()
         recovering = []
-        for record in self.store.jobs():
-            self.status[record.name] = record.status
-            self.attempts[record.name] = record.attempts
-            self.counts[record.status] += 1
-            if record.status == JobStatus.PENDING:
-                self._enqueue(record.name)
-            elif record.status == JobStatus.RUNNING:
+        for row in self.store.job_rows():  # no specs decoded: this batch's are in memory already
+            self.status[row.name] = row.status
+            self.attempts[row.name] = row.attempts
+            self.counts[row.status] += 1
+            if row.status == JobStatus.PENDING:
+                self._enqueue(row.name)
+            elif row.status == JobStatus.RUNNING:
+                record = self.store.job(row.name)
+                assert record is not None
                 recovering.append(self._recover(record))
         self.recovering = True  # every recovered job holds its slot before anything new starts
         try:
