@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,6 +42,15 @@ def batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HYPERCTL_BATCHES_DATA_DIR", str(path))
     yield path
     kill_leftovers(path)
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A folder that the test and the SSH hosts' user can both write (the hosts share this filesystem)."""
+    folder = Path(tempfile.mkdtemp(prefix="hyperctl-shared-"))
+    os.chmod(folder, 0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def kill_leftovers(batches: Path) -> None:

@@ -35,15 +35,6 @@ def hosts() -> Iterator[list[Host]]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture
-def shared(hosts: list[Host]) -> Iterator[Path]:
-    """A folder both the test and the hosts' user can write (the hosts share this filesystem)."""
-    folder = Path(tempfile.mkdtemp(prefix="hyperctl-shared-"))
-    os.chmod(folder, 0o777)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 # On the hosts, a folder per test run: two runs at once share the test user's home, not its files.
 REMOTE_ROOT = f".hyperctl-test-{os.getpid()}"
 

@@ -55,15 +55,6 @@ def hosts(fault_hosts: list[Host]) -> Iterator[list[Host]]:
             host.start_sshd()
 
 
-@pytest.fixture
-def shared(hosts: list[Host]) -> Iterator[Path]:
-    """A folder both the test and the hosts' user can write (the hosts share this filesystem)."""
-    folder = Path(tempfile.mkdtemp(prefix="hyperctl-faults-shared-"))
-    os.chmod(folder, 0o777)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def remote_batch(hosts: list[Host], shared: Path, jobs: list[dict[str, Any]], **conf: Any) -> dict[str, Any]:
     # A remote root of this test's own: another test run at once (same user, same home) never shares it.
     backend = {
