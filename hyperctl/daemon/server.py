@@ -218,12 +218,19 @@ async def _serve(
             counts=store.counts(),
             skipped=skipped,
             elapsed=time.time() - started,
-            not_succeeded=[r for r in store.jobs() if r.status != JobStatus.SUCCEEDED],
+            not_succeeded=_not_succeeded(store),
             halted_after=scheduler.failures if scheduler.halted else None,
             machines_down=dict(scheduler.pool.down) if scheduler.all_down else {},
         )
     finally:
         store.close()
+
+
+def _not_succeeded(store: Store) -> list[JobRecord]:
+    """The jobs that did not succeed, with their specs; the others' specs are not decoded (a
+    100,000-job batch would hold them all at once at its end)."""
+    records = (store.job(row.name) for row in store.job_rows() if row.status != JobStatus.SUCCEEDED)
+    return [r for r in records if r is not None]
 
 
 def kill_offline(batch_dir: BatchDir, jobs: set[str] | None = None) -> list[str]:
