@@ -72,13 +72,21 @@ def main(argv: list[str] | None = None) -> int:
         figures[name] = outcome.figures
         for row in outcome.rows:
             print(f"  {row.case}: {row.hyperctl}  [{verdict(row.met)}]", file=sys.stderr, flush=True)
-    report = render(rows, args, time.time() - started)
+    report = render(rows, args, time.time() - started) + kept_notes(args.output)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)
     print(report)
     if args.json:
         print(json.dumps(figures, default=str))
     return 0
+
+
+NOTES = "## Notes"  # a hand-written section of the report, kept when the tables are measured again
+
+
+def kept_notes(report: Path) -> str:
+    text = report.read_text() if report.exists() else ""
+    return "\n" + text[text.index(NOTES) :] if NOTES in text else ""
 
 
 def verdict(met: bool | None) -> str:
