@@ -290,8 +290,8 @@ class RemoteExecutor(Executor):
         args = (launch.command, paths.attempt, paths.working, params, paths.params_file)
         lib = q(str(self._lib_dir(remote)))
         command = (
-            # An exitcode left by an earlier batch of this name is emptied: never mistaken for this one's.
             "IFS= read -r HYPERCTL_JOB_TOKEN && export HYPERCTL_JOB_TOKEN && "
+            # An exitcode left by an earlier batch of this name is emptied: never mistaken for this one's.
             f"mkdir -p {dirs} && : > {q(str(paths.attempt / 'exitcode'))} && {self._env_prefix(remote, env)}"
             f'export PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}"{lib} && '
             # The pid first, on the channel; then the job, in a session of its own that outlives us.
