@@ -321,6 +321,11 @@ def test_an_ssh_config_alias(hosts: list[Host], shared: Path, batches: Path) -> 
     assert described["host"] == "gpu-box"
     assert hyperctl("job", "logs", "-b", "r", "-j", "job-0000").stdout == "via alias\n"
 
+    # A bare name in `machines` is the same machine.
+    short = write_json(shared / "s.json", remote_batch(hosts, [job("echo bare")], machines=["gpu-box"], name="s"))
+    assert hyperctl("run", "--config", str(short), env={"HOME": str(home)}).returncode == 0
+    assert hyperctl("job", "logs", "-b", "s", "-j", "job-0000").stdout == "bare\n"
+
 
 def test_assets_go_up_and_the_data_dir_comes_home(hosts: list[Host], shared: Path, batches: Path) -> None:
     (shared / "data.txt").write_text("payload\n")

@@ -104,7 +104,9 @@ class RemoteExecutor(Executor):
         problems = Problems()
         sec = Section(conf, "backend.conf", problems)
         raw = sec.get("machines", "list", check=lambda v: None if v else "must list at least one machine")
-        machines = [parse_machine(Section(m, join(sec.at("machines"), i), problems)) for i, m in enumerate(raw or [])]
+        # A bare name is a machine as `ssh NAME` would reach it: ~/.ssh/config fills in the rest.
+        entries = [{"hostname": m} if isinstance(m, str) else m for m in raw or []]
+        machines = [parse_machine(Section(m, join(sec.at("machines"), i), problems)) for i, m in enumerate(entries)]
         policy = sec.get("host_key_policy", "string", "reject", check=_check_policy)
         known_hosts = sec.get("known_hosts", "string", None)
         if known_hosts and policy != "accept-new" and not os.path.exists(os.path.expanduser(known_hosts)):
