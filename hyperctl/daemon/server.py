@@ -189,8 +189,6 @@ async def _serve(
         )
         env = {"HYPERCTL_BATCH_NAME": spec.name, "HYPERCTL_SERVER_PORTAL": portal}
         scheduler = Scheduler(spec, batch_dir, store, executor, env, tokens.for_job)
-        for machine, why in down.items():  # unreachable at start: its jobs go elsewhere for now
-            scheduler.machine_down(machine, why)
         in_flight = InFlight()
         server = HTTPServer(make_app(scheduler, tokens, in_flight))
         server.add_sockets(sockets)
@@ -198,6 +196,8 @@ async def _serve(
             scheduler.listeners.append(observer.event)
             info = RunInfo(batch_dir, portal, len(spec.jobs), skipped, store.counts(), port_note, scheduler)
             observer.started(info)
+        for machine, why in down.items():  # unreachable at start (said after the batch's header)
+            scheduler.machine_down(machine, why)
         stop_requested = asyncio.get_running_loop().create_future()
         restore = _on_stop_signals(scheduler, observer, stop_requested)
         try:
