@@ -152,7 +152,8 @@ def detach(spec: BatchSpec, options: RunOptions) -> int:
         time.sleep(0.02)  # only while it starts: the batch itself runs without us
     else:
         raise HyperctlError(f"the daemon did not come up within {_DETACH_READY_WITHIN} s; see {log_path}")
-    if not meta.get("portal"):  # it ended already (every machine down, say): not "runs in the background"
+    if not meta.get("portal") or meta.get("status") != BatchStatus.RUNNING.value:
+        # It ended already (every machine down, say): not "runs in the background".
         return _ended_at_once(daemon, log_path, log_start)
     data_dir = "" if options.batches_dir == resolve_batches_dir(None) else f" --batches-data-dir {options.batches_dir}"
     say(f"batch {spec.name} runs in the background (pid {daemon.pid}, API at {meta['portal']})")

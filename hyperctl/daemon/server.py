@@ -202,7 +202,10 @@ async def _serve(
         restore = _on_stop_signals(scheduler, observer, stop_requested)
         try:
             await scheduler.start()
-            store.set_meta(ready=os.getpid())  # every job a dead daemon left is accounted for
+            # Every job a dead daemon left is accounted for; a batch that ended already (every
+            # machine down) says so in the same write, for `run --detach` to tell.
+            ended = {"status": scheduler.done.result().value} if scheduler.done.done() else {}
+            store.set_meta(ready=os.getpid(), **ended)
             status = await scheduler.done
             store.set_meta(status=status.value, ended=time.time())
             if not spec.daemon.exit_on_finish and scheduler.stopping is None:
