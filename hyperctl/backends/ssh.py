@@ -331,9 +331,9 @@ class RemoteExecutor(Executor):
         if status != 0:
             raise OSError(f"could not upload the job's assets: {err.decode(errors='replace').strip()}")
 
-    def _watch_channel(self, handle: Handle, chan: paramiko.Channel, spawned: bool) -> None:
-        """Read the channel on the event loop as it sends; when it closes, the attempt is home."""
-        _Watch(self, handle.launch, chan, spawned, first_line=False).attach(handle)
+    def _watch_channel(self, handle: Handle, chan: paramiko.Channel) -> None:
+        """Watch a reattached job's channel, whose first line (the watching script's verdict) is read."""
+        _Watch(self, handle.launch, chan, spawned=False).attach(handle)
 
     async def _channel_closed(self, handle: Handle, reader: AttemptReader, status: int | None) -> None:
         tar = reader.finish()
@@ -361,7 +361,7 @@ class RemoteExecutor(Executor):
             try:
                 found, chan = await self._reattach_channel(remote, handle.launch, handle.pid)
                 if found in (b"adopted", b"gone"):  # either way, what it left follows
-                    self._watch_channel(handle, chan, spawned=False)
+                    self._watch_channel(handle, chan)
                     return
                 chan.close()
             except (HyperctlError, OSError, paramiko.SSHException) as e:
@@ -425,7 +425,7 @@ class RemoteExecutor(Executor):
             return None
         handle = self._new_handle(launch, pid, pid_started)
         self._track(remote, handle)
-        self._watch_channel(handle, chan, spawned=False)
+        self._watch_channel(handle, chan)
         return handle
 
     async def _reattach_channel(
@@ -521,15 +521,15 @@ class _Watch:
     """A job's channel, read on the event loop as it sends: first (for a new job) the pid line,
     then the attempt coming home; when the channel closes, the executor hears how it ended."""
 
-    def __init__(
-        self, executor: RemoteExecutor, launch: Launch, chan: paramiko.Channel, spawned: bool, first_line: bool = True
-    ) -> None:
+    def __init__(self, executor: RemoteExecutor, launch: Launch, chan: paramiko.Channel, spawned: bool) -> None:
         self.executor = executor
         self.launch = launch
         self.chan = chan
-        self.spawned = spawned  # the channel's exit status is setsid's (not a watching script's)
+        # A new job: its pid comes first, and the exit status is setsid's. Else a watching script
+        # (whose first line was read already) and its status says nothing of the job.
+        self.spawned = spawned
         self.first: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        if not first_line:
+        if not spawned:
             self.first.set_result(b"")
         self.pending = bytearray()
         self.reader = AttemptReader(launch.attempt_dir)

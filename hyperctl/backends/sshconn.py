@@ -276,10 +276,6 @@ def _login(where: Endpoint, keys: HostKeys, sock: Any, via: str) -> paramiko.SSH
                 f"{where}{via}: unknown host key; trust it with `ssh -p {where.port} {where.hostname}` "
                 "(which records it in ~/.ssh/known_hosts), or set backend.conf.host_key_policy: accept-new"
             ) from None
-        if "encrypted" in str(e):
-            raise HostUnreachableError(
-                f"{where}{via}: the key {where.key_file} is encrypted: give its passphrase (passphrase_env)"
-            ) from None
         raise HostUnreachableError(f"{where}{via}: {e}") from None
     except OSError as e:
         client.close()
