@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hypernets_peer
 import idle_cpu
 import local_throughput
 import ssh_throughput
@@ -84,10 +85,13 @@ def fmt_s(seconds: float) -> str:
 
 
 # -- local throughput and one job end to end -----------------------------------------------
-def local(quick: bool, tmp: Path) -> Outcome:
+def local(quick: bool, tmp: Path, hypernets: Path | None = None) -> Outcome:
+    """hypernets: the `hyperctl` of Hypernets 0.3.2, run as one more peer (run.py --hypernets)."""
     args = argparse.Namespace(jobs=300 if quick else 1000, slots=2, repeat=1 if quick else 5)
     parallel = local_throughput.gnu_parallel()
-    times = local_throughput.measure(args, tmp, parallel)
+    extra = hypernets_peer.runners(hypernets, tmp, args.jobs, args.slots) if hypernets else {}
+    times = local_throughput.measure(args, tmp, parallel, extra)
+    hypernets_s = {name: statistics.median(times.pop(name)) for name in extra}
     result = local_throughput.summarize(args, times, parallel)
     tools = result["tools"]
     ours, xargs = tools[local_throughput.HYPERCTL]["median_s"], tools[local_throughput.XARGS]["median_s"]
@@ -100,22 +104,55 @@ def local(quick: bool, tmp: Path) -> Outcome:
         ratio += f"; {ours / theirs:.2f} × parallel"
     one = tools[local_throughput.HYPERCTL_1]["median_s"]
     n = args.jobs
-    return Outcome(
-        [
-            Row(
-                f"local throughput: {n} × `true`, 2 slots",
-                f"{fmt_s(ours)} ({n / ours:.0f} jobs/s)",
-                peers,
-                ratio,
-                "≤ 1.3 × xargs, and below GNU parallel",
-                ours <= 1.3 * xargs and (theirs is None or ours < theirs),
-            ),
-            Row(
-                "one `true` job end to end (`hyperctl run`, start to exit)", fmt_s(one), goal="≤ 0.4 s", met=one <= 0.4
-            ),
-        ],
-        result,
-    )
+    rows = [
+        Row(
+            f"local throughput: {n} × `true`, 2 slots",
+            f"{fmt_s(ours)} ({n / ours:.0f} jobs/s)",
+            peers,
+            ratio,
+            "≤ 1.3 × xargs, and below GNU parallel",
+            ours <= 1.3 * xargs and (theirs is None or ours < theirs),
+        ),
+        Row("one `true` job end to end (`hyperctl run`, start to exit)", fmt_s(one), goal="≤ 0.4 s", met=one <= 0.4),
+    ]
+    if hypernets_s:
+        rows += hypernets_rows(n, ours, one, hypernets_s)
+        result["hypernets"] = {"median_s": hypernets_s, "jobs_at_default_interval": hypernets_peer.DEFAULT_JOBS}
+    return Outcome(rows, result)
+
+
+def hypernets_rows(n: int, ours: float, one: float, theirs: dict[str, float]) -> list[Row]:
+    """Hypernets' runs beside ours from the same rounds. Its local backend runs one job at a time whatever the
+    machine, and starts or reaps a job only at a scheduler tick (a job costs about two ticks)."""
+    hn = hypernets_peer
+    few, fast, slow = theirs[hn.HYPERCTL_FEW], theirs[hn.ONE_MS], theirs[hn.DEFAULT]
+    one_fast, one_slow, k = theirs[hn.ONE_MS_1], theirs[hn.DEFAULT_1], hn.DEFAULT_JOBS
+    them = f"Hypernets hyperctl {hn.VERSION}"
+
+    def per_job(total: float, first: float, jobs: int) -> str:  # each job after the first: start-up left out
+        each = (total - first) / (jobs - 1)
+        return f"{each * 1000:.1f} ms per further job" if each < 1 else f"{fmt_s(each)} per further job"
+
+    return [
+        Row(
+            f"local throughput vs {them} at a 1 ms scheduler interval: {n} × `true`, 2 slots",
+            f"{fmt_s(ours)} ({n / ours:.0f} jobs/s; {per_job(ours, one, n)})",
+            f"Hypernets: {fmt_s(fast)} ({n / fast:.0f} jobs/s, one at a time; {per_job(fast, one_fast, n)})",
+            f"{fast / ours:.1f} × faster",
+        ),
+        Row(
+            f"local throughput vs {them} at its default 5 s interval: {k} × `true`, 2 slots",
+            f"{fmt_s(few)} ({k / few:.0f} jobs/s)",
+            f"Hypernets: {fmt_s(slow)} ({k / slow:.2f} jobs/s, one at a time; {per_job(slow, one_slow, k)})",
+            f"{slow / few:.0f} × faster",
+        ),
+        Row(
+            f"one `true` job end to end vs {them} (`hyperctl run`, start to exit)",
+            fmt_s(one),
+            f"Hypernets: {fmt_s(one_slow)} at its default interval, {fmt_s(one_fast)} at 1 ms",
+            f"{one_slow / one:.0f} × faster (5 s); {one_fast / one:.1f} × faster (1 ms)",
+        ),
+    ]
 
 
 # -- SSH throughput ----------------------------------------------------------------------

@@ -119,7 +119,13 @@ def ratio(a: float, b: float) -> float:
     return a / b if b > 0 else float("inf")
 
 
-def measure(args: argparse.Namespace, workdir: Path, parallel: str | None) -> dict[str, list[float]]:
+def measure(
+    args: argparse.Namespace,
+    workdir: Path,
+    parallel: str | None,
+    extra: dict[str, Callable[[], float]] | None = None,
+) -> dict[str, list[float]]:
+    """Times of every tool, and of the `extra` runs (other peers) taken in the same rounds."""
     config_n, config_1 = workdir / "batch-n.json", workdir / "batch-1.json"
     write_batch(config_n, args.jobs, args.slots)
     write_batch(config_1, 1, args.slots)
@@ -127,6 +133,7 @@ def measure(args: argparse.Namespace, workdir: Path, parallel: str | None) -> di
         HYPERCTL: hyperctl_runner(config_n, workdir),
         HYPERCTL_1: hyperctl_runner(config_1, workdir),
         **peers(args.jobs, args.slots, parallel),
+        **(extra or {}),
     }
     times: dict[str, list[float]] = {name: [] for name in runners}
     # Round-robin, not tool by tool: drift (thermal, page cache, noisy neighbours) hits every tool alike.

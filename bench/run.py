@@ -1,13 +1,15 @@
 """hyperctl's benchmark suite: every case beside its peers on this machine, into docs/performance.md.
 
-    python bench/run.py [--quick] [--only CASE ...] [--output FILE] [--json]
+    python bench/run.py [--quick] [--only CASE ...] [--output FILE] [--json] [--hypernets]
 
 Cases: local (1,000 x `true` vs xargs and GNU parallel; one job end to end), ssh (200 x `true` on
 2 network-namespace sshd hosts vs GNU parallel --sshlogin; root), api (the job-params API under
 wrk), jobside (`import hyperctl` in a job), cli (--help, `job list` of 10,000 jobs), scale (a
 100,000-job grid), idle (daemon CPU beside 100 sleeping jobs), output (100 MB of stdout).
---quick runs smaller and fewer. Peers run in the same process, pair by pair, so ratios hold even
-when the machine's speed drifts. Needs: xargs; optionally GNU parallel, wrk, openssh-server.
+--quick runs smaller and fewer. --hypernets adds the tool hyperctl replaces, Hypernets' hyperctl 0.3.2 from
+PyPI, to the local case (in a virtualenv built on first use under ~/.cache/hyperctl-bench). Peers run in the
+same process, pair by pair, so ratios hold even when the machine's speed drifts. Needs: xargs; optionally
+GNU parallel, wrk, openssh-server.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import cases  # noqa: E402
+import hypernets_peer  # noqa: E402
 from common import BenchError, as_installed, settle  # noqa: E402
 
 CASES = ("local", "ssh", "api", "jobside", "cli", "scale", "idle", "output")
@@ -40,9 +43,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=CASES, metavar="CASE", help=f"run these: {', '.join(CASES)}")
     parser.add_argument("--output", type=Path, default=HERE.parent / "docs" / "performance.md", help="the report")
     parser.add_argument("--json", action="store_true", help="also print every figure as JSON on stdout")
+    parser.add_argument(
+        "--hypernets",
+        action="store_true",
+        help=f"also run Hypernets' hyperctl {hypernets_peer.VERSION} in the local case (builds its virtualenv once)",
+    )
     args = parser.parse_args(argv)
     as_installed()
     chosen = args.only or list(CASES)
+    if args.hypernets and "local" not in chosen:
+        parser.error("--hypernets adds a peer to the local case: add local to --only")
+    hypernets = None
+    if args.hypernets:
+        try:
+            hypernets = hypernets_peer.ensure()
+        except BenchError as e:
+            print(f"bench: --hypernets: {e}", file=sys.stderr)
+            return 1
     rows: list[cases.Row] = []
     figures: dict[str, object] = {}
     local_rate: list[float] = []
@@ -59,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if name == "scale":
                 outcome = cases.scale(args.quick, tmp, reference(tmp))
+            elif name == "local":
+                outcome = cases.local(args.quick, tmp, hypernets)
             else:
                 outcome = getattr(cases, name)(args.quick, tmp)
         except (BenchError, subprocess.CalledProcessError, OSError) as e:
@@ -98,6 +117,7 @@ def render(rows: list[cases.Row], args: argparse.Namespace, took: float) -> str:
         "python bench/run.py"
         + (" --quick" if args.quick else "")
         + (f" --only {' '.join(args.only)}" if args.only else "")
+        + (" --hypernets" if args.hypernets else "")
     )
     lines = [
         "# Performance",
@@ -111,12 +131,12 @@ def render(rows: list[cases.Row], args: argparse.Namespace, took: float) -> str:
     for r in rows:
         cells = (r.case, r.hyperctl, r.peers, r.ratio, r.goal, verdict(r.met))
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    lines += ["", "## The machine", ""] + [f"- {k}: {v}" for k, v in machine().items()]
+    lines += ["", "## The machine", ""] + [f"- {k}: {v}" for k, v in machine(args.hypernets).items()]
     lines += ["", "## Reproduce", "", "```sh", "pip install -e '.[dev]'", command, "```", ""]
     return "\n".join(lines)
 
 
-def machine() -> dict[str, str]:
+def machine(hypernets: bool = False) -> dict[str, str]:
     def first_line(cmd: list[str]) -> str:
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
@@ -131,6 +151,7 @@ def machine() -> dict[str, str]:
     commit = first_line(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"])
     from hyperctl import __version__
 
+    peer = {"Hypernets hyperctl": f"{hypernets_peer.VERSION} (PyPI), in {hypernets_peer.VENV}"} if hypernets else {}
     return {
         "CPU": f"{os.cpu_count()} cores, {model}",
         "memory": f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB",
@@ -142,6 +163,7 @@ def machine() -> dict[str, str]:
         "GNU parallel": first_line(["parallel", "--version"]),
         "OpenSSH": first_line(["ssh", "-V"]),
         "wrk": first_line(["wrk", "--version"]),
+        **peer,
     }
 
 
