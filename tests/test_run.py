@@ -134,6 +134,30 @@ def test_failed_jobs_exit_1_and_are_named_with_their_logs(tmp_path: Path, batche
     assert (batches / "b" / "bad" / "attempt-1" / "exitcode").read_text() == "3\n"
 
 
+def test_every_way_a_command_ends_leaves_its_exit_code_on_disk(tmp_path: Path, batches: Path) -> None:
+    # The exitcode file is what a restarted daemon reads for a job that ended while none ran:
+    # a command that leaves its folder, replaces its shell or sets its own EXIT trap keeps it.
+    (tmp_path / "lib.sh").write_text("exec sh -c 'exit 6'\n")
+    commands = {
+        "exit": ("exit 3", 3),
+        "cd": ("cd /; false", 1),
+        "exec": ("exec sh -c 'exit 4'", 4),
+        "trap": ("trap 'echo bye' EXIT; exit 5", 5),
+        "sourced": (f". {tmp_path / 'lib.sh'}", 6),
+        "set-e": ("set -e; false; echo not here", 1),
+        "builtin": ("true", 0),
+    }
+    config = write_json(tmp_path / "b.json", batch([job(c, name=name) for name, (c, _) in commands.items()]))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 1, result.stderr
+    for name, (_, code) in commands.items():
+        assert (batches / "b" / name / "attempt-1" / "exitcode").read_text() == f"{code}\n", name
+    assert "not here" not in read_stdout(batches, "b", "set-e")
+    assert read_stdout(batches, "b", "trap") == "bye\n"
+
+
 def test_a_job_sees_its_environment(tmp_path: Path, batches: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()

@@ -109,6 +109,21 @@ def test_a_hundred_short_jobs_all_come_home(hosts: list[Host], shared: Path, bat
     assert outputs == [f"job-{i:04d}\n" for i in range(100)]
 
 
+def test_a_remote_job_that_leaves_its_folder_still_leaves_its_exit_code(
+    hosts: list[Host], shared: Path, batches: Path
+) -> None:
+    # The command runs in the launcher's own shell: a `cd` or an `exec` must not lose the exit code.
+    jobs = [job("cd /; echo here; exit 7", name="cd"), job("exec sh -c 'exit 4'", name="exec")]
+    config = write_json(shared / "b.json", remote_batch(hosts, jobs, machines=[hosts[0].machine()]))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 1, result.stderr
+    assert (batches / "r" / "cd" / "attempt-1" / "exitcode").read_text() == "7\n"
+    assert (batches / "r" / "cd" / "attempt-1" / "stdout").read_text() == "here\n"
+    assert (batches / "r" / "exec" / "attempt-1" / "exitcode").read_text() == "4\n"
+
+
 def test_an_unknown_host_is_refused_with_a_way_to_trust_it(hosts: list[Host], shared: Path, batches: Path) -> None:
     empty = shared / "known_hosts"
     empty.write_text("")
