@@ -23,7 +23,7 @@ from hyperctl.client import ApiError, Client
 from hyperctl.commands.hosts import machine_line, state_text
 from hyperctl.daemon.app import make_app
 from hyperctl.daemon.auth import Tokens
-from hyperctl.daemon.handlers import InFlight
+from hyperctl.daemon.listener import InFlight
 from hyperctl.daemon.scheduler import Scheduler
 from hyperctl.spec import BatchSpec, BatchStatus, Execution, JobSpec, Resource
 from hyperctl.store import BatchDir, Store

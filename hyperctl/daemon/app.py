@@ -8,7 +8,6 @@ from hyperctl.daemon.auth import Tokens
 from hyperctl.daemon.handlers import (
     BatchHandler,
     BatchKillHandler,
-    InFlight,
     JobHandler,
     JobKillHandler,
     JobListHandler,
@@ -17,6 +16,7 @@ from hyperctl.daemon.handlers import (
     MachineListHandler,
     NotFoundHandler,
 )
+from hyperctl.daemon.listener import InFlight
 from hyperctl.daemon.scheduler import Scheduler
 
 API = "/hyperctl/api"

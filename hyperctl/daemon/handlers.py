@@ -11,32 +11,10 @@ from typing import Any
 import tornado.web
 
 from hyperctl.daemon.auth import Tokens
+from hyperctl.daemon.listener import InFlight
 from hyperctl.daemon.scheduler import Scheduler
 from hyperctl.spec import BatchStatus, JobStatus
 from hyperctl.views import batch_view, job_view, machines_view, placed_by_daemon
-
-
-class InFlight:
-    """Requests being answered, so that shutting down waits for them (a kill answers late)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle: asyncio.Event | None = None
-
-    def enter(self) -> None:
-        self.count += 1
-
-    def leave(self) -> None:
-        self.count -= 1
-        if self.count == 0 and self._idle is not None:
-            self._idle.set()
-
-    async def drained(self, timeout: float) -> None:
-        if self.count == 0:
-            return
-        self._idle = asyncio.Event()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout)
 
 
 class JobViews:

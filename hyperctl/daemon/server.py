@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from hyperctl.backends import create_executor
 from hyperctl.backends.base import Executor
 from hyperctl.daemon.auth import Tokens, load_or_create_token
+from hyperctl.daemon.listener import InFlight, Listener, listen
 from hyperctl.daemon.scheduler import Event, Scheduler, check_fits
 from hyperctl.errors import BatchBusyError, HyperctlError
 from hyperctl.spec import BatchSpec, BatchStatus, JobStatus
@@ -94,18 +95,22 @@ class BatchLock:
 
 def bind(host: str, port: int) -> tuple[list[socket.socket], str | None]:
     """Listening sockets on host:port, or on a free port if that one is taken (and a note)."""
-    from tornado.netutil import bind_sockets
-
     try:
-        return bind_sockets(port, address=host), None
+        return listen(host, port), None
     except OSError as e:
         if e.errno == errno.EADDRINUSE and port != 0:
-            sockets = bind_sockets(0, address=host)
+            sockets = listen(host, 0)
             taken = sockets[0].getsockname()[1]
             return sockets, f"port {port} is in use; the API listens on port {taken} instead"
         if e.errno in (errno.EADDRNOTAVAIL, errno.EACCES) or isinstance(e, socket.gaierror):
             raise HyperctlError(f"daemon: cannot listen on {host}:{port}: {e.strerror or e}") from None
         raise
+
+
+def _make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> Any:
+    from hyperctl.daemon.app import make_app  # Tornado: only once somebody connects
+
+    return make_app(scheduler, tokens, in_flight)
 
 
 def portal_url(host: str, port: int) -> str:
@@ -164,11 +169,6 @@ async def _serve(
     options: RunOptions,
     observer: Observer | None,
 ) -> RunResult:
-    from tornado.httpserver import HTTPServer
-
-    from hyperctl.daemon.app import make_app
-    from hyperctl.daemon.handlers import InFlight
-
     started = time.time()
     store = Store(batch_dir.db)
     try:
@@ -190,8 +190,7 @@ async def _serve(
         env = {"HYPERCTL_BATCH_NAME": spec.name, "HYPERCTL_SERVER_PORTAL": portal}
         scheduler = Scheduler(spec, batch_dir, store, executor, env, tokens.for_job)
         in_flight = InFlight()
-        server = HTTPServer(make_app(scheduler, tokens, in_flight))
-        server.add_sockets(sockets)
+        server = Listener(sockets, lambda: _make_app(scheduler, tokens, in_flight))
         if observer is not None:
             scheduler.listeners.append(observer.event)
             info = RunInfo(batch_dir, portal, len(spec.jobs), skipped, store.counts(), port_note, scheduler)
