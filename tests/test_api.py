@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shlex
@@ -269,6 +270,26 @@ def test_batch_token_reads_one_job(runs: Runs, batches: Path) -> None:
     assert view["status"] == "running"
     assert view["data_dir"] == str(batches / "api" / "first")
     assert isinstance(view["pid"], int)
+
+
+def test_a_job_reads_the_same_view_however_its_name_is_written(runs: Runs) -> None:
+    """A plain read of one job is answered before Tornado's handlers; one whose name needs
+    decoding goes through them. Both must give the same answer, and keep-alive must hold."""
+    _, portal, token = runs.serve(two_sleepers())
+    running_view(portal, token, "first")
+    plain = call(portal, f"{API}/job/first", token)
+    assert call(portal, f"{API}/job/%66irst", token) == plain  # %66 is "f"
+    # Many reads on one kept-alive connection, as a job's HTTP client would make them.
+    host, port = portal.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=DEADLINE)
+    try:
+        for _ in range(3):
+            conn.request("GET", f"{API}/job/first", headers={"Authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            assert (response.status, response.getheader("Content-Type")) == (200, "application/json")
+            assert json.loads(response.read()) == plain[1]
+    finally:
+        conn.close()
 
 
 def test_unknown_job_is_404(runs: Runs) -> None:

@@ -1,10 +1,11 @@
-"""make_app(scheduler, tokens, in_flight) -> the daemon's Tornado Application."""
+"""make_app(scheduler, tokens, in_flight) -> the daemon's Tornado Application, behind its fast path."""
 
 from __future__ import annotations
 
 import tornado.web
 
 from hyperctl.daemon.auth import Tokens
+from hyperctl.daemon.fastpath import JobViewFastPath
 from hyperctl.daemon.handlers import (
     BatchHandler,
     BatchKillHandler,
@@ -23,9 +24,10 @@ API = "/hyperctl/api"
 _JOB = r"(?P<name>[^/]+)"
 
 
-def make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> tornado.web.Application:
-    state = {"scheduler": scheduler, "tokens": tokens, "in_flight": in_flight, "views": JobViews(scheduler)}
-    return tornado.web.Application(
+def make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> JobViewFastPath:
+    views = JobViews(scheduler)
+    state = {"scheduler": scheduler, "tokens": tokens, "in_flight": in_flight, "views": views}
+    app = tornado.web.Application(
         [
             (f"{API}/job", JobListHandler, state),
             (f"{API}/job/{_JOB}", JobHandler, state),
@@ -39,3 +41,4 @@ def make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> torna
         default_handler_args=state,
         log_function=lambda handler: None,  # no access log over the progress display
     )
+    return JobViewFastPath(app, views, tokens)
