@@ -49,11 +49,12 @@ class Progress:
     def started(self, run: RunInfo) -> None:
         self.info = run
         self.start = time.monotonic()
-        todo = run.total - _ended(run.before)
-        skipped = f", {len(run.skipped)} already succeeded" if run.skipped else ""
-        self.say(
-            f"hyperctl: batch {run.batch_dir.name}: {plural(todo, 'job')} to run{skipped}; folder {run.batch_dir.path}"
-        )
+        running = run.before.get(JobStatus.RUNNING.value, 0)  # left by a daemon that died: watched, not run
+        todo = run.total - _ended(run.before) - running
+        also = f", {running} still running from before" if running else ""
+        also += f", {len(run.skipped)} already succeeded" if run.skipped else ""
+        name, folder = run.batch_dir.name, run.batch_dir.path
+        self.say(f"hyperctl: batch {name}: {plural(todo, 'job')} to run{also}; folder {folder}")
         if run.port_note:
             self.say(f"hyperctl: {run.port_note}")
         self.say(f"hyperctl: API at {run.portal}")

@@ -135,6 +135,34 @@ def test_kill_9_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path: Path,
     assert rows(batches, "SELECT COUNT(*) FROM attempts") == [(5,)]
 
 
+def test_resume_says_which_jobs_it_only_watches(tmp_path: Path, batches: Path) -> None:
+    """A job a dead daemon left running is watched again, not run: the header says so."""
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    first = job(f"touch {started}; while [ ! -e {gate} ]; do sleep 0.02; done", name="first")
+    jobs = [first, job("true", name="second")]
+    config = write_json(tmp_path / "b.json", batch(jobs, backend={"conf": {"cpu": 1}}))
+    daemon = start_run(config, batches)
+    wait_for(started.exists, "the first job to start")
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait()
+
+    resumed = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HYPERCTL_BATCHES_DATA_DIR": str(batches)},
+    )
+    assert resumed.stderr is not None
+    header = resumed.stderr.readline()
+    gate.touch()
+    rest = resumed.communicate(timeout=60)[1]
+
+    assert resumed.returncode == 0, header + rest
+    assert header.startswith("hyperctl: batch b: 1 job to run, 1 still running from before; folder "), header
+    assert rows(batches, "SELECT COUNT(*) FROM attempts") == [(2,)]
+
+
 def test_a_vanished_job_is_lost_and_retried(tmp_path: Path, batches: Path) -> None:
     marker = tmp_path / "started"
     command = f"if [ $HYPERCTL_ATTEMPT = 1 ]; then touch {marker}; sleep 60; fi"
