@@ -135,17 +135,25 @@ def test_failed_jobs_exit_1_and_are_named_with_their_logs(tmp_path: Path, batche
 
 
 def test_every_way_a_command_ends_leaves_its_exit_code_on_disk(tmp_path: Path, batches: Path) -> None:
-    # The exitcode file is what a restarted daemon reads for a job that ended while none ran:
-    # a command that leaves its folder, replaces its shell or sets its own EXIT trap keeps it.
+    # The exitcode file is what a restarted daemon reads for a job that ended while none ran.
+    # Whatever the command does to its shell (leave its folder, replace it, trap its exit, change
+    # the launcher's own variables, functions or umask), the file must hold its real exit status.
     (tmp_path / "lib.sh").write_text("exec sh -c 'exit 6'\n")
     commands = {
         "exit": ("exit 3", 3),
         "cd": ("cd /; false", 1),
         "exec": ("exec sh -c 'exit 4'", 4),
+        "hidden-exec": ("ex''ec sh -c 'exit 4'", 4),
         "trap": ("trap 'echo bye' EXIT; exit 5", 5),
         "sourced": (f". {tmp_path / 'lib.sh'}", 6),
         "set-e": ("set -e; false; echo not here", 1),
         "builtin": ("true", 0),
+        "unset": ("unset _hc_dir; exit 6", 6),
+        "own-var": ("_hc_dir=elsewhere; exit 3", 3),
+        "echo-fn": ("echo() { :; }; exit 3", 3),
+        "exit-256": ("exit 256", 0),
+        "umask": ("umask 777; exit 3", 3),
+        "set-x": ("set -x; exit 0", 0),
     }
     config = write_json(tmp_path / "b.json", batch([job(c, name=name) for name, (c, _) in commands.items()]))
 
@@ -156,6 +164,8 @@ def test_every_way_a_command_ends_leaves_its_exit_code_on_disk(tmp_path: Path, b
         assert (batches / "b" / name / "attempt-1" / "exitcode").read_text() == f"{code}\n", name
     assert "not here" not in read_stdout(batches, "b", "set-e")
     assert read_stdout(batches, "b", "trap") == "bye\n"
+    assert (batches / "b" / "umask" / "attempt-1" / "exitcode").stat().st_mode & 0o444 == 0o444
+    assert (batches / "b" / "set-x" / "attempt-1" / "stderr").read_text() == "+ exit 0\n"  # as `sh -c` says it
 
 
 def test_a_job_sees_its_environment(tmp_path: Path, batches: Path) -> None:

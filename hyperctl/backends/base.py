@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable
@@ -16,33 +15,22 @@ from hyperctl.errors import HyperctlError
 from hyperctl.spec import Execution
 
 # The job's outer shell (POSIX sh). It sends the job's output to files, writes the params
-# file, runs the command, and as it exits (an EXIT trap, so `exit` in the command is caught
-# too) leaves the exit code on disk for whoever reads it later: the daemon, or a restarted
-# daemon after a crash. It does this file work itself, so the daemon is not kept waiting for
-# the disk. The command runs in this shell, not a subshell, because a subshell costs a fork
-# (0.3 ms a job here); a command that could replace the shell (`exec`) or take its EXIT trap,
-# itself or in a file it sources, still gets one: see launcher_args().
-# $1 command, $2 attempt folder, $3 working dir, $4 params JSON ("" = already written),
-# $5 params file, $6 "sub" to run the command in a subshell.
+# file, runs the command in a subshell (so `exit` or `exec` in it cannot skip what follows;
+# a subshell is a fork, cheaper than a second shell), then leaves the exit code on disk for
+# whoever reads it later: the daemon, or a restarted daemon after a crash. It does this
+# file work itself, so the daemon is not kept waiting for the disk.
+# $1 command, $2 attempt folder, $3 working dir, $4 params JSON ("" = already written), $5 params file.
 LAUNCHER = """\
-_hc_cmd=$1 _hc_dir=$2 _hc_sub=$6
+_hc_cmd=$1 _hc_dir=$2
 exec >"$_hc_dir/stdout" 2>"$_hc_dir/stderr"
 if [ -n "$4" ]; then printf '%s\\n' "$4" >"$5"; fi
 cd -- "$3" || { echo 126 >"$_hc_dir/exitcode"; exit 126; }
 set --
-trap 'echo "$?" >"$_hc_dir/exitcode"' EXIT
-if [ -n "$_hc_sub" ]; then (eval "$_hc_cmd"); else eval "$_hc_cmd"; fi
+(eval "$_hc_cmd")
+_hc_code=$?
+echo "$_hc_code" >"$_hc_dir/exitcode"
+exit "$_hc_code"
 """
-# Words after which the launcher's EXIT trap might not run: the shell replaced (exec), the trap
-# replaced (trap), or either hidden in a sourced file or an eval. A false alarm costs one fork.
-_NEEDS_SUBSHELL = re.compile(r"\b(exec|trap|source|eval)\b|(^|[;&|({\s])\.\s")
-
-
-def launcher_args(command: str, attempt: str, working: str, params: str, params_file: str) -> list[str]:
-    """The launcher's arguments ($1...$6) for one attempt."""
-    return [command, attempt, working, params, params_file, "sub" if _NEEDS_SUBSHELL.search(command) else ""]
-
-
 # What tells one attempt's processes from any other's: set in every job's environment.
 IDENTITY_ENV = ("HYPERCTL_BATCH_NAME", "HYPERCTL_JOB_NAME", "HYPERCTL_ATTEMPT")
 # Params longer than this are written by the daemon, not passed to the launcher: an argument

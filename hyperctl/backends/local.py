@@ -13,16 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hyperctl.backends import procfs
-from hyperctl.backends.base import (
-    IDENTITY_ENV,
-    LAUNCHER,
-    MAX_PARAMS_ARG,
-    Executor,
-    Handle,
-    Launch,
-    Machine,
-    launcher_args,
-)
+from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER, MAX_PARAMS_ARG, Executor, Handle, Launch, Machine
 from hyperctl.errors import ConfigError
 from hyperctl.fields import Problems, Section, above, at_least, is_kind
 
@@ -118,9 +109,11 @@ class LocalExecutor(Executor):
                 "-c",
                 LAUNCHER,
                 "hyperctl-job",
-                *launcher_args(
-                    launch.command, str(launch.attempt_dir), launch.working_dir, params, str(launch.params_file)
-                ),
+                launch.command,
+                str(launch.attempt_dir),
+                launch.working_dir,
+                params,
+                str(launch.params_file),
             ],
             {**self.base_env, **launch.env},
             # /dev/null until the launcher opens the job's own files: files, never pipes, so a

@@ -31,7 +31,6 @@ from hyperctl.backends.base import (
     Handle,
     Launch,
     Machine,
-    launcher_args,
 )
 from hyperctl.backends.collect import AttemptReader, collect_script, extract
 from hyperctl.backends.sshconn import (
@@ -290,7 +289,7 @@ class RemoteExecutor(Executor):
         params = launch.params_json if len(launch.params_json) <= MAX_PARAMS_ARG else ""
         if launch.execution.assets or not params:
             await self._in_thread(self._upload, transport, paths, launch)
-        args = launcher_args(launch.command, str(paths.attempt), str(paths.working), params, str(paths.params_file))
+        args = (launch.command, paths.attempt, paths.working, params, paths.params_file)
         lib = q(str(self._lib_dir(remote)))
         command = (
             "IFS= read -r HYPERCTL_JOB_TOKEN && export HYPERCTL_JOB_TOKEN && "
@@ -298,7 +297,7 @@ class RemoteExecutor(Executor):
             f"mkdir -p {dirs} && : > {q(str(paths.attempt / 'exitcode'))} && {self._env_prefix(remote, env)}"
             f'export PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}"{lib} && '
             # The pid first, on the channel; then the job, in a session of its own that outlives us.
-            f"setsid -w /bin/sh -c {q('echo $$; ' + LAUNCHER)} hyperctl-job {' '.join(q(a) for a in args)} "
+            f"setsid -w /bin/sh -c {q('echo $$; ' + LAUNCHER)} hyperctl-job {' '.join(q(str(a)) for a in args)} "
             f"</dev/null; s=$?; {self._collect(paths, launch)}; exit $s"
         )
         chan = await self._in_thread(open_exec, transport, command, (token + "\n").encode())
