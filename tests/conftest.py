@@ -136,5 +136,14 @@ def wait_for(check: Callable[[], T], what: str, deadline: float = 30) -> T:
         time.sleep(0.02)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether pid runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+
+
 def batch_token(batches: Path, batch: str) -> str:
     return (batches / batch / ".hyperctl" / "token").read_text().strip()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, hyperctl, read_stdout, write_json
+from tests.conftest import REPO, hyperctl, process_alive, read_stdout, wait_for, write_json
 
 
 def batch(jobs: list[dict[str, Any]], name: str = "b", **extra: Any) -> dict[str, Any]:
@@ -166,6 +166,17 @@ def test_every_way_a_command_ends_leaves_its_exit_code_on_disk(tmp_path: Path, b
     assert read_stdout(batches, "b", "trap") == "bye\n"
     assert (batches / "b" / "umask" / "attempt-1" / "exitcode").stat().st_mode & 0o444 == 0o444
     assert (batches / "b" / "set-x" / "attempt-1" / "stderr").read_text() == "+ exit 0\n"  # as `sh -c` says it
+
+
+def test_what_a_job_leaves_running_in_the_background_ends_with_it(tmp_path: Path, batches: Path) -> None:
+    config = write_json(tmp_path / "b.json", batch([job("sleep 300 & echo $! > bg.pid; echo started", name="bg")]))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    assert read_stdout(batches, "b", "bg") == "started\n"
+    background = int((batches / "b" / "bg" / "bg.pid").read_text())
+    wait_for(lambda: not process_alive(background), "the background sleep to end", deadline=10)
 
 
 def test_a_job_sees_its_environment(tmp_path: Path, batches: Path) -> None:

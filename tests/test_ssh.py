@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import hyperctl, wait_for, write_json
+from tests.conftest import hyperctl, process_alive, wait_for, write_json
 from tests.sshhosts import Host, ssh_hosts
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="openssh-server is not installed")
@@ -122,6 +122,19 @@ def test_a_remote_job_that_leaves_its_folder_still_leaves_its_exit_code(
     assert (batches / "r" / "cd" / "attempt-1" / "exitcode").read_text() == "7\n"
     assert (batches / "r" / "cd" / "attempt-1" / "stdout").read_text() == "here\n"
     assert (batches / "r" / "exec" / "attempt-1" / "exitcode").read_text() == "4\n"
+
+
+def test_what_a_remote_job_leaves_running_in_the_background_ends_with_it(
+    hosts: list[Host], shared: Path, batches: Path
+) -> None:
+    jobs = [job("sleep 300 & echo $! > bg.pid; echo started", name="bg")]
+    config = write_json(shared / "b.json", remote_batch(hosts, jobs, machines=[hosts[0].machine()]))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    background = int((batches / "r" / "bg" / "bg.pid").read_text())  # the hosts share our pid namespace
+    wait_for(lambda: not process_alive(background), "the background sleep to end", deadline=10)
 
 
 def test_an_unknown_host_is_refused_with_a_way_to_trust_it(hosts: list[Host], shared: Path, batches: Path) -> None:

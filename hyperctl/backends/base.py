@@ -18,7 +18,9 @@ from hyperctl.spec import Execution
 # file, runs the command in a subshell (so `exit` or `exec` in it cannot skip what follows;
 # a subshell is a fork, cheaper than a second shell), then leaves the exit code on disk for
 # whoever reads it later: the daemon, or a restarted daemon after a crash. It does this
-# file work itself, so the daemon is not kept waiting for the disk.
+# file work itself, so the daemon is not kept waiting for the disk. Last, it sends TERM to
+# what the command left running in the background (its process group, which it leads,
+# itself excepted): a job's processes end with the job, as under a cluster scheduler.
 # $1 command, $2 attempt folder, $3 working dir, $4 params JSON ("" = already written), $5 params file.
 LAUNCHER = """\
 _hc_cmd=$1 _hc_dir=$2
@@ -29,6 +31,8 @@ set --
 (eval "$_hc_cmd")
 _hc_code=$?
 echo "$_hc_code" >"$_hc_dir/exitcode"
+trap '' TERM
+kill -TERM 0 2>/dev/null
 exit "$_hc_code"
 """
 # What tells one attempt's processes from any other's: set in every job's environment.
