@@ -112,7 +112,7 @@ def test_a_hundred_short_jobs_all_come_home(hosts: list[Host], shared: Path, bat
 def test_a_remote_job_that_leaves_its_folder_still_leaves_its_exit_code(
     hosts: list[Host], shared: Path, batches: Path
 ) -> None:
-    # The command runs in the launcher's own shell: a `cd` or an `exec` must not lose the exit code.
+    # Whatever the command does to its shell (a `cd`, an `exec`), its exit code comes home.
     jobs = [job("cd /; echo here; exit 7", name="cd"), job("exec sh -c 'exit 4'", name="exec")]
     config = write_json(shared / "b.json", remote_batch(hosts, jobs, machines=[hosts[0].machine()]))
 
