@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 
 from hyperctl.batches import daemon_pid as _daemon_pid
-from hyperctl.store import BatchDir
+from hyperctl.layout import BatchDir
 
 RUN_WITHIN = 120.0  # seconds any one hyperctl command may take
 UP_WITHIN = 60.0  # seconds for jobs to be running, a daemon to re-adopt them, or processes to end

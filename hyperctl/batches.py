@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from hyperctl.errors import HyperctlError
-from hyperctl.store import BatchDir, Store
+from hyperctl.layout import BatchDir
+from hyperctl.store import Store
 
 
 class NoSuchBatchError(HyperctlError):

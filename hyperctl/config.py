@@ -6,12 +6,13 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hyperctl.errors import ConfigError
 from hyperctl.fields import Problems, Section, above, at_least, is_kind, join, kind_of
+from hyperctl.identity import derived_name
 from hyperctl.render import render_command
 from hyperctl.spec import (
     JOB_NAME_PATTERN,
@@ -101,9 +102,10 @@ def parse_batch(data: dict[str, Any], base_dir: Path, default_name: str, name: s
     paths = Paths(base_dir, backend.runs_here)
     shared: dict[Any, Any] = {}  # equal parts of many jobs, held once: 100,000 jobs add up
     jobs = [
-        _parse_job(raw, join("jobs", i), i, paths, default_retry, problems, shared)
-        for i, raw in enumerate(raw_jobs or [])
+        _parse_job(raw, join("jobs", i), paths, default_retry, problems, shared) for i, raw in enumerate(raw_jobs or [])
     ]
+    named = [isinstance(raw, dict) and "name" in raw for raw in raw_jobs or []]
+    jobs = _number_repeats(jobs, named)
     _check_unique_names(jobs, problems)
     daemon = _parse_daemon(top.section("daemon"), legacy_exit)
     top.done()
@@ -130,15 +132,9 @@ def _safe_name(stem: str) -> str:
     return name or "batch"
 
 
-def default_job_name(index: int) -> str:
-    # Stable for the same file, and jobs[3] is job-0003 in error messages and listings.
-    return f"job-{index:04d}"
-
-
 def _parse_job(
     raw: Any,
     path: str,
-    index: int,
     paths: Paths,
     default_retry: RetryPolicy,
     problems: Problems,
@@ -146,7 +142,7 @@ def _parse_job(
 ) -> JobSpec | None:
     job = Section(raw, path, problems)
     before = len(problems.lines)
-    name = job.get("name", "string", None, check=_check_name) or default_job_name(index)
+    name = job.get("name", "string", None, check=_check_name)
     params = job.get("params", "object", {})
     _check_json(params, job.at("params"), problems)
     resource = parse_resource(job.section("resource"))
@@ -163,7 +159,7 @@ def _parse_job(
         problems.add(join(job.at("execution"), "command"), str(e))
         return None
     return JobSpec(
-        name=name,
+        name=name or derived_name(params, command),  # unnamed: named for what it runs (identity.py)
         params=params,
         execution=Execution(**{**execution.__dict__, "command": command}),
         resource=resource,
@@ -299,6 +295,20 @@ def parse_env(sec: Section) -> dict[str, str]:
         else:
             sec.problems.add(where, f"must be a string or number, not {kind_of(value)}")
     return env
+
+
+def _number_repeats(jobs: list[JobSpec | None], named: list[bool]) -> list[JobSpec | None]:
+    """Unnamed jobs that run the same command with the same params (repeats of one run) are told
+    apart by their order: the second is `<name>-2`, the third `<name>-3`."""
+    seen: dict[str, int] = {}
+    numbered = []
+    for job, has_name in zip(jobs, named):
+        if job is not None and not has_name:
+            seen[job.name] = count = seen.get(job.name, 0) + 1
+            if count > 1:
+                job = replace(job, name=f"{job.name}-{count}")
+        numbered.append(job)
+    return numbered
 
 
 def _check_unique_names(jobs: list[JobSpec | None], problems: Problems) -> None:

@@ -53,6 +53,7 @@ class Progress:
         todo = run.total - _ended(run.before) - running
         also = f", {running} still running from before" if running else ""
         also += f", {len(run.skipped)} already succeeded" if run.skipped else ""
+        also += f", {plural(len(run.dropped), 'job')} no longer in the batch" if run.dropped else ""
         name, folder = run.batch_dir.name, run.batch_dir.path
         self.say(f"hyperctl: batch {name}: {plural(todo, 'job')} to run{also}; folder {folder}")
         if run.port_note:
@@ -131,6 +132,11 @@ def summary_lines(result: RunResult) -> list[str]:
     lines = [f"hyperctl: batch {result.batch_dir.name} {result.status.value} in {took}: {described}"]
     if result.skipped:
         lines.append(f"  {len(result.skipped)} skipped: they already succeeded with the same command and params")
+    if result.dropped:
+        lines.append(
+            f"  {plural(len(result.dropped), 'job')} of an earlier run no longer in the batch file: left out of the "
+            "batch (their folders are kept)"
+        )
     unfinished = [r for r in result.not_succeeded if r.status != JobStatus.PENDING]
     for record in unfinished[:20]:
         last = record.last
@@ -139,7 +145,7 @@ def summary_lines(result: RunResult) -> list[str]:
             how += f" (exit {last.exit_code})"
         elif last is not None and last.reason and record.status == JobStatus.FAILED:
             how += f" ({last.reason})"
-        logs = f"  logs: {record.last and result.batch_dir.attempt_dir(record.name, record.last.n)}"
+        logs = f"  logs: {last and result.batch_dir.attempt_dir(record.name, last.n, last.layout)}"
         lines.append(f"  {record.name}: {how}{logs if last else ''}")
     if len(unfinished) > 20:
         lines.append(f"  ... and {len(unfinished) - 20} more (hyperctl job list)")

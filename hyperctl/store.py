@@ -11,11 +11,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hyperctl.errors import HyperctlError
+from hyperctl.layout import CURRENT, BatchDir, Layout, layout_of
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus
 
+# The store's schema version (PRAGMA user_version). hyperctl 0.1.0 made version 1 and wrote no
+# user_version (0, with the tables there). Each later version is one entry of _MIGRATIONS.
+SCHEMA_VERSION = 2
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 1 -> 2: where an attempt's records are (NULL: in the job's folder, as 0.1.0 put them).
+    2: ("ALTER TABLE attempts ADD COLUMN layout INTEGER",),
+}
+
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS jobs (
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE jobs (
     name TEXT PRIMARY KEY,
     position INTEGER NOT NULL,
     spec TEXT NOT NULL,
@@ -23,7 +33,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS attempts (
+CREATE TABLE attempts (
     job TEXT NOT NULL,
     n INTEGER NOT NULL,
     status TEXT NOT NULL,
@@ -36,6 +46,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     exit_code INTEGER,
     signal INTEGER,
     reason TEXT,
+    layout INTEGER,
     PRIMARY KEY (job, n)
 );
 """
@@ -47,32 +58,70 @@ def _create(path: Path) -> None:
     tmp = path.with_name(f".{path.name}.new{os.getpid()}")
     conn = sqlite3.connect(tmp, isolation_level=None)
     try:
-        conn.executescript(_SCHEMA)
+        conn.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
     finally:
         conn.close()
     os.replace(tmp, path)
 
 
-class BatchDir:
-    """Where a batch keeps everything: job folders, and its internals in .hyperctl/."""
+class StoreVersionError(HyperctlError):
+    """The batch's store was written by a newer hyperctl than this one."""
 
-    def __init__(self, batches_dir: Path, name: str) -> None:
-        self.path = batches_dir / name
-        self.name = name
-        self.internal = self.path / ".hyperctl"  # a job name cannot start with '.'
-        self.db = self.internal / "state.db"
-        self.token_file = self.internal / "token"
-        self.lock_file = self.internal / "lock"
-        self.spec_file = self.internal / "batch.json"
 
-    def job_dir(self, job: str) -> Path:
-        return self.path / job
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
 
-    def attempt_dir(self, job: str, n: int) -> Path:
-        return self.path / job / f"attempt-{n}"
 
-    def params_file(self, job: str) -> Path:
-        return self.path / job / "params.json"
+def _version(conn: sqlite3.Connection) -> int:
+    """The schema version: 0 for an empty database, 1 for one made by hyperctl 0.1.0."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version == 0 and conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'jobs'").fetchone():
+        return 1
+    return int(version)
+
+
+def _upgrade(path: Path) -> None:
+    """Migrate the store for a reader, which opens it read-only once it is current."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error as e:
+        raise HyperctlError(f"{path}: cannot open the batch's store to upgrade it: {e}") from None
+    try:
+        conn.execute("PRAGMA busy_timeout=5000")
+        _migrate(conn, path)
+    finally:
+        conn.close()
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the store to SCHEMA_VERSION in one transaction; a newer store is refused untouched."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")  # the version is read again under the write lock
+    except sqlite3.OperationalError as e:
+        raise HyperctlError(f"{path}: the batch's store needs an upgrade, and it cannot be written: {e}") from None
+    try:
+        version = _version(conn)
+        if version > SCHEMA_VERSION:
+            from hyperctl import __version__
+
+            raise StoreVersionError(
+                f"{path}: the batch's store is version {version}, newer than this hyperctl {__version__} "
+                f"reads (version {SCHEMA_VERSION}); upgrade hyperctl. Nothing was changed"
+            )
+        if version == 0:  # an empty file: made whole here (executescript would commit first)
+            for statement in _SCHEMA.split(";"):
+                conn.execute(statement)
+        else:
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target]:
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
@@ -99,6 +148,7 @@ class Attempt:
     exit_code: int | None = None
     signal: int | None = None
     reason: str | None = None
+    layout: Layout = CURRENT  # where its records are (layout.py)
 
 
 @dataclass
@@ -115,7 +165,7 @@ class JobRecord:
         return self.spec.name
 
 
-_ATTEMPT_COLUMNS = "n, status, host, gpus, pid, pid_started, started, ended, exit_code, signal, reason"
+_ATTEMPT_COLUMNS = "n, status, host, gpus, pid, pid_started, started, ended, exit_code, signal, reason, layout"
 _SELECT_JOBS = (
     "SELECT j.spec, j.status, j.attempts, "
     + ", ".join(f"a.{c.strip()}" for c in _ATTEMPT_COLUMNS.split(","))
@@ -127,9 +177,11 @@ _STATUSES = {s.value: s for s in JobStatus}  # a dict lookup: JobStatus(value) c
 
 
 def _attempt(row: tuple[Any, ...]) -> Attempt:
-    n, status, host, gpus, pid, pid_started, started, ended, exit_code, sig, reason = row
+    n, status, host, gpus, pid, pid_started, started, ended, exit_code, sig, reason, layout = row
     gpus = json.loads(gpus) if gpus and gpus != "[]" else []
-    return Attempt(n, _STATUSES[status], host, gpus, pid, pid_started, started, ended, exit_code, sig, reason)
+    return Attempt(
+        n, _STATUSES[status], host, gpus, pid, pid_started, started, ended, exit_code, sig, reason, layout_of(layout)
+    )
 
 
 @dataclass
@@ -142,22 +194,35 @@ class JobRow:
     last: Attempt | None
 
 
+@dataclass
+class Synced:
+    """What a new run of a batch found in its store."""
+
+    kept: list[str]  # succeeded before with the same spec: not run again
+    dropped: list[str]  # no longer in the batch: out of the store (their folders stay)
+
+
 class Store:
     """The state of one batch in SQLite; the daemon writes, the CLI may read at the same time."""
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
         if readonly:
-            self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            self.conn = _connect_readonly(path)
+            if _version(self.conn) != SCHEMA_VERSION:  # older: upgraded once, then read as usual
+                self.conn.close()
+                _upgrade(path)
+                self.conn = _connect_readonly(path)
         else:
             if not path.exists():
                 _create(path)
             self.conn = sqlite3.connect(path, isolation_level=None)
+            self.conn.execute("PRAGMA busy_timeout=5000")
             self.conn.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: a commit survives a crash of the process (not of the OS) without an fsync each.
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.executescript(_SCHEMA)
-        self.conn.execute("PRAGMA busy_timeout=5000")
+            if _version(self.conn) != SCHEMA_VERSION:
+                _migrate(self.conn, path)
 
     def close(self) -> None:
         self.conn.close()
@@ -179,8 +244,9 @@ class Store:
         return BatchStatus(value) if value else None
 
     # -- jobs -----------------------------------------------------------
-    def sync_jobs(self, specs: Iterable[JobSpec], rerun_ended: bool = True) -> list[str]:
-        """Make the store hold exactly these jobs; returns the names kept as already succeeded.
+    def sync_jobs(self, specs: Iterable[JobSpec], rerun_ended: bool = True) -> Synced:
+        """Make the store hold exactly these jobs; says which were kept as already succeeded, and
+        which left the batch.
 
         A job that succeeded with the same spec digest keeps its result, and so does one still
         running (a previous daemon died: the scheduler finds out what became of it). A job that
@@ -217,10 +283,10 @@ class Store:
                         "UPDATE jobs SET position = ?, spec = ?, digest = ?, status = ? WHERE name = ?",
                         (position, json.dumps(spec.to_dict()), digest, JobStatus.PENDING.value, spec.name),
                     )
-            gone = set(old) - set(names)
+            gone = sorted(set(old) - set(names))
             self.conn.executemany("DELETE FROM jobs WHERE name = ?", [(n,) for n in gone])
             self.conn.executemany("DELETE FROM attempts WHERE job = ?", [(n,) for n in gone])
-        return kept
+        return Synced(kept, gone)
 
     def jobs(self, status: JobStatus | None = None) -> list[JobRecord]:
         query = _SELECT_JOBS
@@ -271,8 +337,8 @@ class Store:
                 "UPDATE jobs SET attempts = ?, status = ? WHERE name = ?", (n, JobStatus.RUNNING.value, job)
             )
             self.conn.execute(
-                "INSERT INTO attempts (job, n, status, host, gpus, started) VALUES (?, ?, ?, ?, ?, ?)",
-                (job, n, JobStatus.RUNNING.value, host, json.dumps(gpus), time.time()),
+                "INSERT INTO attempts (job, n, status, host, gpus, started, layout) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job, n, JobStatus.RUNNING.value, host, json.dumps(gpus), time.time(), int(CURRENT)),
             )
         return int(n)
 

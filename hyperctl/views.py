@@ -6,8 +6,9 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from hyperctl.layout import BatchDir
 from hyperctl.spec import JobSpec, JobStatus, Resource
-from hyperctl.store import BatchDir, JobRecord, Store
+from hyperctl.store import JobRecord, Store
 
 if TYPE_CHECKING:  # types only: the CLI's views need not load the backends
     from hyperctl.backends.base import Handle, Machine
@@ -29,7 +30,7 @@ def job_view(record: JobRecord, batch_dir: BatchDir) -> dict[str, Any]:
     }
     last = record.last
     if last is not None:
-        attempt_dir = f"{job_dir}{os.sep}attempt-{last.n}{os.sep}"
+        attempt_dir = f"{batch_dir.path}{os.sep}{last.layout.attempt(spec.name, last.n)}{os.sep}"
         view.update(
             host=last.host,
             gpus=last.gpus,

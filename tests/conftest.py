@@ -111,8 +111,19 @@ def write_json(path: Path, doc: Any) -> Path:
     return path
 
 
+def attempt_dir(batches: Path, batch: str, job: str, attempt: int = 1) -> Path:
+    """Where an attempt's stdout, stderr and exitcode are, as README says: apart from the job's data."""
+    return batches / batch / ".hyperctl" / "jobs" / job / f"attempt-{attempt}"
+
+
 def read_stdout(batches: Path, batch: str, job: str, attempt: int = 1) -> str:
-    return (batches / batch / job / f"attempt-{attempt}" / "stdout").read_text()
+    return (attempt_dir(batches, batch, job, attempt) / "stdout").read_text()
+
+
+def job_names(batches: Path, batch: str) -> list[str]:
+    """The batch's jobs in the order of its file, as `job list` shows them."""
+    with contextlib.closing(sqlite3.connect(batches / batch / ".hyperctl" / "state.db")) as conn:
+        return [name for (name,) in conn.execute("SELECT name FROM jobs ORDER BY position")]
 
 
 def wait_for_portal(proc: subprocess.Popen[str]) -> str:

@@ -23,7 +23,16 @@ import pytest
 
 from hyperctl.spec import BatchStatus, JobStatus
 from hyperctl.store import Store
-from tests.conftest import batch_token, hyperctl, read_stdout, start_hyperctl, wait_for, wait_for_portal, write_json
+from tests.conftest import (
+    attempt_dir,
+    batch_token,
+    hyperctl,
+    read_stdout,
+    start_hyperctl,
+    wait_for,
+    wait_for_portal,
+    write_json,
+)
 
 API = "/hyperctl/api"
 DEADLINE = 30.0  # seconds: the most any wait in here may take before the test fails
@@ -394,7 +403,7 @@ def test_job_reads_its_params_from_the_api_when_its_params_file_is_gone(
     )
     proc = runs.start(batch("params", job("reader", command, params, env=env)))
     code, stderr = finish(proc)
-    job_stderr = (batches / "params" / "reader" / "attempt-1" / "stderr").read_text()
+    job_stderr = (attempt_dir(batches, "params", "reader", 1) / "stderr").read_text()
     assert code == 0, stderr + job_stderr
     assert json.loads(read_stdout(batches, "params", "reader")) == params
     assert not (batches / "params" / "reader" / "params.json").exists()
@@ -459,7 +468,7 @@ def test_kill_a_pending_job_and_it_never_starts(runs: Runs, batches: Path, tmp_p
     assert first is not None and first.status == JobStatus.SUCCEEDED
     assert second is not None and second.status == JobStatus.KILLED
     assert second.attempts == 0
-    assert not (batches / "pending" / "second" / "attempt-1").exists()
+    assert not (attempt_dir(batches, "pending", "second", 1)).exists()
 
 
 # -- 5. Ctrl-C -------------------------------------------------------------------------------------------
@@ -490,7 +499,7 @@ def test_ctrl_c_kills_the_running_jobs_and_leaves_pending_ones(runs: Runs, batch
     finally:
         store.close()
     assert statuses == {"a": JobStatus.KILLED, "b": JobStatus.KILLED, "c": JobStatus.PENDING}
-    assert not (batches / "ctrlc" / "c" / "attempt-1").exists()
+    assert not (attempt_dir(batches, "ctrlc", "c", 1)).exists()
     for pid in pids:
         assert group_gone(pid)
 

@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import hyperctl, wait_for, write_json
+from tests.conftest import attempt_dir, hyperctl, wait_for, write_json
 
 
 def batch(jobs: list[dict[str, Any]], name: str = "b", **extra: Any) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def test_detach_watch_and_the_read_only_commands(detached: Any, batches: Path, t
         (1, "failed", 3),
         (2, "failed", 3),
     ]
-    assert described["attempts"][1]["stdout"].endswith("/b/fails/attempt-2/stdout")
+    assert described["attempts"][1]["stdout"] == str(attempt_dir(batches, "b", "fails", 2) / "stdout")
     jobs_json = json.loads(hyperctl("job", "list", "-b", "b", "--json", "--status", "succeeded").stdout)
     assert sorted(j["name"] for j in jobs_json) == ["talk", "waits"]
     batch_json = json.loads(hyperctl("batch", "describe", "b", "--json").stdout)

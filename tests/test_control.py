@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import hyperctl, wait_for, write_json
+from tests.conftest import attempt_dir, hyperctl, job_names, wait_for, write_json
 
 
 def batch(jobs: list[dict[str, Any]], name: str = "b", **extra: Any) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def test_retries_until_success_each_attempt_with_its_own_logs(tmp_path: Path, ba
         (3, "succeeded", 0),
     ]
     for n in (1, 2, 3):
-        assert (batches / "b" / "flaky" / f"attempt-{n}" / "stdout").read_text() == f"attempt {n}\n"
+        assert (attempt_dir(batches, "b", "flaky", n) / "stdout").read_text() == f"attempt {n}\n"
 
 
 def test_retry_only_on_listed_exit_codes_and_batch_default(tmp_path: Path, batches: Path) -> None:
@@ -82,8 +82,8 @@ def test_a_retry_prefers_another_gpu(tmp_path: Path, batches: Path) -> None:
 
     assert hyperctl("run", "--config", str(config)).returncode == 0
 
-    first = (batches / "b" / "g" / "attempt-1" / "stdout").read_text()
-    second = (batches / "b" / "g" / "attempt-2" / "stdout").read_text()
+    first = (attempt_dir(batches, "b", "g", 1) / "stdout").read_text()
+    second = (attempt_dir(batches, "b", "g", 2) / "stdout").read_text()
     assert {first, second} == {"0\n", "1\n"}
 
 
@@ -115,7 +115,7 @@ def test_kill_9_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path: Path,
     daemon.send_signal(signal.SIGKILL)
     daemon.wait()
     gate.touch()
-    attempt = batches / "b" / "ends-while-down" / "attempt-1"
+    attempt = attempt_dir(batches, "b", "ends-while-down", 1)
     wait_for(lambda: (attempt / "exitcode").exists(), "the job to end while no daemon runs")
 
     resumed = hyperctl("run", "--config", str(config))
@@ -131,7 +131,7 @@ def test_kill_9_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path: Path,
     }
     assert rows(batches, "SELECT exit_code FROM attempts WHERE job = 'ends-while-down'") == [(7,)]
     assert sorted(log.read_text().split()) == sorted(["quick", "ends-while-down", "still-running", "later", "later2"])
-    assert (batches / "b" / "still-running" / "attempt-1" / "stdout").read_text() == "done\n"
+    assert (attempt_dir(batches, "b", "still-running", 1) / "stdout").read_text() == "done\n"
     assert rows(batches, "SELECT COUNT(*) FROM attempts") == [(5,)]
 
 
@@ -184,7 +184,7 @@ def test_a_reused_pid_is_not_taken_for_the_job(tmp_path: Path, batches: Path) ->
     """The store names a pid that is alive but is not the job: the job counts as lost, not running."""
     config = write_json(tmp_path / "b.json", batch([job("true", name="j")]))
     assert hyperctl("run", "--config", str(config)).returncode == 0
-    (batches / "b" / "j" / "attempt-1" / "exitcode").unlink()
+    (attempt_dir(batches, "b", "j", 1) / "exitcode").unlink()
     with sqlite3.connect(batches / "b" / ".hyperctl" / "state.db") as db:  # as if it were still running
         db.execute("UPDATE jobs SET status = 'running'")
         db.execute("UPDATE attempts SET status = 'running', pid = ?", (os.getpid(),))
@@ -216,7 +216,8 @@ def test_random_kill_9_during_200_jobs(tmp_path: Path, batches: Path) -> None:
     assert sorted(map(int, lines)) == list(range(200)), "every job ran exactly once"
     assert rows(batches, "SELECT DISTINCT status FROM jobs") == [("succeeded",)]
     assert rows(batches, "SELECT COUNT(*) FROM attempts WHERE status != 'succeeded'") == [(0,)]
-    assert json.loads((batches / "b" / "job-0007" / "params.json").read_text()) == {"i": 7}
+    params_file = batches / "b" / ".hyperctl" / "jobs" / job_names(batches, "b")[7] / "params.json"
+    assert json.loads(params_file.read_text()) == {"i": 7}
 
 
 def test_resume_where_pidfds_are_missing(tmp_path: Path, batches: Path) -> None:

@@ -25,8 +25,9 @@ from hyperctl.daemon.app import make_app
 from hyperctl.daemon.auth import Tokens
 from hyperctl.daemon.listener import InFlight
 from hyperctl.daemon.scheduler import Scheduler
+from hyperctl.layout import BatchDir
 from hyperctl.spec import BatchSpec, BatchStatus, Execution, JobSpec, Resource
-from hyperctl.store import BatchDir, Store
+from hyperctl.store import Store
 from tests.conftest import batch_token, hyperctl, wait_for, write_json
 
 GPU_BOX = {"type": "local", "conf": {"cpu": 4, "ram": 1000, "gpu": [0, 1]}}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, hyperctl, process_alive, read_stdout, wait_for, write_json
+from tests.conftest import REPO, attempt_dir, hyperctl, job_names, process_alive, read_stdout, wait_for, write_json
 
 
 def batch(jobs: list[dict[str, Any]], name: str = "b", **extra: Any) -> dict[str, Any]:
@@ -41,8 +41,8 @@ def test_hostile_param_values_stay_one_literal_argument(tmp_path: Path, batches:
     result = hyperctl("run", "--config", str(config), cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    for i, value in enumerate(hostile):
-        assert (batches / "b" / f"job-{i:04d}" / "out.txt").read_text() == f"[{value}]\n"
+    for name, value in zip(job_names(batches, "b"), hostile):
+        assert (batches / "b" / name / "out.txt").read_text() == f"[{value}]\n"
     assert not list(tmp_path.rglob("PWNED*"))
 
 
@@ -56,7 +56,7 @@ def test_assets_are_copied_into_a_local_job_and_max_jobs_caps_the_machine(tmp_pa
     result = hyperctl("run", "--config", str(config))
 
     assert result.returncode == 0, result.stderr
-    outputs = [read_stdout(batches, "b", f"job-000{i}").split() for i in range(3)]
+    outputs = [read_stdout(batches, "b", job_names(batches, "b")[i]).split() for i in range(3)]
     assert [o[0] for o in outputs] == ["original"] * 3
     assert (tmp_path / "data.txt").read_text() == "original\n"
     spans = sorted((float(o[1]), float(o[2])) for o in outputs)
@@ -106,7 +106,7 @@ print(json.dumps(gpus))
 
     assert result.returncode == 0, result.stderr
     for i, n in enumerate(asks):
-        seen = json.loads(read_stdout(batches, "b", f"job-{i:04d}"))
+        seen = json.loads(read_stdout(batches, "b", job_names(batches, "b")[i]))
         assert len(seen) == n and set(seen) <= {"0", "1", "2", "3"}
 
 
@@ -116,7 +116,7 @@ def test_a_job_printing_100_mb_does_not_hang(tmp_path: Path, batches: Path) -> N
     result = hyperctl("run", "--config", str(config), timeout=60)
 
     assert result.returncode == 0, result.stderr
-    attempt = batches / "b" / "job-0000" / "attempt-1"
+    attempt = attempt_dir(batches, "b", job_names(batches, "b")[0], 1)
     assert (attempt / "stdout").stat().st_size == 100_000_000
     assert (attempt / "stderr").read_text() == "done\n"
 
@@ -127,11 +127,11 @@ def test_failed_jobs_exit_1_and_are_named_with_their_logs(tmp_path: Path, batche
     result = hyperctl("run", "--config", str(config), "--json")
 
     assert result.returncode == 1
-    assert f"bad: failed (exit 3)  logs: {batches / 'b' / 'bad' / 'attempt-1'}" in result.stderr
+    assert f"bad: failed (exit 3)  logs: {attempt_dir(batches, 'b', 'bad')}" in result.stderr
     summary = json.loads(result.stdout)
     assert summary["status"] == "failed" and summary["not_succeeded"] == ["bad"]
-    assert (batches / "b" / "bad" / "attempt-1" / "stderr").read_text() == "oops\n"
-    assert (batches / "b" / "bad" / "attempt-1" / "exitcode").read_text() == "3\n"
+    assert (attempt_dir(batches, "b", "bad", 1) / "stderr").read_text() == "oops\n"
+    assert (attempt_dir(batches, "b", "bad", 1) / "exitcode").read_text() == "3\n"
 
 
 def test_every_way_a_command_ends_leaves_its_exit_code_on_disk(tmp_path: Path, batches: Path) -> None:
@@ -161,11 +161,11 @@ def test_every_way_a_command_ends_leaves_its_exit_code_on_disk(tmp_path: Path, b
 
     assert result.returncode == 1, result.stderr
     for name, (_, code) in commands.items():
-        assert (batches / "b" / name / "attempt-1" / "exitcode").read_text() == f"{code}\n", name
+        assert (attempt_dir(batches, "b", name, 1) / "exitcode").read_text() == f"{code}\n", name
     assert "not here" not in read_stdout(batches, "b", "set-e")
     assert read_stdout(batches, "b", "trap") == "bye\n"
-    assert (batches / "b" / "umask" / "attempt-1" / "exitcode").stat().st_mode & 0o444 == 0o444
-    assert (batches / "b" / "set-x" / "attempt-1" / "stderr").read_text() == "+ exit 0\n"  # as `sh -c` says it
+    assert (attempt_dir(batches, "b", "umask", 1) / "exitcode").stat().st_mode & 0o444 == 0o444
+    assert (attempt_dir(batches, "b", "set-x", 1) / "stderr").read_text() == "+ exit 0\n"  # as `sh -c` says it
 
 
 def test_what_a_job_leaves_running_in_the_background_ends_with_it(tmp_path: Path, batches: Path) -> None:
@@ -218,8 +218,10 @@ def test_rerun_skips_what_succeeded_and_runs_what_changed(tmp_path: Path, batche
     assert again.returncode == 0, again.stderr
     assert "2 skipped: they already succeeded" in again.stderr
     assert sorted(log.read_text().split()) == sorted(["1", "2", "3", "fail", "20", "fixed"])
-    assert (batches / "b" / "job-0001" / "attempt-2").is_dir()  # the first attempt's logs are kept
-    assert statuses(batches) == dict.fromkeys(["job-0000", "job-0001", "job-0002", "flaky"], "succeeded")
+    assert "1 job of an earlier run no longer in the batch file" in again.stderr  # x=2 became x=20: a new job
+    assert attempt_dir(batches, "b", "flaky", 1).is_dir() and attempt_dir(batches, "b", "flaky", 2).is_dir()
+    assert statuses(batches) == dict.fromkeys(job_names(batches, "b"), "succeeded")
+    assert len(statuses(batches)) == 4
 
 
 def test_outside_a_job_the_api_says_so() -> None:
@@ -289,6 +291,7 @@ def test_two_files_with_one_batch_name_do_not_merge(tmp_path: Path, batches: Pat
         folder.mkdir()
         write_json(folder / "batch.json", {"jobs": [job(f"echo {word}")], "daemon": {"port": 0}})
     assert hyperctl("run", "--config", str(first / "batch.json")).returncode == 0
+    [first_job] = job_names(batches, "batch")
 
     refused = hyperctl("run", "--config", str(second / "batch.json"))
     continued = hyperctl("run", "--config", str(second / "batch.json"), "--name", "batch")
@@ -298,8 +301,9 @@ def test_two_files_with_one_batch_name_do_not_merge(tmp_path: Path, batches: Pat
         f"hyperctl: error: a batch named 'batch' already exists in {batches}, run from {first / 'batch.json'}; "
     )
     assert continued.returncode == 0, continued.stderr
-    assert read_stdout(batches, "batch", "job-0000", attempt=1) == "first\n"
-    assert read_stdout(batches, "batch", "job-0000", attempt=2) == "second\n"
+    [second_job] = job_names(batches, "batch")  # another command: another job, in a folder of its own
+    assert read_stdout(batches, "batch", first_job) == "first\n"
+    assert read_stdout(batches, "batch", second_job) == "second\n"
 
 
 def test_gpu_auto_asks_nvidia_smi(tmp_path: Path, batches: Path) -> None:
@@ -317,7 +321,7 @@ def test_gpu_auto_asks_nvidia_smi(tmp_path: Path, batches: Path) -> None:
     none = hyperctl("run", "--config", str(config), "--name", "b2")
 
     assert found.returncode == 0, found.stderr
-    assert {read_stdout(batches, "b", f"job-000{i}") for i in range(4)} <= {"0\n", "1\n"}
+    assert {read_stdout(batches, "b", job_names(batches, "b")[i]) for i in range(4)} <= {"0\n", "1\n"}
     assert none.returncode == 2
     assert "jobs[0].resource: asks 1 GPU; the most any machine has is 0" in none.stderr
 
@@ -329,8 +333,8 @@ def test_jobs_get_default_signals_so_pipelines_end(tmp_path: Path, batches: Path
     result = hyperctl("run", "--config", str(config))
 
     assert result.returncode == 0, result.stderr
-    assert read_stdout(batches, "b", "job-0000") == "y\n"
-    assert (batches / "b" / "job-0000" / "attempt-1" / "stderr").read_text() == ""
+    assert read_stdout(batches, "b", job_names(batches, "b")[0]) == "y\n"
+    assert (attempt_dir(batches, "b", job_names(batches, "b")[0], 1) / "stderr").read_text() == ""
 
 
 def test_a_closed_output_pipe_does_not_stop_the_batch(tmp_path: Path, batches: Path) -> None:

@@ -11,8 +11,9 @@ from hyperctl.backends.base import Machine
 from hyperctl.backends.local import LocalExecutor
 from hyperctl.daemon.placement import Pool
 from hyperctl.daemon.scheduler import Event, Scheduler
+from hyperctl.layout import BatchDir
 from hyperctl.spec import BatchSpec, BatchStatus, Execution, JobSpec, JobStatus, Resource
-from hyperctl.store import BatchDir, Store
+from hyperctl.store import Store
 
 
 def make_scheduler(tmp_path: Path, jobs: list[JobSpec], machine: Machine) -> Scheduler:
@@ -95,4 +96,7 @@ def test_params_file_and_store_agree(tmp_path: Path) -> None:
     record = store.job("p")
     assert record is not None and record.status == JobStatus.SUCCEEDED and record.attempts == 1
     assert record.last is not None and record.last.exit_code == 0 and record.last.pid
-    assert json.loads((tmp_path / "s" / "p" / "params.json").read_text()) == {"lr": 0.1, "tags": ["a"]}
+    assert json.loads((tmp_path / "s" / ".hyperctl" / "jobs" / "p" / "params.json").read_text()) == {
+        "lr": 0.1,
+        "tags": ["a"],
+    }

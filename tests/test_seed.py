@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import hyperctl, read_stdout
+from tests.conftest import hyperctl, job_names, read_stdout
 
 JOB_SCRIPT = """\
 import hyperctl
@@ -47,7 +47,7 @@ def test_seed_batch_runs_and_keeps_stdout(tmp_path: Path, batches: Path, script:
     result = hyperctl("run", "--config", "./batch.json", cwd=tmp_path, env={"HOME": str(home)})
 
     assert result.returncode == 0, result.stderr
-    assert read_stdout(batches, "batch", "job-0000") == "{'learning_rate': 0.1}\n"
+    assert read_stdout(batches, "batch", job_names(batches, "batch")[0]) == "{'learning_rate': 0.1}\n"
     assert "1 succeeded" in result.stderr
 
 
@@ -88,7 +88,7 @@ def test_generated_file_runs_as_it_is(tmp_path: Path, batches: Path) -> None:
     result = hyperctl("run", "--config", "batch.json", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    outputs = sorted(float(read_stdout(batches, "batch", f"job-000{i}")) for i in range(4))
+    outputs = sorted(float(read_stdout(batches, "batch", job_names(batches, "batch")[i])) for i in range(4))
     assert outputs == pytest.approx([0.3, 0.5, 0.6, 1.0])
 
 
@@ -98,4 +98,8 @@ def test_run_template_expands_and_runs_in_one_step(tmp_path: Path, batches: Path
     result = hyperctl("run", "--template", "sweep.yml", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    assert [read_stdout(batches, "sweep", f"job-000{i}") for i in range(3)] == ["a=1\n", "a=2\n", "a=3\n"]
+    assert [read_stdout(batches, "sweep", job_names(batches, "sweep")[i]) for i in range(3)] == [
+        "a=1\n",
+        "a=2\n",
+        "a=3\n",
+    ]

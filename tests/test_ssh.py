@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import hyperctl, process_alive, wait_for, write_json
+from tests.conftest import attempt_dir, hyperctl, job_names, process_alive, wait_for, write_json
 from tests.sshhosts import Host, ssh_hosts
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="openssh-server is not installed")
@@ -52,7 +52,10 @@ def job(command: str, **fields: Any) -> dict[str, Any]:
 
 
 def remote_stdout(host: Host, batch: str, job_name: str, attempt: int = 1) -> str:
-    return (host.home / REMOTE_ROOT / batch / job_name / f"attempt-{attempt}" / "stdout").read_text()
+    # The batch folder's layout, under remote_root on the host.
+    return (
+        host.home / REMOTE_ROOT / batch / ".hyperctl" / "jobs" / job_name / f"attempt-{attempt}" / "stdout"
+    ).read_text()
 
 
 def test_jobs_spread_over_two_hosts_with_exclusive_gpus(hosts: list[Host], shared: Path, batches: Path) -> None:
@@ -69,12 +72,12 @@ def test_jobs_spread_over_two_hosts_with_exclusive_gpus(hosts: list[Host], share
     result = hyperctl("run", "--config", str(config))
 
     assert result.returncode == 0, result.stderr
-    outputs = [remote_stdout(hosts[0], "r", f"job-{i:04d}").split() for i in range(12)]
+    outputs = [remote_stdout(hosts[0], "r", name).split() for name in job_names(batches, "r")]
     assert {o[0] for o in outputs} == {h.address for h in hosts}  # both hosts were used
     assert all(o[1] in ("0", "1") and o[2] == str(i) for i, o in enumerate(outputs))
     # Its output came home: `hyperctl job logs` reads it as for a local job.
     print(result.stderr)
-    assert hyperctl("job", "logs", "-b", "r", "-j", "job-0005").stdout.split()[2] == "5"
+    assert hyperctl("job", "logs", "-b", "r", "-j", job_names(batches, "r")[5]).stdout.split()[2] == "5"
 
 
 def test_many_jobs_at_once_on_one_transport(hosts: list[Host], shared: Path, batches: Path) -> None:
@@ -105,8 +108,9 @@ def test_a_hundred_short_jobs_all_come_home(hosts: list[Host], shared: Path, bat
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["counts"]["succeeded"] == 100
-    outputs = [(batches / "r" / f"job-{i:04d}" / "attempt-1" / "stdout").read_text() for i in range(100)]
-    assert outputs == [f"job-{i:04d}\n" for i in range(100)]
+    names = job_names(batches, "r")
+    assert len(set(names)) == 100  # repeats of one command are told apart by their order
+    assert [(attempt_dir(batches, "r", name) / "stdout").read_text() for name in names] == [f"{n}\n" for n in names]
 
 
 def test_a_remote_job_that_leaves_its_folder_still_leaves_its_exit_code(
@@ -119,9 +123,9 @@ def test_a_remote_job_that_leaves_its_folder_still_leaves_its_exit_code(
     result = hyperctl("run", "--config", str(config))
 
     assert result.returncode == 1, result.stderr
-    assert (batches / "r" / "cd" / "attempt-1" / "exitcode").read_text() == "7\n"
-    assert (batches / "r" / "cd" / "attempt-1" / "stdout").read_text() == "here\n"
-    assert (batches / "r" / "exec" / "attempt-1" / "exitcode").read_text() == "4\n"
+    assert (attempt_dir(batches, "r", "cd", 1) / "exitcode").read_text() == "7\n"
+    assert (attempt_dir(batches, "r", "cd", 1) / "stdout").read_text() == "here\n"
+    assert (attempt_dir(batches, "r", "exec", 1) / "exitcode").read_text() == "4\n"
 
 
 def test_what_a_remote_job_leaves_running_in_the_background_ends_with_it(
@@ -318,7 +322,7 @@ def test_password_from_the_environment(hosts: list[Host], shared: Path, batches:
     wrong = hyperctl("run", "--config", str(config), "--name", "r2", env={"HOST_PASSWORD": "wrong"})
 
     assert result.returncode == 0, result.stderr
-    assert hyperctl("job", "logs", "-b", "r", "-j", "job-0000").stdout == "via password\n"
+    assert hyperctl("job", "logs", "-b", "r", "-j", job_names(batches, "r")[0]).stdout == "via password\n"
     assert PASSWORD not in (batches / "r" / ".hyperctl" / "batch.json").read_text()  # never written down
     assert wrong.returncode == 1 and "authentication failed (tried password)" in wrong.stderr
 
@@ -345,14 +349,14 @@ def test_an_ssh_config_alias(hosts: list[Host], shared: Path, batches: Path) -> 
     result = hyperctl("run", "--config", str(config), env={"HOME": str(home)})
 
     assert result.returncode == 0, result.stderr
-    described = json.loads(hyperctl("job", "describe", "-b", "r", "-j", "job-0000", "--json").stdout)
+    described = json.loads(hyperctl("job", "describe", "-b", "r", "-j", job_names(batches, "r")[0], "--json").stdout)
     assert described["host"] == "gpu-box"
-    assert hyperctl("job", "logs", "-b", "r", "-j", "job-0000").stdout == "via alias\n"
+    assert hyperctl("job", "logs", "-b", "r", "-j", job_names(batches, "r")[0]).stdout == "via alias\n"
 
     # A bare name in `machines` is the same machine.
     short = write_json(shared / "s.json", remote_batch(hosts, [job("echo bare")], machines=["gpu-box"], name="s"))
     assert hyperctl("run", "--config", str(short), env={"HOME": str(home)}).returncode == 0
-    assert hyperctl("job", "logs", "-b", "s", "-j", "job-0000").stdout == "bare\n"
+    assert hyperctl("job", "logs", "-b", "s", "-j", job_names(batches, "s")[0]).stdout == "bare\n"
 
 
 def test_assets_go_up_and_the_data_dir_comes_home(hosts: list[Host], shared: Path, batches: Path) -> None:
@@ -429,7 +433,7 @@ def test_gpu_auto_asks_nvidia_smi_on_the_host(hosts: list[Host], shared: Path, b
     result = hyperctl("run", "--config", str(config))
 
     assert result.returncode == 0, result.stderr
-    assert hyperctl("job", "logs", "-b", "r", "-j", "job-0000").stdout == "0,1,2\n"
+    assert hyperctl("job", "logs", "-b", "r", "-j", job_names(batches, "r")[0]).stdout == "0,1,2\n"
 
     too_many = write_json(
         shared / "b.json", remote_batch(hosts, [job("true", resource={"gpu": 4})], machines=[machine], name="r2")
@@ -448,7 +452,8 @@ def test_max_jobs_caps_a_machine(hosts: list[Host], shared: Path, batches: Path)
 
     assert result.returncode == 0, result.stderr
     spans = [
-        tuple(map(float, hyperctl("job", "logs", "-b", "r", "-j", f"job-{i:04d}").stdout.split())) for i in range(6)
+        tuple(map(float, hyperctl("job", "logs", "-b", "r", "-j", job_names(batches, "r")[i]).stdout.split()))
+        for i in range(6)
     ]
     most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
     assert most == 2
@@ -473,7 +478,9 @@ def test_proxy_jump_reaches_a_host_only_its_neighbour_can(hosts: list[Host], sha
         result = hyperctl("run", "--config", str(config))
 
         assert result.returncode == 0, result.stderr
-        assert hyperctl("job", "logs", "-b", "j", "-j", "job-0000").stdout.split()[0] == hosts[1].address
+        assert (
+            hyperctl("job", "logs", "-b", "j", "-j", job_names(batches, "j")[0]).stdout.split()[0] == hosts[1].address
+        )
     finally:
         subprocess.run(["ip", "netns", "exec", hosts[1].namespace, "nft", "delete", "table", "inet", "hcjump"])
 
@@ -494,7 +501,7 @@ def test_ssh_agent_logs_in_when_the_conf_names_no_key(hosts: list[Host], shared:
         result = hyperctl("run", "--config", str(config), env=env)
 
         assert result.returncode == 0, result.stderr
-        assert hyperctl("job", "logs", "-b", "r", "-j", "job-0000").stdout == "via agent\n"
+        assert hyperctl("job", "logs", "-b", "r", "-j", job_names(batches, "r")[0]).stdout == "via agent\n"
     finally:
         agent.kill()
         agent.wait()
@@ -539,7 +546,7 @@ def test_job_logs_follows_a_running_remote_job(hosts: list[Host], shared: Path, 
     )
     assert follow.stdout is not None
     assert follow.stdout.readline() == b"one\n"  # while the job runs, before anything came home
-    assert not (batches / "r" / "j" / "attempt-1" / "stdout").exists()
+    assert not (attempt_dir(batches, "r", "j", 1) / "stdout").exists()
     # A reader that leaves stops its `tail` on the host.
     quitter = subprocess.Popen(
         [sys.executable, "-m", "hyperctl", "job", "logs", "-b", "r", "-j", "j", "-f", "--stderr"],
@@ -582,7 +589,7 @@ def test_a_key_with_a_passphrase(hosts: list[Host], shared: Path, batches: Path)
         assert refused.returncode == 1, refused.stderr
         assert f"the key {key} is encrypted: give its passphrase (passphrase_env)" in refused.stderr
         assert result.returncode == 0, result.stderr
-        assert hyperctl("job", "logs", "-b", "r", "-j", "job-0000").stdout == "via ecdsa\n"
+        assert hyperctl("job", "logs", "-b", "r", "-j", job_names(batches, "r")[0]).stdout == "via ecdsa\n"
     finally:
         authorized.write_text(before)
 

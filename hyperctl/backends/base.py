@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hyperctl.errors import HyperctlError
+from hyperctl.layout import BatchDir, Layout
 from hyperctl.spec import Execution
 
 # The job's outer shell (POSIX sh). It sends the job's output to files, writes the params
@@ -69,8 +70,9 @@ class Launch:
     attempt: int
     command: str
     working_dir: str
-    attempt_dir: Path  # stdout, stderr and exitcode go here
-    params_file: Path
+    data_dir: str
+    batch_dir: BatchDir  # where its records go (and, for a remote job, what it made comes home)
+    layout: Layout  # where in the batch folder the attempt's records are
     params_json: str  # the job's params, for its params file
     env: dict[str, str]
     machine: Machine
@@ -78,6 +80,20 @@ class Launch:
     gpus: tuple[int, ...] = ()
     timeout: float | None = None
     kill_grace: float = 10.0
+
+    @property
+    def attempt_dir(self) -> Path:
+        """The attempt's folder in the batch folder: stdout, stderr and exitcode."""
+        return self.batch_dir.attempt_dir(self.job, self.attempt, self.layout)
+
+    @property
+    def params_file(self) -> Path:
+        return self.batch_dir.params_file(self.job, self.layout)
+
+    @property
+    def home(self) -> Path:
+        """The job's folder in the batch folder, where a remote job's data dir comes home."""
+        return self.batch_dir.job_dir(self.job)
 
 
 @dataclass(frozen=True)
@@ -198,7 +214,9 @@ class Executor(ABC):
         """What became of an attempt a previous daemon started: a Handle when it still runs
         (watched again from now on), its Exit when it ended, None when it never started.
 
-        launch.timeout is what is left of the attempt's timeout.
+        launch.timeout is what is left of the attempt's timeout. "Never started" is said only
+        when nothing shows that it did: no pid in the store (saved once the spawn returned) and
+        no stdout among its records (the launcher opens it first), which the job cannot reach.
         """
         handle = await self._reattach(launch, pid, pid_started)
         if handle is not None:
@@ -209,9 +227,9 @@ class Executor(ABC):
         if code is not None and code.strip().isdigit():
             await self._fetch(launch)
             return Exit(int(code))
-        if await self._read_attempt_file(launch, "stdout") is not None:
+        if pid is not None or await self._read_attempt_file(launch, "stdout") is not None:
             await self._fetch(launch)
-            return Exit(None, reason="lost")  # the launcher ran (it opened stdout), then vanished
+            return Exit(None, reason="lost")  # it started, then vanished without an exit code
         return None
 
     async def _fetch(self, launch: Launch) -> None:  # noqa: B027 - local attempts are already home

@@ -15,8 +15,8 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from hyperctl.errors import HyperctlError
+from hyperctl.layout import ATTEMPT_FILES
 
-ATTEMPT_FILES = ("stdout", "stderr", "exitcode")
 _TAR = ".download.tar"  # in the local attempt folder while it arrives
 
 
@@ -94,8 +94,8 @@ class AttemptReader:
         name = ATTEMPT_FILES[self.index]
         take = data[: self.sizes[self.index]]
         if name == "exitcode":
-            self.exitcode += take  # written last, at once: the local disk is slow to create files
-        elif take:  # an empty stdout or stderr is not written: one file creation fewer
+            self.exitcode += take  # written last, at once
+        else:  # empty ones too: `job logs` tells a missing file (removed) from an empty one
             if self.file is None:
                 self.file = self._open(name)
             self.file.write(take)

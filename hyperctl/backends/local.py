@@ -93,13 +93,12 @@ class LocalExecutor(Executor):
 
     async def _spawn(self, launch: Launch) -> Handle:
         execution = launch.execution
-        os.makedirs(launch.attempt_dir, exist_ok=True)  # and the job folder with it
+        os.makedirs(launch.attempt_dir, exist_ok=True)  # and the job's records folder with it
+        os.makedirs(launch.data_dir, exist_ok=True)
         params = launch.params_json
         if len(params) > MAX_PARAMS_ARG:  # too long for an argument: written here, not by the launcher
             launch.params_file.write_text(params + "\n")
             params = ""
-        if execution.data_dir:
-            os.makedirs(execution.data_dir, exist_ok=True)
         if execution.assets:  # copies, as on a remote machine: a job that changes one changes only its own
             await asyncio.get_running_loop().run_in_executor(None, _copy_assets, execution.assets, launch.working_dir)
         pid = os.posix_spawn(

@@ -64,16 +64,13 @@ __all__ = ["HostUnreachableError", "RemoteExecutor"]
 
 @dataclass(frozen=True)
 class RemotePaths:
-    """An attempt's folders on its host."""
+    """An attempt's folders on its host: the batch folder's layout (layout.py) under remote_root."""
 
-    job: PurePosixPath
+    job: PurePosixPath  # the job's own folder: its data dir unless the batch file gives another
     attempt: PurePosixPath
+    params_file: PurePosixPath
     data: PurePosixPath
     working: PurePosixPath
-
-    @property
-    def params_file(self) -> PurePosixPath:
-        return self.job / "params.json"
 
 
 class RemoteExecutor(Executor):
@@ -247,16 +244,18 @@ class RemoteExecutor(Executor):
         return PurePosixPath(remote.home) / path
 
     def _paths(self, remote: RemoteMachine, launch: Launch) -> RemotePaths:
-        job = self._root(remote) / launch.env["HYPERCTL_BATCH_NAME"] / launch.job
+        batch = self._root(remote) / launch.batch_dir.name
+        job = batch / launch.job
         execution = launch.execution
         data = self._on_host(remote, execution.data_dir) if execution.data_dir else job
         working = self._on_host(remote, execution.working_dir) if execution.working_dir else data
-        return RemotePaths(job, job / f"attempt-{launch.attempt}", data, working)
+        attempt = batch / launch.layout.attempt(launch.job, launch.attempt)
+        return RemotePaths(job, attempt, batch / launch.layout.params(launch.job), data, working)
 
     def _collect(self, paths: RemotePaths, launch: Launch) -> str:
         """The shell that sends an ended attempt home; the data dir, less what never comes back."""
         exclude = []
-        if paths.data == paths.job:
+        if paths.attempt.parent == paths.data:  # records inside the data dir (batches of hyperctl 0.1.0)
             exclude += ["attempt-*", "params.json"]
         if paths.data == paths.working:
             exclude += [os.path.basename(a.rstrip("/")) for a in launch.execution.assets]
@@ -322,8 +321,9 @@ class RemoteExecutor(Executor):
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
         q = shlex.quote
+        records = q(str(paths.params_file.parent))
         command = (
-            f't=$(mktemp -d) && tar -xf - -C "$t" && mkdir -p {q(str(paths.working))} {q(str(paths.job))} && '
+            f't=$(mktemp -d) && tar -xf - -C "$t" && mkdir -p {q(str(paths.working))} {records} && '
             f'{{ [ ! -d "$t/w" ] || cp -R "$t/w/." {q(str(paths.working))}; }} && '
             f'{{ [ ! -d "$t/j" ] || cp "$t/j/params.json" {q(str(paths.params_file))}; }}; s=$?; rm -rf "$t"; exit $s'
         )
@@ -339,7 +339,7 @@ class RemoteExecutor(Executor):
         tar = reader.finish()
         if tar is not None:
             try:
-                await self._in_thread(extract, tar, handle.launch.attempt_dir.parent)
+                await self._in_thread(extract, tar, handle.launch.home)
             except HyperctlError as e:
                 logger.warning("job %s: %s", handle.launch.job, e)
         code = reader.exit_code()
@@ -466,7 +466,7 @@ class RemoteExecutor(Executor):
         await self._in_thread(receive)
         tar = reader.finish()
         if tar is not None:
-            await self._in_thread(extract, tar, launch.attempt_dir.parent)
+            await self._in_thread(extract, tar, launch.home)
 
     async def follow(
         self, handle: Handle, name: str, offset: int, lines: int | None = None, follow: bool = True

@@ -19,9 +19,9 @@ from hyperctl.batches import (
 )
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
+from hyperctl.layout import BatchDir
 from hyperctl.output import emit_json, format_duration, format_time, plural, say, table
 from hyperctl.spec import BatchStatus, JobStatus
-from hyperctl.store import BatchDir
 
 _ENDED = ("finished", "failed", "killed")
 _WATCH_POLL = 25  # seconds a long poll waits for a change before asking again

@@ -9,8 +9,8 @@ from typing import Any
 from hyperctl.batches import NoDaemonError, daemon_pid, find_batch, resolve_batches_dir
 from hyperctl.commands.batch import live_client
 from hyperctl.exitstatus import ExitStatus
+from hyperctl.layout import BatchDir
 from hyperctl.output import emit_json, table
-from hyperctl.store import BatchDir
 
 _NAMES_SHOWN = 3  # a machine with more running jobs shows their count and the first few names
 

@@ -7,14 +7,16 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from hyperctl.batches import NoDaemonError, NoSuchJobError, daemon_pid, open_batch, resolve_batches_dir
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
+from hyperctl.layout import BatchDir
 from hyperctl.output import emit_json, format_duration, format_time, say, table
 from hyperctl.spec import BackendSpec, JobStatus
-from hyperctl.store import Attempt, BatchDir, JobRecord, Store
+from hyperctl.store import Attempt, JobRecord, Store
 
 _FOLLOW_EVERY = 0.2  # seconds between looks at a followed log (as tail -f does)
 
@@ -141,7 +143,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _attempt_view(batch_dir: BatchDir, job: str, a: Attempt) -> dict[str, Any]:
-    folder = batch_dir.attempt_dir(job, a.n)
+    folder = batch_dir.attempt_dir(job, a.n, a.layout)
     return {
         **vars(a),
         "status": a.status.value,
@@ -181,8 +183,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
             if record.attempts == 0:
                 raise HyperctlError(f"job '{args.job}' has not started yet (status {record.status.value})")
             raise HyperctlError(f"job '{args.job}' has attempts 1 to {record.attempts}, not {n}")
+        attempt = next(a for a in store.attempts(args.job) if a.n == n)
     stream = "stderr" if args.stderr else "stdout"
-    path = batch_dir.attempt_dir(args.job, n) / stream
+    folder = batch_dir.attempt_dir(args.job, n, attempt.layout)
+    path = folder / stream
     out = sys.stdout.buffer
     running_elsewhere = (
         record.status == JobStatus.RUNNING and n == record.attempts and not _runs_here(batch_dir) and not path.exists()
@@ -190,20 +194,24 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if running_elsewhere:  # its output comes home when it ends: meanwhile the daemon reads it there
         _output_from_daemon(batch_dir, args.job, stream, args.tail, args.follow, record, out)
         return ExitStatus.OK
+    missing = f"job '{args.job}': attempt {n} left no {stream} ({path} is missing: deleted?)"
     try:
         f = open(path, "rb")  # noqa: SIM115 - followed below
     except FileNotFoundError:
+        # Every attempt that ran leaves both files, empty ones too: one missing at its end was removed.
+        if _attempt_ended(batch_dir, args.job, n, folder):
+            raise HyperctlError(missing) from None
         if not args.follow:
-            return ExitStatus.OK  # started, but has written nothing yet
-        f = _wait_for_file(path, batch_dir, args.job, n)
-        if f is None:
-            return ExitStatus.OK
+            return ExitStatus.OK  # starting: it has not opened its output yet
+        f = _wait_for_file(path, batch_dir, args.job, n, folder)
+    if f is None:
+        raise HyperctlError(missing)
     with f:
         if args.tail is not None:
             _seek_last_lines(f, args.tail)
         _copy(f, out)
         if args.follow:
-            while not _attempt_ended(batch_dir, args.job, n):
+            while not _attempt_ended(batch_dir, args.job, n, folder):
                 time.sleep(_FOLLOW_EVERY)
                 _copy(f, out)
             _copy(f, out)
@@ -249,8 +257,9 @@ def _copy(f: Any, out: Any) -> None:
     out.flush()
 
 
-def _attempt_ended(batch_dir: BatchDir, job: str, n: int) -> bool:
-    if (batch_dir.attempt_dir(job, n) / "exitcode").exists():
+def _attempt_ended(batch_dir: BatchDir, job: str, n: int, folder: Path) -> bool:
+    """Whether attempt n, whose records are in `folder`, has ended."""
+    if (folder / "exitcode").exists():
         return True
     store = Store(batch_dir.db, readonly=True)
     try:
@@ -260,9 +269,9 @@ def _attempt_ended(batch_dir: BatchDir, job: str, n: int) -> bool:
     return attempt is None or attempt.status.final
 
 
-def _wait_for_file(path: Any, batch_dir: BatchDir, job: str, n: int) -> Any:
+def _wait_for_file(path: Path, batch_dir: BatchDir, job: str, n: int, folder: Path) -> Any:
     while not os.path.exists(path):
-        if _attempt_ended(batch_dir, job, n):
+        if _attempt_ended(batch_dir, job, n, folder):
             return None
         time.sleep(_FOLLOW_EVERY)
     return open(path, "rb")  # noqa: SIM115 - the caller closes it

@@ -113,7 +113,8 @@ def detach(spec: BatchSpec, options: RunOptions) -> int:
     """Start the daemon in a session of its own; return once its API answers."""
     from hyperctl.batches import daemon_pid, resolve_batches_dir
     from hyperctl.daemon.server import check_spec
-    from hyperctl.store import BatchDir, Store
+    from hyperctl.layout import BatchDir
+    from hyperctl.store import Store
 
     check_spec(spec)  # config errors here, in the foreground, before anything starts
     batch_dir = BatchDir(options.batches_dir, spec.name)

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from hyperctl.backends.base import Executor, Exit, Handle, Launch, Machine, MachineUnavailableError
 from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.errors import ConfigError, HyperctlError
+from hyperctl.layout import CURRENT, BatchDir, Layout
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
-from hyperctl.store import BatchDir, JobRecord, Store
+from hyperctl.store import JobRecord, Store
 
 logger = logging.getLogger(__name__)
 _FIRST_BACKOFF, _MAX_BACKOFF = 5.0, 60.0  # seconds a machine that failed takes no jobs
@@ -221,10 +222,12 @@ class Scheduler:
         self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason)
         return status, exit.exit_code
 
-    def _launch(self, job: JobSpec, n: int, slot: Slot, timeout: float | None = None) -> Launch:
+    def _launch(
+        self, job: JobSpec, n: int, slot: Slot, timeout: float | None = None, layout: Layout = CURRENT
+    ) -> Launch:
         data_dir = job.execution.data_dir or str(self.batch_dir.job_dir(job.name))
         working_dir = job.execution.working_dir or data_dir
-        params_file = self.batch_dir.params_file(job.name)
+        params_file = self.batch_dir.params_file(job.name, layout)
         params_json = json.dumps(job.params)
         env = {
             **job.execution.env,
@@ -243,8 +246,9 @@ class Scheduler:
             attempt=n,
             command=job.execution.command,
             working_dir=working_dir,
-            attempt_dir=self.batch_dir.attempt_dir(job.name, n),
-            params_file=params_file,
+            data_dir=data_dir,
+            batch_dir=self.batch_dir,
+            layout=layout,
             params_json=params_json,
             env=env,
             machine=slot.machine,
@@ -311,7 +315,7 @@ class Scheduler:
         timeout = None
         if job.execution.timeout is not None and last.started is not None:
             timeout = max(0.0, job.execution.timeout - (time.time() - last.started))
-        launch = self._launch(job, last.n, slot, timeout)
+        launch = self._launch(job, last.n, slot, timeout, last.layout)
         try:
             found: Handle | Exit | None = await self.executor.recover(launch, last.pid, last.pid_started)
         except (HyperctlError, OSError) as e:  # its machine cannot be asked: what became of it is unknown

@@ -21,8 +21,9 @@ from hyperctl.daemon.auth import Tokens, load_or_create_token
 from hyperctl.daemon.listener import InFlight, Listener, listen
 from hyperctl.daemon.scheduler import Event, Scheduler, check_fits
 from hyperctl.errors import BatchBusyError, HyperctlError
+from hyperctl.layout import BatchDir
 from hyperctl.spec import BatchSpec, BatchStatus, JobStatus
-from hyperctl.store import BatchDir, JobRecord, Store, save_spec
+from hyperctl.store import JobRecord, Store, save_spec
 
 _DRAIN_WITHIN = 5.0  # seconds the daemon waits, when it stops, for requests under way
 
@@ -45,6 +46,7 @@ class RunInfo:
     portal: str
     total: int
     skipped: list[str]  # succeeded before, with the same spec: not run again
+    dropped: list[str]  # in the store, no longer in the batch: left out of it
     before: dict[str, int]  # counts by status at the start: what progress leaves out
     port_note: str | None
     scheduler: Scheduler
@@ -59,6 +61,7 @@ class RunResult:
     counts: dict[str, int]
     skipped: list[str]
     elapsed: float
+    dropped: list[str] = field(default_factory=list)
     not_succeeded: list[JobRecord] = field(default_factory=list)
     halted_after: int | None = None  # failures that stopped new starts (halt_on_failures)
     machines_down: dict[str, str] = field(default_factory=dict)  # when every machine was down: why
@@ -175,7 +178,7 @@ async def _serve(
         _check_same_batch(store, batch_dir, options)
         sockets, port_note = bind(spec.daemon.host, spec.daemon.port)
         portal = portal_url(spec.daemon.host, sockets[0].getsockname()[1])
-        skipped = store.sync_jobs(spec.jobs, options.rerun_ended)
+        synced = store.sync_jobs(spec.jobs, options.rerun_ended)
         save_spec(batch_dir, spec)
         tokens = Tokens(load_or_create_token(batch_dir.token_file))
         store.set_meta(
@@ -193,7 +196,8 @@ async def _serve(
         server = Listener(sockets, lambda: _make_app(scheduler, tokens, in_flight))
         if observer is not None:
             scheduler.listeners.append(observer.event)
-            info = RunInfo(batch_dir, portal, len(spec.jobs), skipped, store.counts(), port_note, scheduler)
+            counts = store.counts()
+            info = RunInfo(batch_dir, portal, len(spec.jobs), synced.kept, synced.dropped, counts, port_note, scheduler)
             observer.started(info)
         for machine, why in down.items():  # unreachable at start (said after the batch's header)
             scheduler.machine_down(machine, why)
@@ -218,7 +222,8 @@ async def _serve(
             status=status,
             batch_dir=batch_dir,
             counts=store.counts(),
-            skipped=skipped,
+            skipped=synced.kept,
+            dropped=synced.dropped,
             elapsed=time.time() - started,
             not_succeeded=_not_succeeded(store),
             halted_after=scheduler.failures if scheduler.halted else None,

@@ -1,0 +1,75 @@
+"""The batch folder: where a batch's jobs keep what they make, and where hyperctl keeps its records.
+
+    <batches data dir>/<batch>/
+        <job>/                          the job's data dir by default: only what the job makes
+        .hyperctl/                      hyperctl's own; a job name cannot start with '.'
+            state.db  batch.json  token  lock  daemon.log
+            jobs/<job>/params.json
+            jobs/<job>/attempt-<n>/{stdout,stderr,exitcode}
+
+A job that empties its data dir (`rm -rf "$HYPERCTL_JOB_DATA_DIR"/*`) cannot reach its own
+logs and exit codes there. On an SSH host the same tree stands under `remote_root`.
+
+Batches made before this layout (hyperctl 0.1.0) kept the records inside the job's folder
+(`<job>/params.json`, `<job>/attempt-<n>/`); each attempt in the store says which layout it
+was started with, so their logs are found where they were written.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path, PurePosixPath
+
+INTERNAL = ".hyperctl"
+ATTEMPT_FILES = ("stdout", "stderr", "exitcode")
+
+
+class Layout(IntEnum):
+    """Where an attempt's records are, relative to the batch folder."""
+
+    IN_JOB_DIR = 1  # hyperctl 0.1.0: beside what the job makes
+    APART = 2  # under .hyperctl/jobs/: out of the job's reach
+
+    def records(self, job: str) -> PurePosixPath:
+        """The folder of a job's records (params file, attempt folders)."""
+        if self is Layout.IN_JOB_DIR:
+            return PurePosixPath(job)
+        return PurePosixPath(INTERNAL, "jobs", job)
+
+    def attempt(self, job: str, n: int) -> PurePosixPath:
+        return self.records(job) / f"attempt-{n}"
+
+    def params(self, job: str) -> PurePosixPath:
+        return self.records(job) / "params.json"
+
+
+CURRENT = Layout.APART
+
+
+def layout_of(value: int | None) -> Layout:
+    """An attempt's layout as the store keeps it (NULL: written before the store knew layouts)."""
+    return Layout.IN_JOB_DIR if value is None else Layout(value)
+
+
+class BatchDir:
+    """One batch's folder: the only place that knows where each of its files is."""
+
+    def __init__(self, batches_dir: Path, name: str) -> None:
+        self.path = batches_dir / name
+        self.name = name
+        self.internal = self.path / INTERNAL
+        self.db = self.internal / "state.db"
+        self.token_file = self.internal / "token"
+        self.lock_file = self.internal / "lock"
+        self.spec_file = self.internal / "batch.json"
+        self.daemon_log = self.internal / "daemon.log"
+
+    def job_dir(self, job: str) -> Path:
+        """The job's own folder: its data dir unless the batch file gives another."""
+        return self.path / job
+
+    def attempt_dir(self, job: str, n: int, layout: Layout = CURRENT) -> Path:
+        return self.path / layout.attempt(job, n)
+
+    def params_file(self, job: str, layout: Layout = CURRENT) -> Path:
+        return self.path / layout.params(job)
