@@ -6,7 +6,7 @@ Only the job-side API is imported here, so `import hyperctl` in a job stays ligh
 from hyperctl.api import get_job_data_dir, get_job_name, get_job_params
 from hyperctl.errors import ConfigError, HyperctlError, NotInJobError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ConfigError",

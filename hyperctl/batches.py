@@ -84,6 +84,8 @@ def summarize(batch_dir: BatchDir) -> BatchSummary:
             store.close()
     except (sqlite3.Error, ValueError) as e:
         return BatchSummary(batch_dir.name, batch_dir.path, "damaged", problem=f"cannot read its state: {e}")
+    except HyperctlError as e:  # a store newer than this hyperctl, or one it cannot upgrade
+        return BatchSummary(batch_dir.name, batch_dir.path, "unknown", problem=str(e))
     pid = daemon_pid(batch_dir)
     status = meta.get("status") or "unknown"
     if status == "running" and pid is None:

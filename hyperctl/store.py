@@ -82,6 +82,16 @@ def _version(conn: sqlite3.Connection) -> int:
     return int(version)
 
 
+def _refuse_newer(version: int, path: Path) -> None:
+    if version > SCHEMA_VERSION:
+        from hyperctl import __version__
+
+        raise StoreVersionError(
+            f"{path}: the batch's store is version {version}, newer than this hyperctl {__version__} "
+            f"reads (version {SCHEMA_VERSION}); upgrade hyperctl. Nothing was changed"
+        )
+
+
 def _upgrade(path: Path) -> None:
     """Migrate the store for a reader, which opens it read-only once it is current."""
     try:
@@ -103,13 +113,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         raise HyperctlError(f"{path}: the batch's store needs an upgrade, and it cannot be written: {e}") from None
     try:
         version = _version(conn)
-        if version > SCHEMA_VERSION:
-            from hyperctl import __version__
-
-            raise StoreVersionError(
-                f"{path}: the batch's store is version {version}, newer than this hyperctl {__version__} "
-                f"reads (version {SCHEMA_VERSION}); upgrade hyperctl. Nothing was changed"
-            )
+        _refuse_newer(version, path)
         if version == 0:  # an empty file: made whole here (executescript would commit first)
             for statement in _SCHEMA.split(";"):
                 conn.execute(statement)
@@ -209,9 +213,11 @@ class Store:
         self.path = path
         if readonly:
             self.conn = _connect_readonly(path)
-            if _version(self.conn) != SCHEMA_VERSION:  # older: upgraded once, then read as usual
+            version = _version(self.conn)
+            if version != SCHEMA_VERSION:
                 self.conn.close()
-                _upgrade(path)
+                _refuse_newer(version, path)
+                _upgrade(path)  # older: upgraded once, then read as usual
                 self.conn = _connect_readonly(path)
         else:
             if not path.exists():

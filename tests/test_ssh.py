@@ -113,6 +113,27 @@ def test_a_hundred_short_jobs_all_come_home(hosts: list[Host], shared: Path, bat
     assert [(attempt_dir(batches, "r", name) / "stdout").read_text() for name in names] == [f"{n}\n" for n in names]
 
 
+def test_a_remote_job_that_empties_its_data_dir_keeps_its_records(
+    hosts: list[Host], shared: Path, batches: Path
+) -> None:
+    """On the host as at home, hyperctl's records are out of reach of `rm -rf "$HYPERCTL_JOB_DATA_DIR"/*`."""
+    command = (
+        'echo before; rm -rf "$HYPERCTL_JOB_DATA_DIR"/* "$HYPERCTL_JOB_DATA_DIR"/.[!.]*; echo made > out.txt; exit 5'
+    )
+    config = write_json(
+        shared / "b.json", remote_batch(hosts, [job(command, name="wipes")], machines=[hosts[0].machine()])
+    )
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 1, result.stderr
+    assert (attempt_dir(batches, "r", "wipes") / "exitcode").read_text() == "5\n"
+    assert hyperctl("job", "logs", "-b", "r", "-j", "wipes").stdout == "before\n"
+    assert hyperctl("job", "logs", "-b", "r", "-j", "wipes", "--stderr").returncode == 0  # empty, and there
+    assert sorted(os.listdir(batches / "r" / "wipes")) == ["out.txt"]  # what it made came home, and only that
+    assert remote_stdout(hosts[0], "r", "wipes") == "before\n"
+
+
 def test_a_remote_job_that_leaves_its_folder_still_leaves_its_exit_code(
     hosts: list[Host], shared: Path, batches: Path
 ) -> None:
