@@ -229,6 +229,18 @@ class DetachedBatch:
     def token(self) -> str:
         return (self.internal / "token").read_text().strip()
 
+    @property
+    def first_job(self) -> str:
+        return first_job(self.batches, self.name)
+
+
+def first_job(batches: Path, batch: str) -> str:
+    """The name hyperctl gave the batch's first (unnamed) job."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{batches / batch / '.hyperctl' / 'state.db'}?mode=ro", uri=True) as db:
+        return str(db.execute("SELECT name FROM jobs ORDER BY position LIMIT 1").fetchone()[0])
+
 
 # The framework's floors: a RequestHandler, and a bare connection delegate (what hyperctl's
 # fast path for a job's own view stands on), each answering a fixed body. argv[1] picks one.
@@ -284,7 +296,7 @@ def api(quick: bool, tmp: Path) -> Outcome:
 
     with DetachedBatch(tmp, "bench-api", 1, "sleep 600") as batch:
         wait_for("the API", lambda: bool(batch.portal), within=30)
-        url = f"{batch.portal}/hyperctl/api/job/job-0000"
+        url = f"{batch.portal}/hyperctl/api/job/{batch.first_job}"
         # One request first: the daemon loads Tornado at its first connection (~50 ms, once);
         # the load measures the steady state, as the floors below are measured warm.
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {batch.token}"})
@@ -348,7 +360,8 @@ def jobside(quick: bool, tmp: Path) -> Outcome:
     code, _, err = run_cli(hyperctl(batches, "run", "--config", str(config)))
     if code != 0:
         raise BenchError(f"the job-side batch failed: {err}")
-    found = json.loads((batches / "bench-jobside" / "job-0000" / "attempt-1" / "stdout").read_text())
+    records = batches / "bench-jobside" / ".hyperctl" / "jobs" / first_job(batches, "bench-jobside")
+    found = json.loads((records / "attempt-1" / "stdout").read_text())
     extra = found["api"] - found["pass"]
     return Outcome(
         [

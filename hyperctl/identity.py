@@ -15,6 +15,7 @@ from typing import Any
 
 _SLUG_MAX = 48  # characters of the readable part; the hash keeps names unique past it
 _UNSAFE = re.compile(r"[^A-Za-z0-9._]+")
+_SAFE = re.compile(r"[A-Za-z0-9._]*\Z")
 
 
 def derived_name(params: dict[str, Any], command: str) -> str:
@@ -28,16 +29,24 @@ def _slug(params: dict[str, Any], command: str) -> str:
     if params:
         slug = "_".join(f"{_words(str(k))}-{_value(v)}" for k, v in params.items())
     else:  # a plain shell job: its first words
-        slug = _words(command)
-    slug = slug[:_SLUG_MAX].rstrip("._-").lstrip("._-")
+        slug = _words(command[: _SLUG_MAX * 2])
+    slug = slug[:_SLUG_MAX].strip("._-")
     return slug or "job"
 
 
 def _value(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))  # 0.1, true, [1,2]
-    return ("-" if text.startswith("-") else "") + _words(text)  # a sign is kept: lr=-0.1 is `lr--0.1`
+    kind = type(value)
+    if kind is str:
+        text = value
+    elif kind is int or kind is float:
+        text = repr(value)  # as JSON writes them: 0.1, 1e-05
+    else:
+        text = json.dumps(value, separators=(",", ":"))  # true, null, [1,2]
+    return ("-" if text[:1] == "-" else "") + _words(text)  # a sign is kept: lr=-0.1 is `lr--0.1`
 
 
 def _words(text: str) -> str:
     """Letters, digits, '.' and '_' kept; every other run of characters becomes one '-'."""
+    if _SAFE.match(text):  # most params: nothing to replace (a match is cheaper than a substitution)
+        return text
     return _UNSAFE.sub("-", text).strip("-")

@@ -197,3 +197,16 @@ def test_a_store_newer_than_this_hyperctl_is_refused_untouched(batches: Path, co
     assert after.pop("state.db-wal", b"") == b""  # a reader's empty write-ahead log, if any: nothing written
     after.pop("state.db-shm", None)
     assert after == before
+
+
+def test_job_logs_of_an_attempt_that_could_not_start_says_why(tmp_path: Path, batches: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    jobs = [{"name": "j", "execution": {"command": "echo hi", "data_dir": str(tmp_path / "a-file" / "out")}}]
+    config = write_json(tmp_path / "b.json", {"name": "b", "jobs": jobs})
+    assert hyperctl("run", "--config", str(config)).returncode == 1
+
+    logs = hyperctl("job", "logs", "-b", "b", "-j", "j")
+
+    assert logs.returncode == 2
+    assert logs.stderr.startswith("hyperctl: error: job 'j': attempt 1 has no stdout: could not start: ")
+    assert "Not a directory" in logs.stderr and logs.stderr.count("\n") == 1

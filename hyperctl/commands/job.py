@@ -195,6 +195,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
         _output_from_daemon(batch_dir, args.job, stream, args.tail, args.follow, record, out)
         return ExitStatus.OK
     missing = f"job '{args.job}': attempt {n} left no {stream} ({path} is missing: deleted?)"
+    if attempt.pid is None and attempt.reason and attempt.status.final:  # no process ever ran
+        missing = f"job '{args.job}': attempt {n} has no {stream}: {attempt.reason}"
     try:
         f = open(path, "rb")  # noqa: SIM115 - followed below
     except FileNotFoundError:
