@@ -17,6 +17,7 @@ was started with, so their logs are found where they were written.
 
 from __future__ import annotations
 
+import os
 from enum import IntEnum
 from pathlib import Path, PurePosixPath
 
@@ -73,3 +74,14 @@ class BatchDir:
 
     def params_file(self, job: str, layout: Layout = CURRENT) -> Path:
         return self.path / layout.params(job)
+
+    def rename_job(self, old: str, new: str) -> bool:
+        """Give a job's folder (what it made, and the records 0.1.0 kept there) its new name;
+        False when a folder of the new name is there already."""
+        source, target = self.job_dir(old), self.job_dir(new)
+        if not source.exists():
+            return True  # nothing was made there, or it was renamed before a crash
+        if target.exists():
+            return False
+        os.rename(source, target)
+        return True

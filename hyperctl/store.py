@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -169,6 +170,7 @@ class JobRecord:
         return self.spec.name
 
 
+_POSITION_NAME = re.compile(r"job-\d{4,}")  # what hyperctl 0.1.0 named an unnamed job
 _ATTEMPT_COLUMNS = "n, status, host, gpus, pid, pid_started, started, ended, exit_code, signal, reason, layout"
 _SELECT_JOBS = (
     "SELECT j.spec, j.status, j.attempts, "
@@ -250,7 +252,28 @@ class Store:
         return BatchStatus(value) if value else None
 
     # -- jobs -----------------------------------------------------------
-    def sync_jobs(self, specs: Iterable[JobSpec], rerun_ended: bool = True) -> Synced:
+    def renamed_since_0_1(self, specs: list[JobSpec]) -> dict[str, str]:
+        """Jobs that hyperctl 0.1.0 named by their position (`job-0007`) and that a job of this run
+        is (the same spec digest), now that unnamed jobs are named for what they run: old -> new
+        name. Not those still running: they write to their old folders."""
+        new_names = {spec.name for spec in specs}
+        rows = self.conn.execute("SELECT name, digest, status FROM jobs ORDER BY position").fetchall()
+        legacy: dict[str, list[str]] = {}
+        for name, digest, status in rows:
+            if _POSITION_NAME.fullmatch(name) and name not in new_names and status != JobStatus.RUNNING.value:
+                legacy.setdefault(digest, []).append(name)
+        if not legacy:
+            return {}
+        known = {name for name, _, _ in rows}
+        renamed = {}
+        for spec in specs:
+            if spec.name not in known and legacy.get(spec.digest()):
+                renamed[legacy[spec.digest()].pop(0)] = spec.name  # repeats in their order
+        return renamed
+
+    def sync_jobs(
+        self, specs: Iterable[JobSpec], rerun_ended: bool = True, renamed: dict[str, str] | None = None
+    ) -> Synced:
         """Make the store hold exactly these jobs; says which were kept as already succeeded, and
         which left the batch.
 
@@ -258,16 +281,20 @@ class Store:
         running (a previous daemon died: the scheduler finds out what became of it). A job that
         ended otherwise runs again if rerun_ended (a new `run`), else keeps its end (`resume`).
         Changed and new jobs are pending. Jobs no longer in the batch leave the store (their
-        folders stay).
+        folders stay). `renamed` (old -> new name) first gives jobs their new names, with their
+        attempts (see renamed_since_0_1).
         """
-        old = {
-            name: (digest, JobStatus(status))
-            for name, digest, status in self.conn.execute("SELECT name, digest, status FROM jobs")
-        }
         kept: list[str] = []
         names = []
         with self.conn:
             self.conn.execute("BEGIN")
+            for before_name, name in (renamed or {}).items():
+                self.conn.execute("UPDATE jobs SET name = ? WHERE name = ?", (name, before_name))
+                self.conn.execute("UPDATE attempts SET job = ? WHERE job = ?", (name, before_name))
+            old = {
+                name: (digest, JobStatus(status))
+                for name, digest, status in self.conn.execute("SELECT name, digest, status FROM jobs")
+            }
             for position, spec in enumerate(specs):
                 names.append(spec.name)
                 digest = spec.digest()

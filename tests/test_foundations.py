@@ -210,3 +210,23 @@ def test_job_logs_of_an_attempt_that_could_not_start_says_why(tmp_path: Path, ba
     assert logs.returncode == 2
     assert logs.stderr.startswith("hyperctl: error: job 'j': attempt 1 has no stdout: could not start: ")
     assert "Not a directory" in logs.stderr and logs.stderr.count("\n") == 1
+
+
+def test_running_the_batch_file_of_the_release_before_again_runs_nothing_twice(tmp_path: Path, batches: Path) -> None:
+    """0.1.0 named unnamed jobs by position: the same jobs, named for what they run now, keep
+    their results, attempts and folders."""
+    folder = old_batch(batches)
+    config = Path(shutil.copy(OLD_RELEASE / "old-sweep.json", tmp_path / "old-sweep.json"))
+
+    again = hyperctl("run", "--config", str(config), "--name", "old-sweep")
+
+    assert again.returncode == 1, again.stderr  # the job that failed runs again, and fails again
+    assert "1 job to run, 1 already succeeded" in again.stderr  # the pending one waits: halt_on_failures 1
+    names = job_names(batches, "old-sweep")
+    assert [n.split("-")[0] for n in names] == ["lr", "lr", "lr"]
+    described = [hyperctl("job", "describe", "-b", "old-sweep", "-j", n, "--json").stdout for n in names]
+    assert [d.count('"n": ') for d in described] == [1, 2, 0]
+    assert hyperctl("job", "logs", "-b", "old-sweep", "-j", names[0]).stdout == "hello 0.1\n"
+    assert hyperctl("job", "logs", "-b", "old-sweep", "-j", names[1], "--attempt", "1").stdout == "failing 0.2\n"
+    assert hyperctl("job", "logs", "-b", "old-sweep", "-j", names[1], "--attempt", "2").stdout == "failing 0.2\n"
+    assert not (folder / "job-0000").exists() and (folder / names[0] / "attempt-1" / "stdout").exists()
