@@ -8,8 +8,8 @@ import time
 from collections.abc import Mapping
 from typing import TextIO
 
+from hyperctl.daemon.runner import RunInfo, RunResult
 from hyperctl.daemon.scheduler import Event
-from hyperctl.daemon.server import RunInfo, RunResult
 from hyperctl.output import format_duration, plural
 from hyperctl.spec import BatchStatus, JobStatus
 

@@ -47,7 +47,7 @@ from hyperctl.backends.sshconn import (
 )
 from hyperctl.backends.sshlib import paramiko
 from hyperctl.errors import HyperctlError
-from hyperctl.fields import Problems, Section, above, join
+from hyperctl.validation import Problems, Section, above, join
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,7 +56,7 @@ _PING = "true"
 _START_WAIT = 3.0  # seconds the start waits for machines to answer; slower ones join when they do
 # What a job imports (`import hyperctl`), sent to each host: jobs read their params even where
 # hyperctl is not installed. extend_path: where it is installed, the rest of it stays importable.
-_JOB_SIDE = ("__init__.py", "api.py", "errors.py")
+_JOB_SIDE = ("__init__.py", "jobside.py", "errors.py")
 _EXTEND = '\n__path__ = __import__("pkgutil").extend_path(__path__, __name__)\n'
 
 __all__ = ["HostUnreachableError", "RemoteExecutor"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from hyperctl.backends.base import Machine, MachineUnavailableError
 from hyperctl.backends.sshlib import load_invoke, paramiko
-from hyperctl.fields import Section, above, at_least
+from hyperctl.validation import Section, above, at_least
 
 KEEPALIVE = 10  # seconds between SSH keepalives on an idle transport
 CONNECT_TIMEOUT = 15

@@ -104,7 +104,7 @@ def _others(counts: dict[str, int]) -> str:
 
 def cmd_describe(args: argparse.Namespace) -> int:
     from hyperctl.commands.hosts import machine_line, machines_of
-    from hyperctl.daemon.server import load_spec
+    from hyperctl.daemon.runner import load_spec
 
     batches_dir = resolve_batches_dir(args.batches_data_dir)
     batch_dir = find_batch(batches_dir, args.name)
@@ -211,7 +211,7 @@ def _exit_for(status: str) -> int:
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    from hyperctl.daemon.server import kill_offline
+    from hyperctl.daemon.runner import kill_offline
 
     batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.name)
     if daemon_pid(batch_dir) is None:
@@ -248,7 +248,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _resume(batches_dir: Path, name: str, detach: bool) -> int:
     from hyperctl.commands.run import detach as run_detached
     from hyperctl.commands.run import run_in_foreground
-    from hyperctl.daemon.server import RunOptions, load_spec
+    from hyperctl.daemon.runner import RunOptions, load_spec
 
     batch_dir = find_batch(batches_dir, name)
     spec = load_spec(batch_dir)

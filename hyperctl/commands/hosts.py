@@ -35,7 +35,7 @@ def machines_of(batch_dir: BatchDir) -> list[dict[str, Any]]:
     store, with state None (no daemon, nobody knows)."""
     from hyperctl.backends import create_executor
     from hyperctl.client import ApiError, DaemonUnreachableError
-    from hyperctl.daemon.server import load_spec
+    from hyperctl.daemon.runner import load_spec
     from hyperctl.store import Store
     from hyperctl.views import machines_view, placed_in_store
 

@@ -152,7 +152,7 @@ def _attempt_view(batch_dir: BatchDir, job: str, a: Attempt) -> dict[str, Any]:
 
 def cmd_kill(args: argparse.Namespace) -> int:
     from hyperctl.commands.batch import live_client
-    from hyperctl.daemon.server import kill_offline
+    from hyperctl.daemon.runner import kill_offline
 
     with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (batch_dir, store):
         record = _job(store, args.batch, args.job)

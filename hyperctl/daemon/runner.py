@@ -1,4 +1,4 @@
-"""run_batch(): prepare the batch folder, bind, serve, drive the scheduler to the end, shut down."""
+"""The daemon's run loop: run_batch() prepares the batch folder, binds, serves, runs the scheduler to the end."""
 
 from __future__ import annotations
 
