@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hyperctl.backends.base import Machine
-from hyperctl.output import plural
 from hyperctl.spec import Resource
 
 _EPSILON = 1e-9  # cpu is fractional: 0.1 * 10 must fit in 1
@@ -39,7 +38,7 @@ class Pool:
             return None
         most_gpu = max(len(m.gpus) for m in self.machines)
         if r.gpu > most_gpu:
-            return f"asks {plural(r.gpu, 'GPU')}; the most any machine has is {most_gpu}"
+            return f"asks {r.gpu} GPU{'' if r.gpu == 1 else 's'}; the most any machine has is {most_gpu}"
         most_cpu = max(m.cpu for m in self.machines)
         if r.cpu > most_cpu + _EPSILON:
             return f"asks {r.cpu:g} CPUs; the most any machine has is {most_cpu:g}"

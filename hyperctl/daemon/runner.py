@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
-import json
 import os
 import signal
 import socket
@@ -17,6 +16,7 @@ from typing import IO, Any, Protocol
 
 from hyperctl.backends import create_executor
 from hyperctl.backends.base import Executor
+from hyperctl.batches import load_spec
 from hyperctl.daemon.auth import Tokens, load_or_create_token
 from hyperctl.daemon.listener import InFlight, Listener, listen
 from hyperctl.daemon.scheduler import Event, Scheduler, check_fits
@@ -263,14 +263,6 @@ async def _kill_offline(batch_dir: BatchDir, jobs: set[str] | None) -> list[str]
         store.close()
         lock.release()
         await executor.close()
-
-
-def load_spec(batch_dir: BatchDir) -> BatchSpec:
-    """The normalized spec the batch was last run with."""
-    try:
-        return BatchSpec.from_dict(json.loads(batch_dir.spec_file.read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise HyperctlError(f"batch '{batch_dir.name}': cannot read its spec {batch_dir.spec_file}: {e}") from None
 
 
 def _check_same_batch(store: Store, batch_dir: BatchDir, options: RunOptions) -> None:
