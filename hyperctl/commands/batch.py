@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hyperctl import exitstatus
 from hyperctl.batches import (
     NoDaemonError,
     daemon_pid,
@@ -184,12 +185,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         sys.stderr.write("\n")
     summary = summarize(batch_dir)
     say(f"batch {summary.name} {summary.status}: " + (", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)))
-    return _exit_for(summary.status)
-
-
-def _exit_for(status: str) -> int:
-    codes = {"finished": ExitStatus.OK, "running": ExitStatus.OK, "interrupted": ExitStatus.INTERRUPTED}
-    return codes.get(status, ExitStatus.JOBS_FAILED)
+    return exitstatus.for_batch(summary.status)
 
 
 def cmd_kill(args: argparse.Namespace) -> int:

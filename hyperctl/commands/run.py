@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hyperctl import exitstatus
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.output import emit_json, say
@@ -18,7 +19,6 @@ from hyperctl.spec import BatchSpec, BatchStatus
 if TYPE_CHECKING:  # the daemon's modules load only when a command needs them
     from hyperctl.daemon.runner import RunOptions
 
-_EXIT = {BatchStatus.FINISHED: ExitStatus.OK, BatchStatus.INTERRUPTED: ExitStatus.INTERRUPTED}
 _DETACH_READY_WITHIN = 60  # seconds for a detached daemon to come up
 
 
@@ -94,7 +94,7 @@ def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> in
                 "not_succeeded": [r.name for r in result.not_succeeded],
             }
         )
-    return _EXIT.get(result.status, ExitStatus.JOBS_FAILED)
+    return exitstatus.for_batch(result.status)
 
 
 def _ended_at_once(daemon: subprocess.Popen[bytes], log_path: Path, log_start: int) -> int:
