@@ -10,7 +10,7 @@ from typing import Any
 
 import tornado.web
 
-from hyperctl.daemon.auth import Tokens
+from hyperctl.daemon.auth import EVERY_JOB, Tokens, bearer
 from hyperctl.daemon.listener import InFlight
 from hyperctl.daemon.scheduler import Scheduler
 from hyperctl.spec import BatchStatus, JobStatus
@@ -61,25 +61,22 @@ class ApiHandler(tornado.web.RequestHandler):
             self._left = True
             self.in_flight.leave()
 
-    def bearer(self) -> str:
+    def reader(self) -> str:
+        """What the request's token may read (auth.Tokens.reader); 401 without a genuine one."""
         header = self.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise tornado.web.HTTPError(401, reason="missing token: send 'Authorization: Bearer <token>'")
-        return token.strip()
+        reader = self.tokens.reader(header)
+        if reader is None:
+            if bearer(header) is None:
+                raise tornado.web.HTTPError(401, reason="missing token: send 'Authorization: Bearer <token>'")
+            raise tornado.web.HTTPError(401, reason="bad token")
+        return reader
 
     def require_batch_token(self) -> None:
-        if not self.tokens.is_batch(self.bearer()):
+        if self.reader() != EVERY_JOB:
             raise tornado.web.HTTPError(401, reason="bad token")
 
     def require_job_token(self, job: str) -> None:
-        token = self.bearer()
-        if self.tokens.is_batch(token):
-            return
-        owner = self.tokens.job_of(token)
-        if owner is None:
-            raise tornado.web.HTTPError(401, reason="bad token")
-        if owner != job:
+        if self.reader() not in (EVERY_JOB, job):
             raise tornado.web.HTTPError(403, reason="a job's token reads only that job")
 
     def job_or_404(self, name: str) -> None:
