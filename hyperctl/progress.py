@@ -93,7 +93,7 @@ class Progress:
         if not force and now - self.last_draw < _REDRAW_EVERY:
             return
         self.last_draw = now
-        counts = {status.value: n for status, n in self.info.scheduler.counts.items()}
+        counts = self.info.scheduler.counts_now()
         line = bar_line(counts, self.info.total, self.info.before, now - self.start)
         width = shutil.get_terminal_size().columns
         self._write("\r\033[K" + line[: width - 1])

@@ -46,7 +46,7 @@ class JobViewFastPath(httputil.HTTPServerConnectionDelegate):
         if start_line.method != "GET" or not path.startswith(JOB_PATH):
             return None
         name = path[len(JOB_PATH) :]
-        if not name or "/" in name or "%" in name or "?" in name or name not in self.views.scheduler.specs:
+        if not name or "/" in name or "%" in name or "?" in name or not self.views.has(name):
             return None
         if "Content-Length" in headers or "Transfer-Encoding" in headers:
             return None

@@ -19,7 +19,8 @@ from hyperctl.backends.base import Executor
 from hyperctl.batches import load_spec
 from hyperctl.daemon.auth import Tokens, load_or_create_token
 from hyperctl.daemon.listener import InFlight, Listener, listen
-from hyperctl.daemon.scheduler import Event, Scheduler, check_fits
+from hyperctl.daemon.placement import check_fits
+from hyperctl.daemon.scheduler import Event, Scheduler
 from hyperctl.errors import BatchBusyError, HyperctlError
 from hyperctl.spec import BatchSpec, BatchStatus, JobStatus
 from hyperctl.store import BatchDir, JobRecord, Store, save_spec
