@@ -138,7 +138,9 @@ def run_batch(spec: BatchSpec, options: RunOptions, observer: Observer | None = 
 
 
 def check_spec(spec: BatchSpec) -> Executor:
-    """Its executor, once everything that can be wrong with the config is found (ConfigError)."""
+    """Its executor, once everything that can be wrong with the config is found (ConfigError).
+    Built once per process that runs the batch (`run --detach` checks in the foreground, then the
+    daemon, another process, builds its own)."""
     executor = create_executor(spec.backend.type, spec.backend.conf)
     check_fits(spec, executor)
     return executor
@@ -154,8 +156,10 @@ async def _run(spec: BatchSpec, options: RunOptions, observer: Observer | None) 
     lock = BatchLock(batch_dir.lock_file)
     lock.acquire()
     try:
+        offered = executor.machines()
         down = await executor.prepare()
-        check_fits(spec, executor)  # again: GPUs a host reports (`gpu: auto`) may be fewer than asked
+        if executor.machines() != offered:  # found on reaching them: a host's CPUs, RAM, `gpu: auto` GPUs
+            check_fits(spec, executor)  # again: what a host has may be less than a job asks
         return await _serve(spec, batch_dir, executor, down, options, observer)
     finally:
         lock.release()
@@ -246,7 +250,7 @@ def kill_offline(batch_dir: BatchDir, jobs: set[str] | None = None) -> list[str]
 
 async def _kill_offline(batch_dir: BatchDir, jobs: set[str] | None) -> list[str]:
     spec = load_spec(batch_dir)
-    executor = check_spec(spec)
+    executor = create_executor(spec.backend.type, spec.backend.conf)  # no fit to check: nothing starts
     lock = BatchLock(batch_dir.lock_file)
     lock.acquire()  # no daemon may start this batch meanwhile
     store = Store(batch_dir.db)
