@@ -3,8 +3,8 @@
 Only the job-side API is imported here, so `import hyperctl` in a job stays light.
 """
 
-from hyperctl.api import get_job_data_dir, get_job_name, get_job_params
 from hyperctl.errors import ConfigError, HyperctlError, NotInJobError
+from hyperctl.jobside import get_job_data_dir, get_job_name, get_job_params
 
 __version__ = "0.2.0"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir
+from hyperctl.spec import BatchSpec
 from hyperctl.store import Store
 
 
@@ -115,6 +117,14 @@ def find_batch(batches_dir: Path, name: str) -> BatchDir:
         known = ", ".join(b.name for b in list_batches(batches_dir) if b.problem is None) or "none"
         raise NoSuchBatchError(f"no batch named '{name}' in {batches_dir} (batches: {known})")
     return batch_dir
+
+
+def load_spec(batch_dir: BatchDir) -> BatchSpec:
+    """The normalized spec the batch was last run with."""
+    try:
+        return BatchSpec.from_dict(json.loads(batch_dir.spec_file.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise HyperctlError(f"batch '{batch_dir.name}': cannot read its spec {batch_dir.spec_file}: {e}") from None
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""An HTTP client of a batch's daemon, for the CLI: stdlib only, typed errors."""
+"""An HTTP client of a batch's daemon, for the CLI: stdlib HTTP, typed errors; live_client() finds the daemon."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from hyperctl.batches import NoDaemonError, daemon_pid
 from hyperctl.errors import HyperctlError
+
+if TYPE_CHECKING:
+    from hyperctl.layout import BatchDir
 
 
 class ApiError(HyperctlError):
@@ -102,3 +106,19 @@ class Client:
 
     def kill_batch(self) -> dict[str, Any]:
         return dict(self.request("POST", "batch/kill"))
+
+
+def live_client(batch_dir: BatchDir) -> Client:
+    """A client of the batch's live daemon; NoDaemonError when none runs it."""
+    from hyperctl.store import Store
+
+    if daemon_pid(batch_dir) is None:
+        raise NoDaemonError(f"no daemon runs batch '{batch_dir.name}' (hyperctl batch resume {batch_dir.name})")
+    store = Store(batch_dir.db, readonly=True)
+    try:
+        portal = store.meta().get("portal")
+    finally:
+        store.close()
+    if not portal:
+        raise NoDaemonError(f"batch '{batch_dir.name}': its daemon is starting or stopping; try again")
+    return Client(portal, batch_dir.token_file.read_text().strip())

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from hyperctl.errors import ConfigError
-from hyperctl.fields import Problems, Section, above, at_least, is_kind, join, kind_of
 from hyperctl.identity import derived_name
 from hyperctl.render import render_command
 from hyperctl.spec import (
@@ -25,6 +24,7 @@ from hyperctl.spec import (
     RetryPolicy,
     SchedulerSpec,
 )
+from hyperctl.validation import Problems, Section, above, at_least, is_kind, join, kind_of
 
 _NAME = re.compile(JOB_NAME_PATTERN)
 RESERVED_ENV_PREFIX = "HYPERCTL_"

@@ -10,9 +10,9 @@ from typing import Any
 
 from hyperctl.config import Paths, parse_execution, parse_resource
 from hyperctl.errors import ConfigError
-from hyperctl.fields import Problems, Section, at_least, is_kind, join, kind_of
 from hyperctl.render import render_command
 from hyperctl.spec import BackendSpec
+from hyperctl.validation import Problems, Section, at_least, is_kind, join, kind_of
 
 STRATEGIES = ("grid", "random")
 # Copied as they are into the batch; `run` validates them.

@@ -8,8 +8,8 @@ import time
 from collections.abc import Mapping
 from typing import TextIO
 
+from hyperctl.daemon.runner import RunInfo, RunResult
 from hyperctl.daemon.scheduler import Event
-from hyperctl.daemon.server import RunInfo, RunResult
 from hyperctl.output import format_duration, plural
 from hyperctl.spec import BatchStatus, JobStatus
 
@@ -94,7 +94,7 @@ class Progress:
         if not force and now - self.last_draw < _REDRAW_EVERY:
             return
         self.last_draw = now
-        counts = {status.value: n for status, n in self.info.scheduler.counts.items()}
+        counts = self.info.scheduler.counts_now()
         line = bar_line(counts, self.info.total, self.info.before, now - self.start)
         width = shutil.get_terminal_size().columns
         self._write("\r\033[K" + line[: width - 1])

@@ -232,3 +232,17 @@ def test_commands_that_need_a_daemon_say_so(batches: Path, tmp_path: Path) -> No
         assert (result.returncode, result.stderr) == (2, message), argv
     ended = hyperctl("batch", "kill", "b")
     assert ended.returncode == 0 and "has already ended (finished)" in ended.stderr
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [("finished", 0), ("running", 0), ("interrupted", 130), ("failed", 1), ("killed", 1), ("damaged", 1)],
+)
+def test_one_exit_code_for_each_batch_status(status: str, code: int) -> None:
+    """`run` and `batch watch` end with the same code for the same status."""
+    from hyperctl.exitstatus import for_batch
+    from hyperctl.spec import BatchStatus
+
+    assert for_batch(status) == code
+    if status in {s.value for s in BatchStatus}:
+        assert for_batch(BatchStatus(status)) == code

@@ -245,6 +245,31 @@ def test_import_hyperctl_loads_no_heavy_module() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_one_run_builds_its_executor_and_checks_the_jobs_once(tmp_path: Path, batches: Path) -> None:
+    """A local machine's capacity is known before prepare(): nothing to check a second time."""
+    config = write_json(tmp_path / "b.json", batch([job("true") for _ in range(3)]))
+    code = (
+        "import sys, collections\n"
+        "from hyperctl.daemon import runner\n"
+        "calls = collections.Counter()\n"
+        "def counted(name, fn):\n"
+        "    def call(*args):\n"
+        "        calls[name] += 1\n"
+        "        return fn(*args)\n"
+        "    return call\n"
+        "runner.create_executor = counted('build', runner.create_executor)\n"
+        "runner.check_fits = counted('check', runner.check_fits)\n"
+        "from hyperctl.cli import main\n"
+        f"code = main(['run', '--config', {str(config)!r}])\n"
+        "print(dict(calls))\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "{'build': 1, 'check': 1}"
+
+
 @pytest.mark.parametrize("example", sorted(p.name for p in (REPO / "examples").iterdir() if p.is_dir()))
 def test_examples_run_as_written(example: str, batches: Path) -> None:
     folder = REPO / "examples" / example

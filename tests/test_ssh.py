@@ -424,8 +424,11 @@ def test_a_remote_job_reads_long_params_where_hyperctl_is_not_installed(
     hosts: list[Host], shared: Path, batches: Path
 ) -> None:
     # The host's own python (the test user cannot run ours), without site-packages: hyperctl is not installed.
+    # (Nor on PYTHONPATH, which a test run may set here to import the tree under test: the host's jobs get no such.)
     python = "/usr/bin/python3 -S"
-    assert subprocess.run(f"{python} -c 'import hyperctl'", shell=True, cwd="/", capture_output=True).returncode == 1
+    bare = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    imported = subprocess.run(f"{python} -c 'import hyperctl'", shell=True, cwd="/", capture_output=True, env=bare)
+    assert imported.returncode == 1
     read = f"{python} -c \"import hyperctl; p = hyperctl.get_job_params(); print(len(p['blob']), p['n'])\""
     jobs = [
         job(read, name="big", params={"blob": "x" * 100_000, "n": 1}),

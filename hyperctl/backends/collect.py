@@ -1,60 +1,22 @@
-"""Bringing a remote attempt home: the shell that sends it, and the reader that files it.
+"""Bringing a remote attempt home: the reader that files it as it arrives, and the unpacking.
 
-When an attempt ends, the host sends on the job's own channel, with no second connection:
-the sizes of stdout, stderr and exitcode (one per line), their bytes, then a tar of the job's
-data dir (what the job made, limited by `download`), which runs to the end of the stream.
+When an attempt ends, the host sends on the job's own channel, with no second connection
+(sshscripts.collect() is the program that sends it): the sizes of stdout, stderr and exitcode
+(one per line), their bytes, then a tar of the job's data dir (what the job made, limited by
+`download`), which runs to the end of the stream.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 import tarfile
-from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import ATTEMPT_FILES
 
 _TAR = ".download.tar"  # in the local attempt folder while it arrives
-
-
-def collect_script(
-    attempt_dir: PurePosixPath, data_dir: PurePosixPath, download: bool | list[str], exclude: Iterable[str]
-) -> str:
-    """Shell that prints an ended attempt's files in the framing above, then its data dir as tar.
-
-    `exclude`: patterns of top-level names in the data dir that must not come home (attempt
-    folders, uploaded assets). Only builtins run unless the data dir holds something to send.
-    """
-    q = shlex.quote
-    names = " ".join(ATTEMPT_FILES)
-    # Most short jobs print nothing: then shell builtins alone send the exit code, no stat nor cat.
-    script = (
-        f"cd {q(str(attempt_dir))} && if [ -s stdout ] || [ -s stderr ]; then stat -c %s {names} && cat {names}; "
-        "elif read -r c < exitcode; then printf '0\\n0\\n%s\\n%s\\n' $((${#c} + 1)) \"$c\"; "
-        "else printf '0\\n0\\n0\\n'; fi"
-    )
-    if download is False:
-        return script
-    exclude = list(exclude)
-    skip = "|".join(_case_pattern(p) for p in exclude) or "''"
-    prune = "\\( " + " -o ".join(f"-path {q('./' + p)}" for p in exclude) + " \\) -prune -o " if exclude else ""
-    match = ""
-    if isinstance(download, list):  # find's -path: `*` matches `/` too, so *.csv finds them at any depth
-        match = "\\( " + " -o ".join(f"-path {q('./' + glob.lstrip('/'))}" for glob in download) + " \\) "
-    # A glob per name in the data dir (a shell builtin) tells whether anything is there to send.
-    return (
-        f"{script} && cd {q(str(data_dir))} 2>/dev/null && has= && "
-        f'for f in * .[!.]* ..?*; do case "$f" in {skip}) ;; *) [ -e "$f" ] && has=1 ;; esac; done; '
-        f'if [ -n "$has" ]; then find . {prune}-type f {match}-print0 | tar -cf - --null -T - 2>/dev/null; fi; true'
-    )
-
-
-def _case_pattern(pattern: str) -> str:
-    """pattern as a `case` pattern: glob characters work, every other character is literal."""
-    return "".join(c if c.isalnum() or c in "*?[]" else "\\" + c for c in pattern)
 
 
 class AttemptReader:

@@ -15,7 +15,7 @@ from typing import Any
 from hyperctl.backends import procfs
 from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER, MAX_PARAMS_ARG, Executor, Handle, Launch, Machine
 from hyperctl.errors import ConfigError
-from hyperctl.fields import Problems, Section, above, at_least, is_kind
+from hyperctl.validation import Problems, Section, above, at_least, is_kind
 
 
 def detect_gpus() -> tuple[int, ...]:

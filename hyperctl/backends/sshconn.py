@@ -18,10 +18,11 @@ from typing import Any
 
 from hyperctl.backends.base import Machine, MachineUnavailableError
 from hyperctl.backends.sshlib import load_invoke, paramiko
-from hyperctl.fields import Section, above, at_least
+from hyperctl.validation import Section, above, at_least
 
 KEEPALIVE = 10  # seconds between SSH keepalives on an idle transport
 CONNECT_TIMEOUT = 15
+HOST_KEY_POLICIES = ("reject", "accept-new")
 
 
 class HostUnreachableError(MachineUnavailableError):
@@ -200,6 +201,11 @@ class HostKeys:
             _AcceptNew(record) if self.policy == "accept-new" else paramiko.RejectPolicy()
         )
         return client
+
+
+def check_policy(value: str) -> str | None:
+    """Why host_key_policy cannot be value, if it cannot."""
+    return None if value in HOST_KEY_POLICIES else f"must be one of {', '.join(HOST_KEY_POLICIES)}"
 
 
 def connect(remote: RemoteMachine, keys: HostKeys) -> paramiko.Transport:

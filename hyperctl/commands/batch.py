@@ -8,18 +8,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hyperctl import exitstatus
 from hyperctl.batches import (
     NoDaemonError,
     daemon_pid,
     find_batch,
     list_batches,
+    load_spec,
     open_batch,
     resolve_batches_dir,
     summarize,
 )
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
-from hyperctl.layout import BatchDir
 from hyperctl.output import emit_json, format_duration, format_time, plural, say, table
 from hyperctl.spec import BatchStatus, JobStatus
 
@@ -104,7 +105,6 @@ def _others(counts: dict[str, int]) -> str:
 
 def cmd_describe(args: argparse.Namespace) -> int:
     from hyperctl.commands.hosts import machine_line, machines_of
-    from hyperctl.daemon.server import load_spec
 
     batches_dir = resolve_batches_dir(args.batches_data_dir)
     batch_dir = find_batch(batches_dir, args.name)
@@ -161,25 +161,8 @@ def _redacted(value: Any) -> Any:
     return value
 
 
-def live_client(batch_dir: BatchDir) -> Any:
-    """A client of the batch's live daemon; NoDaemonError when none runs it."""
-    from hyperctl.client import Client
-    from hyperctl.store import Store
-
-    if daemon_pid(batch_dir) is None:
-        raise NoDaemonError(f"no daemon runs batch '{batch_dir.name}' (hyperctl batch resume {batch_dir.name})")
-    store = Store(batch_dir.db, readonly=True)
-    try:
-        portal = store.meta().get("portal")
-    finally:
-        store.close()
-    if not portal:
-        raise NoDaemonError(f"batch '{batch_dir.name}': its daemon is starting or stopping; try again")
-    return Client(portal, batch_dir.token_file.read_text().strip())
-
-
 def cmd_watch(args: argparse.Namespace) -> int:
-    from hyperctl.client import DaemonUnreachableError
+    from hyperctl.client import DaemonUnreachableError, live_client
     from hyperctl.progress import bar_line
 
     batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.name)
@@ -202,16 +185,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
         sys.stderr.write("\n")
     summary = summarize(batch_dir)
     say(f"batch {summary.name} {summary.status}: " + (", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)))
-    return _exit_for(summary.status)
-
-
-def _exit_for(status: str) -> int:
-    codes = {"finished": ExitStatus.OK, "running": ExitStatus.OK, "interrupted": ExitStatus.INTERRUPTED}
-    return codes.get(status, ExitStatus.JOBS_FAILED)
+    return exitstatus.for_batch(summary.status)
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    from hyperctl.daemon.server import kill_offline
+    from hyperctl.client import live_client
+    from hyperctl.daemon.runner import kill_offline
 
     batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.name)
     if daemon_pid(batch_dir) is None:
@@ -248,7 +227,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _resume(batches_dir: Path, name: str, detach: bool) -> int:
     from hyperctl.commands.run import detach as run_detached
     from hyperctl.commands.run import run_in_foreground
-    from hyperctl.daemon.server import RunOptions, load_spec
+    from hyperctl.daemon.runner import RunOptions
 
     batch_dir = find_batch(batches_dir, name)
     spec = load_spec(batch_dir)

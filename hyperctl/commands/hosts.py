@@ -6,8 +6,7 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-from hyperctl.batches import NoDaemonError, daemon_pid, find_batch, resolve_batches_dir
-from hyperctl.commands.batch import live_client
+from hyperctl.batches import NoDaemonError, daemon_pid, find_batch, load_spec, resolve_batches_dir
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.layout import BatchDir
 from hyperctl.output import emit_json, table
@@ -34,8 +33,7 @@ def machines_of(batch_dir: BatchDir) -> list[dict[str, Any]]:
     """The batch's machines (views.machines_view): from its daemon when one runs, else from the
     store, with state None (no daemon, nobody knows)."""
     from hyperctl.backends import create_executor
-    from hyperctl.client import ApiError, DaemonUnreachableError
-    from hyperctl.daemon.server import load_spec
+    from hyperctl.client import ApiError, DaemonUnreachableError, live_client
     from hyperctl.store import Store
     from hyperctl.views import machines_view, placed_in_store
 

@@ -153,8 +153,8 @@ def _attempt_view(batch_dir: BatchDir, job: str, a: Attempt) -> dict[str, Any]:
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    from hyperctl.commands.batch import live_client
-    from hyperctl.daemon.server import kill_offline
+    from hyperctl.client import live_client
+    from hyperctl.daemon.runner import kill_offline
 
     with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (batch_dir, store):
         record = _job(store, args.batch, args.job)
@@ -234,8 +234,7 @@ def _output_from_daemon(
 ) -> None:
     """A running remote job's output so far (and, with follow, as it grows, to its end), read on
     its machine by the batch's daemon."""
-    from hyperctl.client import ApiError, DaemonUnreachableError
-    from hyperctl.commands.batch import live_client
+    from hyperctl.client import ApiError, DaemonUnreachableError, live_client
 
     host = record.last.host if record.last else "its machine"
     try:

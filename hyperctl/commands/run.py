@@ -10,15 +10,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hyperctl import exitstatus
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.output import emit_json, say
 from hyperctl.spec import BatchSpec, BatchStatus
 
 if TYPE_CHECKING:  # the daemon's modules load only when a command needs them
-    from hyperctl.daemon.server import RunOptions
+    from hyperctl.daemon.runner import RunOptions
 
-_EXIT = {BatchStatus.FINISHED: ExitStatus.OK, BatchStatus.INTERRUPTED: ExitStatus.INTERRUPTED}
 _DETACH_READY_WITHIN = 60  # seconds for a detached daemon to come up
 
 
@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hyperctl.batches import resolve_batches_dir
     from hyperctl.commands.generate import expand
     from hyperctl.config import load_batch, parse_batch
-    from hyperctl.daemon.server import RunOptions
+    from hyperctl.daemon.runner import RunOptions
 
     if args.spec_stdin:
         spec = BatchSpec.from_dict(json.load(sys.stdin))
@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> int:
     import logging
 
-    from hyperctl.daemon.server import run_batch
+    from hyperctl.daemon.runner import run_batch
     from hyperctl.progress import Progress
 
     logging.basicConfig(format="hyperctl: %(message)s", level=logging.WARNING)
@@ -94,7 +94,7 @@ def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> in
                 "not_succeeded": [r.name for r in result.not_succeeded],
             }
         )
-    return _EXIT.get(result.status, ExitStatus.JOBS_FAILED)
+    return exitstatus.for_batch(result.status)
 
 
 def _ended_at_once(daemon: subprocess.Popen[bytes], log_path: Path, log_start: int) -> int:
@@ -112,7 +112,7 @@ def _ended_at_once(daemon: subprocess.Popen[bytes], log_path: Path, log_start: i
 def detach(spec: BatchSpec, options: RunOptions) -> int:
     """Start the daemon in a session of its own; return once its API answers."""
     from hyperctl.batches import daemon_pid, resolve_batches_dir
-    from hyperctl.daemon.server import check_spec
+    from hyperctl.daemon.runner import check_spec
     from hyperctl.layout import BatchDir
     from hyperctl.store import Store
 

@@ -1,4 +1,5 @@
-"""Tokens: one per batch (a file only its owner reads), and one per job derived from it."""
+"""Tokens: one per batch (a file only its owner reads), and one per job derived from it; who a
+request's Authorization header speaks for, decided here alone."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from hashlib import sha256
 from pathlib import Path
 
 JOB_TOKEN_PREFIX = "job."
+EVERY_JOB = ""  # what the batch token reads: the batch and every job (a job token reads its own job)
+_REMEMBERED = 10_000  # genuine tokens whose reader is kept, so that a request costs no HMAC
 
 
 def load_or_create_token(path: Path) -> str:
@@ -29,6 +32,25 @@ class Tokens:
 
     def __init__(self, batch_token: str) -> None:
         self.batch_token = batch_token
+        # Token -> what it reads. Looking a token up compares hashes first, so it tells a sender
+        # nothing of a real token's bytes.
+        self._readers: dict[str, str] = {}
+
+    def reader(self, authorization: str) -> str | None:
+        """What a request with this Authorization header may read: EVERY_JOB (the batch token), a
+        job's name (that job's token), or None (no token, or not a genuine one)."""
+        token = bearer(authorization)
+        if token is None:
+            return None
+        reader = self._readers.get(token)
+        if reader is None:
+            reader = EVERY_JOB if self.is_batch(token) else self.job_of(token)
+            if reader is None:
+                return None  # not remembered: a bad token costs the sender, not our memory
+            if len(self._readers) >= _REMEMBERED:
+                self._readers.clear()
+            self._readers[token] = reader
+        return reader
 
     def for_job(self, job: str) -> str:
         # Derived, not stored: nothing to keep in sync, and it survives a daemon restart.
@@ -45,3 +67,10 @@ class Tokens:
             return None
         job = token[len(JOB_TOKEN_PREFIX) :].rsplit(".", 1)[0]
         return job if hmac.compare_digest(token, self.for_job(job)) else None
+
+
+def bearer(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None when it has none."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None

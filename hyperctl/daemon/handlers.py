@@ -1,20 +1,20 @@
-"""Thin HTTP handlers: check the token, ask the scheduler or the store, answer JSON."""
+"""Thin HTTP handlers: check the token, ask the scheduler (its read methods, or a kill), answer JSON."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncGenerator
 from http import HTTPStatus
 from typing import Any
 
 import tornado.web
 
-from hyperctl.daemon.auth import Tokens
+from hyperctl.daemon.auth import EVERY_JOB, Tokens, bearer
 from hyperctl.daemon.listener import InFlight
-from hyperctl.daemon.scheduler import Scheduler
+from hyperctl.daemon.scheduler import NotFollowableError, Scheduler
 from hyperctl.spec import BatchStatus, JobStatus
-from hyperctl.views import batch_view, job_view, machines_view, placed_by_daemon
 
 
 class JobViews:
@@ -25,14 +25,15 @@ class JobViews:
         self.scheduler = scheduler
         self.cache: dict[str, tuple[int, bytes]] = {}
 
+    def has(self, name: str) -> bool:
+        return self.scheduler.has_job(name)
+
     def body(self, name: str) -> bytes:
         version = self.scheduler.version
         hit = self.cache.get(name)
         if hit is not None and hit[0] == version:
             return hit[1]
-        record = self.scheduler.store.job(name)
-        assert record is not None
-        body = json.dumps(job_view(record, self.scheduler.batch_dir)).encode()
+        body = json.dumps(self.scheduler.job_view(name)).encode()
         if len(self.cache) >= 10_000:  # a bound, for batches of 100,000 jobs
             self.cache.clear()
         self.cache[name] = (version, body)
@@ -61,29 +62,26 @@ class ApiHandler(tornado.web.RequestHandler):
             self._left = True
             self.in_flight.leave()
 
-    def bearer(self) -> str:
+    def reader(self) -> str:
+        """What the request's token may read (auth.Tokens.reader); 401 without a genuine one."""
         header = self.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise tornado.web.HTTPError(401, reason="missing token: send 'Authorization: Bearer <token>'")
-        return token.strip()
+        reader = self.tokens.reader(header)
+        if reader is None:
+            if bearer(header) is None:
+                raise tornado.web.HTTPError(401, reason="missing token: send 'Authorization: Bearer <token>'")
+            raise tornado.web.HTTPError(401, reason="bad token")
+        return reader
 
     def require_batch_token(self) -> None:
-        if not self.tokens.is_batch(self.bearer()):
+        if self.reader() != EVERY_JOB:
             raise tornado.web.HTTPError(401, reason="bad token")
 
     def require_job_token(self, job: str) -> None:
-        token = self.bearer()
-        if self.tokens.is_batch(token):
-            return
-        owner = self.tokens.job_of(token)
-        if owner is None:
-            raise tornado.web.HTTPError(401, reason="bad token")
-        if owner != job:
+        if self.reader() not in (EVERY_JOB, job):
             raise tornado.web.HTTPError(403, reason="a job's token reads only that job")
 
     def job_or_404(self, name: str) -> None:
-        if name not in self.scheduler.specs:
+        if not self.scheduler.has_job(name):
             raise tornado.web.HTTPError(404, reason=f"no job named '{name}' in this batch")
 
     def int_argument(self, name: str) -> int | None:
@@ -128,11 +126,7 @@ class JobListHandler(ApiHandler):
         if status is not None and status not in {s.value for s in JobStatus}:
             known = ", ".join(s.value for s in JobStatus)
             raise tornado.web.HTTPError(400, reason=f"status: must be one of {known}, not '{status}'")
-        store, batch_dir = self.scheduler.store, self.scheduler.batch_dir
-        jobs = [job_view(r, batch_dir) for r in store.jobs()]
-        if status is not None:
-            jobs = [j for j in jobs if j["status"] == status]
-        self.send({"jobs": jobs})
+        self.send({"jobs": self.scheduler.job_views(JobStatus(status) if status is not None else None)})
 
 
 class JobHandler(ApiHandler):
@@ -146,13 +140,11 @@ class JobKillHandler(ApiHandler):
     async def post(self, name: str) -> None:
         self.require_batch_token()
         self.job_or_404(name)
-        before = self.scheduler.status[name]
+        before = self.scheduler.status_of(name)
         if before.final:
             raise tornado.web.HTTPError(409, reason=f"job '{name}' already ended: {before.value}")
         await self.scheduler.kill_job(name)
-        record = self.scheduler.store.job(name)
-        assert record is not None
-        self.send(job_view(record, self.scheduler.batch_dir))
+        self.send(self.scheduler.job_view(name))
 
 
 class BatchHandler(ApiHandler):
@@ -163,7 +155,7 @@ class BatchHandler(ApiHandler):
         if wait_after is not None:
             timeout = min(self.int_argument("timeout") or 25, 60)
             await self.scheduler.wait_change(wait_after, timeout)
-        self.send({**batch_view(self.scheduler.store, self.scheduler.batch_dir), "version": self.scheduler.version})
+        self.send(self.scheduler.batch_view())
 
 
 class BatchKillHandler(ApiHandler):
@@ -171,9 +163,7 @@ class BatchKillHandler(ApiHandler):
         """Stop starting jobs and kill the running ones; the daemon exits when they are gone."""
         self.require_batch_token()
         self.scheduler.request_stop(BatchStatus.KILLED)
-        self.send(
-            {**batch_view(self.scheduler.store, self.scheduler.batch_dir), "version": self.scheduler.version}, 202
-        )
+        self.send(self.scheduler.batch_view(), 202)
 
 
 class JobLogHandler(ApiHandler):
@@ -192,19 +182,17 @@ class JobLogHandler(ApiHandler):
         offset = self.int_argument("offset") or 0
         lines = self.int_argument("lines")
         follow = self.int_argument("follow") != 0
-        handle = self.scheduler.running.get(name)
-        if handle is None:
-            raise tornado.web.HTTPError(409, reason=f"job '{name}' is not running")
-        if self.scheduler.executor.files_here:
-            raise tornado.web.HTTPError(409, reason=f"job '{name}' writes its output in the batch folder")
+        try:
+            chunks = self.scheduler.follow_output(name, stream, offset, lines, follow)
+        except NotFollowableError as e:
+            raise tornado.web.HTTPError(409, reason=str(e)) from None
         self.set_header("Content-Type", "application/octet-stream")
-        self.streaming = asyncio.ensure_future(self._stream(handle, stream, offset, lines, follow))
+        self.streaming = asyncio.ensure_future(self._stream(chunks))
         with contextlib.suppress(asyncio.CancelledError):
             await self.streaming
             self.finish()
 
-    async def _stream(self, handle: Any, stream: str, offset: int, lines: int | None, follow: bool) -> None:
-        chunks = self.scheduler.executor.follow(handle, stream, offset, lines, follow)
+    async def _stream(self, chunks: AsyncGenerator[bytes, None]) -> None:
         try:
             async for chunk in chunks:
                 self.write(chunk)
@@ -222,5 +210,4 @@ class MachineListHandler(ApiHandler):
     def get(self) -> None:
         """Every machine: up, or down and why (backing off); its running jobs and what they use."""
         self.require_batch_token()
-        s = self.scheduler
-        self.send({"machines": machines_view(s.pool.machines, placed_by_daemon(s.running, s.specs), s.pool.down)})
+        self.send({"machines": self.scheduler.machines_view()})

@@ -1,12 +1,12 @@
-"""Free capacity per machine: which job fits where, with exclusive GPUs."""
+"""Free capacity per machine: which job fits where, with exclusive GPUs; and which never will."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hyperctl.backends.base import Machine
-from hyperctl.output import plural
-from hyperctl.spec import Resource
+from hyperctl.backends.base import Executor, Machine
+from hyperctl.errors import ConfigError
+from hyperctl.spec import BatchSpec, Resource
 
 _EPSILON = 1e-9  # cpu is fractional: 0.1 * 10 must fit in 1
 
@@ -39,7 +39,7 @@ class Pool:
             return None
         most_gpu = max(len(m.gpus) for m in self.machines)
         if r.gpu > most_gpu:
-            return f"asks {plural(r.gpu, 'GPU')}; the most any machine has is {most_gpu}"
+            return f"asks {r.gpu} GPU{'' if r.gpu == 1 else 's'}; the most any machine has is {most_gpu}"
         most_cpu = max(m.cpu for m in self.machines)
         if r.cpu > most_cpu + _EPSILON:
             return f"asks {r.cpu:g} CPUs; the most any machine has is {most_cpu:g}"
@@ -108,3 +108,18 @@ class Pool:
         self.jobs[name] -= 1
         self.gpus[name].extend(slot.gpus)
         self.gpus[name].sort()
+
+
+def check_fits(spec: BatchSpec, executor: Executor) -> None:
+    """A job no machine can ever hold, or run, is a config error before anything starts."""
+    pool = Pool(executor.machines())
+    problems = []
+    for i, job in enumerate(spec.jobs):
+        why = pool.why_never_fits(job.resource)
+        if why:
+            problems.append(f"jobs[{i}].resource: {why}")
+        why = executor.check_job(job.execution)
+        if why:
+            problems.append(f"jobs[{i}].execution.{why}")
+    if problems:
+        raise ConfigError(problems)

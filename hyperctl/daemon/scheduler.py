@@ -1,6 +1,7 @@
 """Event-driven dispatch: start every job that fits, in order, the moment capacity frees.
 
-No HTTP in here: the handlers and the CLI's progress read this object; tests drive it directly.
+No HTTP in here: the handlers and the CLI's progress read this object through its read methods
+(has_job, job_view, batch_view, machines_view, counts_now, ...); tests drive it directly.
 """
 
 from __future__ import annotations
@@ -11,20 +12,25 @@ import json
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from hyperctl.backends.base import Executor, Exit, Handle, Launch, Machine, MachineUnavailableError
+from hyperctl.daemon.machines import Machines
+from hyperctl.daemon.outcome import FAILURES, final_status, should_retry
 from hyperctl.daemon.placement import Pool, Slot
-from hyperctl.errors import ConfigError, HyperctlError
+from hyperctl.errors import HyperctlError
 from hyperctl.layout import CURRENT, BatchDir, Layout
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
 from hyperctl.store import JobRecord, Store
+from hyperctl.views import batch_view, job_view, machines_view, placed_by_daemon
 
 logger = logging.getLogger(__name__)
-_FIRST_BACKOFF, _MAX_BACKOFF = 5.0, 60.0  # seconds a machine that failed takes no jobs
-_REASON_STATUS = {"timeout": JobStatus.TIMEOUT, "killed": JobStatus.KILLED, "lost": JobStatus.LOST}
-_FAILURES = (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.LOST)
+
+
+class NotFollowableError(HyperctlError):
+    """A job's output cannot be followed through the daemon: it is not running, or is local."""
 
 
 @dataclass(frozen=True)
@@ -34,35 +40,6 @@ class Event:
     job: str
     status: JobStatus
     retry_of: JobStatus | None = None  # pending again: how the attempt that will be retried ended
-
-
-def check_fits(spec: BatchSpec, executor: Executor) -> None:
-    """A job no machine can ever hold, or run, is a config error before anything starts."""
-    pool = Pool(executor.machines())
-    problems = []
-    for i, job in enumerate(spec.jobs):
-        why = pool.why_never_fits(job.resource)
-        if why:
-            problems.append(f"jobs[{i}].resource: {why}")
-        why = executor.check_job(job.execution)
-        if why:
-            problems.append(f"jobs[{i}].execution.{why}")
-    if problems:
-        raise ConfigError(problems)
-
-
-def final_status(exit: Exit) -> JobStatus:
-    if exit.reason in _REASON_STATUS:
-        return _REASON_STATUS[exit.reason]
-    return JobStatus.SUCCEEDED if exit.exit_code == 0 else JobStatus.FAILED
-
-
-def should_retry(job: JobSpec, status: JobStatus, exit_code: int | None, attempts: int) -> bool:
-    """Killed jobs never run again; failures do while retries are left (and the code is listed)."""
-    if status not in _FAILURES or attempts > job.retry.max_retries:
-        return False
-    codes = job.retry.on_exit_codes
-    return status != JobStatus.FAILED or codes is None or exit_code in codes
 
 
 class Scheduler:
@@ -84,6 +61,7 @@ class Scheduler:
         self.env = env  # what every job sees: batch name, portal
         self.job_token = job_token
         self.pool = Pool(executor.machines())
+        self.machines = Machines(self.pool, executor, store, self._machines_changed, lambda: self.done.done())
         executor.on_machine_down = self.machine_down
         executor.on_machine_up = self.machine_up
         self.specs: dict[str, JobSpec] = {j.name: j for j in spec.jobs}
@@ -105,14 +83,13 @@ class Scheduler:
         self.listeners: list[Callable[[Event], None]] = []
         self.stopping: BatchStatus | None = None
         self.done: asyncio.Future[BatchStatus] = asyncio.get_running_loop().create_future()
-        self.backoff: dict[str, float] = {}  # machine -> how long it stays down the next time
         self.version = 0  # bumped on every change; watchers long-poll on it
         self._changed = asyncio.get_running_loop().create_future()
 
     # -- start and dispatch --------------------------------------------
     async def start(self) -> None:
         """Take over the store's jobs: reattach what a previous daemon left running, then dispatch."""
-        self._save_capacity()
+        self.machines.save()
         recovering = []
         for row in self.store.job_rows():  # no specs decoded: this batch's are in memory already
             self.status[row.name] = row.status
@@ -187,7 +164,7 @@ class Scheduler:
             self._enqueue(name)
         else:
             self._set_status(name, status)
-            if status in _FAILURES:
+            if status in FAILURES:
                 self.failures += 1
                 limit = self.spec.scheduler.halt_on_failures
                 self.halted = self.halted or (limit is not None and self.failures >= limit)
@@ -260,48 +237,23 @@ class Scheduler:
 
     # -- machines that fail -------------------------------------------------
     def machine_down(self, machine: str, reason: str) -> None:
-        """Take no jobs to it for a while (doubling each time, up to a minute), then ask it again."""
-        if machine in self.pool.down:
-            self.pool.down[machine] = reason  # the latest word on it
-            return
-        logger.warning("machine %s is down: %s", machine, reason)
-        self.pool.down[machine] = reason
-        delay = self.backoff.get(machine, _FIRST_BACKOFF)
-        self.backoff[machine] = min(delay * 2, _MAX_BACKOFF)
-        asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self._probe(machine)))
-        self._bump()
-
-    async def _probe(self, machine: str) -> None:
-        """Its time down is over: it takes jobs again only once it answers (no job waits on a dead host)."""
-        if self.done.done():
-            return
-        why = await self.executor.probe(machine)
-        if why is None:
-            found = next(m for m in self.executor.machines() if m.name == machine)
-            self.machine_up(found)
-        else:
-            self.pool.down.pop(machine, None)
-            self.machine_down(machine, why)
+        """It takes no jobs for a while, then is asked again (Machines.down)."""
+        if self.machines.down(machine, reason):
+            self._bump()
 
     def machine_up(self, machine: Machine) -> None:
-        """It answers (again, or at last): jobs go there, as many as its capacity, now found, holds."""
-        self.pool.replace(machine)
-        self._save_capacity()
-        if self.pool.down.pop(machine.name, None) is not None:
-            logger.warning("machine %s is up", machine.name)
-        self.backoff.pop(machine.name, None)
+        """It answers (again, or at last): start what now fits there."""
+        self.machines.up(machine)
+        self._machines_changed()
+
+    def _machines_changed(self) -> None:
         self._bump()
         self.dispatch()
         self._finish_if_done()
 
-    def _save_capacity(self) -> None:
-        """What each machine was found to offer, for the views when no daemon runs."""
-        found = {m.name: {"cpu": m.cpu, "ram": m.ram, "gpus": list(m.gpus)} for m in self.pool.machines if m.known}
-        self.store.set_meta(capacity=found)
-
     @property
     def all_down(self) -> bool:
-        return len(self.pool.down) == len(self.pool.machines)
+        return self.machines.all_down
 
     # -- after a crash ------------------------------------------------------
     async def _recover(self, record: JobRecord) -> None:
@@ -406,6 +358,46 @@ class Scheduler:
                 self.attempts[name] = n
                 self._set_status(name, JobStatus.FAILED)
                 self.failures += 1
+
+    # -- what the API and the progress display read -------------------------
+    def has_job(self, name: str) -> bool:
+        return name in self.specs
+
+    def status_of(self, name: str) -> JobStatus:
+        return self.status[name]
+
+    def job_view(self, name: str) -> dict[str, Any]:
+        """A job as the store has it now (views.job_view)."""
+        record = self.store.job(name)
+        assert record is not None
+        return job_view(record, self.batch_dir)
+
+    def job_views(self, status: JobStatus | None = None) -> list[dict[str, Any]]:
+        return [job_view(record, self.batch_dir) for record in self.store.jobs(status)]
+
+    def batch_view(self) -> dict[str, Any]:
+        """The batch (views.batch_view) and its version, which a long poll waits to pass."""
+        return {**batch_view(self.store, self.batch_dir), "version": self.version}
+
+    def machines_view(self) -> list[dict[str, Any]]:
+        """Every machine: up, or down and why; its running jobs and what they use."""
+        return machines_view(self.pool.machines, placed_by_daemon(self.running, self.specs), self.pool.down)
+
+    def counts_now(self) -> dict[str, int]:
+        """Jobs by status as they are now, from memory: no query."""
+        return {status.value: n for status, n in self.counts.items()}
+
+    def follow_output(
+        self, name: str, stream: str, offset: int, lines: int | None, follow: bool
+    ) -> AsyncGenerator[bytes, None]:
+        """A running job's stdout or stderr where it runs (Executor.follow); NotFollowableError
+        when it is not running, or its output is in the batch folder already."""
+        handle = self.running.get(name)
+        if handle is None:
+            raise NotFollowableError(f"job '{name}' is not running")
+        if self.executor.files_here:
+            raise NotFollowableError(f"job '{name}' writes its output in the batch folder")
+        return self.executor.follow(handle, stream, offset, lines, follow)
 
     # -- control --------------------------------------------------------
     async def kill_job(self, name: str) -> JobStatus:

@@ -1,4 +1,4 @@
-"""What a job imports: its params and data dir. Stdlib only, and cheap to import."""
+"""The job-side API (what a job imports): its params and data dir. Stdlib only; also sent to SSH hosts."""
 
 from __future__ import annotations
 

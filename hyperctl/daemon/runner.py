@@ -1,11 +1,10 @@
-"""run_batch(): prepare the batch folder, bind, serve, drive the scheduler to the end, shut down."""
+"""The daemon's run loop: run_batch() prepares the batch folder, binds, serves, runs the scheduler to the end."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
 import fcntl
-import json
 import os
 import signal
 import socket
@@ -17,9 +16,11 @@ from typing import IO, Any, Protocol
 
 from hyperctl.backends import create_executor
 from hyperctl.backends.base import Executor
+from hyperctl.batches import load_spec
 from hyperctl.daemon.auth import Tokens, load_or_create_token
 from hyperctl.daemon.listener import InFlight, Listener, listen
-from hyperctl.daemon.scheduler import Event, Scheduler, check_fits
+from hyperctl.daemon.placement import check_fits
+from hyperctl.daemon.scheduler import Event, Scheduler
 from hyperctl.errors import BatchBusyError, HyperctlError
 from hyperctl.layout import BatchDir
 from hyperctl.spec import BatchSpec, BatchStatus, JobStatus
@@ -140,7 +141,9 @@ def run_batch(spec: BatchSpec, options: RunOptions, observer: Observer | None = 
 
 
 def check_spec(spec: BatchSpec) -> Executor:
-    """Its executor, once everything that can be wrong with the config is found (ConfigError)."""
+    """Its executor, once everything that can be wrong with the config is found (ConfigError).
+    Built once per process that runs the batch (`run --detach` checks in the foreground, then the
+    daemon, another process, builds its own)."""
     executor = create_executor(spec.backend.type, spec.backend.conf)
     check_fits(spec, executor)
     return executor
@@ -156,8 +159,10 @@ async def _run(spec: BatchSpec, options: RunOptions, observer: Observer | None) 
     lock = BatchLock(batch_dir.lock_file)
     lock.acquire()
     try:
+        offered = executor.machines()
         down = await executor.prepare()
-        check_fits(spec, executor)  # again: GPUs a host reports (`gpu: auto`) may be fewer than asked
+        if executor.machines() != offered:  # found on reaching them: a host's CPUs, RAM, `gpu: auto` GPUs
+            check_fits(spec, executor)  # again: what a host has may be less than a job asks
         return await _serve(spec, batch_dir, executor, down, options, observer)
     finally:
         lock.release()
@@ -178,7 +183,12 @@ async def _serve(
         _check_same_batch(store, batch_dir, options)
         sockets, port_note = bind(spec.daemon.host, spec.daemon.port)
         portal = portal_url(spec.daemon.host, sockets[0].getsockname()[1])
-        synced = store.sync_jobs(spec.jobs, options.rerun_ended)
+        # Jobs hyperctl 0.1.0 named by position keep their results under their new names: folder
+        # first, then the store (after a crash between the two, the next run finds the folder moved).
+        renamed = {
+            old: new for old, new in store.renamed_since_0_1(spec.jobs).items() if batch_dir.rename_job(old, new)
+        }
+        synced = store.sync_jobs(spec.jobs, options.rerun_ended, renamed)
         save_spec(batch_dir, spec)
         tokens = Tokens(load_or_create_token(batch_dir.token_file))
         store.set_meta(
@@ -250,7 +260,7 @@ def kill_offline(batch_dir: BatchDir, jobs: set[str] | None = None) -> list[str]
 
 async def _kill_offline(batch_dir: BatchDir, jobs: set[str] | None) -> list[str]:
     spec = load_spec(batch_dir)
-    executor = check_spec(spec)
+    executor = create_executor(spec.backend.type, spec.backend.conf)  # no fit to check: nothing starts
     lock = BatchLock(batch_dir.lock_file)
     lock.acquire()  # no daemon may start this batch meanwhile
     store = Store(batch_dir.db)
@@ -268,14 +278,6 @@ async def _kill_offline(batch_dir: BatchDir, jobs: set[str] | None) -> list[str]
         store.close()
         lock.release()
         await executor.close()
-
-
-def load_spec(batch_dir: BatchDir) -> BatchSpec:
-    """The normalized spec the batch was last run with."""
-    try:
-        return BatchSpec.from_dict(json.loads(batch_dir.spec_file.read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise HyperctlError(f"batch '{batch_dir.name}': cannot read its spec {batch_dir.spec_file}: {e}") from None
 
 
 def _check_same_batch(store: Store, batch_dir: BatchDir, options: RunOptions) -> None:

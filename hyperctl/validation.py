@@ -1,4 +1,4 @@
-"""Reading untrusted dicts field by field, collecting one line per problem."""
+"""Config validation: reading untrusted dicts field by field, collecting one line per problem."""
 
 from __future__ import annotations
 

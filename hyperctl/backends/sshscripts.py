@@ -1,0 +1,214 @@
+"""The shell programs hyperctl runs on SSH hosts, each a function that returns one (POSIX sh).
+
+Every value is quoted here (shlex.quote, or int() for numbers): the callers pass plain paths,
+names and numbers. What a program prints is what the executor (ssh.py) and the channel
+reader (sshchannel.py, collect.py) read: each docstring says it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shlex
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from hyperctl.backends.base import LAUNCHER
+from hyperctl.backends.collect import ATTEMPT_FILES
+
+_q = shlex.quote
+# What a job imports (`import hyperctl`), sent to each host: jobs read their params even where
+# hyperctl is not installed. extend_path: where it is installed, the rest of it stays importable.
+_JOB_SIDE = ("__init__.py", "jobside.py", "errors.py")
+_EXTEND = '\n__path__ = __import__("pkgutil").extend_path(__path__, __name__)\n'
+
+
+@dataclass(frozen=True)
+class RemotePaths:
+    """An attempt's folders on its host: the batch folder's layout (layout.py) under remote_root."""
+
+    job: PurePosixPath  # the job's own folder: its data dir unless the batch file gives another
+    attempt: PurePosixPath
+    params_file: PurePosixPath
+    data: PurePosixPath
+    working: PurePosixPath
+
+
+def job_side_lib() -> tuple[str, dict[str, str]]:
+    """The job-side modules as text (what set_up installs), and a name for this version of them."""
+    package = Path(__file__).resolve().parent.parent
+    files = {name: (package / name).read_text() for name in _JOB_SIDE}
+    files["__init__.py"] += _EXTEND
+    digest = hashlib.sha256("".join(files.values()).encode()).hexdigest()[:12]
+    return digest, files
+
+
+def root_word(remote_root: str) -> str:
+    """remote_root as a shell word on the host: ~ and relative paths are in its home."""
+    if remote_root == "~":
+        return '"$HOME"'
+    if remote_root.startswith("/"):
+        return _q(remote_root)
+    return '"$HOME"/' + _q(remote_root[2:] if remote_root.startswith("~/") else remote_root)
+
+
+def exports(env: dict[str, str]) -> str:
+    """`export K=V ... && `, to put before a command; empty for no variables."""
+    if not env:
+        return ""
+    # `export` in the login shell, not `env`: one program fewer to start per job.
+    return "export " + " ".join(f"{k}={_q(v)}" for k, v in env.items()) + " && "
+
+
+def set_up(remote_root: str, lib: tuple[str, dict[str, str]], gpus_env: dict[str, str] | None) -> str:
+    """Run once per new connection. Prints four lines: the host's $HOME, its CPUs (nproc), its RAM
+    in MB, and its GPU indices on one line (nvidia-smi, run with `gpus_env` exported; an empty
+    line when gpus_env is None). Installs the job-side hyperctl (job_side_lib()) under
+    remote_root/.lib/VERSION/ once, which proves remote_root writable: when it is not, exits 3
+    with why on stderr."""
+    version, files = lib
+    writes = " && ".join(f'printf %s {_q(text)} > "$lib"/{name}' for name, text in files.items())
+    ask_gpus = "echo"
+    if gpus_env is not None:  # in the machine's environment: its PATH may be where nvidia-smi is
+        smi = "nvidia-smi --query-gpu=index --format=csv,noheader"
+        ask_gpus = f"({exports(gpus_env)}{smi} 2>/dev/null | tr '\\n' ' '); echo"
+    return (
+        f'printf "%s\\n" "$HOME"; nproc 2>/dev/null || echo 1; '
+        "awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo 2>/dev/null || echo 0; "
+        f"{ask_gpus}; lib={root_word(remote_root)}/.lib/{version}/hyperctl; "
+        f'[ -f "$lib/.ready" ] || e=$( {{ mkdir -p "$lib" && {writes} && : > "$lib/.ready"; }} 2>&1) || '
+        f'{{ echo remote_root {_q(remote_root)}": cannot write there: $e" >&2; exit 3; }}'
+    )
+
+
+def upload(paths: RemotePaths) -> str:
+    """Reads a tar on stdin (upload_payload()): its w/ into the working dir (the job's assets), its
+    j/params.json to the params file (params too long for an argument). Prints nothing; exits
+    non-zero, with why on stderr, when it cannot."""
+    records = _q(str(paths.params_file.parent))
+    return (
+        f't=$(mktemp -d) && tar -xf - -C "$t" && mkdir -p {_q(str(paths.working))} {records} && '
+        f'{{ [ ! -d "$t/w" ] || cp -R "$t/w/." {_q(str(paths.working))}; }} && '
+        f'{{ [ ! -d "$t/j" ] || cp "$t/j/params.json" {_q(str(paths.params_file))}; }}; s=$?; rm -rf "$t"; exit $s'
+    )
+
+
+def upload_payload(assets: Iterable[str], params_json: str | None) -> bytes:
+    """What upload() reads: the assets (local files and folders) under w/, params_json (if given) as j/params.json."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for asset in assets:
+            tar.add(asset, arcname="w/" + os.path.basename(asset.rstrip("/")))
+        if params_json is not None:
+            data = (params_json + "\n").encode()
+            info = tarfile.TarInfo("j/params.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def spawn(
+    paths: RemotePaths, command: str, params: str, env: dict[str, str], lib_dir: PurePosixPath, send_home: str
+) -> str:
+    """Start an attempt. Reads the job's token on stdin (a secret: never on a command line that
+    `ps` shows), exports it with `env` and the job-side lib on PYTHONPATH, then prints the
+    launcher's pid on the first line and runs the job (base.LAUNCHER: params "" when the params
+    file is written already) in a session of its own that outlives the connection (setsid -w).
+    Once it has ended, sends the attempt home on the same channel (`send_home`, a collect() program)
+    and exits with setsid's status: the launcher's exit code, or the signal that ended it."""
+    dirs = " ".join(_q(str(p)) for p in dict.fromkeys((paths.attempt, paths.data)))
+    args = (command, paths.attempt, paths.working, params, paths.params_file)
+    return (
+        "IFS= read -r HYPERCTL_JOB_TOKEN && export HYPERCTL_JOB_TOKEN && "
+        # An exitcode left by an earlier batch of this name is emptied: never mistaken for this one's.
+        f"mkdir -p {dirs} && : > {_q(str(paths.attempt / 'exitcode'))} && {exports(env)}"
+        f'export PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}"{_q(str(lib_dir))} && '
+        f"setsid -w /bin/sh -c {_q('echo $$; ' + LAUNCHER)} hyperctl-job {' '.join(_q(str(a)) for a in args)} "
+        f"</dev/null; s=$?; {send_home}; exit $s"
+    )
+
+
+def reattach(pid: int, identity: dict[str, str], send_home: str) -> str:
+    """Watch an attempt started before (by a daemon that died, or on a connection that dropped).
+    Prints `adopted` on the first line when pid is still its launcher (it leads its process group
+    and its environment carries `identity`), and waits for it to end, looking once a second;
+    else prints `gone`. Either way, then sends the attempt home (`send_home`, a collect() program)."""
+    checks = " && ".join(f"tr '\\0' '\\n' < /proc/$p/environ | grep -qxF {_q(f'{k}={v}')}" for k, v in identity.items())
+    return (
+        f"p={int(pid)}; if {checks} && [ \"$(ps -o pgid= -p $p | tr -d ' ')\" = $p ]; then echo adopted; "
+        # once a second, on the host, and only for jobs found after a restart or a drop
+        "while s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null) && [ \"$s\" != Z ]; do sleep 1; done; "
+        f"else echo gone; fi; {send_home}"
+    )
+
+
+def collect(paths: RemotePaths, download: bool | list[str], assets: Iterable[str]) -> str:
+    """Send an ended attempt home, framed as collect.py reads it: the sizes of stdout, stderr and
+    exitcode (one per line), their bytes, then (unless download is False) a tar of the data dir's
+    files (those matching `download`, a list of globs, or all) to the end of the stream. What
+    never comes back is left out: the attempt folders and params file when the data dir is the
+    job's folder, the uploaded assets when it is the working dir. Only builtins run unless the
+    data dir holds something to send."""
+    exclude = []
+    if paths.attempt.parent == paths.data:  # records inside the data dir (batches of hyperctl 0.1.0)
+        exclude += ["attempt-*", "params.json"]
+    if paths.data == paths.working:
+        exclude += [os.path.basename(a.rstrip("/")) for a in assets]
+    names = " ".join(ATTEMPT_FILES)
+    # Most short jobs print nothing: then shell builtins alone send the exit code, no stat nor cat.
+    script = (
+        f"cd {_q(str(paths.attempt))} && if [ -s stdout ] || [ -s stderr ]; then stat -c %s {names} && cat {names}; "
+        "elif read -r c < exitcode; then printf '0\\n0\\n%s\\n%s\\n' $((${#c} + 1)) \"$c\"; "
+        "else printf '0\\n0\\n0\\n'; fi"
+    )
+    if download is False:
+        return script
+    skip = "|".join(_case_pattern(p) for p in exclude) or "''"
+    prune = "\\( " + " -o ".join(f"-path {_q('./' + p)}" for p in exclude) + " \\) -prune -o " if exclude else ""
+    match = ""
+    if isinstance(download, list):  # find's -path: `*` matches `/` too, so *.csv finds them at any depth
+        match = "\\( " + " -o ".join(f"-path {_q('./' + glob.lstrip('/'))}" for glob in download) + " \\) "
+    # A glob per name in the data dir (a shell builtin) tells whether anything is there to send.
+    return (
+        f"{script} && cd {_q(str(paths.data))} 2>/dev/null && has= && "
+        f'for f in * .[!.]* ..?*; do case "$f" in {skip}) ;; *) [ -e "$f" ] && has=1 ;; esac; done; '
+        f'if [ -n "$has" ]; then find . {prune}-type f {match}-print0 | tar -cf - --null -T - 2>/dev/null; fi; true'
+    )
+
+
+def _case_pattern(pattern: str) -> str:
+    """pattern as a `case` pattern: glob characters work, every other character is literal."""
+    return "".join(c if c.isalnum() or c in "*?[]" else "\\" + c for c in pattern)
+
+
+def follow(path: PurePosixPath, pid: int, offset: int, lines: int | None, until_end: bool) -> str:
+    """Print a file of a running attempt from byte `offset` (or its last `lines` lines); with
+    until_end, go on printing as it grows (tail wakes on writes) and end once the launcher `pid`
+    is gone, after its last bytes."""
+    start_at = f"-n {int(lines)}" if lines is not None else f"-c +{int(offset) + 1}"
+    then = f"-s 0.5 --pid={int(pid)} -F" if until_end else ""
+    return f"exec tail {start_at} {then} {_q(str(path))} 2>/dev/null"
+
+
+def read_file(path: PurePosixPath, limit: int = 4096) -> str:
+    """Print the first `limit` bytes of a file; exit non-zero when it does not exist."""
+    return f"head -c {int(limit)} {_q(str(path))} 2>/dev/null"
+
+
+def kill(pgid: int, sig: int) -> str:
+    """Send sig to a whole process group; print nothing, whether or not it is still there."""
+    # "kill -N -PGID": the spelling that dash, bash and /bin/kill all take for a group.
+    return f"kill -{int(sig)} -{int(pgid)} 2>/dev/null"
+
+
+def group_alive(pgid: int) -> str:
+    """Exit 0 when a live (not zombie) process of the process group is left, else 1."""
+    return f"ps -e -o pgid=,stat= | awk '$1 == {int(pgid)} && $2 !~ /^Z/' | grep -q ."
+
+
+def ping() -> str:
+    """Exit 0 at once: the liveness check of a connection (a silent host never answers)."""
+    return "true"

@@ -1,0 +1,24 @@
+"""How an attempt's end becomes its job's status, and whether the job runs again."""
+
+from __future__ import annotations
+
+from hyperctl.backends.base import Exit
+from hyperctl.spec import JobSpec, JobStatus
+
+_REASON_STATUS = {"timeout": JobStatus.TIMEOUT, "killed": JobStatus.KILLED, "lost": JobStatus.LOST}
+FAILURES = (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.LOST)  # what retries and halt_on_failures count
+
+
+def final_status(exit: Exit) -> JobStatus:
+    """The status an attempt's end gives its job: hyperctl's reason for ending it, else its exit code."""
+    if exit.reason in _REASON_STATUS:
+        return _REASON_STATUS[exit.reason]
+    return JobStatus.SUCCEEDED if exit.exit_code == 0 else JobStatus.FAILED
+
+
+def should_retry(job: JobSpec, status: JobStatus, exit_code: int | None, attempts: int) -> bool:
+    """Killed jobs never run again; failures do while retries are left (and the code is listed)."""
+    if status not in FAILURES or attempts > job.retry.max_retries:
+        return False
+    codes = job.retry.on_exit_codes
+    return status != JobStatus.FAILED or codes is None or exit_code in codes
