@@ -221,7 +221,8 @@ def test_running_the_batch_file_of_the_release_before_again_runs_nothing_twice(t
     again = hyperctl("run", "--config", str(config), "--name", "old-sweep")
 
     assert again.returncode == 1, again.stderr  # the job that failed runs again, and fails again
-    assert "1 job to run, 1 already succeeded" in again.stderr  # the pending one waits: halt_on_failures 1
+    assert "2 jobs to run, 1 already succeeded" in again.stderr
+    assert "halted after 1 failures" in again.stderr  # the third waits: halt_on_failures 1
     names = job_names(batches, "old-sweep")
     assert [n.split("-")[0] for n in names] == ["lr", "lr", "lr"]
     described = [hyperctl("job", "describe", "-b", "old-sweep", "-j", n, "--json").stdout for n in names]
