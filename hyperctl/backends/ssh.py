@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import urllib.parse
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
@@ -33,17 +32,15 @@ from hyperctl.backends.sshconn import (
     HostKeys,
     HostUnreachableError,
     RemoteMachine,
-    check_policy,
     connect,
     first_line,
     open_exec,
-    parse_machine,
+    parse_conf,
     run,
 )
 from hyperctl.backends.sshlib import paramiko
 from hyperctl.backends.sshscripts import RemotePaths
 from hyperctl.errors import HyperctlError
-from hyperctl.validation import Problems, Section, above, join
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,30 +74,7 @@ class RemoteExecutor(Executor):
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any]) -> RemoteExecutor:
-        problems = Problems()
-        sec = Section(conf, "backend.conf", problems)
-        raw = sec.get("machines", "list", check=lambda v: None if v else "must list at least one machine")
-        # A bare name is a machine as `ssh NAME` would reach it: ~/.ssh/config fills in the rest.
-        entries = [{"hostname": m} if isinstance(m, str) else m for m in raw or []]
-        machines = [parse_machine(Section(m, join(sec.at("machines"), i), problems)) for i, m in enumerate(entries)]
-        policy = sec.get("host_key_policy", "string", "reject", check=check_policy)
-        known_hosts = sec.get("known_hosts", "string", None)
-        if known_hosts and policy != "accept-new" and not os.path.exists(os.path.expanduser(known_hosts)):
-            problems.add(sec.at("known_hosts"), f"no such file: {os.path.expanduser(known_hosts)}")
-        remote_root = sec.get("remote_root", "string", "~/.hyperctl")
-        liveness = sec.get("liveness_interval", "number", 10.0, check=above(0))
-        sec.done()
-        names = [m.machine.name for m in machines if m is not None]
-        for i, name in enumerate(names):
-            if name in names[:i]:
-                problems.add(join(sec.at("machines"), i), f"{name} is listed twice")
-        problems.raise_if_any()
-        return cls(
-            [m for m in machines if m is not None],
-            HostKeys(policy, os.path.expanduser(known_hosts) if known_hosts else None),
-            remote_root,
-            float(liveness),
-        )
+        return cls(*parse_conf(conf))
 
     def machines(self) -> list[Machine]:
         return [r.machine for r in self.remotes.values()]
