@@ -190,6 +190,12 @@ class RemoteExecutor(Executor):
     # -- primitives ------------------------------------------------------------
     async def _spawn(self, launch: Launch) -> Handle:
         remote = self.remotes[launch.machine.name]
+        try:
+            return await self._start(remote, launch)
+        except (paramiko.SSHException, EOFError) as e:  # the connection, not the job: it runs later or elsewhere
+            raise HostUnreachableError(f"{remote.endpoint}: cannot start a job: {_refusal(e)}") from None
+
+    async def _start(self, remote: RemoteMachine, launch: Launch) -> Handle:
         transport = await self._transport(remote)
         paths = self._paths(remote, launch)
         env = {
@@ -372,6 +378,13 @@ class RemoteExecutor(Executor):
         remote = self.remotes[launch.machine.name]
         status, out = await self._exec(remote, sshscripts.read_file(self._paths(remote, launch).attempt / name))
         return out if status == 0 else None
+
+
+def _refusal(e: Exception) -> str:
+    """Why the connection could not start a job, in one line."""
+    if isinstance(e, paramiko.ChannelException):  # sshd's MaxSessions (10 by default) caps channels per connection
+        return f"it refused a new session ({e.text}): its sshd's MaxSessions may be below the jobs it is given"
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _on_loopback(url: str) -> bool:

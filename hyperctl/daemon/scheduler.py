@@ -138,13 +138,24 @@ class Scheduler:
                 self.store.set_status(name, status)
             elif self.stopping is None:
                 status, exit_code = await self._attempt(self.specs[name], slot)
-        except Exception:  # a bug here must not leave the job running for ever
+        except Exception as e:  # a bug here must leave neither the job nor its attempt running for ever
             logger.exception("job %s: internal error", name)
             status = JobStatus.FAILED
-            self.store.set_status(name, status)
+            self._record_failure(name, f"internal error: {type(e).__name__}: {e}")
         finally:
             self._release(name, slot)
+        if exit_code is not None:
+            self.machines.answered(slot.machine.name)  # it sent the job's end: it answers
         self._ended(name, status, exit_code)
+
+    def _record_failure(self, name: str, reason: str) -> None:
+        """The job failed: its attempt too, with why, if the store has one running."""
+        record = self.store.job(name)
+        last = record.last if record is not None else None
+        if last is not None and last.status == JobStatus.RUNNING:
+            self.store.end_attempt(name, last.n, JobStatus.FAILED, reason=reason)
+        else:
+            self.store.set_status(name, JobStatus.FAILED)
 
     def _release(self, name: str, slot: Slot) -> None:
         self.pool.give_back(slot)
@@ -328,10 +339,13 @@ class Scheduler:
     def _finish_if_done(self) -> None:
         if self.done.done() or self.running or self.tasks or self.recovering or self.paused:
             return
-        if self.stopping is None and not self.halted and any(self.queues.values()) and not self.all_down:
-            if self.pool.down:
-                return  # jobs wait for machines that are down for now
-            self._fail_unplaceable()  # every machine idle and up, and still nothing fits: never will
+        if self.stopping is None and not self.halted and any(self.queues.values()):
+            if self.machines.asking:
+                return  # a machine that just sent a job's end is being asked: it may take these
+            if not self.all_down:
+                if self.pool.down:
+                    return  # jobs wait for machines that are down for now
+                self._fail_unplaceable()  # every machine idle and up, and still nothing fits: never will
         if self.stopping is not None:
             result = self.stopping
         elif self.counts[JobStatus.SUCCEEDED] == len(self.status):
