@@ -15,6 +15,7 @@ from collections.abc import Callable
 from hyperctl.backends.base import Executor, Machine
 from hyperctl.daemon.placement import Pool
 from hyperctl.store import Store
+from hyperctl.views import machine_record
 
 logger = logging.getLogger(__name__)
 _FIRST_BACKOFF, _MAX_BACKOFF = 5.0, 60.0  # seconds a machine that failed takes no jobs
@@ -93,6 +94,6 @@ class Machines:
         self.changed()
 
     def save(self) -> None:
-        """What each machine was found to offer, for the views when no daemon runs."""
-        found = {m.name: {"cpu": m.cpu, "ram": m.ram, "gpus": list(m.gpus)} for m in self.pool.machines if m.known}
-        self.store.set_meta(capacity=found)
+        """Every machine and what it offers as now known, for `hosts` and `batch describe` when no
+        daemon runs: they show it from the store alone, reaching no machine and building no executor."""
+        self.store.set_meta(machines=[machine_record(m) for m in self.pool.machines])

@@ -23,7 +23,7 @@ from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.errors import HyperctlError
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
 from hyperctl.store import BatchDir, JobRecord, Store
-from hyperctl.views import batch_view, job_view, machines_view, placed_by_daemon
+from hyperctl.views import batch_view, job_view, machine_record, machines_view, placed_by_daemon
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,8 @@ class Scheduler:
     # -- start and dispatch --------------------------------------------
     async def start(self) -> None:
         """Take over the store's jobs: reattach what a previous daemon left running, then dispatch."""
-        self.machines.save()
+        if not self.paused:  # kill_offline reaches no machine: the daemon's view of them stays
+            self.machines.save()
         recovering = []
         for row in self.store.job_rows():  # no specs decoded: this batch's are in memory already
             self.status[row.name] = row.status
@@ -391,7 +392,8 @@ class Scheduler:
 
     def machines_view(self) -> list[dict[str, Any]]:
         """Every machine: up, or down and why; its running jobs and what they use."""
-        return machines_view(self.pool.machines, placed_by_daemon(self.running, self.specs), self.pool.down)
+        machines = [machine_record(m) for m in self.pool.machines]
+        return machines_view(machines, placed_by_daemon(self.running, self.specs), self.pool.down)
 
     def counts_now(self) -> dict[str, int]:
         """Jobs by status as they are now, from memory: no query."""
