@@ -182,10 +182,9 @@ class RemoteExecutor(Executor):
         working = self._on_host(remote, execution.working_dir) if execution.working_dir else data
         return RemotePaths(job, job / f"attempt-{launch.attempt}", data, working)
 
-    def _send_home(self, remote: RemoteMachine, launch: Launch) -> str:
+    def _send_home(self, paths: RemotePaths, launch: Launch) -> str:
         """The program that sends an ended attempt home (sshscripts.collect)."""
-        execution = launch.execution
-        return sshscripts.collect(self._paths(remote, launch), execution.download, execution.assets)
+        return sshscripts.collect(paths, launch.execution.download, launch.execution.assets)
 
     # -- primitives ------------------------------------------------------------
     async def _spawn(self, launch: Launch) -> Handle:
@@ -213,7 +212,7 @@ class RemoteExecutor(Executor):
         if launch.execution.assets or not params:
             await self._in_thread(self._upload, transport, paths, launch)
         command = sshscripts.spawn(
-            paths, launch.command, params, env, self._lib_dir(remote), self._send_home(remote, launch)
+            paths, launch.command, params, env, self._lib_dir(remote), self._send_home(paths, launch)
         )
         chan = await self._in_thread(open_exec, transport, command, (token + "\n").encode())
         channel = JobChannel(launch, chan, True, self._channel_closed)
@@ -335,7 +334,7 @@ class RemoteExecutor(Executor):
         `gone`; what the attempt left follows on it."""
         transport = await self._transport(remote)
         identity = {k: launch.env[k] for k in IDENTITY_ENV}
-        script = sshscripts.reattach(pid, identity, self._send_home(remote, launch))
+        script = sshscripts.reattach(pid, identity, self._send_home(self._paths(remote, launch), launch))
         chan, first = await self._in_thread(first_line, transport, script)
         return first, chan
 
@@ -343,7 +342,7 @@ class RemoteExecutor(Executor):
         remote = self.remotes[launch.machine.name]
         transport = await self._transport(remote)
         reader = AttemptReader(launch.attempt_dir)
-        command = self._send_home(remote, launch)
+        command = self._send_home(self._paths(remote, launch), launch)
 
         def receive() -> None:
             chan = transport.open_session(timeout=CONNECT_TIMEOUT)
