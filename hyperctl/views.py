@@ -84,10 +84,31 @@ def placed_in_store(store: Store) -> list[Placed]:
     ]
 
 
+def machine_record(machine: Machine) -> dict[str, Any]:
+    """A machine as the store keeps it and machines_view reads it: what it offers, as known now
+    (known False: a host not reached yet, whose capacity is the conf's or a placeholder)."""
+    return {
+        "name": machine.name,
+        "cpu": machine.cpu,
+        "ram": machine.ram,
+        "gpus": list(machine.gpus),
+        "known": machine.known,
+    }
+
+
+def machines_in_store(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The machines as the batch's daemon last saved them (machine_record), with no need to reach
+    them nor to read their conf; from a store older than that, the ones it had reached."""
+    if "machines" in meta:
+        return list(meta["machines"])
+    return [{"name": name, **found, "known": True} for name, found in (meta.get("capacity") or {}).items()]
+
+
 def machines_view(
-    machines: list[Machine], placed: Iterable[Placed], down: dict[str, str] | None
+    machines: list[dict[str, Any]], placed: Iterable[Placed], down: dict[str, str] | None
 ) -> list[dict[str, Any]]:
-    """Each machine: capacity, state ("up", "down" with its reason), running jobs and what they use.
+    """Each machine (machine_record): capacity, state ("up", "down" with its reason), running jobs
+    and what they use.
 
     `down` maps a machine to why it takes no jobs now; None when no daemon runs to know, and
     then every state is None (unknown).
@@ -95,7 +116,7 @@ def machines_view(
     on: dict[str, list[Placed]] = {}
     for p in placed:
         on.setdefault(p.machine, []).append(p)
-    capacity: dict[str, Machine | None] = {m.name: m for m in machines}
+    capacity: dict[str, dict[str, Any] | None] = {m["name"]: m for m in machines}
     # A job on a machine the spec no longer lists (it was edited since) still shows, capacity unknown.
     capacity.update((name, None) for name in sorted(set(on) - set(capacity)))
     views = []
@@ -104,9 +125,9 @@ def machines_view(
         views.append(
             {
                 "name": name,
-                "cpu": machine.cpu if machine else None,
-                "ram": machine.ram if machine else None,
-                "gpus": list(machine.gpus) if machine else None,
+                "cpu": machine["cpu"] if machine else None,
+                "ram": machine["ram"] if machine else None,
+                "gpus": list(machine["gpus"]) if machine else None,
                 "state": None if down is None else "down" if name in down else "up",
                 "reason": (down or {}).get(name),
                 "jobs": [{"name": p.job, "gpus": list(p.gpus)} for p in jobs],

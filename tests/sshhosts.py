@@ -145,22 +145,26 @@ def ensure_user() -> Path:
     return home
 
 
-def _sshd_config(folder: Path, address: str, port: int, authorized: Path) -> Path:
+def _sshd_config(folder: Path, address: str, port: int, authorized: Path, max_sessions: int) -> Path:
     host_key = folder / "host_ed25519"
     _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key))
     config = folder / "sshd_config"
     config.write_text(
         f"ListenAddress {address}\nPort {port}\nHostKey {host_key}\nPidFile {folder / 'sshd.pid'}\n"
         f"AuthorizedKeysFile {authorized}\nPasswordAuthentication yes\nUsePAM no\nStrictModes no\n"
-        "MaxSessions 64\nMaxStartups 64:30:128\nUseDNS no\nAllowUsers " + USER + "\n"
+        f"MaxSessions {max_sessions}\nMaxStartups 64:30:128\nUseDNS no\nAllowUsers {USER}\n"
     )
     _run(SSHD, "-t", "-f", str(config))
     return config
 
 
 @contextmanager
-def ssh_hosts(count: int, workdir: Path) -> Iterator[list[Host]]:
-    """Start `count` sshd hosts; stop them and remove every namespace and link on exit."""
+def ssh_hosts(count: int, workdir: Path, max_sessions: int = 64) -> Iterator[list[Host]]:
+    """Start `count` sshd hosts; stop them and remove every namespace and link on exit.
+
+    max_sessions: sshd's MaxSessions, the channels one connection may hold at once (OpenSSH's
+    default is 10).
+    """
     if not os.path.exists(SSHD):
         raise RuntimeError(f"{SSHD} is missing: apt-get install -y openssh-server")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
@@ -201,11 +205,11 @@ def ssh_hosts(count: int, workdir: Path) -> Iterator[list[Host]]:
                 _run("ip", "netns", "exec", ns, "ip", "link", "set", inside, "up")
                 _run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
                 _run("ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", f"{subnet}.1")
-                config = _sshd_config(folder, address, port, authorized)
+                config = _sshd_config(folder, address, port, authorized, max_sessions)
                 argv = ["ip", "netns", "exec", ns, SSHD, "-D", "-f", str(config), "-E", str(folder / "sshd.log")]
             else:
                 ns, address, port = None, f"127.0.{tag[-2:].lstrip('0') or '1'}.{10 + n}", 2200 + n
-                config = _sshd_config(folder, address, port, authorized)
+                config = _sshd_config(folder, address, port, authorized, max_sessions)
                 argv = [SSHD, "-D", "-f", str(config), "-E", str(folder / "sshd.log")]
             proc = subprocess.Popen(argv, start_new_session=True)
             procs.append(proc)

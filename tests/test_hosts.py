@@ -191,3 +191,54 @@ def test_the_api_needs_the_batch_token(tmp_path: Path, batches: Path) -> None:
 async def _until(check: Callable[[], bool]) -> None:
     while not check():
         await asyncio.sleep(0.01)
+
+
+def test_without_a_daemon_the_machines_come_from_the_store_not_from_asking_again(tmp_path: Path, batches: Path) -> None:
+    """`gpu: auto` runs nvidia-smi in the daemon, once: `hosts` and `batch describe` show what it
+    found, and run nothing themselves."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    marker = tmp_path / "nvidia-smi-ran"
+    (fake / "nvidia-smi").write_text(f"#!/bin/sh\necho ran >> {marker}\nprintf '0\\n1\\n'\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    env = {"PATH": f"{fake}:{os.environ['PATH']}"}
+    doc = {
+        "name": "h",
+        "jobs": [{"execution": {"command": "true"}}],
+        "backend": {"type": "local", "conf": {"cpu": 2, "ram": 500, "gpu": "auto"}},
+        "daemon": {"port": 0},
+    }
+    config = write_json(tmp_path / "h.json", doc)
+    assert hyperctl("run", "--config", str(config), env=env).returncode == 0
+    assert marker.exists()  # the daemon asked
+    marker.unlink()
+
+    shown = hyperctl("hosts", "-b", "h", "--json", env=env)
+    described = hyperctl("batch", "describe", "h", "--json", env=env)
+
+    assert shown.returncode == 0, shown.stderr
+    assert described.returncode == 0, described.stderr
+    assert not marker.exists(), "a reading command ran nvidia-smi"
+    [box] = json.loads(shown.stdout)
+    assert (box["name"], box["cpu"], box["ram"], box["gpus"], box["state"]) == ("localhost", 2, 500, [0, 1], None)
+    assert json.loads(described.stdout)["machines"] == [box]
+
+
+def test_a_store_from_before_machines_were_saved_shows_the_ones_it_reached(tmp_path: Path, batches: Path) -> None:
+    config = write_json(tmp_path / "h.json", {**gpu_batch(), "jobs": [{"execution": {"command": "true"}}]})
+    assert hyperctl("run", "--config", str(config)).returncode == 0
+    with sqlite3.connect(batches / "h" / ".hyperctl" / "state.db") as db:  # as an older hyperctl left it
+        db.execute("DELETE FROM meta WHERE key = 'machines'")
+        found = {"localhost": {"cpu": 4, "ram": 1000, "gpus": [0, 1]}}
+        db.execute("INSERT INTO meta (key, value) VALUES ('capacity', ?)", (json.dumps(found),))
+
+    [box] = hosts_json()
+
+    assert (box["name"], box["cpu"], box["ram"], box["gpus"], box["state"], box["jobs"]) == (
+        "localhost",
+        4,
+        1000,
+        [0, 1],
+        None,
+        [],
+    )

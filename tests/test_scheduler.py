@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from hyperctl.backends.base import Machine
+from hyperctl.backends.base import Handle, Launch, Machine
 from hyperctl.backends.local import LocalExecutor
 from hyperctl.daemon.placement import Pool
 from hyperctl.daemon.scheduler import Event, Scheduler
@@ -100,3 +100,28 @@ def test_params_file_and_store_agree(tmp_path: Path) -> None:
         "lr": 0.1,
         "tags": ["a"],
     }
+
+
+def test_an_internal_error_ends_the_attempt_too(tmp_path: Path) -> None:
+    """A bug while a job starts fails the job and ends its attempt, with why: nothing stays `running`."""
+
+    class Broken(LocalExecutor):
+        async def _spawn(self, launch: Launch) -> Handle:
+            raise RuntimeError("a bug")
+
+    jobs = [JobSpec("j", {}, Execution("true"))]
+    batch_dir = BatchDir(tmp_path, "s")
+    batch_dir.internal.mkdir(parents=True)
+    store = Store(batch_dir.db)
+    store.sync_jobs(jobs)
+
+    async def main() -> BatchStatus:
+        executor = Broken(Machine("m", cpu=1, ram=0))
+        scheduler = Scheduler(BatchSpec(name="s", jobs=jobs), batch_dir, store, executor, {}, lambda name: "job.x")
+        await scheduler.start()
+        return await asyncio.wait_for(scheduler.done, 30)
+
+    assert asyncio.run(main()) == BatchStatus.FAILED
+    [attempt] = store.attempts("j")
+    assert (attempt.status, attempt.reason) == (JobStatus.FAILED, "internal error: RuntimeError: a bug")
+    assert attempt.ended is not None

@@ -355,6 +355,25 @@ def test_password_from_the_environment(hosts: list[Host], shared: Path, batches:
     assert PASSWORD not in hyperctl("batch", "describe", "r3", "--json").stdout
 
 
+def test_hosts_and_describe_need_no_password_without_a_daemon(hosts: list[Host], shared: Path, batches: Path) -> None:
+    """The machines a batch's daemon reached are in its folder: reading them needs no password."""
+    from tests.sshhosts import PASSWORD
+
+    machine = {"hostname": hosts[1].address, "username": hosts[1].user, "password_env": "HOST_PASSWORD"}
+    config = write_json(shared / "b.json", remote_batch(hosts, [job("true")], machines=[machine]))
+    assert hyperctl("run", "--config", str(config), env={"HOST_PASSWORD": PASSWORD}).returncode == 0
+    assert "HOST_PASSWORD" not in os.environ
+
+    shown = hyperctl("hosts", "-b", "r", "--json")
+    described = hyperctl("batch", "describe", "r")
+
+    assert shown.returncode == 0, shown.stderr
+    [seen] = json.loads(shown.stdout)
+    assert (seen["name"], seen["cpu"], seen["state"], seen["jobs"]) == (hosts[1].address, os.cpu_count(), None, [])
+    assert described.returncode == 0, described.stderr
+    assert f"  {hosts[1].address}  -; jobs 0;" in described.stdout
+
+
 def test_an_ssh_config_alias(hosts: list[Host], shared: Path, batches: Path) -> None:
     home = shared / "home"
     (home / ".ssh").mkdir(parents=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import urllib.parse
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
@@ -33,17 +32,15 @@ from hyperctl.backends.sshconn import (
     HostKeys,
     HostUnreachableError,
     RemoteMachine,
-    check_policy,
     connect,
     first_line,
     open_exec,
-    parse_machine,
+    parse_conf,
     run,
 )
 from hyperctl.backends.sshlib import paramiko
 from hyperctl.backends.sshscripts import RemotePaths
 from hyperctl.errors import HyperctlError
-from hyperctl.validation import Problems, Section, above, join
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,30 +74,7 @@ class RemoteExecutor(Executor):
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any]) -> RemoteExecutor:
-        problems = Problems()
-        sec = Section(conf, "backend.conf", problems)
-        raw = sec.get("machines", "list", check=lambda v: None if v else "must list at least one machine")
-        # A bare name is a machine as `ssh NAME` would reach it: ~/.ssh/config fills in the rest.
-        entries = [{"hostname": m} if isinstance(m, str) else m for m in raw or []]
-        machines = [parse_machine(Section(m, join(sec.at("machines"), i), problems)) for i, m in enumerate(entries)]
-        policy = sec.get("host_key_policy", "string", "reject", check=check_policy)
-        known_hosts = sec.get("known_hosts", "string", None)
-        if known_hosts and policy != "accept-new" and not os.path.exists(os.path.expanduser(known_hosts)):
-            problems.add(sec.at("known_hosts"), f"no such file: {os.path.expanduser(known_hosts)}")
-        remote_root = sec.get("remote_root", "string", "~/.hyperctl")
-        liveness = sec.get("liveness_interval", "number", 10.0, check=above(0))
-        sec.done()
-        names = [m.machine.name for m in machines if m is not None]
-        for i, name in enumerate(names):
-            if name in names[:i]:
-                problems.add(join(sec.at("machines"), i), f"{name} is listed twice")
-        problems.raise_if_any()
-        return cls(
-            [m for m in machines if m is not None],
-            HostKeys(policy, os.path.expanduser(known_hosts) if known_hosts else None),
-            remote_root,
-            float(liveness),
-        )
+        return cls(*parse_conf(conf))
 
     def machines(self) -> list[Machine]:
         return [r.machine for r in self.remotes.values()]
@@ -210,14 +184,19 @@ class RemoteExecutor(Executor):
         attempt = batch / launch.layout.attempt(launch.job, launch.attempt)
         return RemotePaths(job, attempt, batch / launch.layout.params(launch.job), data, working)
 
-    def _send_home(self, remote: RemoteMachine, launch: Launch) -> str:
+    def _send_home(self, paths: RemotePaths, launch: Launch) -> str:
         """The program that sends an ended attempt home (sshscripts.collect)."""
-        execution = launch.execution
-        return sshscripts.collect(self._paths(remote, launch), execution.download, execution.assets)
+        return sshscripts.collect(paths, launch.execution.download, launch.execution.assets)
 
     # -- primitives ------------------------------------------------------------
     async def _spawn(self, launch: Launch) -> Handle:
         remote = self.remotes[launch.machine.name]
+        try:
+            return await self._start(remote, launch)
+        except (paramiko.SSHException, EOFError) as e:  # the connection, not the job: it runs later or elsewhere
+            raise HostUnreachableError(f"{remote.endpoint}: cannot start a job: {_refusal(e)}") from None
+
+    async def _start(self, remote: RemoteMachine, launch: Launch) -> Handle:
         transport = await self._transport(remote)
         paths = self._paths(remote, launch)
         env = {
@@ -235,7 +214,7 @@ class RemoteExecutor(Executor):
         if launch.execution.assets or not params:
             await self._in_thread(self._upload, transport, paths, launch)
         command = sshscripts.spawn(
-            paths, launch.command, params, env, self._lib_dir(remote), self._send_home(remote, launch)
+            paths, launch.command, params, env, self._lib_dir(remote), self._send_home(paths, launch)
         )
         chan = await self._in_thread(open_exec, transport, command, (token + "\n").encode())
         channel = JobChannel(launch, chan, True, self._channel_closed)
@@ -357,7 +336,7 @@ class RemoteExecutor(Executor):
         `gone`; what the attempt left follows on it."""
         transport = await self._transport(remote)
         identity = {k: launch.env[k] for k in IDENTITY_ENV}
-        script = sshscripts.reattach(pid, identity, self._send_home(remote, launch))
+        script = sshscripts.reattach(pid, identity, self._send_home(self._paths(remote, launch), launch))
         chan, first = await self._in_thread(first_line, transport, script)
         return first, chan
 
@@ -365,7 +344,7 @@ class RemoteExecutor(Executor):
         remote = self.remotes[launch.machine.name]
         transport = await self._transport(remote)
         reader = AttemptReader(launch.attempt_dir)
-        command = self._send_home(remote, launch)
+        command = self._send_home(self._paths(remote, launch), launch)
 
         def receive() -> None:
             chan = transport.open_session(timeout=CONNECT_TIMEOUT)
@@ -400,6 +379,13 @@ class RemoteExecutor(Executor):
         remote = self.remotes[launch.machine.name]
         status, out = await self._exec(remote, sshscripts.read_file(self._paths(remote, launch).attempt / name))
         return out if status == 0 else None
+
+
+def _refusal(e: Exception) -> str:
+    """Why the connection could not start a job, in one line."""
+    if isinstance(e, paramiko.ChannelException):  # sshd's MaxSessions (10 by default) caps channels per connection
+        return f"it refused a new session ({e.text}): its sshd's MaxSessions may be below the jobs it is given"
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _on_loopback(url: str) -> bool:

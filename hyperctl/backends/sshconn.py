@@ -1,6 +1,7 @@
 """SSH machines: how the conf names them, how they are reached, and how their host keys are checked.
 
-Blocking Paramiko calls only: the executor (ssh.py) runs them in threads.
+The connection side of the remote backend: blocking Paramiko calls only, which the runner
+(ssh.py) runs in threads.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from hyperctl.backends.base import Machine, MachineUnavailableError
 from hyperctl.backends.sshlib import load_invoke, paramiko
-from hyperctl.validation import Section, above, at_least
+from hyperctl.validation import Problems, Section, above, at_least, join
 
 KEEPALIVE = 10  # seconds between SSH keepalives on an idle transport
 CONNECT_TIMEOUT = 15
@@ -60,6 +61,47 @@ class RemoteMachine:
     transport: paramiko.Transport | None = None
     clients: list[paramiko.SSHClient] = field(default_factory=list, repr=False)  # kept open with it
     home: str = ""
+
+
+class RemoteConf(NamedTuple):
+    """The remote backend's `backend.conf`, validated."""
+
+    machines: list[RemoteMachine]
+    keys: HostKeys
+    remote_root: str
+    liveness_interval: float
+
+
+def parse_conf(conf: dict[str, Any]) -> RemoteConf:
+    """`backend.conf` of the remote backend; ConfigError naming each field that is wrong."""
+    problems = Problems()
+    sec = Section(conf, "backend.conf", problems)
+    raw = sec.get("machines", "list", check=lambda v: None if v else "must list at least one machine")
+    # A bare name is a machine as `ssh NAME` would reach it: ~/.ssh/config fills in the rest.
+    entries = [{"hostname": m} if isinstance(m, str) else m for m in raw or []]
+    machines = [parse_machine(Section(m, join(sec.at("machines"), i), problems)) for i, m in enumerate(entries)]
+    policy = sec.get("host_key_policy", "string", "reject", check=_check_policy)
+    known_hosts = sec.get("known_hosts", "string", None)
+    if known_hosts and policy != "accept-new" and not os.path.exists(os.path.expanduser(known_hosts)):
+        problems.add(sec.at("known_hosts"), f"no such file: {os.path.expanduser(known_hosts)}")
+    remote_root = sec.get("remote_root", "string", "~/.hyperctl")
+    liveness = sec.get("liveness_interval", "number", 10.0, check=above(0))
+    sec.done()
+    names = [m.machine.name for m in machines if m is not None]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            problems.add(join(sec.at("machines"), i), f"{name} is listed twice")
+    problems.raise_if_any()
+    return RemoteConf(
+        [m for m in machines if m is not None],
+        HostKeys(policy, os.path.expanduser(known_hosts) if known_hosts else None),
+        remote_root,
+        float(liveness),
+    )
+
+
+def _check_policy(value: str) -> str | None:
+    return None if value in HOST_KEY_POLICIES else f"must be one of {', '.join(HOST_KEY_POLICIES)}"
 
 
 def parse_machine(sec: Section) -> RemoteMachine | None:
@@ -201,11 +243,6 @@ class HostKeys:
             _AcceptNew(record) if self.policy == "accept-new" else paramiko.RejectPolicy()
         )
         return client
-
-
-def check_policy(value: str) -> str | None:
-    """Why host_key_policy cannot be value, if it cannot."""
-    return None if value in HOST_KEY_POLICIES else f"must be one of {', '.join(HOST_KEY_POLICIES)}"
 
 
 def connect(remote: RemoteMachine, keys: HostKeys) -> paramiko.Transport:

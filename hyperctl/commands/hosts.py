@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from typing import Any
 
-from hyperctl.batches import NoDaemonError, daemon_pid, find_batch, load_spec, resolve_batches_dir
+from hyperctl.batches import NoDaemonError, daemon_pid, find_batch, resolve_batches_dir
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.layout import BatchDir
 from hyperctl.output import emit_json, table
@@ -30,12 +29,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
 
 
 def machines_of(batch_dir: BatchDir) -> list[dict[str, Any]]:
-    """The batch's machines (views.machines_view): from its daemon when one runs, else from the
-    store, with state None (no daemon, nobody knows)."""
-    from hyperctl.backends import create_executor
+    """The batch's machines (views.machines_view): from its daemon when one runs, else as the
+    store has them, with state None (no daemon, nobody knows). Nothing is reached nor run here:
+    no password is needed, no nvidia-smi runs."""
     from hyperctl.client import ApiError, DaemonUnreachableError, live_client
     from hyperctl.store import Store
-    from hyperctl.views import machines_view, placed_in_store
+    from hyperctl.views import machines_in_store, machines_view, placed_in_store
 
     if daemon_pid(batch_dir) is not None:
         try:
@@ -45,22 +44,11 @@ def machines_of(batch_dir: BatchDir) -> list[dict[str, Any]]:
         except ApiError as e:
             if e.status != 404:  # 404: a daemon of an older hyperctl, without this endpoint
                 raise
-    spec = load_spec(batch_dir)
-    machines = create_executor(spec.backend.type, spec.backend.conf).machines()
     store = Store(batch_dir.db, readonly=True)
     try:
-        placed = placed_in_store(store)
-        found = store.meta().get("capacity") or {}
+        return machines_view(machines_in_store(store.meta()), placed_in_store(store), None)
     finally:
         store.close()
-    # As the daemon found them (a remote host's CPUs, RAM, `gpu: auto`), not only as the conf says.
-    machines = [
-        replace(m, cpu=found[m.name]["cpu"], ram=found[m.name]["ram"], gpus=tuple(found[m.name]["gpus"]), known=True)
-        if m.name in found
-        else m
-        for m in machines
-    ]
-    return machines_view(machines, placed, None)
 
 
 def state_text(view: dict[str, Any]) -> str:

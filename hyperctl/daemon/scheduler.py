@@ -24,7 +24,7 @@ from hyperctl.errors import HyperctlError
 from hyperctl.layout import CURRENT, BatchDir, Layout
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
 from hyperctl.store import JobRecord, Store
-from hyperctl.views import batch_view, job_view, machines_view, placed_by_daemon
+from hyperctl.views import batch_view, job_view, machine_record, machines_view, placed_by_daemon
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ class Scheduler:
     # -- start and dispatch --------------------------------------------
     async def start(self) -> None:
         """Take over the store's jobs: reattach what a previous daemon left running, then dispatch."""
-        self.machines.save()
+        if not self.paused:  # kill_offline reaches no machine: the daemon's view of them stays
+            self.machines.save()
         recovering = []
         for row in self.store.job_rows():  # no specs decoded: this batch's are in memory already
             self.status[row.name] = row.status
@@ -139,13 +140,24 @@ class Scheduler:
                 self.store.set_status(name, status)
             elif self.stopping is None:
                 status, exit_code = await self._attempt(self.specs[name], slot)
-        except Exception:  # a bug here must not leave the job running for ever
+        except Exception as e:  # a bug here must leave neither the job nor its attempt running for ever
             logger.exception("job %s: internal error", name)
             status = JobStatus.FAILED
-            self.store.set_status(name, status)
+            self._record_failure(name, f"internal error: {type(e).__name__}: {e}")
         finally:
             self._release(name, slot)
+        if exit_code is not None:
+            self.machines.answered(slot.machine.name)  # it sent the job's end: it answers
         self._ended(name, status, exit_code)
+
+    def _record_failure(self, name: str, reason: str) -> None:
+        """The job failed: its attempt too, with why, if the store has one running."""
+        record = self.store.job(name)
+        last = record.last if record is not None else None
+        if last is not None and last.status == JobStatus.RUNNING:
+            self.store.end_attempt(name, last.n, JobStatus.FAILED, reason=reason)
+        else:
+            self.store.set_status(name, JobStatus.FAILED)
 
     def _release(self, name: str, slot: Slot) -> None:
         self.pool.give_back(slot)
@@ -332,10 +344,13 @@ class Scheduler:
     def _finish_if_done(self) -> None:
         if self.done.done() or self.running or self.tasks or self.recovering or self.paused:
             return
-        if self.stopping is None and not self.halted and any(self.queues.values()) and not self.all_down:
-            if self.pool.down:
-                return  # jobs wait for machines that are down for now
-            self._fail_unplaceable()  # every machine idle and up, and still nothing fits: never will
+        if self.stopping is None and not self.halted and any(self.queues.values()):
+            if self.machines.asking:
+                return  # a machine that just sent a job's end is being asked: it may take these
+            if not self.all_down:
+                if self.pool.down:
+                    return  # jobs wait for machines that are down for now
+                self._fail_unplaceable()  # every machine idle and up, and still nothing fits: never will
         if self.stopping is not None:
             result = self.stopping
         elif self.counts[JobStatus.SUCCEEDED] == len(self.status):
@@ -381,7 +396,8 @@ class Scheduler:
 
     def machines_view(self) -> list[dict[str, Any]]:
         """Every machine: up, or down and why; its running jobs and what they use."""
-        return machines_view(self.pool.machines, placed_by_daemon(self.running, self.specs), self.pool.down)
+        machines = [machine_record(m) for m in self.pool.machines]
+        return machines_view(machines, placed_by_daemon(self.running, self.specs), self.pool.down)
 
     def counts_now(self) -> dict[str, int]:
         """Jobs by status as they are now, from memory: no query."""

@@ -1,0 +1,65 @@
+"""A host whose sshd refuses a new session (MaxSessions): the job waits for it, nothing is left running.
+
+Its own module and host: an sshd that allows one session per connection, unlike the other
+SSH tests' hosts (64).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import hyperctl, write_json
+from tests.sshhosts import Host, ssh_hosts
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="openssh-server is not installed")
+
+
+@pytest.fixture(scope="module")
+def one_session_host() -> Iterator[Host]:
+    workdir = Path(tempfile.mkdtemp(prefix="hyperctl-sessions-"))
+    try:
+        with ssh_hosts(1, workdir, max_sessions=1) as (host,):
+            yield host
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_session_the_host_refuses_sends_the_job_back_to_wait(
+    one_session_host: Host, shared: Path, batches: Path
+) -> None:
+    """max_jobs 2, yet the host's sshd takes one session per connection: the second start is
+    refused (a ChannelException). That job is not started, nor failed: it waits, the machine is
+    down for a while, and it runs once a session is free. Every job succeeds; no attempt is left
+    `running`."""
+    host = one_session_host
+    jobs = [{"name": f"j{i}", "execution": {"command": f"sleep 1; echo {i}"}} for i in range(3)]
+    backend = {
+        "type": "remote",
+        "conf": {
+            "machines": [host.machine(cpu=2, max_jobs=2)],
+            "known_hosts": str(host.known_hosts),
+            "remote_root": str(shared / "remote"),
+        },
+    }
+    config = write_json(shared / "b.json", {"name": "s", "jobs": jobs, "daemon": {"port": 0}, "backend": backend})
+
+    result = hyperctl("run", "--config", str(config), "--json", timeout=90)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["counts"]["succeeded"] == 3
+    assert f"machine {host.address} is down: " in result.stderr and "MaxSessions" in result.stderr, result.stderr
+    assert "internal error" not in result.stderr, result.stderr
+    listed = json.loads(hyperctl("job", "list", "-b", "s", "--json").stdout)
+    assert {j["name"]: (j["status"], j["attempts"]) for j in listed} == {f"j{i}": ("succeeded", 1) for i in range(3)}
+    for i in range(3):
+        described = json.loads(hyperctl("job", "describe", "-b", "s", "-j", f"j{i}", "--json").stdout)
+        assert [a["status"] for a in described["attempts"]] == ["succeeded"]
+        assert hyperctl("job", "logs", "-b", "s", "-j", f"j{i}").stdout == f"{i}\n"
+    assert json.loads(hyperctl("batch", "describe", "s", "--json").stdout)["counts"]["running"] == 0
