@@ -63,3 +63,28 @@ def test_a_session_the_host_refuses_sends_the_job_back_to_wait(
         assert [a["status"] for a in described["attempts"]] == ["succeeded"]
         assert hyperctl("job", "logs", "-b", "s", "-j", f"j{i}").stdout == f"{i}\n"
     assert json.loads(hyperctl("batch", "describe", "s", "--json").stdout)["counts"]["running"] == 0
+
+
+def test_a_liveness_check_the_host_refuses_is_an_answer(one_session_host: Host, shared: Path, batches: Path) -> None:
+    """The job holds the connection's only session: the liveness check's own session is refused.
+    A refusal is an answer, not silence: the job is not lost."""
+    host = one_session_host
+    backend = {
+        "type": "remote",
+        "conf": {
+            "machines": [host.machine()],
+            "known_hosts": str(host.known_hosts),
+            "remote_root": str(shared / "remote"),
+            "liveness_interval": 0.5,
+        },
+    }
+    doc = {"name": "l", "jobs": [{"name": "j", "execution": {"command": "sleep 2; echo done"}}], "backend": backend}
+    config = write_json(shared / "l.json", {**doc, "daemon": {"port": 0}})
+
+    result = hyperctl("run", "--config", str(config), timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert "does not answer" not in result.stderr, result.stderr
+    described = json.loads(hyperctl("job", "describe", "-b", "l", "-j", "j", "--json").stdout)
+    assert [(a["status"], a["exit_code"]) for a in described["attempts"]] == [("succeeded", 0)]
+    assert hyperctl("job", "logs", "-b", "l", "-j", "j").stdout == "done\n"

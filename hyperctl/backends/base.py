@@ -42,8 +42,9 @@ IDENTITY_ENV = ("HYPERCTL_BATCH_NAME", "HYPERCTL_JOB_NAME", "HYPERCTL_ATTEMPT")
 # may not exceed 128 KiB.
 MAX_PARAMS_ARG = 64 * 1024
 
-# Only while a kill waits for a job's processes to finish their TERM handlers.
+# Only while a kill waits for a job's processes to finish their TERM handlers, or to die of KILL.
 _GROUP_CHECK_INTERVAL = 0.05
+_KILLED_WITHIN = 5.0  # seconds a kill waits for its KILLed processes to be gone
 
 
 class MachineUnavailableError(HyperctlError):
@@ -269,4 +270,9 @@ class Executor(ABC):
             while await self._group_alive(handle) and loop.time() < deadline:
                 await asyncio.sleep(_GROUP_CHECK_INTERVAL)
         await self._signal(handle, signal.SIGKILL)
+        # Sent is not yet done: the kill ends once none of its processes is left (or after a while,
+        # for one stuck in the kernel, which no signal reaches sooner).
+        deadline = loop.time() + _KILLED_WITHIN
+        while await self._group_alive(handle) and loop.time() < deadline:
+            await asyncio.sleep(_GROUP_CHECK_INTERVAL)
         return await handle.done

@@ -291,6 +291,8 @@ class RemoteExecutor(Executor):
             return
         try:
             await asyncio.wait_for(self._in_thread(run, transport, sshscripts.ping()), self.liveness_interval)
+        except paramiko.ChannelException:
+            return  # a session refused (sshd's MaxSessions, every one held by jobs) is an answer: alive
         except (asyncio.TimeoutError, OSError, paramiko.SSHException, EOFError) as e:
             name = remote.machine.name
             why = str(e) or "no answer within the liveness interval"  # a timeout's own text is empty
