@@ -216,7 +216,7 @@ class Store:
         if readonly:
             self.conn = _connect_readonly(path)
             version = _version(self.conn)
-            if version != SCHEMA_VERSION:
+            if version != SCHEMA_VERSION and version != 0:  # 0: no tables, nothing to read or upgrade
                 self.conn.close()
                 _refuse_newer(version, path)
                 _upgrade(path)  # older: upgraded once, then read as usual
