@@ -105,8 +105,8 @@ def parse_batch(data: dict[str, Any], base_dir: Path, default_name: str, name: s
         _parse_job(raw, join("jobs", i), paths, default_retry, problems, shared) for i, raw in enumerate(raw_jobs or [])
     ]
     named = [isinstance(raw, dict) and "name" in raw for raw in raw_jobs or []]
-    jobs = _number_repeats(jobs, named)
-    _check_unique_names(jobs, problems)
+    jobs = _number_repeats(jobs, named, problems)
+    _check_unique_names(jobs, named, problems)
     daemon = _parse_daemon(top.section("daemon"), legacy_exit)
     top.done()
     problems.raise_if_any()
@@ -297,29 +297,37 @@ def parse_env(sec: Section) -> dict[str, str]:
     return env
 
 
-def _number_repeats(jobs: list[JobSpec | None], named: list[bool]) -> list[JobSpec | None]:
+def _number_repeats(jobs: list[JobSpec | None], named: list[bool], problems: Problems) -> list[JobSpec | None]:
     """Unnamed jobs that run the same command with the same params (repeats of one run) are told
     apart by their order: the second is `<name>-2`, the third `<name>-3`."""
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, int]] = {}  # name -> (count, index of the first)
     numbered = []
-    for job, has_name in zip(jobs, named):
+    for i, (job, has_name) in enumerate(zip(jobs, named)):
         if job is not None and not has_name:
-            seen[job.name] = count = seen.get(job.name, 0) + 1
-            if count > 1:
-                job = replace(job, name=f"{job.name}-{count}")
+            count, first = seen.get(job.name, (0, i))
+            seen[job.name] = (count + 1, first)
+            other = jobs[first]
+            assert other is not None
+            if (job.params, job.execution.command) != (other.params, other.execution.command):
+                problems.add(join("jobs", i), f"gets the name of jobs[{first}] ('{job.name}'), unlike it: name one")
+                job = None
+            elif count:
+                job = replace(job, name=f"{job.name}-{count + 1}")
         numbered.append(job)
     return numbered
 
 
-def _check_unique_names(jobs: list[JobSpec | None], problems: Problems) -> None:
+def _check_unique_names(jobs: list[JobSpec | None], named: list[bool], problems: Problems) -> None:
     first: dict[str, int] = {}
     for i, job in enumerate(jobs):
         if job is None:
             continue
-        if job.name in first:
-            problems.add(join(join("jobs", i), "name"), f"'{job.name}' is also the name of jobs[{first[job.name]}]")
-        else:
+        if job.name not in first:
             first[job.name] = i
+            continue
+        j = first[job.name]
+        whose = f"jobs[{j}]" if named[j] else f"jobs[{j}] (made from its params and command)"
+        problems.add(join(join("jobs", i), "name"), f"'{job.name}' is also the name of {whose}")
 
 
 def _parse_backend(sec: Section) -> BackendSpec:

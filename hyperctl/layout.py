@@ -76,12 +76,16 @@ class BatchDir:
         return self.path / layout.params(job)
 
     def rename_job(self, old: str, new: str) -> bool:
-        """Give a job's folder (what it made, and the records 0.1.0 kept there) its new name;
-        False when a folder of the new name is there already."""
-        source, target = self.job_dir(old), self.job_dir(new)
-        if not source.exists():
-            return True  # nothing was made there, or it was renamed before a crash
-        if target.exists():
+        """Give a job's folders (what it made, with the records 0.1.0 kept there, and its records
+        under .hyperctl/jobs/) its new name; False, with nothing moved, when one of the new name
+        is there already. Safe to repeat after a crash: a folder moved before stays moved."""
+        moves = [
+            (self.job_dir(old), self.job_dir(new)),
+            (self.path / CURRENT.records(old), self.path / CURRENT.records(new)),
+        ]
+        moves = [(source, target) for source, target in moves if source.exists()]
+        if any(target.exists() for _, target in moves):
             return False
-        os.rename(source, target)
+        for source, target in moves:
+            os.rename(source, target)
         return True

@@ -112,6 +112,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("BEGIN IMMEDIATE")  # the version is read again under the write lock
     except sqlite3.OperationalError as e:
         raise HyperctlError(f"{path}: the batch's store needs an upgrade, and it cannot be written: {e}") from None
+    version = 1
     try:
         version = _version(conn)
         _refuse_newer(version, path)
@@ -124,6 +125,12 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
                     conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
+    except sqlite3.OperationalError as e:  # a read-only file or folder, a full disk
+        conn.execute("ROLLBACK")
+        raise HyperctlError(
+            f"{path}: the batch's store is version {version} and needs an upgrade to version {SCHEMA_VERSION}, "
+            f"which failed: {e}; nothing was changed"
+        ) from None
     except BaseException:
         conn.execute("ROLLBACK")
         raise
@@ -226,10 +233,12 @@ class Store:
                 _create(path)
             self.conn = sqlite3.connect(path, isolation_level=None)
             self.conn.execute("PRAGMA busy_timeout=5000")
+            version = _version(self.conn)
+            _refuse_newer(version, path)  # before anything is written, the journal mode included
             self.conn.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: a commit survives a crash of the process (not of the OS) without an fsync each.
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            if _version(self.conn) != SCHEMA_VERSION:
+            if version != SCHEMA_VERSION:
                 _migrate(self.conn, path)
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from hyperctl.cli import main
 from hyperctl.config import load_batch
+from hyperctl.errors import ConfigError
 from hyperctl.identity import derived_name
 from tests.conftest import hyperctl, write_json
 
@@ -300,12 +301,37 @@ def test_unnamed_jobs_are_named_for_their_params_and_command(tmp_path: Path) -> 
     ]
     names = [j.name for j in load_batch(write_json(tmp_path / "my batch!.json", {"jobs": jobs})).jobs]
 
-    assert re.fullmatch(r"learning_rate-0\.1_opt-adam-w-[0-9a-f]{8}", names[0]), names[0]
-    assert re.fullmatch(r"learning_rate--0\.1_opt-sgd-[0-9a-f]{8}", names[1]), names[1]
-    assert re.fullmatch(r"echo-hello-sleep-1-[0-9a-f]{8}", names[2]), names[2]
+    assert re.fullmatch(r"learning_rate-0\.1_opt-adam-w-[0-9a-f]{12}", names[0]), names[0]
+    assert re.fullmatch(r"learning_rate--0\.1_opt-sgd-[0-9a-f]{12}", names[1]), names[1]
+    assert re.fullmatch(r"echo-hello-sleep-1-[0-9a-f]{12}", names[2]), names[2]
     assert names[3:6] == ["mine", OK_NAME, f"{OK_NAME}-2"]
     assert names[6].startswith("a-1-") and names[6] != OK_NAME
     assert len(set(names)) == len(names)
+
+
+def test_a_jobs_name_does_not_depend_on_the_order_of_its_params(tmp_path: Path) -> None:
+    jobs = [
+        {"params": {"b": 1, "a": 2}, "execution": {"command": "true"}},
+        {"params": {"a": 2, "b": 1}, "execution": {"command": "true"}},  # the same run: a repeat
+    ]
+    names = [j.name for j in load_batch(write_json(tmp_path / "b.json", {"jobs": jobs})).jobs]
+
+    assert names[0].startswith("a-2_b-1-") and names[1] == f"{names[0]}-2"
+
+
+def test_two_jobs_given_one_name_are_not_taken_for_repeats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slug keeps 48 characters and drops some: what tells jobs apart then is the hash (and,
+    were two hashes ever equal, this check)."""
+    jobs = [{"params": {"opt": opt}, "execution": {"command": "true"}} for opt in ("adam w", "adam-w")]
+    spec = load_batch(write_json(tmp_path / "b.json", {"jobs": jobs}))
+    assert spec.jobs[0].name.startswith("opt-adam-w-") and spec.jobs[1].name.startswith("opt-adam-w-")
+    assert spec.jobs[0].name != spec.jobs[1].name
+
+    # Two hashes that are equal cannot be made here: the name function is replaced for that.
+    monkeypatch.setattr("hyperctl.config.derived_name", lambda params, command: "same-name")
+    with pytest.raises(ConfigError) as raised:
+        load_batch(write_json(tmp_path / "c.json", {"jobs": jobs}))
+    assert str(raised.value) == "jobs[1]: gets the name of jobs[0] ('same-name'), unlike it: name one"
 
 
 def test_a_jobs_name_does_not_depend_on_its_place(tmp_path: Path) -> None:

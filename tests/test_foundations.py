@@ -231,3 +231,90 @@ def test_running_the_batch_file_of_the_release_before_again_runs_nothing_twice(t
     assert hyperctl("job", "logs", "-b", "old-sweep", "-j", names[1], "--attempt", "1").stdout == "failing 0.2\n"
     assert hyperctl("job", "logs", "-b", "old-sweep", "-j", names[1], "--attempt", "2").stdout == "failing 0.2\n"
     assert not (folder / "job-0000").exists() and (folder / names[0] / "attempt-1" / "stdout").exists()
+
+
+def start_run(config: Path, batches: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(config), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HYPERCTL_BATCHES_DATA_DIR": str(batches)},
+    )
+
+
+def test_a_job_back_in_the_batch_is_not_ended_by_its_earlier_runs_exit_code(tmp_path: Path, batches: Path) -> None:
+    """Shrunk and grown again, a sweep gives a job its name and records folder back: the exit code
+    its earlier run left there says nothing of the new run, which here dies with the daemon."""
+    hold, started = tmp_path / "hold", tmp_path / "started"
+    command = f"touch {started}; while [ -e {hold} ]; do sleep 0.02; done"  # quick unless held
+    jobs = [{"params": {"x": x}, "execution": {"command": command}} for x in (1, 2)]
+    config = write_json(tmp_path / "b.json", {"name": "b", "jobs": jobs})
+    shrunk = write_json(tmp_path / "shrunk.json", {"name": "b", "jobs": jobs[1:]})
+    assert hyperctl("run", "--config", str(config)).returncode == 0
+    name = job_names(batches, "b")[0]
+    assert hyperctl("run", "--config", str(shrunk), "--name", "b").returncode == 0  # x=1 leaves
+    assert (attempt_dir(batches, "b", name) / "exitcode").read_text() == "0\n"  # its records stay
+
+    hold.touch()
+    started.unlink()
+    daemon = start_run(config, batches, "--name", "b")  # x=1 is back, as attempt 1 again
+    wait_for(started.exists, "the job to start again")
+    pid = wait_for(lambda: rows_of(batches, "SELECT pid FROM attempts WHERE job = ?", name)[0][0], "its pid")
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait()
+    os.killpg(pid, signal.SIGKILL)  # the job dies too, leaving no exit code of its own
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), "the job to be gone")
+    hold.unlink()
+
+    resumed = hyperctl("batch", "resume", "b")
+
+    assert resumed.returncode == 1, resumed.stderr
+    assert rows_of(batches, "SELECT status FROM jobs WHERE name = ?", name) == [("lost",)]
+
+
+def test_a_run_that_leaves_out_a_job_still_running_is_refused(tmp_path: Path, batches: Path) -> None:
+    """A job with other params is another job: the old one, left running by a dead daemon, would
+    run on unwatched beside it. It is seen to its end first."""
+    gate, log = tmp_path / "gate", tmp_path / "runs.log"
+    command = f"echo {{{{ t }}}} >> {log}; while [ ! -e {gate} ]; do sleep 0.02; done"
+    config = write_json(
+        tmp_path / "b.json", {"name": "b", "jobs": [{"params": {"t": 1}, "execution": {"command": command}}]}
+    )
+    daemon = start_run(config, batches)
+    wait_for(lambda: ran(log) == ["1"], "the job to start")
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait()
+    [old] = job_names(batches, "b")
+    write_json(config, {"name": "b", "jobs": [{"params": {"t": 2}, "execution": {"command": command}}]})
+
+    refused = hyperctl("run", "--config", str(config))
+
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"hyperctl: error: batch 'b': 1 job of an earlier run, not in this batch file, may still run ({old}): "
+        "`hyperctl batch resume b` sees them to their end first, or `hyperctl batch kill b` ends them\n"
+    )
+    assert ran(log) == ["1"] and job_names(batches, "b") == [old]
+    gate.touch()
+    assert hyperctl("batch", "resume", "b").returncode == 0
+    again = hyperctl("run", "--config", str(config))
+    assert again.returncode == 0, again.stderr
+    assert ran(log) == ["1", "2"]
+
+
+def test_a_0_1_jobs_records_of_later_attempts_follow_it_to_its_new_name(batches: Path, tmp_path: Path) -> None:
+    folder = old_batch(batches)
+    assert hyperctl("batch", "resume", "old-sweep").returncode == 1  # job-0002 runs, its records go to .hyperctl/jobs
+    config = Path(shutil.copy(OLD_RELEASE / "old-sweep.json", tmp_path / "old-sweep.json"))
+
+    assert hyperctl("run", "--config", str(config), "--name", "old-sweep").returncode == 1
+
+    names = job_names(batches, "old-sweep")
+    assert hyperctl("job", "logs", "-b", "old-sweep", "-j", names[2]).stdout == "later 0.3\n"
+    assert hyperctl("job", "logs", "-b", "old-sweep", "-j", names[0]).stdout == "hello 0.1\n"
+    assert not (folder / ".hyperctl" / "jobs" / "job-0002").exists()
+
+
+def rows_of(batches: Path, query: str, *args: Any) -> list[tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(batches / "b" / ".hyperctl" / "state.db")) as db:
+        return db.execute(query, args).fetchall()

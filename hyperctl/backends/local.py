@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -93,7 +94,13 @@ class LocalExecutor(Executor):
 
     async def _spawn(self, launch: Launch) -> Handle:
         execution = launch.execution
-        os.makedirs(launch.attempt_dir, exist_ok=True)  # and the job's records folder with it
+        try:
+            os.mkdir(launch.attempt_dir)
+        except FileNotFoundError:  # the job's first attempt: its records folder too
+            os.makedirs(launch.attempt_dir)
+        except FileExistsError:  # a job that left the batch and came back: that run's end is not this one's
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(launch.attempt_dir / "exitcode")
         os.makedirs(launch.data_dir, exist_ok=True)
         params = launch.params_json
         if len(params) > MAX_PARAMS_ARG:  # too long for an argument: written here, not by the launcher

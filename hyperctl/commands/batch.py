@@ -184,6 +184,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if tty:
         sys.stderr.write("\n")
     summary = summarize(batch_dir)
+    if summary.problem is not None:  # a store it cannot read: why, not "unknown"
+        raise HyperctlError(f"batch '{summary.name}': {summary.problem}")
     say(f"batch {summary.name} {summary.status}: " + (", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)))
     return exitstatus.for_batch(summary.status)
 

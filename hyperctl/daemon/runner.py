@@ -23,6 +23,7 @@ from hyperctl.daemon.placement import check_fits
 from hyperctl.daemon.scheduler import Event, Scheduler
 from hyperctl.errors import BatchBusyError, HyperctlError
 from hyperctl.layout import BatchDir
+from hyperctl.output import plural
 from hyperctl.spec import BatchSpec, BatchStatus, JobStatus
 from hyperctl.store import JobRecord, Store, save_spec
 
@@ -181,6 +182,7 @@ async def _serve(
     store = Store(batch_dir.db)
     try:
         _check_same_batch(store, batch_dir, options)
+        _check_none_left_running(store, batch_dir, spec)
         sockets, port_note = bind(spec.daemon.host, spec.daemon.port)
         portal = portal_url(spec.daemon.host, sockets[0].getsockname()[1])
         # Jobs hyperctl 0.1.0 named by position keep their results under their new names: folder
@@ -278,6 +280,20 @@ async def _kill_offline(batch_dir: BatchDir, jobs: set[str] | None) -> list[str]
         store.close()
         lock.release()
         await executor.close()
+
+
+def _check_none_left_running(store: Store, batch_dir: BatchDir, spec: BatchSpec) -> None:
+    """A job a dead daemon left running that this batch file no longer has would run on unwatched,
+    beside its successor (a job with other params is another job): it is seen to its end first."""
+    names = {job.name for job in spec.jobs}
+    left = [row.name for row in store.job_rows(JobStatus.RUNNING) if row.name not in names]
+    if left:
+        shown = ", ".join(left[:5]) + (", ..." if len(left) > 5 else "")
+        raise HyperctlError(
+            f"batch '{batch_dir.name}': {plural(len(left), 'job')} of an earlier run, not in this batch file, "
+            f"may still run ({shown}): `hyperctl batch resume {batch_dir.name}` sees them to their end first, "
+            f"or `hyperctl batch kill {batch_dir.name}` ends them"
+        )
 
 
 def _check_same_batch(store: Store, batch_dir: BatchDir, options: RunOptions) -> None:
