@@ -33,15 +33,17 @@ class Layout(IntEnum):
 
     def records(self, job: str) -> PurePosixPath:
         """The folder of a job's records (params file, attempt folders)."""
-        if self is Layout.IN_JOB_DIR:
-            return PurePosixPath(job)
-        return PurePosixPath(INTERNAL, "jobs", job)
+        return PurePosixPath(self._records(job))
 
     def attempt(self, job: str, n: int) -> PurePosixPath:
-        return self.records(job) / f"attempt-{n}"
+        return PurePosixPath(f"{self._records(job)}/attempt-{n}")
 
     def params(self, job: str) -> PurePosixPath:
-        return self.records(job) / "params.json"
+        return PurePosixPath(f"{self._records(job)}/params.json")
+
+    def _records(self, job: str) -> str:
+        # Strings joined, not paths: this is on the way of every job's start.
+        return job if self is Layout.IN_JOB_DIR else f"{INTERNAL}/jobs/{job}"
 
 
 CURRENT = Layout.APART
@@ -70,10 +72,10 @@ class BatchDir:
         return self.path / job
 
     def attempt_dir(self, job: str, n: int, layout: Layout = CURRENT) -> Path:
-        return self.path / layout.attempt(job, n)
+        return self.path / f"{layout._records(job)}/attempt-{n}"
 
     def params_file(self, job: str, layout: Layout = CURRENT) -> Path:
-        return self.path / layout.params(job)
+        return self.path / f"{layout._records(job)}/params.json"
 
     def rename_job(self, old: str, new: str) -> bool:
         """Give a job's folders (what it made, with the records 0.1.0 kept there, and its records

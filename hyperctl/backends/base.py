@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable
@@ -82,12 +83,12 @@ class Launch:
     timeout: float | None = None
     kill_grace: float = 10.0
 
-    @property
+    @functools.cached_property
     def attempt_dir(self) -> Path:
         """The attempt's folder in the batch folder: stdout, stderr and exitcode."""
         return self.batch_dir.attempt_dir(self.job, self.attempt, self.layout)
 
-    @property
+    @functools.cached_property
     def params_file(self) -> Path:
         return self.batch_dir.params_file(self.job, self.layout)
 

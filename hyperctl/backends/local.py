@@ -94,14 +94,8 @@ class LocalExecutor(Executor):
 
     async def _spawn(self, launch: Launch) -> Handle:
         execution = launch.execution
-        try:
-            os.mkdir(launch.attempt_dir)
-        except FileNotFoundError:  # the job's first attempt: its records folder too
-            os.makedirs(launch.attempt_dir)
-        except FileExistsError:  # a job that left the batch and came back: that run's end is not this one's
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(launch.attempt_dir / "exitcode")
-        os.makedirs(launch.data_dir, exist_ok=True)
+        _make_attempt_dir(launch.attempt_dir)
+        _make_dir(launch.data_dir)
         params = launch.params_json
         if len(params) > MAX_PARAMS_ARG:  # too long for an argument: written here, not by the launcher
             launch.params_file.write_text(params + "\n")
@@ -220,6 +214,25 @@ class LocalExecutor(Executor):
 
     async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
         return _read(launch.attempt_dir / name)
+
+
+def _make_dir(path: str | Path) -> None:
+    """mkdir, as cheap as it gets when the parent is there (the usual case): this is per job."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+
+
+def _make_attempt_dir(path: Path) -> None:
+    _make_dir(path.parent)  # the job's records folder
+    try:
+        os.mkdir(path)
+    except FileExistsError:  # a job that left the batch and came back: that run's end is not this one's
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path / "exitcode")
 
 
 def _copy_assets(assets: list[str], into: str) -> None:
