@@ -197,6 +197,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     missing = f"job '{args.job}': attempt {n} left no {stream} ({path} is missing: deleted?)"
     if attempt.pid is None and attempt.reason and attempt.status.final:  # no process ever ran
         missing = f"job '{args.job}': attempt {n} has no {stream}: {attempt.reason}"
+    elif attempt.status == JobStatus.LOST:  # e.g. its machine stopped answering before it came home
+        missing = f"job '{args.job}': attempt {n} was lost, and no {stream} of it reached {path}"
     try:
         f = open(path, "rb")  # noqa: SIM115 - followed below
     except FileNotFoundError:

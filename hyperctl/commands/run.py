@@ -122,7 +122,7 @@ def detach(spec: BatchSpec, options: RunOptions) -> int:
     holder = daemon_pid(batch_dir)
     if holder is not None:
         raise HyperctlError(f"batch '{spec.name}' is already being run by pid {holder}")
-    log_path = batch_dir.internal / "daemon.log"
+    log_path = batch_dir.daemon_log
     log_start = log_path.stat().st_size if log_path.exists() else 0  # the log goes on from run to run
     argv = [sys.executable, "-m", "hyperctl", "run", "--spec-stdin", "--batches-data-dir", str(options.batches_dir)]
     argv += ["--source", options.source or ""] + (["--name", spec.name] if options.same_batch else [])
