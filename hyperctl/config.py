@@ -39,6 +39,8 @@ def load_document(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
+    if not text.strip():
+        raise ConfigError(f"{path}: the file is empty")
     as_json = path.suffix.lower() == ".json" or (
         path.suffix.lower() not in (".yml", ".yaml") and text.lstrip().startswith(("{", "["))
     )
@@ -50,9 +52,26 @@ def load_document(path: str | Path) -> dict[str, Any]:
 
 def _parse_json(text: str, path: Path) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_no_key_twice)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: line {e.lineno} column {e.colno}: {e.msg}") from None
+    except _KeyTwiceError as e:
+        raise ConfigError(f"{path}: key '{e}' appears twice in one object") from None
+
+
+class _KeyTwiceError(ValueError):
+    """A JSON object with one key twice (json keeps the last one: a silent surprise)."""
+
+
+def _no_key_twice(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _KeyTwiceError(key)
+            seen.add(key)
+    return found
 
 
 def _parse_yaml(text: str, path: Path) -> Any:
@@ -140,6 +159,9 @@ def _parse_job(
     problems: Problems,
     shared: dict[Any, Any],
 ) -> JobSpec | None:
+    if not isinstance(raw, dict):  # said once: nothing in it to report missing
+        problems.add(path, f"must be an object, not {kind_of(raw)}")
+        return None
     job = Section(raw, path, problems)
     before = len(problems.lines)
     name = job.get("name", "string", None, check=_check_name)
@@ -362,12 +384,18 @@ def _parse_scheduler(sec: Section) -> tuple[SchedulerSpec, RetryPolicy, bool | N
 def _parse_daemon(sec: Section, legacy_exit_on_finish: bool | None = None) -> DaemonSpec:
     default_exit = True if legacy_exit_on_finish is None else legacy_exit_on_finish
     daemon = DaemonSpec(
-        host=sec.get("host", "string", "127.0.0.1"),
+        host=sec.get("host", "string", "127.0.0.1", check=_check_host),
         port=sec.get("port", "integer", 8060, check=lambda v: None if 0 <= v <= 65535 else "must be 0-65535"),
         exit_on_finish=sec.get("exit_on_finish", "boolean", default_exit),
     )
     sec.done()
     return daemon
+
+
+def _check_host(value: str) -> str | None:
+    if value.strip():
+        return None
+    return "must not be empty (that would listen on every interface: write 0.0.0.0 to mean it)"
 
 
 def _from_legacy(data: dict[str, Any]) -> dict[str, Any]:

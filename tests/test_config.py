@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from hyperctl.cli import main
-from hyperctl.config import load_batch
+from hyperctl.config import load_batch, load_document
 from hyperctl.errors import ConfigError
 from hyperctl.identity import derived_name
 from tests.conftest import hyperctl, write_json
@@ -164,6 +164,12 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"jobs": [{"execution": {"command": "true"}}], "backend": {"conf": {"max_jobs": 0}}},
         ["backend.conf.max_jobs: must be at least 1"],
     ),
+]
+
+
+CASES += [
+    ("a job that is not an object, said once", {"jobs": [5]}, ["jobs[0]: must be an object, not integer"]),
+    ("an empty daemon.host", {"jobs": [OK_JOB], "daemon": {"host": ""}}, ["daemon.host: must not be empty"]),
 ]
 
 
@@ -356,3 +362,51 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert main([*argv, "--help"]) == 0, argv
         out = capsys.readouterr().out
         assert out.startswith(f"usage: hyperctl {' '.join(argv)}".rstrip()), argv
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "expected"),
+    [
+        ("b.json", "", "b.json: the file is empty"),
+        ("b.yaml", "  \n\n", "b.yaml: the file is empty"),
+        (
+            "b.json",
+            '{"jobs": [], "jobs": [{"execution": {"command": "true"}}]}',
+            "b.json: key 'jobs' appears twice in one object",
+        ),
+        (
+            "b.yaml",
+            "jobs:\n  - execution: {command: 'true'}\n    execution: {command: 'false'}\n",
+            "b.yaml: line 3 column 5: key 'execution' appears twice in one mapping",
+        ),
+    ],
+)
+def test_empty_files_and_keys_given_twice_are_said(
+    tmp_path: Path, batches: Path, capsys: pytest.CaptureFixture[str], file: str, text: str, expected: str
+) -> None:
+    (tmp_path / file).write_text(text)
+
+    code, err = run_main(capsys, "run", "--config", str(tmp_path / file))
+
+    assert code == 2
+    assert err == f"hyperctl: error: {tmp_path / expected}\n"
+    assert not batches.exists()
+
+
+def test_a_yaml_merge_may_override_what_it_merges(tmp_path: Path) -> None:
+    text = "x: &base {command: 'true', timeout: 5}\njobs:\n  - execution: {<<: *base, command: 'false'}\n"
+    doc = load_document(write_text(tmp_path / "b.yaml", text))
+    assert doc["jobs"][0]["execution"] == {"command": "false", "timeout": 5}
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("option", "error"), [("--attempt", "0"), ("--tail", "-5")])
+def test_job_logs_takes_no_attempt_0_nor_a_negative_tail(
+    capsys: pytest.CaptureFixture[str], option: str, error: str
+) -> None:
+    assert main(["job", "logs", "-b", "b", "-j", "j", option, error]) == 2
+    assert f"argument {option}: must be" in capsys.readouterr().err

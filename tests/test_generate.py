@@ -116,6 +116,15 @@ def test_yaml_output(tmp_path: Path) -> None:
     assert "command: echo {{ a }}" in (tmp_path / "b.yaml").read_text()
 
 
+def test_yaml_output_writes_every_job_whole(tmp_path: Path) -> None:
+    """No YAML aliases: editing one job of the file edits that job only."""
+    (tmp_path / "t.yml").write_text("params: {a: [1, 2]}\nexecution: {command: 'echo {{ a }}', env: {X: '1'}}\n")
+    assert hyperctl("generate", "--template", "t.yml", "--output", "b.yaml", cwd=tmp_path).returncode == 0
+    text = (tmp_path / "b.yaml").read_text()
+    assert "&" not in text and "*" not in text
+    assert text.count("command: echo {{ a }}") == 2
+
+
 def test_relative_paths_stay_relative_to_the_template(tmp_path: Path) -> None:
     (tmp_path / "t.yml").write_text("params: {a: [1]}\nexecution: {command: 'true', working_dir: .}\n")
     (tmp_path / "out").mkdir()

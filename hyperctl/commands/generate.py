@@ -39,7 +39,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.output.lower().endswith((".yml", ".yaml")):
         import yaml
 
-        text = yaml.safe_dump(batch, sort_keys=False)
+        class Dumper(yaml.SafeDumper):
+            """Every job written out whole: with aliases (`&id001`), editing one job would edit all."""
+
+            def ignore_aliases(self, data: object) -> bool:
+                return True
+
+        text = yaml.dump(batch, Dumper=Dumper, sort_keys=False)
     else:
         text = json.dumps(batch, indent=2) + "\n"
     if args.output == "-":

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
     p.set_defaults(func=cmd_kill)
     p = sub.add_parser("logs", parents=[in_batch, one, data_dir], help="a job's output")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
-    p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    p.add_argument("--tail", type=whole_number(0), metavar="N", help="only the last N lines")
     p.add_argument("--stderr", action="store_true", help="its stderr instead of its stdout")
-    p.add_argument("--attempt", type=int, metavar="K", help="attempt K (default: the last)")
+    p.add_argument("--attempt", type=whole_number(1), metavar="K", help="attempt K, from 1 (default: the last)")
     p.set_defaults(func=cmd_logs)
+
+
+def whole_number(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `least` (else a usage error, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, not '{text}'") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be {least} or more, not {value}")
+        return value
+
+    return parse
 
 
 def _job(store: Store, batch: str, name: str) -> JobRecord:
