@@ -198,6 +198,9 @@ def test_resume_and_retry(batches: Path, tmp_path: Path) -> None:
     with sqlite3.connect(batches / "b" / ".hyperctl" / "state.db") as db:
         assert dict(db.execute("SELECT name, attempts FROM jobs")) == {"fine": 1, "broken": 2, "slow": 2}
 
+    both = hyperctl("batch", "retry", "b", "--job", "fine", "broken")  # as README writes it: --job JOB ...
+    assert both.returncode == 1 and "retrying 2 jobs of batch b: fine, broken" in both.stderr
+
 
 def test_a_second_ctrl_c_kills_at_once(batches: Path, tmp_path: Path) -> None:
     stubborn = "trap '' TERM; sleep 60"

@@ -69,7 +69,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
         "--failed leaves killed jobs out; --job picks jobs by name.",
     )
     p.add_argument("--failed", action="store_true", help="only failed, timed-out and lost jobs (not killed ones)")
-    p.add_argument("--job", "-j", action="append", metavar="JOB", help="this job (may be given more than once)")
+    p.add_argument(
+        "--job", "-j", action="extend", nargs="+", metavar="JOB", help="these jobs (--job a b, or --job a --job b)"
+    )
     p.add_argument("--detach", action="store_true", help="run in the background")
     p.set_defaults(func=cmd_retry)
 
