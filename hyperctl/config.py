@@ -44,7 +44,10 @@ def load_document(path: str | Path) -> dict[str, Any]:
     as_json = path.suffix.lower() == ".json" or (
         path.suffix.lower() not in (".yml", ".yaml") and text.lstrip().startswith(("{", "["))
     )
-    data = _parse_json(text, path) if as_json else _parse_yaml(text, path)
+    try:
+        data = _parse_json(text, path) if as_json else _parse_yaml(text, path)
+    except RecursionError:
+        raise ConfigError(f"{path}: nests lists or objects too deeply to read") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: must hold an object at the top, not {kind_of(data)}")
     return data
@@ -57,6 +60,11 @@ def _parse_json(text: str, path: Path) -> Any:
         raise ConfigError(f"{path}: line {e.lineno} column {e.colno}: {e.msg}") from None
     except _KeyTwiceError as e:
         raise ConfigError(f"{path}: key '{e}' appears twice in one object") from None
+    except ValueError:  # Python's own limit on the digits of an int it reads
+        raise ConfigError(f"{path}: {_TOO_LONG}") from None
+
+
+_TOO_LONG = "holds a number of over 4,300 digits: none can mean anything here"
 
 
 class _KeyTwiceError(ValueError):
@@ -87,6 +95,8 @@ def _parse_yaml(text: str, path: Path) -> Any:
         raise ConfigError(f"{path}: {where}{e.problem}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: {e}") from None
+    except ValueError:
+        raise ConfigError(f"{path}: {_TOO_LONG}") from None
 
 
 def load_batch(path: str | Path, name: str | None = None) -> BatchSpec:
@@ -189,17 +199,24 @@ def _parse_job(
     )
 
 
-def _check_json(value: Any, path: str, problems: Problems) -> None:
+_MAX_DEPTH = 100  # levels of lists and objects in a param: far past any real one, far below the stack's
+
+
+def _check_json(value: Any, path: str, problems: Problems, depth: int = 0, top: str = "") -> None:
     """Params go to JSON files and to the API: only what JSON holds, and finite numbers."""
-    if isinstance(value, dict):
+    if isinstance(value, (dict, list)) and depth >= _MAX_DEPTH:
+        problems.add(top, f"nests lists or objects more than {_MAX_DEPTH} levels deep")
+    elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 problems.add(path, f"key {key!r} must be a string (in YAML, quote keys like on, off, yes, no, 1)")
             else:
-                _check_json(item, join(path, key), problems)
+                where = join(path, key)
+                _check_json(item, where, problems, depth + 1, top or where)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _check_json(item, join(path, i), problems)
+            where = join(path, i)
+            _check_json(item, where, problems, depth + 1, top or where)
     elif isinstance(value, float) and not math.isfinite(value):
         problems.add(path, f"must be a finite number, not {value}")
     elif value is not None and not isinstance(value, (str, int, float, bool)):

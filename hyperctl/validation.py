@@ -32,6 +32,9 @@ def kind_of(value: Any) -> str:
     return type(value).__name__
 
 
+LARGEST = 2**53  # a number setting past this is no count of anything, and floats lose it
+
+
 def is_kind(value: Any, kind: str) -> bool:
     if isinstance(value, bool) and kind != "boolean":
         return False  # True is an int to Python, never to a user
@@ -95,6 +98,9 @@ class Section:
         value = self.data[key]
         if not is_kind(value, kind):
             self.problems.add(self.at(key), f"must be {_article(kind)}, not {kind_of(value)}")
+            return None if default is _MISSING else default
+        if kind in ("number", "integer") and not -LARGEST <= value <= LARGEST:
+            self.problems.add(self.at(key), f"is too large (at most {LARGEST:,} either way)")
             return None if default is _MISSING else default
         if check is not None:
             message = check(value)
