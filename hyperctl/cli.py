@@ -57,4 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for register in COMMANDS:
         register(commands, data_dir)
+    _describe(commands)
     return parser
+
+
+def _describe(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Every command's --help opens with what it does: its one-line help where it has no longer
+    description."""
+    helps = {action.dest: action.help for action in commands._choices_actions}
+    for name, sub in commands.choices.items():
+        text = helps.get(name)
+        if sub.description is None and text:
+            sub.description = text[0].upper() + text[1:] + "."
+        for action in sub._subparsers._group_actions if sub._subparsers else []:
+            if isinstance(action, argparse._SubParsersAction):
+                _describe(action)

@@ -53,9 +53,9 @@ def detached(tmp_path: Path, batches: Path) -> Any:
     """Start batches with `run --detach`; whatever is left is killed at the end."""
     started: list[str] = []
 
-    def start(doc: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    def start(doc: dict[str, Any], *options: str) -> subprocess.CompletedProcess[str]:
         config = write_json(tmp_path / f"{doc['name']}.json", doc)
-        result = hyperctl("run", "--config", str(config), "--detach")
+        result = hyperctl("run", "--config", str(config), "--detach", *options)
         assert result.returncode == 0, result.stderr
         started.append(doc["name"])
         return result
@@ -63,6 +63,14 @@ def detached(tmp_path: Path, batches: Path) -> Any:
     yield start
     for name in started:
         hyperctl("batch", "kill", name)
+
+
+def test_detach_json_says_where_the_batch_runs(detached: Any, batches: Path) -> None:
+    running = json.loads(detached(batch([job("sleep 60", "long")], name="runs"), "--json").stdout)
+
+    assert (running["name"], running["status"], running["total"]) == ("runs", "running", 1)
+    assert running["portal"].startswith("http://127.0.0.1:") and running["daemon_pid"] > 0
+    assert running["log"] == str(batches / "runs" / ".hyperctl" / "daemon.log")
 
 
 def test_detach_watch_and_the_read_only_commands(detached: Any, batches: Path, tmp_path: Path) -> None:

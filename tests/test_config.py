@@ -362,13 +362,19 @@ def test_a_batch_name_is_made_safe_from_its_file_name(tmp_path: Path) -> None:
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    commands = [[], ["run"], ["generate"], ["batch"], ["job"]]
+    commands = [[], ["run"], ["generate"], ["hosts"], ["batch"], ["job"]]
     commands += [["batch", c] for c in ("list", "describe", "watch", "kill", "resume", "retry")]
     commands += [["job", c] for c in ("list", "describe", "kill", "logs")]
     for argv in commands:
         assert main([*argv, "--help"]) == 0, argv
         out = capsys.readouterr().out
         assert out.startswith(f"usage: hyperctl {' '.join(argv)}".rstrip()), argv
+        # After the usage lines, a sentence that says what the command does.
+        description = out.split("\n\n")[1]
+        assert description[:1].isupper() and not description.startswith(("options:", "positional", "commands:")), (
+            argv,
+            description,
+        )
 
 
 @pytest.mark.parametrize(

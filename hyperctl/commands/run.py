@@ -18,6 +18,7 @@ from hyperctl.spec import BatchSpec, BatchStatus
 
 if TYPE_CHECKING:  # the daemon's modules load only when a command needs them
     from hyperctl.daemon.runner import RunOptions
+    from hyperctl.layout import BatchDir
 
 _DETACH_READY_WITHIN = 60  # seconds for a detached daemon to come up
 
@@ -67,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         rerun_ended=not args.keep_ended,
     )
     if args.detach:
-        return detach(spec, options)
+        return detach(spec, options, args.json)
     return run_in_foreground(spec, options, args.json)
 
 
@@ -97,8 +98,17 @@ def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> in
     return exitstatus.for_batch(result.status)
 
 
-def _ended_at_once(daemon: subprocess.Popen[bytes], log_path: Path, log_start: int) -> int:
-    """A detached batch that ended before we left: what it said, and its exit status."""
+def _emit_summary(batch_dir: BatchDir) -> None:
+    from hyperctl.batches import summarize
+
+    emit_json({**summarize(batch_dir).to_dict(), "log": str(batch_dir.daemon_log)})
+
+
+def _ended_at_once(
+    daemon: subprocess.Popen[bytes], log_path: Path, log_start: int, as_json: BatchDir | None = None
+) -> int:
+    """A detached batch that ended before we left: what it said, and its exit status (and, given
+    its folder, the batch as JSON on stdout)."""
     try:
         code = daemon.wait(timeout=10)
     except subprocess.TimeoutExpired:
@@ -106,11 +116,14 @@ def _ended_at_once(daemon: subprocess.Popen[bytes], log_path: Path, log_start: i
     with open(log_path, "rb") as log:
         log.seek(log_start)
         sys.stderr.write(log.read().decode(errors="replace"))
+    if as_json is not None:
+        _emit_summary(as_json)
     return int(code)
 
 
-def detach(spec: BatchSpec, options: RunOptions) -> int:
-    """Start the daemon in a session of its own; return once its API answers."""
+def detach(spec: BatchSpec, options: RunOptions, as_json: bool = False) -> int:
+    """Start the daemon in a session of its own; return once its API answers. With as_json, the
+    batch as `batch list --json` shows it goes to stdout, whether it runs or ended at once."""
     from hyperctl.batches import daemon_pid, resolve_batches_dir
     from hyperctl.daemon.runner import check_spec
     from hyperctl.layout import BatchDir
@@ -138,7 +151,7 @@ def detach(spec: BatchSpec, options: RunOptions) -> int:
     while time.monotonic() < deadline:
         code = daemon.poll()
         if code in (ExitStatus.OK, ExitStatus.JOBS_FAILED):  # the whole batch ended already: say how
-            return _ended_at_once(daemon, log_path, log_start)
+            return _ended_at_once(daemon, log_path, log_start, batch_dir if as_json else None)
         if code is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
             raise HyperctlError(f"the daemon stopped at once (exit {code}): " + " / ".join(tail))
@@ -155,9 +168,12 @@ def detach(spec: BatchSpec, options: RunOptions) -> int:
         raise HyperctlError(f"the daemon did not come up within {_DETACH_READY_WITHIN} s; see {log_path}")
     if not meta.get("portal") or meta.get("status") != BatchStatus.RUNNING.value:
         # It ended already (every machine down, say): not "runs in the background".
-        return _ended_at_once(daemon, log_path, log_start)
+        return _ended_at_once(daemon, log_path, log_start, batch_dir if as_json else None)
     data_dir = "" if options.batches_dir == resolve_batches_dir(None) else f" --batches-data-dir {options.batches_dir}"
     say(f"batch {spec.name} runs in the background (pid {daemon.pid}, API at {meta['portal']})")
+    if as_json:
+        _emit_summary(batch_dir)
+        return ExitStatus.OK
     print(
         f"  hyperctl batch watch {spec.name}{data_dir}\n"
         f"  hyperctl job list -b {spec.name}{data_dir}\n"
