@@ -318,3 +318,15 @@ def test_a_0_1_jobs_records_of_later_attempts_follow_it_to_its_new_name(batches:
 def rows_of(batches: Path, query: str, *args: Any) -> list[tuple[Any, ...]]:
     with contextlib.closing(sqlite3.connect(batches / "b" / ".hyperctl" / "state.db")) as db:
         return db.execute(query, args).fetchall()
+
+
+def test_job_logs_tail_reads_lines_longer_than_its_blocks(tmp_path: Path, batches: Path) -> None:
+    """--tail reads back from the end block by block (64 KiB): a line over several blocks comes whole."""
+    command = "head -c 200000 /dev/zero | tr '\\000' x; echo; echo last"
+    config = write_json(tmp_path / "b.json", {"name": "b", "jobs": [{"name": "j", "execution": {"command": command}}]})
+    assert hyperctl("run", "--config", str(config)).returncode == 0
+
+    tails = [hyperctl("job", "logs", "-b", "b", "-j", "j", "--tail", str(n)).stdout for n in (0, 1, 2, 3)]
+
+    assert tails[:2] == ["", "last\n"]
+    assert tails[2] == tails[3] == "x" * 200_000 + "\nlast\n"

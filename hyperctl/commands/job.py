@@ -297,18 +297,24 @@ def _wait_for_file(path: Path, batch_dir: BatchDir, job: str, n: int, folder: Pa
 
 
 def _seek_last_lines(f: Any, lines: int) -> None:
-    """Put f at the start of its last `lines` lines, reading back from the end in blocks."""
+    """Put f at the start of its last `lines` lines, reading back from the end in blocks: each
+    byte is looked at once, however long the lines (a 100 MB line is one pass, not a square)."""
     end = f.seek(0, os.SEEK_END)
-    data, position = b"", end
-    while position > 0 and data.count(b"\n") <= lines:  # the last line's own newline counts too
+    if lines == 0 or end == 0:
+        return
+    f.seek(end - 1)
+    # Newlines to pass going back: the last line's own one too, when the file ends with one.
+    passes = lines + 1 if f.read(1) == b"\n" else lines
+    position = end
+    while position > 0:
         step = min(1 << 16, position)
         position -= step
         f.seek(position)
-        data = f.read(step) + data
-    trailing = data.endswith(b"\n")
-    parts = (data[:-1] if trailing else data).split(b"\n")
-    if len(parts) <= lines:
-        f.seek(position)
-        return
-    kept = len(b"\n".join(parts[-lines:])) + trailing if lines else 0
-    f.seek(end - kept)
+        block = f.read(step)
+        at = len(block)
+        while (at := block.rfind(b"\n", 0, at)) >= 0:
+            passes -= 1
+            if passes == 0:
+                f.seek(position + at + 1)
+                return
+    f.seek(0)  # fewer lines than asked: all of them
