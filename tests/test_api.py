@@ -600,3 +600,19 @@ def test_with_exit_on_finish_false_the_api_stays_up_after_the_batch(runs: Runs) 
     proc.send_signal(signal.SIGINT)
     code, stderr = finish(proc)
     assert code == 0, stderr  # every job succeeded; stopping the daemon is no failure
+
+
+def test_batch_kill_stops_a_daemon_kept_up_after_the_batch(runs: Runs) -> None:
+    doc = batch("stays", job("quick", "true"))
+    doc["daemon"]["exit_on_finish"] = False
+    proc, portal, token = runs.serve(doc)
+    wait_for(lambda: call(portal, f"{API}/batch", token)[1]["status"] == "finished", "the batch to finish")
+
+    start = time.monotonic()
+    killed = hyperctl("batch", "kill", "stays")
+
+    assert killed.returncode == 0, killed.stderr
+    assert "batch stays killed" in killed.stderr
+    assert time.monotonic() - start < 10  # not the CLI's 120 s wait for a daemon that never ends
+    code, stderr = finish(proc)
+    assert code == 0, stderr  # it had finished: the kill only stopped its daemon

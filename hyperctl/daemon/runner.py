@@ -213,8 +213,7 @@ async def _serve(
             observer.started(info)
         for machine, why in down.items():  # unreachable at start (said after the batch's header)
             scheduler.machine_down(machine, why)
-        stop_requested = asyncio.get_running_loop().create_future()
-        restore = _on_stop_signals(scheduler, observer, stop_requested)
+        restore = _on_stop_signals(scheduler, observer)
         try:
             await scheduler.start()
             # Every job a dead daemon left is accounted for; a batch that ended already (every
@@ -224,7 +223,7 @@ async def _serve(
             status = await scheduler.done
             store.set_meta(status=status.value, ended=time.time())
             if not spec.daemon.exit_on_finish and scheduler.stopping is None:
-                await stop_requested  # keep serving the API until told to stop
+                await scheduler.stop_requested  # keep serving the API until told to stop
         finally:
             restore()
             server.stop()  # no new connections; answer the requests under way (a kill's answer)
@@ -306,9 +305,7 @@ def _check_same_batch(store: Store, batch_dir: BatchDir, options: RunOptions) ->
         )
 
 
-def _on_stop_signals(
-    scheduler: Scheduler, observer: Observer | None, stop_requested: asyncio.Future[None]
-) -> Callable[[], None]:
+def _on_stop_signals(scheduler: Scheduler, observer: Observer | None) -> Callable[[], None]:
     """SIGINT/SIGTERM: kill the running jobs (TERM, then KILL after their grace); again: KILL now."""
     loop = asyncio.get_running_loop()
     count = 0
@@ -319,10 +316,10 @@ def _on_stop_signals(
         forced = count > 1
         if observer is not None:
             observer.interrupted(forced)
-        if not stop_requested.done():
-            stop_requested.set_result(None)
         if not scheduler.done.done() or scheduler.running:
             scheduler.request_stop(BatchStatus.INTERRUPTED, grace=0 if forced else None)
+        elif not scheduler.stop_requested.done():  # ended, and kept up: it may go now
+            scheduler.stop_requested.set_result(None)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, handle)

@@ -82,6 +82,9 @@ class Scheduler:
         self.paused = False  # set by kill_offline: reattach and record, start nothing
         self.listeners: list[Callable[[Event], None]] = []
         self.stopping: BatchStatus | None = None
+        # Resolved by the first stop (a signal, `batch kill`): a daemon kept up after the batch's
+        # end (exit_on_finish: false) exits then.
+        self.stop_requested: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.done: asyncio.Future[BatchStatus] = asyncio.get_running_loop().create_future()
         self.version = 0  # bumped on every change; watchers long-poll on it
         self._changed = asyncio.get_running_loop().create_future()
@@ -440,6 +443,8 @@ class Scheduler:
 
     async def stop(self, status: BatchStatus, grace: float | None = None) -> None:
         """Start no more jobs; kill the running ones. Pending jobs stay pending for a later run."""
+        if not self.stop_requested.done():
+            self.stop_requested.set_result(None)
         self.stopping = self.stopping or status
         kills = [self.executor.kill(h, grace=grace) for h in list(self.running.values())]
         await asyncio.gather(*kills, *list(self.tasks.values()), return_exceptions=True)
