@@ -157,5 +157,8 @@ def summary_lines(result: RunResult) -> list[str]:
         halted = f"halted after {result.halted_after} failures (scheduler.halt_on_failures)"
         lines.append(f"  {halted}: {plural(pending, 'job')} not started")
     elif pending and result.status == BatchStatus.INTERRUPTED:
-        lines.append(f"  {plural(pending, 'job')} did not start; run the same command again to go on")
+        lines.append(
+            f"  {plural(pending, 'job')} to run again (interrupted, or not started yet): "
+            f"hyperctl batch resume {result.batch_dir.name}"
+        )
     return lines

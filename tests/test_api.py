@@ -472,13 +472,13 @@ def test_kill_a_pending_job_and_it_never_starts(runs: Runs, batches: Path, tmp_p
 
 
 # -- 5. Ctrl-C -------------------------------------------------------------------------------------------
-def test_ctrl_c_kills_the_running_jobs_and_leaves_pending_ones(runs: Runs, batches: Path) -> None:
+def test_ctrl_c_kills_the_running_jobs_and_resume_runs_them_again(runs: Runs, batches: Path, tmp_path: Path) -> None:
     proc, portal, token = runs.serve(
         batch(
             "ctrlc",
-            job("a", "sleep 60", kill_grace=1),
-            job("b", "sleep 60", kill_grace=1),
-            job("c", "sleep 60", kill_grace=1),
+            job("a", f"[ -e {tmp_path / 'go'} ] || sleep 60", kill_grace=1),
+            job("b", f"[ -e {tmp_path / 'go'} ] || sleep 60", kill_grace=1),
+            job("c", f"[ -e {tmp_path / 'go'} ] || sleep 60", kill_grace=1),
             backend={"type": "local", "conf": {"cpu": 2}},
         )
     )
@@ -490,18 +490,26 @@ def test_ctrl_c_kills_the_running_jobs_and_leaves_pending_ones(runs: Runs, batch
     assert code == 130, stderr
     assert "Traceback" not in stderr
     assert "hyperctl: batch ctrlc interrupted in" in stderr
-    assert "1 job did not start" in stderr
+    assert "3 jobs to run again (interrupted, or not started yet): hyperctl batch resume ctrlc" in stderr
 
     store = open_store(batches, "ctrlc")
     try:
         assert store.batch_status() == BatchStatus.INTERRUPTED
         statuses = {r.name: r.status for r in store.jobs()}
+        attempts = store.attempts("a") + store.attempts("b")
     finally:
         store.close()
-    assert statuses == {"a": JobStatus.KILLED, "b": JobStatus.KILLED, "c": JobStatus.PENDING}
+    # Interrupted, not killed on purpose: their attempts were killed, the jobs are pending again.
+    assert statuses == {"a": JobStatus.PENDING, "b": JobStatus.PENDING, "c": JobStatus.PENDING}
+    assert [(a.status, a.reason) for a in attempts] == [(JobStatus.KILLED, "interrupted")] * 2
     assert not (attempt_dir(batches, "ctrlc", "c", 1)).exists()
     for pid in pids:
         assert group_gone(pid)
+
+    (tmp_path / "go").touch()
+    resumed = hyperctl("batch", "resume", "ctrlc")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "hyperctl: batch ctrlc finished" in resumed.stderr and "3 succeeded" in resumed.stderr
 
 
 # -- 6. timeout --------------------------------------------------------------------------------------------

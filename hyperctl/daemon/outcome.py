@@ -5,7 +5,15 @@ from __future__ import annotations
 from hyperctl.backends.base import Exit
 from hyperctl.spec import JobSpec, JobStatus
 
-_REASON_STATUS = {"timeout": JobStatus.TIMEOUT, "killed": JobStatus.KILLED, "lost": JobStatus.LOST}
+# Why hyperctl ended an attempt. "interrupted": the whole run was stopped (Ctrl-C, SIGTERM): the
+# attempt counts as killed, and its job is pending again, for `batch resume` to run.
+INTERRUPTED = "interrupted"
+_REASON_STATUS = {
+    "timeout": JobStatus.TIMEOUT,
+    "killed": JobStatus.KILLED,
+    "lost": JobStatus.LOST,
+    INTERRUPTED: JobStatus.KILLED,
+}
 FAILURES = (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.LOST)  # what retries and halt_on_failures count
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from hyperctl.backends.base import Executor, Exit, Handle, Launch, Machine, MachineUnavailableError
 from hyperctl.daemon.machines import Machines
-from hyperctl.daemon.outcome import FAILURES, final_status, should_retry
+from hyperctl.daemon.outcome import FAILURES, INTERRUPTED, final_status, should_retry
 from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import CURRENT, BatchDir, Layout
@@ -212,6 +212,9 @@ class Scheduler:
         exit = await self.executor.wait(handle)
         status = final_status(exit)
         self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason)
+        if exit.reason == INTERRUPTED:  # not the job's end: it runs again on resume
+            self.store.set_status(name, JobStatus.PENDING)
+            return JobStatus.PENDING, None
         return status, exit.exit_code
 
     def _launch(
@@ -446,6 +449,7 @@ class Scheduler:
         if not self.stop_requested.done():
             self.stop_requested.set_result(None)
         self.stopping = self.stopping or status
-        kills = [self.executor.kill(h, grace=grace) for h in list(self.running.values())]
+        reason = INTERRUPTED if status == BatchStatus.INTERRUPTED else "killed"
+        kills = [self.executor.kill(h, reason, grace) for h in list(self.running.values())]
         await asyncio.gather(*kills, *list(self.tasks.values()), return_exceptions=True)
         self._finish_if_done()
