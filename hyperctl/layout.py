@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from enum import IntEnum
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 INTERNAL = ".hyperctl"
 ATTEMPT_FILES = ("stdout", "stderr", "exitcode")
@@ -31,19 +31,17 @@ class Layout(IntEnum):
     IN_JOB_DIR = 1  # hyperctl 0.1.0: beside what the job makes
     APART = 2  # under .hyperctl/jobs/: out of the job's reach
 
-    def records(self, job: str) -> PurePosixPath:
+    # Relative POSIX paths as strings, not path objects: they are on the way of every job's start
+    # and of every job's view.
+    def records(self, job: str) -> str:
         """The folder of a job's records (params file, attempt folders)."""
-        return PurePosixPath(self._records(job))
-
-    def attempt(self, job: str, n: int) -> PurePosixPath:
-        return PurePosixPath(f"{self._records(job)}/attempt-{n}")
-
-    def params(self, job: str) -> PurePosixPath:
-        return PurePosixPath(f"{self._records(job)}/params.json")
-
-    def _records(self, job: str) -> str:
-        # Strings joined, not paths: this is on the way of every job's start.
         return job if self is Layout.IN_JOB_DIR else f"{INTERNAL}/jobs/{job}"
+
+    def attempt(self, job: str, n: int) -> str:
+        return f"{self.records(job)}/attempt-{n}"
+
+    def params(self, job: str) -> str:
+        return f"{self.records(job)}/params.json"
 
 
 CURRENT = Layout.APART
@@ -72,10 +70,10 @@ class BatchDir:
         return self.path / job
 
     def attempt_dir(self, job: str, n: int, layout: Layout = CURRENT) -> Path:
-        return self.path / f"{layout._records(job)}/attempt-{n}"
+        return self.path / layout.attempt(job, n)
 
     def params_file(self, job: str, layout: Layout = CURRENT) -> Path:
-        return self.path / f"{layout._records(job)}/params.json"
+        return self.path / layout.params(job)
 
     def rename_job(self, old: str, new: str) -> bool:
         """Give a job's folders (what it made, with the records 0.1.0 kept there, and its records

@@ -298,7 +298,10 @@ class Store:
         with self.conn:
             self.conn.execute("BEGIN")
             for before_name, name in (renamed or {}).items():
-                self.conn.execute("UPDATE jobs SET name = ? WHERE name = ?", (name, before_name))
+                self.conn.execute(
+                    "UPDATE jobs SET name = ?, spec = json_set(spec, '$.name', ?) WHERE name = ?",
+                    (name, name, before_name),
+                )
                 self.conn.execute("UPDATE attempts SET job = ? WHERE job = ?", (name, before_name))
             old = {
                 name: (digest, JobStatus(status))

@@ -231,6 +231,7 @@ def test_running_the_batch_file_of_the_release_before_again_runs_nothing_twice(t
     assert hyperctl("job", "logs", "-b", "old-sweep", "-j", names[1], "--attempt", "1").stdout == "failing 0.2\n"
     assert hyperctl("job", "logs", "-b", "old-sweep", "-j", names[1], "--attempt", "2").stdout == "failing 0.2\n"
     assert not (folder / "job-0000").exists() and (folder / names[0] / "attempt-1" / "stdout").exists()
+    assert f'"name": "{names[0]}"' in described[0]  # the job's own record says its new name too
 
 
 def start_run(config: Path, batches: Path, *args: str) -> subprocess.Popen[bytes]:
