@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hyperctl.batches import NoDaemonError, NoSuchJobError, daemon_pid, open_batch, resolve_batches_dir
+from hyperctl.commands.targets import add_targets
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.layout import BatchDir
@@ -26,26 +27,26 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
     job = commands.add_parser("job", help="list, describe or kill jobs; read their logs")
     sub = job.add_subparsers(title="commands", metavar="COMMAND", required=True)
     in_batch = argparse.ArgumentParser(add_help=False)
-    in_batch.add_argument("-b", "--batch", required=True, help="the batch")
+    add_targets(in_batch)
     one = argparse.ArgumentParser(add_help=False)
-    one.add_argument("-j", "--job", required=True, help="the job")
+    add_targets(one, job=True)
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     p = sub.add_parser("list", parents=[in_batch, data_dir, as_json], help="a batch's jobs")
     p.add_argument("--status", choices=[s.value for s in JobStatus], help="only jobs in this status")
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser("describe", parents=[in_batch, one, data_dir, as_json], help="a job and all its attempts")
+    p = sub.add_parser("describe", parents=[one, data_dir, as_json], help="a job and all its attempts")
     p.set_defaults(func=cmd_describe)
     p = sub.add_parser(
         "kill",
-        parents=[in_batch, one, data_dir],
+        parents=[one, data_dir],
         help="kill a job (its whole process group)",
         description="Kill a running job: TERM to its whole process group, KILL after its kill_grace. A pending "
         "job is killed before it starts. Killed jobs are not retried.",
     )
     p.set_defaults(func=cmd_kill)
-    p = sub.add_parser("logs", parents=[in_batch, one, data_dir], help="a job's output")
+    p = sub.add_parser("logs", parents=[one, data_dir], help="a job's output")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
     p.add_argument("--tail", type=whole_number(0), metavar="N", help="only the last N lines")
     p.add_argument("--stderr", action="store_true", help="its stderr instead of its stdout")
