@@ -125,9 +125,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         emit_json({**job_view(record, batch_dir), "attempts": attempt_views})
         return ExitStatus.OK
     spec = record.spec
-    retries = f"{spec.retry.max_retries}"
-    if spec.retry.on_exit_codes is not None:
-        retries += f" on exit codes {', '.join(map(str, spec.retry.on_exit_codes))}"
+    retries = f"{spec.retry.max_retries}, on " + ", ".join(map(str, spec.retry.on))
     fields = [
         ("name", spec.name),
         ("status", record.status.value),
