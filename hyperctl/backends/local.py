@@ -60,6 +60,13 @@ def total_ram_mb() -> int:
 
 # Only where pidfds are missing, for a job a previous daemon started (not our child).
 _REATTACHED_CHECK_EVERY = 1.0
+# A process a job left outside its process group (`setsid cmd &`) is looked for this long after
+# a job ends (one /proc scan serves every job ending meanwhile), gets TERM, then KILL after the
+# grace: a job's processes end with it, as under a cluster scheduler.
+_STRAYS_LOOKED_FOR_AFTER = 1.0
+_STRAY_GRACE = 10.0
+
+Attempt = tuple[str, ...]  # the values of IDENTITY_ENV: batch, job, attempt number
 
 
 class LocalExecutor(Executor):
@@ -70,6 +77,12 @@ class LocalExecutor(Executor):
     def __init__(self, machine: Machine) -> None:
         self.machine = machine
         self.base_env = dict(os.environ)  # os.environ decodes on every read; copy it once
+        self._running: dict[Attempt, Handle] = {}
+        self._launchers: set[int] = set()  # our children that are launchers (not strays)
+        self._strays: dict[int, list[int]] = {}  # launcher pid -> its strays, found by a kill of it
+        self._ending: set[int] = set()  # strays sent TERM, not yet reaped
+        self._sweep: asyncio.TimerHandle | None = None
+        procfs.become_subreaper()
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any]) -> LocalExecutor:
@@ -130,9 +143,82 @@ class LocalExecutor(Executor):
         )
         # The spawn time stands for the process start time (which /proc gives only to 10 ms, at a
         # cost per job): with the pid it tells the job from a later process that reuses the pid.
+        self._launchers.add(pid)
         handle = self._new_handle(launch, pid, time.time())
         self._watch(handle)
         return handle
+
+    def _new_handle(self, launch: Launch, pid: int, pid_started: float | None) -> Handle:
+        handle = super()._new_handle(launch, pid, pid_started)
+        self._running[_attempt(launch)] = handle
+        return handle
+
+    def _exited(self, handle: Handle, exit_code: int | None, sig: int | None) -> None:
+        super()._exited(handle, exit_code, sig)
+        self._running.pop(_attempt(handle.launch), None)
+        if handle.pid in self._launchers:
+            self._launchers.discard(handle.pid)
+            self._sweep_soon()
+        else:  # started by an earlier daemon: its strays went to init, not to us
+            for pid in _carrying(_attempt(handle.launch)):
+                self._end_stray(pid)
+
+    async def close(self) -> None:
+        """End what ended jobs left behind now (no later sweep will), within the grace."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep_strays()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _STRAY_GRACE
+        while self._ending and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for pid in self._ending:
+            _kill_quietly(pid)
+
+    def _sweep_soon(self) -> None:
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(_STRAYS_LOOKED_FOR_AFTER, self._sweep_strays)
+
+    def _sweep_strays(self) -> None:
+        """End the processes ended jobs left behind: orphans adopted by us (we are a subreaper)
+        whose attempt no longer runs; reap those that have ended."""
+        self._sweep = None
+        # Strays a kill found are the kill's to end: forgotten once none of them is left.
+        self._strays = {k: v for k, v in self._strays.items() if any(procfs.alive(p) for p in v)}
+        being_killed = {pid for strays in self._strays.values() for pid in strays}
+        for pid in procfs.children(os.getpid()):
+            if pid in self._launchers or pid in self._ending or pid in being_killed:
+                continue
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    continue  # it had ended: reaped
+            except ChildProcessError:
+                continue
+            attempt = procfs.markers(pid, IDENTITY_ENV)
+            if attempt is not None and attempt not in self._running:
+                self._end_stray(pid)
+
+    def _end_stray(self, pid: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._ending.add(pid)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+        killer = loop.call_later(_STRAY_GRACE, _kill_quietly, pid)
+
+        def ended() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            killer.cancel()  # before the pid can be reused
+            self._ending.discard(pid)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            self._sweep_soon()  # its own children are ours now
+
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            return  # gone already, or no pidfds here: the next sweep reaps it
+        loop.add_reader(pidfd, ended)
 
     def _watch(self, handle: Handle) -> None:
         """Call _exited when the child ends: a pidfd on the event loop, no polling."""
@@ -163,8 +249,17 @@ class LocalExecutor(Executor):
             os.killpg(handle.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+        if not procfs.available():
+            return
+        # And what left the group but carries the attempt's identity (`setsid cmd &`).
+        strays = [pid for pid in _carrying(_attempt(handle.launch)) if _group_of(pid) != handle.pid]
+        self._strays[handle.pid] = strays
+        for pid in strays:
+            _kill_quietly(pid, sig)
 
     async def _group_alive(self, handle: Handle) -> bool:
+        if any(procfs.alive(pid) for pid in self._strays.get(handle.pid, ())):
+            return True  # a process the job left outside its group, found by the kill
         try:
             os.killpg(handle.pid, 0)
         except ProcessLookupError:
@@ -214,6 +309,27 @@ class LocalExecutor(Executor):
 
     async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
         return _read(launch.attempt_dir / name)
+
+
+def _attempt(launch: Launch) -> Attempt:
+    return tuple(launch.env[k] for k in IDENTITY_ENV)
+
+
+def _carrying(attempt: Attempt) -> list[int]:
+    """The live processes that carry this attempt's identity in their environment."""
+    return [pid for pid, who in procfs.identities(IDENTITY_ENV).items() if who == attempt]
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _kill_quietly(pid: int, sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, sig)
 
 
 def _make_dir(path: str | Path) -> None:
