@@ -15,6 +15,7 @@ from typing import Any
 
 from hyperctl.backends import procfs
 from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER, MAX_PARAMS_ARG, Executor, Handle, Launch, Machine
+from hyperctl.backends.sshscripts import job_side_lib
 from hyperctl.errors import ConfigError
 from hyperctl.validation import Problems, Section, above, at_least, is_kind
 
@@ -82,6 +83,7 @@ class LocalExecutor(Executor):
         self._strays: dict[int, list[int]] = {}  # launcher pid -> its strays, found by a kill of it
         self._ending: set[int] = set()  # strays sent TERM, not yet reaped
         self._sweep: asyncio.TimerHandle | None = None
+        self._lib: str | None = None
         procfs.become_subreaper()
 
     @classmethod
@@ -115,6 +117,9 @@ class LocalExecutor(Executor):
             params = ""
         if execution.assets:  # copies, as on a remote machine: a job that changes one changes only its own
             await asyncio.get_running_loop().run_in_executor(None, _copy_assets, execution.assets, launch.working_dir)
+        env = {**self.base_env, **launch.env}
+        lib = self._lib or self._make_lib(launch.batch_dir.internal)
+        env["PYTHONPATH"] = f"{env['PYTHONPATH']}:{lib}" if env.get("PYTHONPATH") else lib
         pid = os.posix_spawn(
             "/bin/sh",
             [
@@ -128,7 +133,7 @@ class LocalExecutor(Executor):
                 params,
                 str(launch.params_file),
             ],
-            {**self.base_env, **launch.env},
+            env,
             # /dev/null until the launcher opens the job's own files: files, never pipes, so a
             # job printing gigabytes never waits for a reader.
             file_actions=[
@@ -147,6 +152,19 @@ class LocalExecutor(Executor):
         handle = self._new_handle(launch, pid, time.time())
         self._watch(handle)
         return handle
+
+    def _make_lib(self, internal: Path) -> str:
+        """A folder for jobs' PYTHONPATH: `import hyperctl` there works in whatever Python a job runs
+        (system python3, a conda env), as on remote hosts, and is this very package where it can be."""
+        version, files = job_side_lib()
+        package = internal / "lib" / version / "hyperctl"
+        package.mkdir(parents=True, exist_ok=True)
+        real = str(Path(__file__).resolve().parent.parent)  # this package
+        files["__init__.py"] += f"__path__.append({real!r})\n"
+        for name, text in files.items():
+            (package / name).write_text(text)
+        self._lib = str(package.parent)
+        return self._lib
 
     def _new_handle(self, launch: Launch, pid: int, pid_started: float | None) -> Handle:
         handle = super()._new_handle(launch, pid, pid_started)
