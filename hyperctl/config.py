@@ -265,6 +265,7 @@ def parse_execution(sec: Section, paths: Paths, shared: dict[Any, Any] | None = 
     if shared is not None and not assets:
         assets = shared.setdefault("no assets", assets)
     download = _parse_download(sec)
+    shell = sec.get("shell", "string", None, check=_check_shell)
     sec.done()
     if command is None:
         return None
@@ -277,7 +278,14 @@ def parse_execution(sec: Section, paths: Paths, shared: dict[Any, Any] | None = 
         kill_grace=float(kill_grace),
         assets=assets,
         download=download,
+        shell=shell,
     )
+
+
+def _check_shell(value: str) -> str | None:
+    if value and not any(c.isspace() or c == "\0" for c in value):
+        return None
+    return "must be one program, such as bash or /bin/zsh (it runs the command with -c)"
 
 
 def _not_empty(value: str) -> str | None:

@@ -58,6 +58,7 @@ class Execution:
     kill_grace: float = 10.0  # seconds between TERM and KILL
     assets: list[str] = field(default_factory=list)  # local files and folders put in the working dir
     download: bool | list[str] = True  # what of a remote data dir comes home: all, nothing, these globs
+    shell: str | None = None  # the program that runs the command (`bash`); None: /bin/sh
 
 
 # What `retry_on` may name besides exit codes: "failed" (any non-zero exit), "timeout" (the job
@@ -118,6 +119,8 @@ class JobSpec:
         """A hash of what decides the job's result, to recognise it on a re-run."""
         e = self.execution
         key = [e.command, self.params, e.env, e.working_dir, e.data_dir]
+        if e.shell is not None:  # only then: digests made before `shell` existed stay the same
+            key.append(e.shell)
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

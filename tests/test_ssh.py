@@ -162,6 +162,16 @@ def test_what_a_remote_job_leaves_running_in_the_background_ends_with_it(
     wait_for(lambda: not process_alive(background), "the background sleep to end", deadline=10)
 
 
+def test_execution_shell_on_a_remote_host(hosts: list[Host], shared: Path, batches: Path) -> None:
+    command = 'words=(a b); [[ ${#words[@]} == 2 ]] && echo "${words[1]} as $(id -un)"'
+    doc = remote_batch(hosts[:1], [job(command, name="j", execution={"shell": "bash"})])
+
+    result = hyperctl("run", "--config", str(write_json(shared / "b.json", doc)))
+
+    assert result.returncode == 0, result.stderr
+    assert (attempt_dir(batches, "r", "j") / "stdout").read_text() == f"b as {hosts[0].user}\n"
+
+
 def test_an_unknown_host_is_refused_with_a_way_to_trust_it(hosts: list[Host], shared: Path, batches: Path) -> None:
     empty = shared / "known_hosts"
     empty.write_text("")

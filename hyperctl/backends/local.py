@@ -105,6 +105,8 @@ class LocalExecutor(Executor):
     def check_job(self, execution: Any) -> str | None:
         if execution.working_dir and not os.path.isdir(execution.working_dir):
             return f"working_dir: no such folder: {execution.working_dir}"
+        if execution.shell and shutil.which(execution.shell) is None:
+            return f"shell: no program '{execution.shell}' here"
         return None
 
     async def _spawn(self, launch: Launch) -> Handle:
@@ -132,6 +134,7 @@ class LocalExecutor(Executor):
                 launch.working_dir,
                 params,
                 str(launch.params_file),
+                execution.shell or "",
             ],
             env,
             # /dev/null until the launcher opens the job's own files: files, never pipes, so a

@@ -214,7 +214,13 @@ class RemoteExecutor(Executor):
         if launch.execution.assets or not params:
             await self._in_thread(self._upload, transport, paths, launch)
         command = sshscripts.spawn(
-            paths, launch.command, params, env, self._lib_dir(remote), self._send_home(paths, launch)
+            paths,
+            launch.command,
+            params,
+            env,
+            self._lib_dir(remote),
+            self._send_home(paths, launch),
+            launch.execution.shell,
         )
         chan = await self._in_thread(open_exec, transport, command, (token + "\n").encode())
         channel = JobChannel(launch, chan, True, self._channel_closed)

@@ -111,7 +111,13 @@ def upload_payload(assets: Iterable[str], params_json: str | None) -> bytes:
 
 
 def spawn(
-    paths: RemotePaths, command: str, params: str, env: dict[str, str], lib_dir: PurePosixPath, send_home: str
+    paths: RemotePaths,
+    command: str,
+    params: str,
+    env: dict[str, str],
+    lib_dir: PurePosixPath,
+    send_home: str,
+    shell: str | None = None,
 ) -> str:
     """Start an attempt. Reads the job's token on stdin (a secret: never on a command line that
     `ps` shows), exports it with `env` and the job-side lib on PYTHONPATH, then prints the
@@ -120,7 +126,7 @@ def spawn(
     Once it has ended, sends the attempt home on the same channel (`send_home`, a collect() program)
     and exits with setsid's status: the launcher's exit code, or the signal that ended it."""
     dirs = " ".join(_q(str(p)) for p in dict.fromkeys((paths.attempt, paths.data)))
-    args = (command, paths.attempt, paths.working, params, paths.params_file)
+    args = (command, paths.attempt, paths.working, params, paths.params_file, shell or "")
     return (
         "IFS= read -r HYPERCTL_JOB_TOKEN && export HYPERCTL_JOB_TOKEN && "
         # An exitcode left by an earlier batch of this name is emptied: never mistaken for this one's.
