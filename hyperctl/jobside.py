@@ -56,13 +56,28 @@ def _params_from_daemon(name: str) -> dict[str, Any]:
             f"cannot read the params of job {name}: its params file is gone, and this machine cannot reach the "
             "daemon's API (it listens on its own loopback; set daemon.host to an address this machine can reach)"
         )
+    # The portal carries the job's capability (daemon/portal.py): the same request as Hypernets' client.
     url = f"{portal}/hyperctl/api/job/{urllib.parse.quote(name)}"
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {_env('HYPERCTL_JOB_TOKEN')}"})
     # The daemon is never behind a proxy, whatever http_proxy says in the job's environment.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(request, timeout=30) as response:
-            params: dict[str, Any] = json.load(response)["params"]
+        with opener.open(url, timeout=30) as response:
+            params: dict[str, Any] = json.load(response)["data"]["params"]
             return params
-    except (urllib.error.URLError, OSError, ValueError, KeyError) as e:
-        raise HyperctlError(f"cannot read the params of job {name}: no params file, and {url}: {e}") from None
+    except urllib.error.HTTPError as e:
+        reason = _refusal(e)
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as e:
+        reason = str(e)
+    api = urllib.parse.urlsplit(portal)  # not the whole portal: its path is the job's capability
+    raise HyperctlError(
+        f"cannot read the params of job {name}: no params file, and the daemon's API at "
+        f"{api.scheme}://{api.netloc} answers: {reason}"
+    )
+
+
+def _refusal(error: Any) -> str:
+    """The daemon's one-line reason for refusing (its JSON body's message), else the HTTP status."""
+    try:
+        return f"{error.code}: {json.load(error)['message']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return str(error)

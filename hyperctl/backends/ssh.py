@@ -206,10 +206,12 @@ class RemoteExecutor(Executor):
             "HYPERCTL_JOB_WORKING_DIR": str(paths.working),
             "HYPERCTL_JOB_PARAMS_FILE": str(paths.params_file),
         }
-        # A secret, so not on the command line (which `ps` shows anyone on the host): on stdin.
+        # Secrets, so not on the command line (which `ps` shows anyone on the host): on stdin.
+        # The portal carries the job's token (daemon/portal.py).
         token = env.pop("HYPERCTL_JOB_TOKEN", "")
-        if _on_loopback(env.get("HYPERCTL_SERVER_PORTAL", "")):
-            del env["HYPERCTL_SERVER_PORTAL"]  # the daemon's loopback is not the host's
+        portal = env.pop("HYPERCTL_SERVER_PORTAL", "")
+        if _on_loopback(portal):
+            portal = ""  # the daemon's loopback is not the host's
         params = launch.params_json if len(launch.params_json) <= MAX_PARAMS_ARG else ""
         if launch.execution.assets or not params:
             await self._in_thread(self._upload, transport, paths, launch)
@@ -222,7 +224,7 @@ class RemoteExecutor(Executor):
             self._send_home(paths, launch),
             launch.execution.shell,
         )
-        chan = await self._in_thread(open_exec, transport, command, (token + "\n").encode())
+        chan = await self._in_thread(open_exec, transport, command, f"{token}\n{portal}\n".encode())
         channel = JobChannel(launch, chan, True, self._channel_closed)
         line = await channel.first  # the pid, read on the event loop with what follows
         if not line.isdigit():

@@ -119,8 +119,9 @@ def spawn(
     send_home: str,
     shell: str | None = None,
 ) -> str:
-    """Start an attempt. Reads the job's token on stdin (a secret: never on a command line that
-    `ps` shows), exports it with `env` and the job-side lib on PYTHONPATH, then prints the
+    """Start an attempt. Reads the job's token, then its portal (which carries the token; an empty
+    line when the host cannot reach the API), on stdin (secrets: never on a command line that
+    `ps` shows), exports them with `env` and the job-side lib on PYTHONPATH, then prints the
     launcher's pid on the first line and runs the job (base.LAUNCHER: params "" when the params
     file is written already) in a session of its own that outlives the connection (setsid -w).
     Once it has ended, sends the attempt home on the same channel (`send_home`, a collect() program)
@@ -129,7 +130,8 @@ def spawn(
     identity = {k: env[k] for k in IDENTITY_ENV if k in env}
     args = (command, paths.attempt, paths.working, params, paths.params_file, shell or "")
     return (
-        "IFS= read -r HYPERCTL_JOB_TOKEN && export HYPERCTL_JOB_TOKEN && "
+        "IFS= read -r HYPERCTL_JOB_TOKEN && export HYPERCTL_JOB_TOKEN && IFS= read -r HYPERCTL_SERVER_PORTAL && "
+        '{ [ -n "$HYPERCTL_SERVER_PORTAL" ] && export HYPERCTL_SERVER_PORTAL || unset HYPERCTL_SERVER_PORTAL; } && '
         # An exitcode left by an earlier batch of this name is emptied: never mistaken for this one's.
         f"mkdir -p {dirs} && : > {_q(str(paths.attempt / 'exitcode'))} && {exports(env)}"
         f'export PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}"{_q(str(lib_dir))} && '

@@ -17,6 +17,7 @@ from hyperctl.daemon.handlers import (
     MachineListHandler,
     NotFoundHandler,
 )
+from hyperctl.daemon.hypernets import ROUTE_ANY, ROUTE_JOB, HypernetsJobHandler, HypernetsOtherHandler
 from hyperctl.daemon.listener import InFlight
 from hyperctl.daemon.scheduler import Scheduler
 
@@ -36,6 +37,8 @@ def make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> JobVi
             (f"{API}/batch", BatchHandler, state),
             (f"{API}/batch/kill", BatchKillHandler, state),
             (f"{API}/machine", MachineListHandler, state),
+            (ROUTE_JOB, HypernetsJobHandler, state),  # a job's portal (daemon/portal.py)
+            (ROUTE_ANY, HypernetsOtherHandler, state),
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=state,

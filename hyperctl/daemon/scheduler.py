@@ -20,6 +20,7 @@ from hyperctl.backends.base import Executor, Exit, Handle, Launch, Machine, Mach
 from hyperctl.daemon.machines import Machines
 from hyperctl.daemon.outcome import FAILURES, INTERRUPTED, final_status, should_retry
 from hyperctl.daemon.placement import Pool, Slot
+from hyperctl.daemon.portal import job_portal
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import CURRENT, BatchDir, Layout
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
@@ -224,6 +225,7 @@ class Scheduler:
         working_dir = job.execution.working_dir or data_dir
         params_file = self.batch_dir.params_file(job.name, layout)
         params_json = json.dumps(job.params)
+        token = self.job_token(job.name)
         env = {
             **job.execution.env,
             **self.env,
@@ -231,9 +233,12 @@ class Scheduler:
             "HYPERCTL_JOB_DATA_DIR": data_dir,
             "HYPERCTL_JOB_WORKING_DIR": working_dir,
             "HYPERCTL_JOB_PARAMS_FILE": str(params_file),
-            "HYPERCTL_JOB_TOKEN": self.job_token(job.name),
+            "HYPERCTL_JOB_TOKEN": token,
             "HYPERCTL_ATTEMPT": str(n),
         }
+        api = self.env.get("HYPERCTL_SERVER_PORTAL")
+        if api:  # its capability in the address: Hypernets' client sends no token
+            env["HYPERCTL_SERVER_PORTAL"] = job_portal(api, token)
         if slot.machine.gpus:  # a machine with GPUs: a job sees only its own, or none
             env["CUDA_VISIBLE_DEVICES"] = env["HYPERCTL_GPUS"] = ",".join(map(str, slot.gpus))
         return Launch(
