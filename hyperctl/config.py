@@ -113,7 +113,7 @@ def parse_batch(data: dict[str, Any], base_dir: Path, default_name: str, name: s
     default_name made safe.
     """
     problems = Problems()
-    data = _from_legacy(data)
+    data = _from_legacy(data, problems)
     if name is not None:
         if _check_name(name):
             raise ConfigError(f"--name: {_check_name(name)}")
@@ -438,26 +438,31 @@ def _check_host(value: str) -> str | None:
     return "must not be empty (that would listen on every interface: write 0.0.0.0 to mean it)"
 
 
-def _from_legacy(data: dict[str, Any]) -> dict[str, Any]:
-    """Map the older Hypernets shape (job_command, server, machines[].connection) onto ours.
+# What Hypernets' jobs carry beside their params, where ours keep them in `execution`.
+_LEGACY_JOB_KEYS = ("working_dir", "assets")
+# What Hypernets' templates carry at the top, where ours keep them in `execution`.
+_LEGACY_TEMPLATE_KEYS = ("command", "working_dir", "data_dir")
+
+
+def _from_legacy(data: dict[str, Any], problems: Problems) -> dict[str, Any]:
+    """Map the older Hypernets shape (job_command, jobs' own working_dir and assets, server,
+    machines[].connection) onto ours.
 
     Its `scheduler` {interval, exit_on_finish} is read by _parse_scheduler.
     """
-    if not any(k in data for k in ("job_command", "server")) and not _legacy_machines(data):
+    jobs = data.get("jobs")
+    legacy_jobs = isinstance(jobs, list) and any(
+        isinstance(job, dict) and any(k in job for k in _LEGACY_JOB_KEYS) for job in jobs
+    )
+    if not legacy_jobs and not any(k in data for k in ("job_command", "server")) and not _legacy_machines(data):
         return data
     data = dict(data)
     command = data.pop("job_command", None)
-    if command is not None:
+    if isinstance(jobs, list):
         data["jobs"] = [
-            {**job, "execution": {"command": command}} if isinstance(job, dict) and "execution" not in job else job
-            for job in data.get("jobs") or []
+            _into_execution(job, _LEGACY_JOB_KEYS, join("jobs", i), problems, command) for i, job in enumerate(jobs)
         ]
-    daemon = dict(data.get("daemon") or {})
-    server = data.pop("server", None)
-    if isinstance(server, dict):
-        daemon.update({k: server[k] for k in ("host", "port") if k in server})
-    if daemon:
-        data["daemon"] = daemon
+    _legacy_server(data)
     machines = _legacy_machines(data)
     if machines is not None:
         backend = dict(data["backend"])
@@ -472,6 +477,41 @@ def _from_legacy(data: dict[str, Any]) -> dict[str, Any]:
         backend["conf"] = conf
         data["backend"] = backend
     return data
+
+
+def template_from_legacy(template: dict[str, Any], problems: Problems) -> dict[str, Any]:
+    """A template of the older Hypernets shape (`command`, `working_dir`, `data_dir` at the top;
+    `server`) in ours."""
+    if not any(k in template for k in (*_LEGACY_TEMPLATE_KEYS, "server")):
+        return template
+    template = _into_execution(template, _LEGACY_TEMPLATE_KEYS, "", problems)
+    _legacy_server(template)
+    return template
+
+
+def _into_execution(obj: Any, keys: tuple[str, ...], path: str, problems: Problems, command: Any = None) -> Any:
+    """obj (a job or a template) with its own `keys` moved into its execution, and `command` (the
+    older shape's job_command) there unless it has one. A key given both ways is a problem."""
+    execution = obj.get("execution", {}) if isinstance(obj, dict) else None
+    if not isinstance(execution, dict):
+        return obj  # reported as it is
+    moved = {k: obj[k] for k in keys if k in obj}
+    if not moved and (command is None or "command" in execution):
+        return obj
+    for key in moved.keys() & execution.keys():
+        problems.add(join(path, key), f"given twice: here (the older Hypernets shape) and as execution.{key}")
+    execution = {**({"command": command} if command is not None else {}), **moved, **execution}
+    return {**{k: v for k, v in obj.items() if k not in moved}, "execution": execution}
+
+
+def _legacy_server(data: dict[str, Any]) -> None:
+    """`server` {host, port} of the older shape into `daemon`, in place."""
+    server = data.pop("server", None)
+    daemon = dict(data.get("daemon") or {})
+    if isinstance(server, dict):
+        daemon.update({k: server[k] for k in ("host", "port") if k in server})
+    if daemon:
+        data["daemon"] = daemon
 
 
 def _legacy_machines(data: dict[str, Any]) -> list[Any] | None:

@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from hyperctl.config import Paths, parse_execution, parse_resource
+from hyperctl.config import Paths, parse_execution, parse_resource, template_from_legacy
 from hyperctl.errors import ConfigError
 from hyperctl.render import render_command
 from hyperctl.spec import BackendSpec
@@ -16,12 +16,13 @@ from hyperctl.validation import Problems, Section, at_least, is_kind, join, kind
 
 STRATEGIES = ("grid", "random")
 # Copied as they are into the batch; `run` validates them.
-_PASSED_THROUGH = ("name", "version", "backend", "daemon")
+_PASSED_THROUGH = ("name", "version", "backend", "daemon", "scheduler")
 
 
 def expand_template(template: dict[str, Any], base_dir: Path = Path(".")) -> tuple[dict[str, Any], int | None]:
     """The batch document a template stands for, and the seed used (random only)."""
     problems = Problems()
+    template = template_from_legacy(template, problems)
     top = Section(template, "", problems)
     strategy = top.get("strategy", "string", "grid", check=lambda v: _one_of(v, STRATEGIES))
     params = top.section("params")
