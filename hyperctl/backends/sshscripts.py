@@ -22,7 +22,7 @@ from hyperctl.backends.collect import ATTEMPT_FILES
 _q = shlex.quote
 # What a job imports (`import hyperctl`), sent to each host: jobs read their params even where
 # hyperctl is not installed. extend_path: where it is installed, the rest of it stays importable.
-_JOB_SIDE = ("__init__.py", "jobside.py", "errors.py")
+_JOB_SIDE = ("__init__.py", "jobside.py", "errors.py", "hyperctl.py")
 _EXTEND = '\n__path__ = __import__("pkgutil").extend_path(__path__, __name__)\n'
 
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from hyperctl.commands import batch, generate, hosts, job, run
+from hyperctl.commands import batch, generate, hosts, job, run, tryjob
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
-COMMANDS: list[Register] = [run.register, generate.register, batch.register, job.register, hosts.register]
+COMMANDS: list[Register] = [
+    run.register,
+    generate.register,
+    batch.register,
+    job.register,
+    hosts.register,
+    tryjob.register,
+]
