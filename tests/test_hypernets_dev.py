@@ -95,3 +95,18 @@ def test_hyperctl_try_refuses_bad_params_or_command_in_one_line_making_nothing(t
         result = hyperctl("try", *args, cwd=tmp_path)
         assert (result.returncode, result.stderr) == (2, f"hyperctl: error: {message}\n"), shlex.join(args)
     assert os.listdir(tmp_path) == []
+
+
+def test_hyperctl_try_gives_a_python_without_hyperctl_the_job_side_module(tmp_path: Path) -> None:
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    bare = str(venv / "bin" / "python")
+    alone = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    assert subprocess.run([bare, "-c", "import hyperctl"], capture_output=True, env=alone, cwd=tmp_path).returncode == 1
+    script = "from hyperctl import hyperctl; print(hyperctl.get_job_params())"
+    before = set(os.listdir(tempfile.gettempdir()))
+
+    result = hyperctl("try", "--params", '{"lr": 1}', "--data-dir", "d", "--", bare, "-c", script, cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (0, "{'lr': 1}\n"), result.stderr
+    assert not [n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("hyperctl-lib-")]

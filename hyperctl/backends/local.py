@@ -125,8 +125,7 @@ class LocalExecutor(Executor):
         if execution.assets:  # copies, as on a remote machine: a job that changes one changes only its own
             await asyncio.get_running_loop().run_in_executor(None, _copy_assets, execution.assets, launch.working_dir)
         env = {**self.base_env, **launch.env}
-        lib = self._lib or self._make_lib(launch.batch_dir.internal)
-        env["PYTHONPATH"] = f"{env['PYTHONPATH']}:{lib}" if env.get("PYTHONPATH") else lib
+        add_to_pythonpath(env, self._lib or self._make_lib(launch.batch_dir.internal))
         pid = os.posix_spawn(
             "/bin/sh",
             [
@@ -162,16 +161,7 @@ class LocalExecutor(Executor):
         return handle
 
     def _make_lib(self, internal: Path) -> str:
-        """A folder for jobs' PYTHONPATH: `import hyperctl` there works in whatever Python a job runs
-        (system python3, a conda env), as on remote hosts, and is this very package where it can be."""
-        version, files = job_side_lib()
-        package = internal / "lib" / version / "hyperctl"
-        package.mkdir(parents=True, exist_ok=True)
-        real = str(Path(__file__).resolve().parent.parent)  # this package
-        files["__init__.py"] += f"__path__.append({real!r})\n"
-        for name, text in files.items():
-            (package / name).write_text(text)
-        self._lib = str(package.parent)
+        self._lib = write_job_side_lib(internal / "lib")
         return self._lib
 
     def _new_handle(self, launch: Launch, pid: int, pid_started: float | None) -> Handle:
@@ -394,3 +384,21 @@ def _read(path: Path, limit: int = 4096) -> str | None:
             return f.read(limit).decode(errors="replace")
     except FileNotFoundError:
         return None
+
+
+def write_job_side_lib(root: Path) -> str:
+    """A folder for jobs' PYTHONPATH, under root: `import hyperctl` there works in whatever Python a
+    job runs (system python3, a conda env), as on remote hosts, and is this very package where it can be."""
+    version, files = job_side_lib()
+    package = root / version / "hyperctl"
+    package.mkdir(parents=True, exist_ok=True)
+    real = str(Path(__file__).resolve().parent.parent)  # this package
+    files["__init__.py"] += f"__path__.append({real!r})\n"
+    for name, text in files.items():
+        (package / name).write_text(text)
+    return str(package.parent)
+
+
+def add_to_pythonpath(env: dict[str, str], lib: str) -> None:
+    """lib last on env's PYTHONPATH: what the job's own Python finds first stays first."""
+    env["PYTHONPATH"] = f"{env['PYTHONPATH']}:{lib}" if env.get("PYTHONPATH") else lib

@@ -10,8 +10,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+from pathlib import Path
 from typing import Any
 
+from hyperctl.backends.local import add_to_pythonpath, write_job_side_lib
 from hyperctl.errors import HyperctlError
 from hyperctl.output import say
 
@@ -56,6 +58,9 @@ def cmd_try(args: argparse.Namespace) -> int:
         HYPERCTL_JOB_WORKING_DIR=os.getcwd(),
         HYPERCTL_JOB_PARAMS_FILE=params_file,
     )
+    # `import hyperctl` works in whatever Python the command runs, as in a batch's local jobs.
+    lib_root = tempfile.mkdtemp(prefix="hyperctl-lib-")
+    add_to_pythonpath(env, write_job_side_lib(Path(lib_root)))
     say(f"data dir {data_dir}")
     try:
         code = subprocess.call(command, env=env)
@@ -63,6 +68,7 @@ def cmd_try(args: argparse.Namespace) -> int:
         raise HyperctlError(f"cannot run {command[0]}: {e.strerror}") from None
     finally:
         os.unlink(params_file)
+        shutil.rmtree(lib_root, ignore_errors=True)
     return code if code >= 0 else 128 - code  # ended by a signal: as a shell says it
 
 
