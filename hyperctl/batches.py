@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from typing import Any
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir
 from hyperctl.spec import BatchSpec
-from hyperctl.store import Store
+from hyperctl.store import Store, StoreDamagedError
 
 
 class NoSuchBatchError(HyperctlError):
@@ -84,8 +83,8 @@ def summarize(batch_dir: BatchDir) -> BatchSummary:
             meta, counts = store.meta(), store.counts()
         finally:
             store.close()
-    except (sqlite3.Error, ValueError) as e:
-        return BatchSummary(batch_dir.name, batch_dir.path, "damaged", problem=f"cannot read its state: {e}")
+    except StoreDamagedError as e:
+        return BatchSummary(batch_dir.name, batch_dir.path, "damaged", problem=str(e))
     except HyperctlError as e:  # a store newer than this hyperctl, or one it cannot upgrade
         return BatchSummary(batch_dir.name, batch_dir.path, "unknown", problem=str(e))
     pid = daemon_pid(batch_dir)
@@ -131,10 +130,7 @@ def load_spec(batch_dir: BatchDir) -> BatchSpec:
 def open_batch(batches_dir: Path, name: str) -> Iterator[tuple[BatchDir, Store]]:
     """The batch folder and its store, read-only: safe while its daemon writes."""
     batch_dir = find_batch(batches_dir, name)
-    try:
-        store = Store(batch_dir.db, readonly=True)
-    except sqlite3.Error as e:
-        raise HyperctlError(f"batch '{name}': cannot read its state: {e}") from None
+    store = Store(batch_dir.db, readonly=True)  # StoreError: one line
     try:
         yield batch_dir, store
     finally:

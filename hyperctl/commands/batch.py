@@ -111,6 +111,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     batches_dir = resolve_batches_dir(args.batches_data_dir)
     batch_dir = find_batch(batches_dir, args.name)
     summary = summarize(batch_dir)
+    if summary.status == "damaged":
+        raise HyperctlError(summary.problem or "damaged")
     spec = load_spec(batch_dir)
     with open_batch(batches_dir, args.name) as (_, store):
         meta = store.meta()
