@@ -356,6 +356,7 @@ class Store:
                 _migrate(self.conn, path)
         if version != 0 or not readonly:
             _check_tables(self.conn, path)
+            self.meta()  # a few rows: every command reads it, or writes on its word
 
     def close(self) -> None:
         self.conn.close()

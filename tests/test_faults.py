@@ -4,10 +4,11 @@ folders, an internal error. Each ends in one line, loses nothing and is recovera
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,127 @@ def test_an_internal_error_before_an_attempt_is_not_retried_in_a_loop(batches: P
     assert "Traceback" not in result.stderr
     assert len(result.stderr.splitlines()) < 10, result.stderr
     assert "the batch's store is damaged: boom" in result.stderr
+
+
+def _damage_by_sql(sql: str) -> Callable[[Path], None]:
+    def damage(db: Path) -> None:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute(sql)
+            conn.commit()
+
+    return damage
+
+
+def _overwrite(offset: int, data: bytes) -> Callable[[Path], None]:
+    def damage(db: Path) -> None:
+        with open(db, "r+b") as f:
+            f.seek(offset)
+            f.write(data)
+
+    return damage
+
+
+def _make_folder(db: Path) -> None:
+    db.unlink()
+    db.mkdir()
+
+
+DAMAGES = {
+    "empty": lambda db: db.write_bytes(b""),
+    "truncated": lambda db: os.truncate(db, 10_000),
+    "garbage header": _overwrite(0, b"\xde\xad" * 50),
+    "a folder": _make_folder,
+    "unknown job status": _damage_by_sql("UPDATE jobs SET status = 'weird' WHERE name = 'a'"),
+    "unknown attempt status": _damage_by_sql("UPDATE attempts SET status = 'weird'"),
+    "unknown batch status": _damage_by_sql("UPDATE meta SET value = '\"weird\"' WHERE key = 'status'"),
+    "bad json": _damage_by_sql("UPDATE meta SET value = '{' WHERE key = 'status'"),
+    "missing table": _damage_by_sql("DROP TABLE attempts"),
+}
+COMMANDS = [
+    ("job", "list", "-b", "dmg"),
+    ("job", "describe", "-b", "dmg", "-j", "a"),
+    ("job", "logs", "-b", "dmg", "-j", "a"),
+    ("job", "kill", "-b", "dmg", "-j", "a"),
+    ("batch", "describe", "dmg"),
+    ("batch", "watch", "dmg"),
+    ("batch", "resume", "dmg"),
+    ("batch", "retry", "dmg"),
+    ("run", "--config", "{config}"),
+]
+
+
+READERS = {"list", "describe", "logs", "watch"}
+_BOOKKEEPING = ("lock", "daemon.log", "state.db-wal", "state.db-shm")  # the pid of the last daemon, its log
+
+
+def _snapshot(folder: Path) -> dict[str, bytes | None]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+        for p in sorted(folder.rglob("*"))
+        if p.name not in _BOOKKEEPING
+    }
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_store_is_one_line_from_every_command_and_nothing_runs_again(
+    batches: Path, tmp_path: Path, damage: str
+) -> None:
+    config = write_json(
+        tmp_path / "b.json",
+        {
+            "name": "dmg",
+            "jobs": [
+                {"name": "a", "execution": {"command": "echo a"}},
+                {"name": "b", "execution": {"command": "echo b"}},
+            ],
+        },
+    )
+    assert hyperctl("run", "--config", str(config)).returncode == 0
+    db = batches / "dmg" / ".hyperctl" / "state.db"
+    for leftover in (db.with_name("state.db-wal"), db.with_name("state.db-shm")):
+        leftover.unlink(missing_ok=True)
+    DAMAGES[damage](db)
+    before = _snapshot(batches / "dmg")
+    refused = set()
+    for command in COMMANDS:
+        args = [a.format(config=config) for a in command]
+        result = hyperctl(*args, timeout=30)
+        assert "Traceback" not in result.stderr, args
+        if result.returncode == 0 and command[1] in READERS:
+            continue  # it read nothing of the damaged part (a job's rows, or the batch's meta)
+        assert (result.returncode, result.stdout) == (2, ""), (args, result.stdout, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "the batch's store is damaged: " in lines[0], (args, result.stderr)
+        assert "nothing was changed" in lines[0]
+        assert _snapshot(batches / "dmg") == before, args  # nothing ran again, nothing was written
+        refused.add(command[:2])
+    assert ("job", "list") in refused or ("batch", "describe") in refused
+
+
+def test_a_lost_store_of_a_batch_that_ran_is_refused(batches: Path, tmp_path: Path) -> None:
+    """With no store at all, its records still there: not a new batch (it would run all again)."""
+    config = write_json(
+        tmp_path / "b.json", {"name": "lost", "jobs": [{"name": "a", "execution": {"command": "true"}}]}
+    )
+    assert hyperctl("run", "--config", str(config)).returncode == 0
+    for path in (batches / "lost" / ".hyperctl").glob("state.db*"):
+        path.unlink()
+    result = hyperctl("run", "--config", str(config))
+    assert result.returncode == 2
+    assert "the batch's store is damaged: it is missing" in result.stderr
+    assert not (batches / "lost" / ".hyperctl" / "jobs" / "a" / "attempt-2").exists()
+
+
+@pytest.mark.parametrize("name", ["token", "lock"])
+def test_a_folder_in_place_of_the_token_or_lock_is_one_line(batches: Path, tmp_path: Path, name: str) -> None:
+    config = write_json(tmp_path / "b.json", {"name": "f", "jobs": [{"name": "a", "execution": {"command": "true"}}]})
+    assert hyperctl("run", "--config", str(config)).returncode == 0
+    path = batches / "f" / ".hyperctl" / name
+    path.unlink()
+    path.mkdir()
+    for args in (("batch", "resume", "f"), ("run", "--config", str(config))):
+        result = hyperctl(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+    path.rmdir()  # the clean-up of the fixture reads the lock

@@ -200,7 +200,10 @@ async def _serve(
         }
         synced = store.sync_jobs(spec.jobs, options.rerun_ended, renamed)
         save_spec(batch_dir, spec)
-        tokens = Tokens(load_or_create_token(batch_dir.token_file))
+        try:
+            tokens = Tokens(load_or_create_token(batch_dir.token_file))
+        except OSError as e:  # a folder in its place, a full disk
+            raise HyperctlError(f"{batch_dir.token_file}: cannot read the batch's token: {e.strerror or e}") from None
         store.set_meta(
             status=BatchStatus.RUNNING.value,
             started=started,
@@ -305,7 +308,8 @@ def _check_none_left_running(store: Store, batch_dir: BatchDir, spec: BatchSpec)
     """A job a dead daemon left running that this batch file no longer has would run on unwatched,
     beside its successor (a job with other params is another job): it is seen to its end first."""
     names = {job.name for job in spec.jobs}
-    left = [row.name for row in store.job_rows(JobStatus.RUNNING) if row.name not in names]
+    # Every row is decoded (not only the running ones): a damaged one stops the run before anything is written.
+    left = [row.name for row in store.job_rows() if row.status == JobStatus.RUNNING and row.name not in names]
     if left:
         shown = ", ".join(left[:5]) + (", ..." if len(left) > 5 else "")
         raise HyperctlError(
