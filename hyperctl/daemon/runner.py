@@ -216,7 +216,7 @@ async def _serve(
         env = {"HYPERCTL_BATCH_NAME": spec.name, "HYPERCTL_SERVER_PORTAL": portal}
         scheduler = Scheduler(spec, batch_dir, store, executor, env, tokens.for_job)
         in_flight = InFlight()
-        server = Listener(sockets, lambda: _make_app(scheduler, tokens, in_flight))
+        server = Listener(sockets, lambda: _make_app(scheduler, tokens, in_flight), spec.daemon.request_timeout)
         if observer is not None:
             scheduler.listeners.append(observer.event)
             counts = store.counts()
