@@ -257,3 +257,20 @@ def test_a_folder_in_place_of_the_token_or_lock_is_one_line(batches: Path, tmp_p
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
     path.rmdir()  # the clean-up of the fixture reads the lock
+
+
+def test_a_read_only_batch_folder_can_still_be_read(small_disk: Path, tmp_path: Path) -> None:
+    """On a file system mounted read-only (root ignores file modes), SQLite cannot make the -shm
+    file a WAL reader needs: the store is read as immutable."""
+    config = write_json(
+        tmp_path / "b.json", {"name": "ro", "jobs": [{"name": "a", "execution": {"command": "echo hi"}}]}
+    )
+    assert hyperctl("run", "--config", str(config)).returncode == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    listed = hyperctl("job", "list", "-b", "ro")
+    assert listed.returncode == 0, listed.stderr
+    assert "succeeded" in listed.stdout
+    described = hyperctl("batch", "describe", "ro")
+    assert described.returncode == 0 and "finished" in described.stdout, described.stderr
+    logs = hyperctl("job", "logs", "-b", "ro", "-j", "a")
+    assert (logs.returncode, logs.stdout) == (0, "hi\n"), logs.stderr
