@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,32 @@ def load_spec(batch_dir: BatchDir) -> BatchSpec:
         return BatchSpec.from_dict(json.loads(batch_dir.spec_file.read_text()))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise HyperctlError(f"batch '{batch_dir.name}': cannot read its spec {batch_dir.spec_file}: {e}") from None
+
+
+def resume_spec(spec: BatchSpec, store: Store) -> tuple[BatchSpec, list[str]]:
+    """The spec a resume runs: batch.json's settings, and the jobs the store has, as it has them.
+
+    The store is what knows which job ran and how; batch.json is a copy for the daemon. A job
+    whose command, params, env or folders were edited in batch.json by hand keeps its spec in the
+    store (what succeeded never runs again), as do jobs taken out of batch.json; jobs added there
+    are not run. Returns that spec and the names of the jobs whose edits were ignored.
+    """
+    stored = store.job_digests()
+    if not stored:  # the first run stopped before its jobs were in the store
+        return spec, []
+    given = {job.name: job for job in spec.jobs}
+    jobs = []
+    ignored = [name for name in given if name not in dict(stored)]
+    for name, digest in stored:
+        job = given.get(name)
+        if job is None or job.digest() != digest:
+            record = store.job(name)
+            assert record is not None
+            job = record.spec
+            if name in given:
+                ignored.append(name)
+        jobs.append(job)
+    return replace(spec, jobs=jobs), ignored
 
 
 @contextmanager

@@ -469,6 +469,11 @@ class Store:
         return [self._record(row) for row in rows]
 
     @_guarded
+    def job_digests(self) -> list[tuple[str, str]]:
+        """Each job's name and spec digest (what decides its result), in the batch's order."""
+        return [(n, d) for n, d in self.conn.execute("SELECT name, digest FROM jobs ORDER BY position")]
+
+    @_guarded
     def job(self, name: str) -> JobRecord | None:
         row = self.conn.execute(_SELECT_JOBS + " WHERE j.name = ?", (name,)).fetchone()
         return self._record(row) if row else None

@@ -4,6 +4,7 @@ folders, an internal error. Each ends in one line, loses nothing and is recovera
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -274,3 +275,22 @@ def test_a_read_only_batch_folder_can_still_be_read(small_disk: Path, tmp_path: 
     assert described.returncode == 0 and "finished" in described.stdout, described.stderr
     logs = hyperctl("job", "logs", "-b", "ro", "-j", "a")
     assert (logs.returncode, logs.stdout) == (0, "hi\n"), logs.stderr
+
+
+def test_resume_after_a_hand_edit_of_batch_json_never_runs_a_succeeded_job_again(batches: Path, tmp_path: Path) -> None:
+    config = write_json(
+        tmp_path / "b.json",
+        {"name": "ed", "jobs": [{"name": "a", "execution": {"command": "echo a"}}]},
+    )
+    assert hyperctl("run", "--config", str(config)).returncode == 0
+    spec_file = batches / "ed" / ".hyperctl" / "batch.json"
+    spec = json.loads(spec_file.read_text())
+    spec["jobs"][0]["execution"]["command"] = "echo edited"
+    spec["jobs"].append({**spec["jobs"][0], "name": "added"})
+    spec_file.write_text(json.dumps(spec))
+    result = hyperctl("batch", "resume", "ed")
+    assert result.returncode == 0, result.stderr
+    assert "differs from the batch's store for 2 jobs (added, a): ignored" in result.stderr
+    assert _jobs(batches, "ed") == {"a": ("succeeded", 1)}
+    assert not (batches / "ed" / ".hyperctl" / "jobs" / "a" / "attempt-2").exists()
+    assert json.loads(spec_file.read_text())["jobs"][0]["execution"]["command"] == "echo a"  # as the store has it

@@ -17,6 +17,7 @@ from hyperctl.batches import (
     load_spec,
     open_batch,
     resolve_batches_dir,
+    resume_spec,
     summarize,
 )
 from hyperctl.errors import HyperctlError
@@ -236,9 +237,15 @@ def _resume(batches_dir: Path, name: str, detach: bool) -> int:
     from hyperctl.daemon.runner import RunOptions
 
     batch_dir = find_batch(batches_dir, name)
-    spec = load_spec(batch_dir)
     with open_batch(batches_dir, name) as (_, store):
         source = store.meta().get("source")
+        spec, ignored = resume_spec(load_spec(batch_dir), store)
+    if ignored:
+        say(
+            f"batch {name}: {batch_dir.spec_file} differs from the batch's store for {plural(len(ignored), 'job')} "
+            f"({', '.join(ignored[:5])}{', ...' if len(ignored) > 5 else ''}): ignored, resume runs the jobs as the "
+            "store has them (to change jobs, edit your batch file and `hyperctl run` it)"
+        )
     options = RunOptions(batches_dir=batches_dir, source=source, same_batch=True, rerun_ended=False)
     if detach:
         return run_detached(spec, options)
