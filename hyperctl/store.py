@@ -177,7 +177,9 @@ def _check_file(path: Path) -> None:
         raise StoreDamagedError(path, "it is not a file")
     if (info is None or info.st_size == 0) and has_records(path.parent):
         what = "it is missing" if info is None else "it is empty"
-        raise StoreDamagedError(path, f"{what}, but the batch has run before (its records are in {path.parent})")
+        raise StoreDamagedError(
+            path, f"{what}, though the batch has run before (to start it anew, remove {path.parent.parent})"
+        )
 
 
 def _version(conn: sqlite3.Connection) -> int:
