@@ -3,8 +3,10 @@ a token, an oversized request head, slowloris connections."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,3 +100,21 @@ def test_slowloris_connections_are_closed_after_the_request_timeout(daemon: tupl
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_a_store_damaged_under_a_running_daemon_is_503_json_not_a_traceback(
+    daemon: tuple[str, int, Path], batches: Path
+) -> None:
+    host, port, _ = daemon
+    with contextlib.closing(sqlite3.connect(batches / "web" / ".hyperctl" / "state.db")) as db:
+        db.execute("UPDATE attempts SET status = 'weird'")
+        db.commit()
+    token = batch_token(batches, "web")
+    for path in ("/hyperctl/api/job", "/hyperctl/api/job/a"):  # a handler, and the fast path
+        request = f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        status, body = _exchange((host, port), request)
+        assert status == 503, body
+        assert "the batch's store is damaged" in body["error"]
+    with contextlib.closing(sqlite3.connect(batches / "web" / ".hyperctl" / "state.db")) as db:
+        db.execute("UPDATE attempts SET status = 'running'")  # mended: the batch ends as usual
+        db.commit()
