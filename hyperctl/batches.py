@@ -14,7 +14,8 @@ from typing import Any
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir
 from hyperctl.spec import BatchSpec
-from hyperctl.store import Store, StoreDamagedError
+from hyperctl.store import Store
+from hyperctl.storefaults import StoreDamagedError
 
 
 class NoSuchBatchError(HyperctlError):

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
 import sqlite3
-import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from hyperctl.errors import HyperctlError
-from hyperctl.layout import CURRENT, BatchDir, Layout, has_records, layout_of
+from hyperctl.layout import CURRENT, BatchDir, Layout, layout_of
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus
+from hyperctl.storefaults import StoreError, check_file, check_tables, fault_of, guarded
 
 # The store's schema version (PRAGMA user_version). hyperctl 0.1.0 made version 1 and wrote no
 # user_version (0, with the tables there). Each later version is one entry of _MIGRATIONS.
@@ -71,68 +70,6 @@ class StoreVersionError(HyperctlError):
     """The batch's store was written by a newer hyperctl than this one."""
 
 
-class StoreError(HyperctlError):
-    """The batch's store cannot be used: `fault` says why, the message is the one line a user sees."""
-
-    def __init__(self, path: Path, fault: str, then: str = "") -> None:
-        self.fault = fault
-        super().__init__(f"{path}: {fault}{then}")
-
-
-class StoreDamagedError(StoreError):
-    """The store is not what hyperctl wrote (truncated, garbage, a table missing, a bad row):
-    nothing is run or changed on its word."""
-
-    def __init__(self, path: Path, what: str) -> None:
-        super().__init__(path, f"the batch's store is damaged: {what}", "; nothing was changed")
-
-
-class StoreWriteError(StoreError):
-    """The store is sound but cannot be used now (a full disk, a read-only folder, an I/O error):
-    the daemon stops starting jobs; once the cause is gone, `batch resume` goes on."""
-
-    def __init__(self, path: Path, what: str) -> None:
-        super().__init__(path, f"cannot use the batch's store: {what}")
-
-
-# SQLite's primary result codes that say the file is sound but cannot be used now; every other
-# DatabaseError (SQLITE_CORRUPT, SQLITE_NOTADB, "no such table", ...) means it is damaged.
-_NOT_DAMAGE = {3: "PERM", 5: "BUSY", 6: "LOCKED", 7: "NOMEM", 8: "READONLY", 10: "IOERR", 13: "FULL", 14: "CANTOPEN"}
-_NOT_DAMAGE_TEXT = ("disk is full", "readonly", "read-only", "disk i/o", "locked", "unable to open")
-
-
-def _fault(path: Path, e: Exception) -> StoreError:
-    """What an error from SQLite or from decoding a row means for the user."""
-    if isinstance(e, sqlite3.DatabaseError):
-        code = getattr(e, "sqlite_errorcode", None)  # Python 3.11+
-        if code is not None:
-            sound = code & 0xFF in _NOT_DAMAGE
-        else:
-            sound = isinstance(e, sqlite3.OperationalError) and any(t in str(e).lower() for t in _NOT_DAMAGE_TEXT)
-        if sound:
-            return StoreWriteError(path, str(e))
-        return StoreDamagedError(path, str(e))
-    return StoreDamagedError(path, f"a bad record ({type(e).__name__}: {e})")
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _guarded(method: _F) -> _F:
-    """The one place where SQLite errors and rows that do not decode become StoreError."""
-
-    @functools.wraps(method)
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except StoreError:
-            raise
-        except (sqlite3.Error, KeyError, ValueError, TypeError) as e:
-            raise _fault(self.path, e) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _connect_readonly(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
@@ -145,41 +82,6 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
         # can write the store there either, so reading it as immutable is safe.
         conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True, isolation_level=None)
     return conn
-
-
-_TABLES = {
-    "meta": {"key", "value"},
-    "jobs": {"name", "position", "spec", "digest", "status", "attempts"},
-    "attempts": {"job", "n", "status", "started", "ended", "exit_code", "reason"},
-}
-
-
-def _check_tables(conn: sqlite3.Connection, path: Path) -> None:
-    """Every table and column this hyperctl reads is there (a few reads of the schema page)."""
-    for table, columns in _TABLES.items():
-        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if not have:
-            raise StoreDamagedError(path, f"its table '{table}' is missing")
-        if columns - have:
-            raise StoreDamagedError(path, f"its table '{table}' has no column '{sorted(columns - have)[0]}'")
-
-
-def _check_file(path: Path) -> None:
-    """A store that is not a file, or that is empty although the batch ran before, is refused:
-    taken for a new batch it would run again every job that succeeded."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        info = None
-    except OSError as e:
-        raise StoreDamagedError(path, e.strerror or str(e)) from None
-    if info is not None and not stat.S_ISREG(info.st_mode):
-        raise StoreDamagedError(path, "it is not a file")
-    if (info is None or info.st_size == 0) and has_records(path.parent):
-        what = "it is missing" if info is None else "it is empty"
-        raise StoreDamagedError(
-            path, f"{what}, though the batch has run before (to start it anew, remove {path.parent.parent})"
-        )
 
 
 def _version(conn: sqlite3.Connection) -> int:
@@ -327,13 +229,13 @@ class Store:
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
-        _check_file(path)
+        check_file(path)
         try:
             self._open(path, readonly)
         except StoreError:
             raise
         except sqlite3.Error as e:
-            raise _fault(path, e) from None
+            raise fault_of(path, e) from None
 
     def _open(self, path: Path, readonly: bool) -> None:
         if readonly:
@@ -357,14 +259,14 @@ class Store:
             if version != SCHEMA_VERSION:
                 _migrate(self.conn, path)
         if version != 0 or not readonly:
-            _check_tables(self.conn, path)
+            check_tables(self.conn, path)
             self.meta()  # a few rows: every command reads it, or writes on its word
 
     def close(self) -> None:
         self.conn.close()
 
     # -- batch ----------------------------------------------------------
-    @_guarded
+    @guarded
     def set_meta(self, **values: Any) -> None:
         with self.conn:
             self.conn.execute("BEGIN")
@@ -373,20 +275,20 @@ class Store:
                 [(k, json.dumps(v)) for k, v in values.items()],
             )
 
-    @_guarded
+    @guarded
     def meta(self) -> dict[str, Any]:
         meta = {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
         if meta.get("status") is not None:
             BatchStatus(meta["status"])  # ValueError: a status this hyperctl never wrote
         return meta
 
-    @_guarded
+    @guarded
     def batch_status(self) -> BatchStatus | None:
         value = self.meta().get("status")
         return BatchStatus(value) if value else None
 
     # -- jobs -----------------------------------------------------------
-    @_guarded
+    @guarded
     def renamed_since_0_1(self, specs: list[JobSpec]) -> dict[str, str]:
         """Jobs that hyperctl 0.1.0 named by their position (`job-0007`) and that a job of this run
         is (the same spec digest), now that unnamed jobs are named for what they run: old -> new
@@ -406,7 +308,7 @@ class Store:
                 renamed[legacy[spec.digest()].pop(0)] = spec.name  # repeats in their order
         return renamed
 
-    @_guarded
+    @guarded
     def sync_jobs(
         self, specs: Iterable[JobSpec], rerun_ended: bool = True, renamed: dict[str, str] | None = None
     ) -> Synced:
@@ -460,7 +362,7 @@ class Store:
             self.conn.executemany("DELETE FROM attempts WHERE job = ?", [(n,) for n in gone])
         return Synced(kept, gone)
 
-    @_guarded
+    @guarded
     def jobs(self, status: JobStatus | None = None) -> list[JobRecord]:
         query = _SELECT_JOBS
         args: tuple[Any, ...] = ()
@@ -470,17 +372,17 @@ class Store:
         rows = self.conn.execute(query + " ORDER BY j.position", args).fetchall()
         return [self._record(row) for row in rows]
 
-    @_guarded
+    @guarded
     def job_digests(self) -> list[tuple[str, str]]:
         """Each job's name and spec digest (what decides its result), in the batch's order."""
         return [(n, d) for n, d in self.conn.execute("SELECT name, digest FROM jobs ORDER BY position")]
 
-    @_guarded
+    @guarded
     def job(self, name: str) -> JobRecord | None:
         row = self.conn.execute(_SELECT_JOBS + " WHERE j.name = ?", (name,)).fetchone()
         return self._record(row) if row else None
 
-    @_guarded
+    @guarded
     def job_rows(self, status: JobStatus | None = None) -> list[JobRow]:
         query = _SELECT_JOBS.replace("j.spec,", "j.name,", 1)
         args: tuple[Any, ...] = ()
@@ -498,19 +400,19 @@ class Store:
         last = _attempt(row[3:]) if row[3] is not None else None
         return JobRecord(JobSpec.from_dict(json.loads(spec)), JobStatus(status), attempts, last)
 
-    @_guarded
+    @guarded
     def attempts(self, job: str) -> list[Attempt]:
         rows = self.conn.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE job = ? ORDER BY n", (job,))
         return [_attempt(row) for row in rows]
 
-    @_guarded
+    @guarded
     def counts(self) -> dict[str, int]:
         counts = {s.value: 0 for s in JobStatus}
         for status, n in self.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"):
             counts[_STATUSES[status].value] = n  # KeyError: a status this hyperctl never wrote
         return counts
 
-    @_guarded
+    @guarded
     def begin_attempt(self, job: str, host: str, gpus: list[int]) -> int:
         """Record a new attempt as running before its process starts, so a crash cannot hide it."""
         with self.conn:
@@ -525,14 +427,14 @@ class Store:
             )
         return int(n)
 
-    @_guarded
+    @guarded
     def set_pid(self, job: str, n: int, pid: int, pid_started: float | None) -> None:
         with self.conn:
             self.conn.execute(
                 "UPDATE attempts SET pid = ?, pid_started = ? WHERE job = ? AND n = ?", (pid, pid_started, job, n)
             )
 
-    @_guarded
+    @guarded
     def forget_attempt(self, job: str, n: int) -> None:
         """Drop an attempt that never started (its machine was down, or the daemon died before the
         spawn); the job is pending again."""
@@ -543,7 +445,7 @@ class Store:
                 "UPDATE jobs SET attempts = ?, status = ? WHERE name = ?", (n - 1, JobStatus.PENDING.value, job)
             )
 
-    @_guarded
+    @guarded
     def requeue(self, jobs: list[str]) -> None:
         """Make these jobs pending again (batch retry); their attempts and logs are kept."""
         with self.conn:
@@ -552,12 +454,12 @@ class Store:
                 "UPDATE jobs SET status = ? WHERE name = ?", [(JobStatus.PENDING.value, job) for job in jobs]
             )
 
-    @_guarded
+    @guarded
     def set_status(self, job: str, status: JobStatus) -> None:
         with self.conn:
             self.conn.execute("UPDATE jobs SET status = ? WHERE name = ?", (status.value, job))
 
-    @_guarded
+    @guarded
     def end_attempt(
         self,
         job: str,

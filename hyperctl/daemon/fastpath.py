@@ -21,7 +21,7 @@ from tornado.web import Application
 
 from hyperctl.daemon.auth import EVERY_JOB, Tokens
 from hyperctl.daemon.handlers import JobViews, store_error_body
-from hyperctl.store import StoreError
+from hyperctl.storefaults import StoreError
 
 JOB_PATH = "/hyperctl/api/job/"
 _OK = httputil.ResponseStartLine("HTTP/1.1", 200, "OK")

@@ -16,7 +16,7 @@ from hyperctl.daemon.auth import EVERY_JOB, Tokens, bearer
 from hyperctl.daemon.listener import InFlight
 from hyperctl.daemon.scheduler import NotFollowableError, Scheduler
 from hyperctl.spec import BatchStatus, JobStatus
-from hyperctl.store import StoreError
+from hyperctl.storefaults import StoreError
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from hyperctl.errors import BatchBusyError, HyperctlError
 from hyperctl.layout import BatchDir
 from hyperctl.output import plural
 from hyperctl.spec import BatchSpec, BatchStatus, JobStatus
-from hyperctl.store import JobRecord, Store, StoreError, save_spec
+from hyperctl.store import JobRecord, Store, save_spec
+from hyperctl.storefaults import StoreError
 
 _DRAIN_WITHIN = 5.0  # seconds the daemon waits, when it stops, for requests under way
 

@@ -23,7 +23,8 @@ from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import CURRENT, BatchDir, Layout
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
-from hyperctl.store import JobRecord, Store, StoreError
+from hyperctl.store import JobRecord, Store
+from hyperctl.storefaults import StoreError
 from hyperctl.views import batch_view, job_view, machine_record, machines_view, placed_by_daemon
 
 logger = logging.getLogger(__name__)
