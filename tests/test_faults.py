@@ -99,12 +99,18 @@ def test_a_full_disk_stops_new_starts_keeps_running_jobs_and_resume_goes_on(smal
     jobs = _jobs(batches, "full")
     assert jobs["long"] == ("succeeded", 1)
     assert jobs["later1"][1] == 0 and jobs["later2"][1] == 0  # never started
+    described = hyperctl("batch", "describe", "full")
+    assert (
+        "cannot use the batch's store: database or disk is full; `hyperctl batch resume full` goes on"
+        in described.stdout
+    )
 
     resumed = hyperctl("batch", "resume", "full")
     assert resumed.returncode == 0, resumed.stderr
     jobs = _jobs(batches, "full")
     assert {name: s for name, (s, _) in jobs.items()} == dict.fromkeys(jobs, "succeeded")
     assert jobs["long"][1] == 1 and jobs["short"][1] == 1  # nothing ran twice
+    assert "stopped" not in hyperctl("batch", "describe", "full").stdout
 
 
 def test_a_full_disk_at_start_is_one_line(small_disk: Path, tmp_path: Path) -> None:

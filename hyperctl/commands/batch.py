@@ -131,6 +131,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         "scheduler": vars(spec.scheduler),
         "elapsed": elapsed,
         "eta": eta,
+        "stopped": meta.get("fault"),
     }
     if args.json:
         emit_json(view)
@@ -152,6 +153,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     ]
     if eta is not None:
         lines.append(("ETA", format_duration(eta)))
+    if meta.get("fault"):  # why its run stopped starting jobs (the store could not record it)
+        lines.append(("stopped", f"{meta['fault']}; `hyperctl batch resume {summary.name}` goes on"))
     width = max(len(k) for k, _ in lines)
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in lines))
     return ExitStatus.OK

@@ -213,6 +213,7 @@ async def _serve(
             portal=portal,
             source=options.source,
             ready=None,
+            fault=None,
         )
         env = {"HYPERCTL_BATCH_NAME": spec.name, "HYPERCTL_SERVER_PORTAL": portal}
         scheduler = Scheduler(spec, batch_dir, store, executor, env, tokens.for_job)
@@ -233,9 +234,9 @@ async def _serve(
             ended = {"status": scheduler.done.result().value} if scheduler.done.done() else {}
             _set_meta(scheduler, ready=os.getpid(), **ended)
             status = await scheduler.done
-            _set_meta(scheduler, status=status.value, ended=time.time())
-            with contextlib.suppress(StoreError):
+            with contextlib.suppress(StoreError):  # if the store takes writes again: else resume finds them
                 scheduler.record_unrecorded()
+            _set_meta(scheduler, status=status.value, ended=time.time(), fault=scheduler.fault)
             if not spec.daemon.exit_on_finish and scheduler.stopping is None:
                 await scheduler.stop_requested  # keep serving the API until told to stop
         finally:
