@@ -5,10 +5,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir
 from hyperctl.spec import BatchSpec
 from hyperctl.store import Store
+from hyperctl.storefaults import StoreDamagedError
 
 
 class NoSuchBatchError(HyperctlError):
@@ -84,8 +84,8 @@ def summarize(batch_dir: BatchDir) -> BatchSummary:
             meta, counts = store.meta(), store.counts()
         finally:
             store.close()
-    except (sqlite3.Error, ValueError) as e:
-        return BatchSummary(batch_dir.name, batch_dir.path, "damaged", problem=f"cannot read its state: {e}")
+    except StoreDamagedError as e:
+        return BatchSummary(batch_dir.name, batch_dir.path, "damaged", problem=str(e))
     except HyperctlError as e:  # a store newer than this hyperctl, or one it cannot upgrade
         return BatchSummary(batch_dir.name, batch_dir.path, "unknown", problem=str(e))
     pid = daemon_pid(batch_dir)
@@ -127,14 +127,37 @@ def load_spec(batch_dir: BatchDir) -> BatchSpec:
         raise HyperctlError(f"batch '{batch_dir.name}': cannot read its spec {batch_dir.spec_file}: {e}") from None
 
 
+def resume_spec(spec: BatchSpec, store: Store) -> tuple[BatchSpec, list[str]]:
+    """The spec a resume runs: batch.json's settings, and the jobs the store has, as it has them.
+
+    The store is what knows which job ran and how; batch.json is a copy for the daemon. A job
+    whose command, params, env or folders were edited in batch.json by hand keeps its spec in the
+    store (what succeeded never runs again), as do jobs taken out of batch.json; jobs added there
+    are not run. Returns that spec and the names of the jobs whose edits were ignored.
+    """
+    stored = store.job_digests()
+    if not stored:  # the first run stopped before its jobs were in the store
+        return spec, []
+    given = {job.name: job for job in spec.jobs}
+    jobs = []
+    ignored = [name for name in given if name not in dict(stored)]
+    for name, digest in stored:
+        job = given.get(name)
+        if job is None or job.digest() != digest:
+            record = store.job(name)
+            assert record is not None
+            job = record.spec
+            if name in given:
+                ignored.append(name)
+        jobs.append(job)
+    return replace(spec, jobs=jobs), ignored
+
+
 @contextmanager
 def open_batch(batches_dir: Path, name: str) -> Iterator[tuple[BatchDir, Store]]:
     """The batch folder and its store, read-only: safe while its daemon writes."""
     batch_dir = find_batch(batches_dir, name)
-    try:
-        store = Store(batch_dir.db, readonly=True)
-    except sqlite3.Error as e:
-        raise HyperctlError(f"batch '{name}': cannot read its state: {e}") from None
+    store = Store(batch_dir.db, readonly=True)  # StoreError: one line
     try:
         yield batch_dir, store
     finally:

@@ -121,4 +121,8 @@ def live_client(batch_dir: BatchDir) -> Client:
         store.close()
     if not portal:
         raise NoDaemonError(f"batch '{batch_dir.name}': its daemon is starting or stopping; try again")
-    return Client(portal, batch_dir.token_file.read_text().strip())
+    try:
+        token = batch_dir.token_file.read_text().strip()
+    except OSError as e:  # a folder in its place, unreadable
+        raise HyperctlError(f"{batch_dir.token_file}: cannot read the batch's token: {e.strerror or e}") from None
+    return Client(portal, token)

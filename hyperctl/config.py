@@ -427,6 +427,9 @@ def _parse_daemon(sec: Section, legacy_exit_on_finish: bool | None = None) -> Da
         host=sec.get("host", "string", "127.0.0.1", check=_check_host),
         port=sec.get("port", "integer", 8060, check=lambda v: None if 0 <= v <= 65535 else "must be 0-65535"),
         exit_on_finish=sec.get("exit_on_finish", "boolean", default_exit),
+        request_timeout=sec.get(
+            "request_timeout", "number", 10.0, check=lambda v: None if 0 < v <= 3600 else "must be 0-3600 (seconds)"
+        ),
     )
     sec.done()
     return daemon

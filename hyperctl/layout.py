@@ -89,3 +89,9 @@ class BatchDir:
         for source, target in moves:
             os.rename(source, target)
         return True
+
+
+def has_records(internal: Path) -> bool:
+    """Whether a batch's own folder (.hyperctl) shows that the batch has run: its spec, or a job's records."""
+    jobs = internal / "jobs"
+    return (internal / "batch.json").exists() or (jobs.is_dir() and any(jobs.iterdir()))

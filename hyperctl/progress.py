@@ -153,6 +153,11 @@ def summary_lines(result: RunResult) -> list[str]:
     if result.machines_down:
         lines.append(f"  every machine is down; {plural(pending, 'job')} not started:")
         lines += [f"    {machine}: {why}" for machine, why in result.machines_down.items()]
+    elif result.fault is not None:
+        lines.append(f"  stopped starting jobs: {result.fault}")
+        lines.append(
+            f"  {plural(pending, 'job')} not started: once that is fixed, hyperctl batch resume {result.batch_dir.name}"
+        )
     elif result.halted_after is not None:
         halted = f"halted after {result.halted_after} failures (scheduler.halt_on_failures)"
         lines.append(f"  {halted}: {plural(pending, 'job')} not started")

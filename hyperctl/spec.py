@@ -145,6 +145,7 @@ class DaemonSpec:
     host: str = "127.0.0.1"
     port: int = 8060
     exit_on_finish: bool = True
+    request_timeout: float = 10.0  # seconds to send a request's head or body; an idle connection's life
 
 
 @dataclass(frozen=True)

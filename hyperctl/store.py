@@ -15,6 +15,7 @@ from typing import Any
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import CURRENT, BatchDir, Layout, layout_of
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus
+from hyperctl.storefaults import StoreError, check_file, check_tables, fault_of, guarded
 
 # The store's schema version (PRAGMA user_version). hyperctl 0.1.0 made version 1 and wrote no
 # user_version (0, with the tables there). Each later version is one entry of _MIGRATIONS.
@@ -70,8 +71,16 @@ class StoreVersionError(HyperctlError):
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout=5000")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.OperationalError:
+        if os.access(path.parent, os.W_OK):
+            raise
+        # A read-only batch folder: SQLite cannot make the -shm file a WAL reader needs. Nobody
+        # can write the store there either, so reading it as immutable is safe.
+        conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True, isolation_level=None)
     return conn
 
 
@@ -220,6 +229,15 @@ class Store:
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
+        check_file(path)
+        try:
+            self._open(path, readonly)
+        except StoreError:
+            raise
+        except sqlite3.Error as e:
+            raise fault_of(path, e) from None
+
+    def _open(self, path: Path, readonly: bool) -> None:
         if readonly:
             self.conn = _connect_readonly(path)
             version = _version(self.conn)
@@ -240,11 +258,15 @@ class Store:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             if version != SCHEMA_VERSION:
                 _migrate(self.conn, path)
+        if version != 0 or not readonly:
+            check_tables(self.conn, path)
+            self.meta()  # a few rows: every command reads it, or writes on its word
 
     def close(self) -> None:
         self.conn.close()
 
     # -- batch ----------------------------------------------------------
+    @guarded
     def set_meta(self, **values: Any) -> None:
         with self.conn:
             self.conn.execute("BEGIN")
@@ -253,14 +275,20 @@ class Store:
                 [(k, json.dumps(v)) for k, v in values.items()],
             )
 
+    @guarded
     def meta(self) -> dict[str, Any]:
-        return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
+        meta = {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
+        if meta.get("status") is not None:
+            BatchStatus(meta["status"])  # ValueError: a status this hyperctl never wrote
+        return meta
 
+    @guarded
     def batch_status(self) -> BatchStatus | None:
         value = self.meta().get("status")
         return BatchStatus(value) if value else None
 
     # -- jobs -----------------------------------------------------------
+    @guarded
     def renamed_since_0_1(self, specs: list[JobSpec]) -> dict[str, str]:
         """Jobs that hyperctl 0.1.0 named by their position (`job-0007`) and that a job of this run
         is (the same spec digest), now that unnamed jobs are named for what they run: old -> new
@@ -280,6 +308,7 @@ class Store:
                 renamed[legacy[spec.digest()].pop(0)] = spec.name  # repeats in their order
         return renamed
 
+    @guarded
     def sync_jobs(
         self, specs: Iterable[JobSpec], rerun_ended: bool = True, renamed: dict[str, str] | None = None
     ) -> Synced:
@@ -333,6 +362,7 @@ class Store:
             self.conn.executemany("DELETE FROM attempts WHERE job = ?", [(n,) for n in gone])
         return Synced(kept, gone)
 
+    @guarded
     def jobs(self, status: JobStatus | None = None) -> list[JobRecord]:
         query = _SELECT_JOBS
         args: tuple[Any, ...] = ()
@@ -342,10 +372,17 @@ class Store:
         rows = self.conn.execute(query + " ORDER BY j.position", args).fetchall()
         return [self._record(row) for row in rows]
 
+    @guarded
+    def job_digests(self) -> list[tuple[str, str]]:
+        """Each job's name and spec digest (what decides its result), in the batch's order."""
+        return [(n, d) for n, d in self.conn.execute("SELECT name, digest FROM jobs ORDER BY position")]
+
+    @guarded
     def job(self, name: str) -> JobRecord | None:
         row = self.conn.execute(_SELECT_JOBS + " WHERE j.name = ?", (name,)).fetchone()
         return self._record(row) if row else None
 
+    @guarded
     def job_rows(self, status: JobStatus | None = None) -> list[JobRow]:
         query = _SELECT_JOBS.replace("j.spec,", "j.name,", 1)
         args: tuple[Any, ...] = ()
@@ -363,16 +400,19 @@ class Store:
         last = _attempt(row[3:]) if row[3] is not None else None
         return JobRecord(JobSpec.from_dict(json.loads(spec)), JobStatus(status), attempts, last)
 
+    @guarded
     def attempts(self, job: str) -> list[Attempt]:
         rows = self.conn.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE job = ? ORDER BY n", (job,))
         return [_attempt(row) for row in rows]
 
+    @guarded
     def counts(self) -> dict[str, int]:
         counts = {s.value: 0 for s in JobStatus}
         for status, n in self.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"):
-            counts[status] = n
+            counts[_STATUSES[status].value] = n  # KeyError: a status this hyperctl never wrote
         return counts
 
+    @guarded
     def begin_attempt(self, job: str, host: str, gpus: list[int]) -> int:
         """Record a new attempt as running before its process starts, so a crash cannot hide it."""
         with self.conn:
@@ -387,12 +427,14 @@ class Store:
             )
         return int(n)
 
+    @guarded
     def set_pid(self, job: str, n: int, pid: int, pid_started: float | None) -> None:
         with self.conn:
             self.conn.execute(
                 "UPDATE attempts SET pid = ?, pid_started = ? WHERE job = ? AND n = ?", (pid, pid_started, job, n)
             )
 
+    @guarded
     def forget_attempt(self, job: str, n: int) -> None:
         """Drop an attempt that never started (its machine was down, or the daemon died before the
         spawn); the job is pending again."""
@@ -403,6 +445,7 @@ class Store:
                 "UPDATE jobs SET attempts = ?, status = ? WHERE name = ?", (n - 1, JobStatus.PENDING.value, job)
             )
 
+    @guarded
     def requeue(self, jobs: list[str]) -> None:
         """Make these jobs pending again (batch retry); their attempts and logs are kept."""
         with self.conn:
@@ -411,10 +454,12 @@ class Store:
                 "UPDATE jobs SET status = ? WHERE name = ?", [(JobStatus.PENDING.value, job) for job in jobs]
             )
 
+    @guarded
     def set_status(self, job: str, status: JobStatus) -> None:
         with self.conn:
             self.conn.execute("UPDATE jobs SET status = ? WHERE name = ?", (status.value, job))
 
+    @guarded
     def end_attempt(
         self,
         job: str,

@@ -17,6 +17,7 @@ from hyperctl.batches import (
     load_spec,
     open_batch,
     resolve_batches_dir,
+    resume_spec,
     summarize,
 )
 from hyperctl.commands.targets import add_targets
@@ -112,6 +113,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     batches_dir = resolve_batches_dir(args.batches_data_dir)
     batch_dir = find_batch(batches_dir, args.batch)
     summary = summarize(batch_dir)
+    if summary.status == "damaged":
+        raise HyperctlError(summary.problem or "damaged")
     spec = load_spec(batch_dir)
     with open_batch(batches_dir, args.batch) as (_, store):
         meta = store.meta()
@@ -129,6 +132,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         "scheduler": vars(spec.scheduler),
         "elapsed": elapsed,
         "eta": eta,
+        "stopped": meta.get("fault"),
     }
     if args.json:
         emit_json(view)
@@ -150,6 +154,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     ]
     if eta is not None:
         lines.append(("ETA", format_duration(eta)))
+    if meta.get("fault"):  # why its run stopped starting jobs (the store could not record it)
+        lines.append(("stopped", f"{meta['fault']}; `hyperctl batch resume {summary.name}` goes on"))
     width = max(len(k) for k, _ in lines)
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in lines))
     return ExitStatus.OK
@@ -235,9 +241,15 @@ def _resume(batches_dir: Path, name: str, detach: bool) -> int:
     from hyperctl.daemon.runner import RunOptions
 
     batch_dir = find_batch(batches_dir, name)
-    spec = load_spec(batch_dir)
     with open_batch(batches_dir, name) as (_, store):
         source = store.meta().get("source")
+        spec, ignored = resume_spec(load_spec(batch_dir), store)
+    if ignored:
+        say(
+            f"batch {name}: {batch_dir.spec_file} differs from the batch's store for {plural(len(ignored), 'job')} "
+            f"({', '.join(ignored[:5])}{', ...' if len(ignored) > 5 else ''}): ignored, resume runs the jobs as the "
+            "store has them (to change jobs, edit your batch file and `hyperctl run` it)"
+        )
     options = RunOptions(batches_dir=batches_dir, source=source, same_batch=True, rerun_ended=False)
     if detach:
         return run_detached(spec, options)

@@ -73,4 +73,5 @@ def bearer(authorization: str) -> str | None:
     """The token of an `Authorization: Bearer <token>` header; None when it has none."""
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
+    # Not ASCII: no token of ours (hmac.compare_digest refuses to compare such strings).
+    return token if scheme.lower() == "bearer" and token and token.isascii() else None

@@ -11,6 +11,7 @@ its handlers as before: errors and everything else are theirs alone.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable
 from email.utils import formatdate
@@ -19,10 +20,13 @@ from tornado import httputil
 from tornado.web import Application
 
 from hyperctl.daemon.auth import EVERY_JOB, Tokens
-from hyperctl.daemon.handlers import JobViews
+from hyperctl.daemon.handlers import JobViews, store_error_body
+from hyperctl.storefaults import StoreError
 
 JOB_PATH = "/hyperctl/api/job/"
 _OK = httputil.ResponseStartLine("HTTP/1.1", 200, "OK")
+_UNAVAILABLE = httputil.ResponseStartLine("HTTP/1.1", 503, "Service Unavailable")
+logger = logging.getLogger(__name__)
 
 
 class JobViewFastPath(httputil.HTTPServerConnectionDelegate):
@@ -53,11 +57,16 @@ class JobViewFastPath(httputil.HTTPServerConnectionDelegate):
         return name if self.tokens.reader(headers.get("Authorization", "")) in (EVERY_JOB, name) else None
 
     def answer(self, request_conn: httputil.HTTPConnection, name: str) -> None:
-        body = self.views.body(name)
+        start_line = _OK
+        try:
+            body = self.views.body(name)
+        except StoreError as e:  # as the handlers answer it: 503, one line in the log
+            logger.warning("GET %s%s: %s", JOB_PATH, name, e)
+            start_line, body = _UNAVAILABLE, store_error_body(e)
         headers = httputil.HTTPHeaders(
             {"Content-Type": "application/json", "Content-Length": str(len(body)), "Date": self._http_date()}
         )
-        request_conn.write_headers(_OK, headers, body)
+        request_conn.write_headers(start_line, headers, body)
         request_conn.finish()
 
     def _http_date(self) -> str:

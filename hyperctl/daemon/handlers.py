@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncGenerator
 from http import HTTPStatus
 from typing import Any
@@ -15,6 +16,9 @@ from hyperctl.daemon.auth import EVERY_JOB, Tokens, bearer
 from hyperctl.daemon.listener import InFlight
 from hyperctl.daemon.scheduler import NotFollowableError, Scheduler
 from hyperctl.spec import BatchStatus, JobStatus
+from hyperctl.storefaults import StoreError
+
+logger = logging.getLogger(__name__)
 
 
 class JobViews:
@@ -107,9 +111,23 @@ class ApiHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # The message we raised, as written (Tornado's reason phrase drops some characters).
         error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, StoreError):  # not a bug of ours: the store cannot be read now
+            self.send_json(store_error_body(error), 503)
+            return
         reason = getattr(error, "reason", None) or HTTPStatus(status_code).phrase
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": reason, "status": status_code}))
+
+    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
+        if isinstance(value, StoreError):
+            logger.warning("%s %s: %s", self.request.method, self.request.path, value)  # one line
+        else:
+            super().log_exception(typ, value, tb)
+
+
+def store_error_body(error: StoreError) -> bytes:
+    """A 503's JSON body: the store cannot answer (damaged, or unreadable for now)."""
+    return json.dumps({"error": str(error), "status": 503}).encode()
 
 
 class NotFoundHandler(ApiHandler):

@@ -55,19 +55,20 @@ def listen(host: str, port: int) -> list[socket.socket]:
 class Listener:
     """Serves make_app() on the sockets once the first connection comes."""
 
-    def __init__(self, sockets: list[socket.socket], make_app: Callable[[], Any]) -> None:
+    def __init__(self, sockets: list[socket.socket], make_app: Callable[[], Any], timeout: float) -> None:
         self.sockets = sockets
         self.make_app = make_app
+        self.timeout = timeout  # for a request's head or body, and for an idle connection
         self.server: Any = None  # a tornado HTTPServer, once serving
         loop = asyncio.get_running_loop()
         for sock in sockets:
             loop.add_reader(sock.fileno(), self._serve)
 
     def _serve(self) -> None:
-        from tornado.httpserver import HTTPServer
+        from hyperctl.daemon.httpserver import limited_server
 
         self._unwatch()
-        self.server = HTTPServer(self.make_app())
+        self.server = limited_server(self.make_app(), self.timeout)
         self.server.add_sockets(self.sockets)  # it accepts what waits in the backlog at once
 
     def _unwatch(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import os
@@ -26,6 +27,7 @@ from hyperctl.layout import BatchDir
 from hyperctl.output import plural
 from hyperctl.spec import BatchSpec, BatchStatus, JobStatus
 from hyperctl.store import JobRecord, Store, save_spec
+from hyperctl.storefaults import StoreError
 
 _DRAIN_WITHIN = 5.0  # seconds the daemon waits, when it stops, for requests under way
 
@@ -67,6 +69,7 @@ class RunResult:
     not_succeeded: list[JobRecord] = field(default_factory=list)
     halted_after: int | None = None  # failures that stopped new starts (halt_on_failures)
     machines_down: dict[str, str] = field(default_factory=dict)  # when every machine was down: why
+    fault: str | None = None  # why the store could not record the run (it stopped starting jobs)
 
 
 class BatchLock:
@@ -77,7 +80,10 @@ class BatchLock:
         self.file: IO[str] | None = None
 
     def acquire(self) -> None:
-        f = open(self.path, "a+")  # noqa: SIM115 - held for the daemon's life
+        try:
+            f = open(self.path, "a+")  # noqa: SIM115 - held for the daemon's life
+        except OSError as e:  # a folder in its place, a full disk, no permission
+            raise HyperctlError(f"{self.path}: cannot open the batch's lock file: {e.strerror or e}") from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -87,9 +93,12 @@ class BatchLock:
             raise BatchBusyError(
                 f"batch '{self.path.parent.parent.name}' is already being run by pid {holder}"
             ) from None
-        f.truncate(0)
-        f.write(str(os.getpid()))
-        f.flush()
+        try:  # past the buffer: a full disk fails here, not again at close
+            os.ftruncate(f.fileno(), 0)
+            os.pwrite(f.fileno(), str(os.getpid()).encode(), 0)
+        except OSError as e:
+            f.close()
+            raise HyperctlError(f"{self.path}: cannot write the batch's lock file: {e.strerror or e}") from None
         self.file = f
 
     def release(self) -> None:
@@ -192,7 +201,10 @@ async def _serve(
         }
         synced = store.sync_jobs(spec.jobs, options.rerun_ended, renamed)
         save_spec(batch_dir, spec)
-        tokens = Tokens(load_or_create_token(batch_dir.token_file))
+        try:
+            tokens = Tokens(load_or_create_token(batch_dir.token_file))
+        except OSError as e:  # a folder in its place, a full disk
+            raise HyperctlError(f"{batch_dir.token_file}: cannot read the batch's token: {e.strerror or e}") from None
         store.set_meta(
             status=BatchStatus.RUNNING.value,
             started=started,
@@ -201,11 +213,12 @@ async def _serve(
             portal=portal,
             source=options.source,
             ready=None,
+            fault=None,
         )
         env = {"HYPERCTL_BATCH_NAME": spec.name, "HYPERCTL_SERVER_PORTAL": portal}
         scheduler = Scheduler(spec, batch_dir, store, executor, env, tokens.for_job)
         in_flight = InFlight()
-        server = Listener(sockets, lambda: _make_app(scheduler, tokens, in_flight))
+        server = Listener(sockets, lambda: _make_app(scheduler, tokens, in_flight), spec.daemon.request_timeout)
         if observer is not None:
             scheduler.listeners.append(observer.event)
             counts = store.counts()
@@ -219,16 +232,18 @@ async def _serve(
             # Every job a dead daemon left is accounted for; a batch that ended already (every
             # machine down) says so in the same write, for `run --detach` to tell.
             ended = {"status": scheduler.done.result().value} if scheduler.done.done() else {}
-            store.set_meta(ready=os.getpid(), **ended)
+            _set_meta(scheduler, ready=os.getpid(), **ended)
             status = await scheduler.done
-            store.set_meta(status=status.value, ended=time.time())
+            with contextlib.suppress(StoreError):  # if the store takes writes again: else resume finds them
+                scheduler.record_unrecorded()
+            _set_meta(scheduler, status=status.value, ended=time.time(), fault=scheduler.fault)
             if not spec.daemon.exit_on_finish and scheduler.stopping is None:
                 await scheduler.stop_requested  # keep serving the API until told to stop
         finally:
             restore()
             server.stop()  # no new connections; answer the requests under way (a kill's answer)
             await in_flight.drained(timeout=_DRAIN_WITHIN)
-        store.set_meta(pid=None, portal=None)
+        _set_meta(scheduler, pid=None, portal=None)
         return RunResult(
             status=status,
             batch_dir=batch_dir,
@@ -239,9 +254,19 @@ async def _serve(
             not_succeeded=_not_succeeded(store),
             halted_after=scheduler.failures if scheduler.halted else None,
             machines_down=dict(scheduler.pool.down) if scheduler.all_down else {},
+            fault=scheduler.fault,
         )
     finally:
         store.close()
+
+
+def _set_meta(scheduler: Scheduler, **values: Any) -> None:
+    """Record the batch's state; a store that cannot take it stops the batch (Scheduler.fault),
+    and its readers see a batch whose daemon is gone."""
+    try:
+        scheduler.store.set_meta(**values)
+    except StoreError as e:
+        scheduler.store_failed(e)
 
 
 def _not_succeeded(store: Store) -> list[JobRecord]:
@@ -285,7 +310,8 @@ def _check_none_left_running(store: Store, batch_dir: BatchDir, spec: BatchSpec)
     """A job a dead daemon left running that this batch file no longer has would run on unwatched,
     beside its successor (a job with other params is another job): it is seen to its end first."""
     names = {job.name for job in spec.jobs}
-    left = [row.name for row in store.job_rows(JobStatus.RUNNING) if row.name not in names]
+    # Every row is decoded (not only the running ones): a damaged one stops the run before anything is written.
+    left = [row.name for row in store.job_rows() if row.status == JobStatus.RUNNING and row.name not in names]
     if left:
         shown = ", ".join(left[:5]) + (", ..." if len(left) > 5 else "")
         raise HyperctlError(

@@ -25,6 +25,7 @@ from hyperctl.errors import HyperctlError
 from hyperctl.layout import CURRENT, BatchDir, Layout
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
 from hyperctl.store import JobRecord, Store
+from hyperctl.storefaults import StoreError
 from hyperctl.views import batch_view, job_view, machine_record, machines_view, placed_by_daemon
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,10 @@ class Scheduler:
         self.kill_requested: set[str] = set()
         self.failures = 0
         self.halted = False  # halt_on_failures reached: no new job starts
+        # Why the store cannot record the run (a full disk, a damaged file): no new job starts, the
+        # running ones go on, and the batch ends with them; `batch resume` goes on once it is fixed.
+        self.fault: str | None = None
+        self.unrecorded: dict[str, tuple[int, Exit]] = {}  # job ends the store could not take yet
         self.recovering = False
         self.paused = False  # set by kill_offline: reattach and record, start nothing
         self.listeners: list[Callable[[Event], None]] = []
@@ -124,7 +129,7 @@ class Scheduler:
 
     def dispatch(self) -> None:
         """Start pending jobs, in order, while any fits somewhere."""
-        while self.stopping is None and not (self.halted or self.recovering or self.paused):
+        while self.stopping is None and not (self.halted or self.recovering or self.paused or self.fault):
             heads = sorted((q[0], shape) for shape, q in self.queues.items() if q)
             for (_, name), shape in heads:
                 slot = self.pool.take(shape, avoid=self.last_slot.get(name))
@@ -138,21 +143,44 @@ class Scheduler:
 
     async def _run_attempt(self, name: str, slot: Slot) -> None:
         status, exit_code = JobStatus.PENDING, None  # stopped before it could start: stays pending
+        retry = True
         try:
             if name in self.kill_requested:  # killed before its task began
                 status = JobStatus.KILLED
                 self.store.set_status(name, status)
             elif self.stopping is None:
                 status, exit_code = await self._attempt(self.specs[name], slot)
+        except StoreError as e:  # what the store misses, `batch resume` finds (the attempt's files)
+            self.store_failed(e)
         except Exception as e:  # a bug here must leave neither the job nor its attempt running for ever
-            logger.exception("job %s: internal error", name)
-            status = JobStatus.FAILED
-            self._record_failure(name, f"internal error: {type(e).__name__}: {e}")
+            status, retry = JobStatus.FAILED, False  # not retried: it would fail the same way, at once
+            self._internal_error(name, e)
         finally:
             self._release(name, slot)
         if exit_code is not None:
             self.machines.answered(slot.machine.name)  # it sent the job's end: it answers
-        self._ended(name, status, exit_code)
+        self._ended(name, status, exit_code, retry)
+
+    def _internal_error(self, name: str, e: Exception) -> None:
+        """One line, the traceback only at debug level; the job fails."""
+        why = f"internal error: {type(e).__name__}: {e}"
+        logger.error("job %s: %s", name, why)
+        logger.debug("job %s: internal error", name, exc_info=True)
+        try:
+            self._record_failure(name, why)
+        except StoreError as fault:
+            self.store_failed(fault)
+
+    def store_failed(self, e: StoreError) -> None:
+        """The store cannot record the run: said once; no new job starts (see `fault`)."""
+        if self.fault is None:
+            self.fault = e.fault
+            logger.error(
+                "%s: no new job starts, running jobs go on; once that is fixed, `hyperctl batch resume %s` goes on",
+                e.fault,
+                self.spec.name,
+            )
+            self._bump()
 
     def _record_failure(self, name: str, reason: str) -> None:
         """The job failed: its attempt too, with why, if the store has one running."""
@@ -169,12 +197,33 @@ class Scheduler:
         self.running.pop(name, None)
         self.tasks.pop(name, None)
 
-    def _ended(self, name: str, status: JobStatus, exit_code: int | None) -> None:
+    def _ended(self, name: str, status: JobStatus, exit_code: int | None, retry: bool = True) -> None:
         """An attempt ended with status: retry it, or record the job's end; then start what fits."""
+        try:
+            self.record_unrecorded()
+            self._record_end(name, status, exit_code, retry)
+        except StoreError as e:
+            self.store_failed(e)
+        self.dispatch()
+        self._finish_if_done()
+
+    def record_unrecorded(self) -> None:
+        """Record the ends the store could not take when they came (a disk that was full); a
+        daemon that exits first leaves them to `batch resume`, which reads the attempts' files."""
+        for name, (n, exit) in list(self.unrecorded.items()):
+            status = final_status(exit)
+            self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason)
+            del self.unrecorded[name]
+            if exit.reason == INTERRUPTED:
+                self.store.set_status(name, JobStatus.PENDING)
+            else:
+                self._set_status(name, status)
+
+    def _record_end(self, name: str, status: JobStatus, exit_code: int | None, retry: bool) -> None:
         if status == JobStatus.PENDING:  # it did not start (stopping, or its machine was down)
             self._set_status(name, status)
             self._enqueue(name)
-        elif self.stopping is None and should_retry(self.specs[name], status, exit_code, self.attempts[name]):
+        elif retry and self.stopping is None and should_retry(self.specs[name], status, exit_code, self.attempts[name]):
             self.store.set_status(name, JobStatus.PENDING)
             self._set_status(name, JobStatus.PENDING, retry_of=status)
             self._enqueue(name)
@@ -184,8 +233,6 @@ class Scheduler:
                 self.failures += 1
                 limit = self.spec.scheduler.halt_on_failures
                 self.halted = self.halted or (limit is not None and self.failures >= limit)
-        self.dispatch()
-        self._finish_if_done()
 
     async def _attempt(self, job: JobSpec, slot: Slot) -> tuple[JobStatus, int | None]:
         n = self.store.begin_attempt(job.name, slot.machine.name, list(slot.gpus))
@@ -212,7 +259,11 @@ class Scheduler:
     async def _watch(self, name: str, n: int, handle: Handle) -> tuple[JobStatus, int | None]:
         exit = await self.executor.wait(handle)
         status = final_status(exit)
-        self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason)
+        try:
+            self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason)
+        except StoreError:
+            self.unrecorded[name] = (n, exit)  # recorded once the store takes writes again
+            raise
         if exit.reason == INTERRUPTED:  # not the job's end: it runs again on resume
             self.store.set_status(name, JobStatus.PENDING)
             return JobStatus.PENDING, None
@@ -311,11 +362,17 @@ class Scheduler:
         self._ended(name, status, found.exit_code)
 
     async def _watch_recovered(self, name: str, n: int, handle: Handle, slot: Slot) -> None:
+        status, exit_code, retry = JobStatus.PENDING, None, True
         try:
             status, exit_code = await self._watch(name, n, handle)
+        except StoreError as e:
+            self.store_failed(e)
+        except Exception as e:  # as in _run_attempt: never a task that dies unseen
+            status, retry = JobStatus.FAILED, False
+            self._internal_error(name, e)
         finally:
             self._release(name, slot)
-        self._ended(name, status, exit_code)
+        self._ended(name, status, exit_code, retry)
 
     def _requeue_unstarted(self, name: str) -> None:
         self.store.set_status(name, JobStatus.PENDING)
@@ -355,7 +412,7 @@ class Scheduler:
     def _finish_if_done(self) -> None:
         if self.done.done() or self.running or self.tasks or self.recovering or self.paused:
             return
-        if self.stopping is None and not self.halted and any(self.queues.values()):
+        if self.stopping is None and not self.halted and self.fault is None and any(self.queues.values()):
             if self.machines.asking:
                 return  # a machine that just sent a job's end is being asked: it may take these
             if not self.all_down:
