@@ -275,7 +275,7 @@ class RemoteExecutor(Executor):
                     self._watch_channel(handle, chan)
                     return
                 chan.close()
-            except (HyperctlError, OSError, paramiko.SSHException) as e:
+            except (HyperctlError, OSError, paramiko.SSHException, EOFError) as e:  # EOF: sshd died mid-handshake
                 self.silent.add(name)
                 if self.on_machine_down is not None:
                     self.on_machine_down(name, str(e))
