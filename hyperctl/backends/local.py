@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hyperctl.attemptfiles import FileEnd, read_end
 from hyperctl.backends import procfs
 from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER, MAX_PARAMS_ARG, Executor, Handle, Launch, Machine
 from hyperctl.errors import ConfigError
@@ -201,7 +202,7 @@ class LocalExecutor(Executor):
         def on_readable() -> None:  # not our child: no wait status, its exitcode file tells
             loop.remove_reader(pidfd)
             os.close(pidfd)
-            self._exit_from_files(handle, _read(launch.attempt_dir / "exitcode"))
+            self._exit_from_files(handle, read_end(launch.attempt_dir))
 
         loop.add_reader(pidfd, on_readable)
         return handle
@@ -209,11 +210,14 @@ class LocalExecutor(Executor):
     def _watch_blocking(self, loop: asyncio.AbstractEventLoop, handle: Handle, markers: dict[str, str]) -> None:
         while procfs.is_launcher(handle.pid, markers, handle.pid_started):
             time.sleep(_REATTACHED_CHECK_EVERY)
-        code = _read(handle.launch.attempt_dir / "exitcode")
-        loop.call_soon_threadsafe(self._exit_from_files, handle, code)
+        end = read_end(handle.launch.attempt_dir)
+        loop.call_soon_threadsafe(self._exit_from_files, handle, end)
 
     async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
         return _read(launch.attempt_dir / name)
+
+    async def _attempt_end(self, launch: Launch) -> FileEnd | None:
+        return read_end(launch.attempt_dir)  # with the file's mtime: when the attempt ended
 
 
 def _make_dir(path: str | Path) -> None:

@@ -25,6 +25,7 @@ from hyperctl.output import emit_json, format_duration, format_time, plural, say
 from hyperctl.spec import BatchStatus, JobStatus
 
 _ENDED = ("finished", "failed", "killed")
+_FINAL = {s.value for s in JobStatus if s.final}
 _WATCH_POLL = 25  # seconds a long poll waits for a change before asking again
 _KILL_WITHIN = 120  # seconds for a killed batch's daemon to end
 
@@ -98,6 +99,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         for b in found
     ]
     print(table(["NAME", "STATUS", "OK/JOBS", "OTHERS", "STARTED", "ENDED", "DAEMON"], rows))
+    for b in found:
+        if b.note:
+            say(b.note)
     return ExitStatus.OK
 
 
@@ -116,7 +120,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         meta = store.meta()
     end = summary.ended if summary.status != "running" else time.time()
     elapsed = end - summary.started if summary.started and end else None
-    done = sum(n for s, n in summary.counts.items() if JobStatus(s).final)
+    done = sum(n for s, n in summary.counts.items() if s in _FINAL)
     eta = elapsed / done * (summary.total - done) if summary.status == "running" and elapsed and done else None
     machines = machines_of(batch_dir)
     view: dict[str, Any] = {
@@ -151,6 +155,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
         lines.append(("ETA", format_duration(eta)))
     width = max(len(k) for k, _ in lines)
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in lines))
+    if summary.note:
+        say(summary.note)
     return ExitStatus.OK
 
 
@@ -189,6 +195,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if summary.problem is not None:  # a store it cannot read: why, not "unknown"
         raise HyperctlError(f"batch '{summary.name}': {summary.problem}")
     say(f"batch {summary.name} {summary.status}: " + (", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)))
+    if summary.note:
+        say(summary.note)
     return exitstatus.for_batch(summary.status)
 
 

@@ -211,7 +211,7 @@ class Scheduler:
     async def _watch(self, name: str, n: int, handle: Handle) -> tuple[JobStatus, int | None]:
         exit = await self.executor.wait(handle)
         status = final_status(exit)
-        self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason)
+        self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason, exit.ended)
         if exit.reason == INTERRUPTED:  # not the job's end: it runs again on resume
             self.store.set_status(name, JobStatus.PENDING)
             return JobStatus.PENDING, None
@@ -302,7 +302,7 @@ class Scheduler:
             self._requeue_unstarted(name)
             return
         status = final_status(found)
-        self.store.end_attempt(name, last.n, status, found.exit_code, found.signal, found.reason)
+        self.store.end_attempt(name, last.n, status, found.exit_code, found.signal, found.reason, found.ended)
         self._ended(name, status, found.exit_code)
 
     async def _watch_recovered(self, name: str, n: int, handle: Handle, slot: Slot) -> None:
