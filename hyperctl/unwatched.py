@@ -51,6 +51,10 @@ class Unwatched:
             self.seen[self._known[key][0]] += 1
         return self._known[key]
 
+    def still_runs(self, job: str, status: JobStatus, attempt: Attempt) -> bool:
+        """Whether the job may still run: its process lives, or its host is not asked (remote)."""
+        return self.see(job, status, attempt)[0] in (JobStatus.RUNNING.value, UNKNOWN)
+
     def _attempt(self, job: str, a: Attempt) -> tuple[str, Attempt]:
         if not self.here:
             return UNKNOWN, a

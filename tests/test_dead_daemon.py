@@ -102,6 +102,7 @@ def test_views_of_a_batch_whose_daemon_died_show_what_the_files_say(tmp_path: Pa
     assert "\nstatus       interrupted\n" in batch.stdout
     assert "\njobs         3: 1 running, 1 succeeded, 1 failed\n" in batch.stdout
     assert batch.stderr == note
+    assert "; jobs 1: runs-on; GPUs in use -; CPU 1/3;" in batch.stdout  # the job that ended holds nothing
     assert batch_json["counts"]["failed"] == 1 and batch_json["counts"]["running"] == 1 and batch_json["note"]
     assert batches_listed.stdout.splitlines()[1].split()[:5] == ["b", "interrupted", "1/3", "1", "running,"]
     assert batches_listed.stderr == note
@@ -121,3 +122,30 @@ def test_resume_records_each_end_when_the_job_ended_not_when_it_looked(tmp_path:
     assert after["ends"][0] == "failed" and after["ends"][2:] == (3, ended)  # when it ended, not when resume saw it
     assert after["runs-on"][0] == "succeeded" and after["runs-on"][3] == runs_on_ended
     assert hyperctl("job", "list", "-b", "b").stderr == ""  # a daemon recorded it all: nothing to say
+
+
+def test_batch_watch_ends_when_the_daemon_it_watches_dies(tmp_path: Path, batches: Path) -> None:
+    gate = tmp_path / "gate"
+    doc = {"name": "b", "jobs": [job(f"while [ ! -e {gate} ]; do sleep 0.02; done", "waits")], "daemon": {"port": 0}}
+    config = write_json(tmp_path / "b.json", doc)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: attempt_rows(batches).get("waits", (0, 0))[1], "the job to run")
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "batch", "watch", "b"], stderr=subprocess.PIPE, text=True
+    )
+    assert watch.stderr is not None
+    wait_for(lambda: watch.stderr.readline().startswith("[...................."), "watch to show the bar")
+
+    kill_the_daemon(batches, run)
+
+    assert watch.wait(timeout=20) == 130  # no hang: it says what the folder tells, and exits
+    assert watch.stderr.read() == (
+        "hyperctl: batch b interrupted: 1 running\n"
+        "hyperctl: no daemon drives batch b; of the 1 job it left running, 1 still running "
+        f"(read from their files): {HINT} records them and goes on\n"
+    )
+    gate.touch()

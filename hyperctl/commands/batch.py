@@ -28,6 +28,7 @@ _ENDED = ("finished", "failed", "killed")
 _FINAL = {s.value for s in JobStatus if s.final}
 _WATCH_POLL = 25  # seconds a long poll waits for a change before asking again
 _KILL_WITHIN = 120  # seconds for a killed batch's daemon to end
+_GONE_WITHIN = 2  # seconds for a daemon that stopped answering to let go of its lock
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser) -> None:
@@ -187,8 +188,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
             sys.stderr.flush()
             if view["status"] != BatchStatus.RUNNING.value:
                 break
-    except (NoDaemonError, DaemonUnreachableError):
+    except NoDaemonError:
         pass  # it has ended (or was not running): the folder tells how
+    except DaemonUnreachableError:
+        # It died (or ends): its sockets may close before its lock is let go. The lock tells.
+        deadline = time.monotonic() + _GONE_WITHIN
+        while daemon_pid(batch_dir) is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
     if tty:
         sys.stderr.write("\n")
     summary = summarize(batch_dir)
