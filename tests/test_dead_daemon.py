@@ -6,14 +6,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import attempt_dir, hyperctl, wait_for, write_json
+from tests.sshhosts import Host, ssh_hosts
+from tests.test_ssh import REMOTE_ROOT, remote_batch
+from tests.test_ssh import job as remote_job
 
 HINT = "hyperctl batch resume b"
 
@@ -149,3 +157,53 @@ def test_batch_watch_ends_when_the_daemon_it_watches_dies(tmp_path: Path, batche
         f"(read from their files): {HINT} records them and goes on\n"
     )
     gate.touch()
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[Host]:
+    workdir = Path(tempfile.mkdtemp(prefix="hyperctl-ssh-"))
+    try:
+        with ssh_hosts(1, workdir) as found:
+            try:
+                yield found[0]
+            finally:
+                shutil.rmtree(found[0].home / REMOTE_ROOT, ignore_errors=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_remote_job_left_by_a_dead_daemon_is_unknown_and_resume_takes_its_end_from_the_host(
+    host: Host, shared: Path, batches: Path
+) -> None:
+    gate = shared / "gate"
+    doc = remote_batch([host], [remote_job(f"while [ ! -e {gate} ]; do sleep 0.05; done; exit 5", name="j")])
+    doc["name"] = "b"
+    config = write_json(shared / "b.json", doc)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: attempt_rows(batches).get("j", (0, 0))[1], "the remote job to run (its pid saved)")
+    kill_the_daemon(batches, run)
+    gate.touch()
+    exitcode = host.home / REMOTE_ROOT / "b" / ".hyperctl" / "jobs" / "j" / "attempt-1" / "exitcode"
+    wait_for(lambda: exitcode.exists() and exitcode.read_text() == "5\n", "the job to end on its host")
+
+    listed = hyperctl("job", "list", "-b", "b")
+    viewed = json.loads(hyperctl("job", "describe", "-b", "b", "-j", "j", "--json").stdout)
+
+    assert listed.stdout.splitlines()[1].split()[:2] == ["j", "unknown"]
+    assert listed.stderr == (
+        "hyperctl: no daemon drives batch b; of the 1 job it left running, 1 on remote hosts unknown: "
+        f"{HINT} records them and goes on\n"
+    )
+    assert viewed["status"] == "unknown" and "it runs on a remote host, which only a daemon asks" in viewed["note"]
+
+    resumed = hyperctl("batch", "resume", "b")
+
+    assert resumed.returncode == 1, resumed.stderr
+    assert attempt_rows(batches)["j"][0] == "failed" and attempt_rows(batches)["j"][2:] == (
+        5,
+        int(exitcode.stat().st_mtime),  # the host's exitcode file: when it ended there
+    )
