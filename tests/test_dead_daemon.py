@@ -44,6 +44,14 @@ def started(rows: dict[str, tuple[Any, ...]]) -> bool:
     return bool(rows.get("ends", (0, 0))[1] and rows.get("runs-on", (0, 0))[1]) and rows["quick"][0] == "succeeded"
 
 
+def start_run(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def kill_the_daemon(batches: Path, run: subprocess.Popen[bytes]) -> None:
     """kill -9 the process that holds the batch's lock (its pid is in the lock file)."""
     pid = int((batches / "b" / ".hyperctl" / "lock").read_text())
@@ -63,11 +71,7 @@ def dead_daemon_batch(tmp_path: Path, batches: Path) -> tuple[Path, float]:
     ]
     doc = {"name": "b", "jobs": jobs, "daemon": {"port": 0}, "backend": {"conf": {"cpu": 3}}}
     config = write_json(tmp_path / "b.json", doc)
-    run = subprocess.Popen(
-        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    run = start_run(config)
     wait_for(lambda: started(attempt_rows(batches)), "two jobs to run (their pids saved) and one to succeed")
     kill_the_daemon(batches, run)
     gate.touch()  # `ends` ends while no daemon watches; `runs-on` goes on
@@ -136,11 +140,7 @@ def test_batch_watch_ends_when_the_daemon_it_watches_dies(tmp_path: Path, batche
     gate = tmp_path / "gate"
     doc = {"name": "b", "jobs": [job(f"while [ ! -e {gate} ]; do sleep 0.02; done", "waits")], "daemon": {"port": 0}}
     config = write_json(tmp_path / "b.json", doc)
-    run = subprocess.Popen(
-        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    run = start_run(config)
     wait_for(lambda: attempt_rows(batches).get("waits", (0, 0))[1], "the job to run")
     watch = subprocess.Popen(
         [sys.executable, "-m", "hyperctl", "batch", "watch", "b"], stderr=subprocess.PIPE, text=True
@@ -179,11 +179,7 @@ def test_a_remote_job_left_by_a_dead_daemon_is_unknown_and_resume_takes_its_end_
     doc = remote_batch([host], [remote_job(f"while [ ! -e {gate} ]; do sleep 0.05; done; exit 5", name="j")])
     doc["name"] = "b"
     config = write_json(shared / "b.json", doc)
-    run = subprocess.Popen(
-        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    run = start_run(config)
     wait_for(lambda: attempt_rows(batches).get("j", (0, 0))[1], "the remote job to run (its pid saved)")
     kill_the_daemon(batches, run)
     gate.touch()

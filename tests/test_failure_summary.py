@@ -4,14 +4,10 @@ and the last lines of the failed jobs' stderr in the summary (and in `run --json
 from __future__ import annotations
 
 import json
-import os
-import pty
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import attempt_dir, hyperctl, write_json
+from tests.conftest import attempt_dir, hyperctl, run_on_terminal, write_json
 
 
 def batch(jobs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -75,24 +71,10 @@ def test_failures_named_as_they_happen_are_bounded(tmp_path: Path, batches: Path
 def test_a_failure_is_named_above_the_bar_on_a_terminal(tmp_path: Path, batches: Path) -> None:
     jobs = [{"name": "bad", "execution": {"command": "echo boom >&2; exit 4"}}]
     config = write_json(tmp_path / "b.json", batch(jobs))
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)], stdout=follower, stderr=follower
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # EIO: the terminal's other side is closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    screen = b"".join(chunks).decode()
 
-    assert proc.wait(timeout=30) == 1
+    code, screen = run_on_terminal("run", "--config", str(config))
+
+    assert code == 1
     stderr = attempt_dir(batches, "b", "bad") / "stderr"
     # The bar's line is cleared, the failure written on it, and the bar drawn again below.
     assert f"\r\x1b[Khyperctl: bad: failed (exit 4); stderr: {stderr}\r\n\r\x1b[K[" in screen
