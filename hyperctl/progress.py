@@ -117,8 +117,9 @@ class Progress:
         line = f"hyperctl: {job}{attempt}: {_how(status, last)}"
         if again:
             line += "; it will run again (max_retries)"
-        if last is not None and last.pid is not None:  # a process ran: it has a stderr
-            line += f"; stderr: {self.info.batch_dir.attempt_dir(job, last.n, last.layout) / 'stderr'}"
+        stderr = self.info.batch_dir.attempt_dir(job, last.n, last.layout) / "stderr" if last else None
+        if stderr is not None and stderr.exists():  # not for one that never ran, nor a lost one whose never came
+            line += f"; stderr: {stderr}"
         self.say(line)
         if self.failed_attempts == _FAILURES_NAMED:
             self.say(f"hyperctl: the next failed attempts are counted, not named (after {_FAILURES_NAMED})")
