@@ -8,7 +8,7 @@ import os
 import sys
 
 from hyperctl import __version__
-from hyperctl.commands import COMMANDS
+from hyperctl.commands import COMMANDS, targets
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse has printed the usage error or the help
         return int(e.code or 0)
     try:
+        targets.resolve(args)
         return int(args.func(args))
     except HyperctlError as e:
         for line in str(e).splitlines():

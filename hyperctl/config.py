@@ -15,6 +15,7 @@ from hyperctl.identity import derived_name
 from hyperctl.render import render_command
 from hyperctl.spec import (
     JOB_NAME_PATTERN,
+    RETRY_REASONS,
     BackendSpec,
     BatchSpec,
     DaemonSpec,
@@ -264,6 +265,7 @@ def parse_execution(sec: Section, paths: Paths, shared: dict[Any, Any] | None = 
     if shared is not None and not assets:
         assets = shared.setdefault("no assets", assets)
     download = _parse_download(sec)
+    shell = sec.get("shell", "string", None, check=_check_shell)
     sec.done()
     if command is None:
         return None
@@ -276,7 +278,14 @@ def parse_execution(sec: Section, paths: Paths, shared: dict[Any, Any] | None = 
         kill_grace=float(kill_grace),
         assets=assets,
         download=download,
+        shell=shell,
     )
+
+
+def _check_shell(value: str) -> str | None:
+    if value and not any(c.isspace() or c == "\0" for c in value):
+        return None
+    return "must be one program, such as bash or /bin/zsh (it runs the command with -c)"
 
 
 def _not_empty(value: str) -> str | None:
@@ -376,16 +385,30 @@ def _parse_backend(sec: Section) -> BackendSpec:
 
 
 def _parse_retry(sec: Section, default: RetryPolicy) -> RetryPolicy:
-    """`max_retries` and `retry_on_exit_codes`, in a job or (as the default) in `scheduler`."""
+    """`max_retries` and `retry_on` (or the older `retry_on_exit_codes`: exit codes alone), in a job
+    or (as the default) in `scheduler`."""
     max_retries = sec.get("max_retries", "integer", default.max_retries, check=at_least(0))
+    on = sec.get("retry_on", "list", None, check=_check_retry_on)
     codes = sec.get("retry_on_exit_codes", "list", None, check=_check_exit_codes)
-    return RetryPolicy(max_retries, tuple(codes) if codes is not None else default.on_exit_codes)
+    if on is not None and codes is not None:
+        sec.problems.add(sec.at("retry_on_exit_codes"), "give retry_on or retry_on_exit_codes, not both")
+    chosen = on if on is not None else codes
+    return RetryPolicy(max_retries, tuple(dict.fromkeys(chosen)) if chosen is not None else default.on)
+
+
+def _is_exit_code(value: Any) -> bool:
+    return is_kind(value, "integer") and 0 < value < 256
 
 
 def _check_exit_codes(codes: list[Any]) -> str | None:
-    if all(is_kind(c, "integer") and 0 < c < 256 for c in codes):
-        return None
-    return "must be a list of exit codes, 1-255"
+    return None if all(_is_exit_code(c) for c in codes) else "must be a list of exit codes, 1-255"
+
+
+def _check_retry_on(items: list[Any]) -> str | None:
+    for item in items:
+        if not (_is_exit_code(item) or item in RETRY_REASONS):
+            return f"must list exit codes (1-255) and {', '.join(RETRY_REASONS)}, not {json.dumps(item)}"
+    return None
 
 
 def _parse_scheduler(sec: Section) -> tuple[SchedulerSpec, RetryPolicy, bool | None]:

@@ -58,23 +58,31 @@ class Execution:
     kill_grace: float = 10.0  # seconds between TERM and KILL
     assets: list[str] = field(default_factory=list)  # local files and folders put in the working dir
     download: bool | list[str] = True  # what of a remote data dir comes home: all, nothing, these globs
+    shell: str | None = None  # the program that runs the command (`bash`); None: /bin/sh
+
+
+# What `retry_on` may name besides exit codes: "failed" (any non-zero exit), "timeout" (the job
+# ran past its timeout) and "lost" (its machine stopped answering, or its process vanished).
+RETRY_REASONS = ("failed", "timeout", "lost")
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When a job that did not succeed runs again."""
+    """When a job that did not succeed runs again: up to max_retries times, for the ends `on` names
+    (exit codes and RETRY_REASONS; by default every failure). Killed jobs never run again."""
 
     max_retries: int = 0
-    on_exit_codes: tuple[int, ...] | None = None  # None: any failure; killed jobs never
+    on: tuple[int | str, ...] = RETRY_REASONS
 
     def to_dict(self) -> dict[str, Any]:
-        codes = list(self.on_exit_codes) if self.on_exit_codes is not None else None
-        return {"max_retries": self.max_retries, "on_exit_codes": codes}
+        return {"max_retries": self.max_retries, "on": list(self.on)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RetryPolicy:
-        codes = d.get("on_exit_codes")
-        return cls(d.get("max_retries", 0), tuple(codes) if codes is not None else None)
+        if "on" in d:
+            return cls(d.get("max_retries", 0), tuple(d["on"]))
+        codes = d.get("on_exit_codes")  # a spec stored before `retry_on`: what it meant then
+        return cls(d.get("max_retries", 0), RETRY_REASONS if codes is None else (*codes, "timeout", "lost"))
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,8 @@ class JobSpec:
         """A hash of what decides the job's result, to recognise it on a re-run."""
         e = self.execution
         key = [e.command, self.params, e.env, e.working_dir, e.data_dir]
+        if e.shell is not None:  # only then: digests made before `shell` existed stay the same
+            key.append(e.shell)
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

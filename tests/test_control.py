@@ -60,6 +60,45 @@ def test_retry_only_on_listed_exit_codes_and_batch_default(tmp_path: Path, batch
     assert dict(rows(batches, "SELECT name, attempts FROM jobs")) == {"listed": 3, "unlisted": 1, "own-policy": 1}
 
 
+def test_retry_on_names_which_ends_run_again(tmp_path: Path, batches: Path) -> None:
+    """Exit codes list exit codes only: a timeout or a lost job runs again only where retry_on says so."""
+    jobs = [
+        job("exit 3", name="code"),  # 3 is listed: retried
+        job("sleep 5", name="slow", execution={"command": "sleep 5", "timeout": 0.2}),  # not listed: once
+        job("sleep 5", name="slow-listed", execution={"command": "sleep 5", "timeout": 0.2}, retry_on=["timeout"]),
+        job("exit 9", name="any-failure", retry_on=["failed"]),
+        job("exit 4", name="older-key", retry_on_exit_codes=[4]),
+    ]
+    config = write_json(tmp_path / "b.json", batch(jobs, scheduler={"max_retries": 1, "retry_on": [3, "lost"]}))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 1
+    assert dict(rows(batches, "SELECT name, attempts FROM jobs")) == {
+        "code": 2,
+        "slow": 1,
+        "slow-listed": 2,
+        "any-failure": 2,
+        "older-key": 2,
+    }
+    described = hyperctl("job", "describe", "b", "slow-listed")
+    assert "retries   1, on timeout" in described.stdout
+
+
+def test_retry_on_names_what_it_takes(tmp_path: Path, batches: Path) -> None:
+    jobs = [job("true", retry_on=[3, "timeouts"]), job("true", retry_on=[3], retry_on_exit_codes=[3])]
+    config = write_json(tmp_path / "b.json", batch(jobs))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        'hyperctl: error: jobs[0].retry_on: must list exit codes (1-255) and failed, timeout, lost, not "timeouts"',
+        "hyperctl: error: jobs[1].retry_on_exit_codes: give retry_on or retry_on_exit_codes, not both",
+    ]
+    assert not (batches / "b").exists()
+
+
 def test_halt_on_failures_starts_nothing_more(tmp_path: Path, batches: Path) -> None:
     jobs = [job("exit 1") for _ in range(3)] + [job("true") for _ in range(5)]
     config = write_json(

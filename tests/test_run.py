@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -378,3 +379,69 @@ def test_an_unusable_batches_dir_is_one_line(tmp_path: Path) -> None:
         result.stderr
         == f"hyperctl: error: cannot make the batch folder {tmp_path / 'file' / 'sub' / 'b'}: Not a directory\n"
     )
+
+
+def test_a_job_run_by_another_python_imports_hyperctl(tmp_path: Path, batches: Path) -> None:
+    """A Python without hyperctl installed (system python3, a conda env) still reads its params."""
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    bare = venv / "bin" / "python"
+    alone = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = subprocess.run([str(bare), "-c", "import hyperctl"], capture_output=True, env=alone, cwd=tmp_path)
+    assert probe.returncode == 1
+    script = "import hyperctl; print(hyperctl.get_job_params()['lr'])"
+    jobs = [
+        {"name": "j", "params": {"lr": 0.5}, "execution": {"command": f"{bare} -c {shlex.quote(script)}"}},
+        # and where hyperctl is installed, all of it stays importable: its CLI too
+        {"name": "cli", "execution": {"command": f"{sys.executable} -m hyperctl --version"}},
+    ]
+    doc = {"name": "b", "jobs": jobs, "daemon": {"port": 0}}
+
+    result = hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
+
+    assert result.returncode == 0, (attempt_dir(batches, "b", "j") / "stderr").read_text()
+    assert read_stdout(batches, "b", "j") == "0.5\n"
+    assert read_stdout(batches, "b", "cli").startswith("hyperctl ")
+
+
+BASH_ONLY = 'words=(a b c); [[ ${#words[@]} == 3 ]] && echo "${words[1]} from ${BASH_VERSION:+bash}"'
+
+
+def test_execution_shell_runs_the_command_with_that_shell(tmp_path: Path, batches: Path) -> None:
+    jobs = [
+        {"name": "bash", "execution": {"command": BASH_ONLY, "shell": "bash"}},
+        {"name": "sh", "execution": {"command": BASH_ONLY}},  # /bin/sh (dash here): no arrays
+    ]
+    doc = {"name": "b", "jobs": jobs, "daemon": {"port": 0}}
+
+    result = hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
+
+    assert result.returncode == 1
+    assert read_stdout(batches, "b", "bash") == "b from bash\n"
+    assert read_stdout(batches, "b", "sh") == ""
+
+
+@pytest.mark.parametrize(
+    ("shell", "message"),
+    [
+        ("no-such-shell", "jobs[0].execution.shell: no program 'no-such-shell' here"),
+        (
+            "bash -e",
+            "jobs[0].execution.shell: must be one program, such as bash or /bin/zsh (it runs the command with -c)",
+        ),
+    ],
+)
+def test_a_shell_that_cannot_run_is_refused_before_anything_runs(
+    tmp_path: Path, batches: Path, shell: str, message: str
+) -> None:
+    doc = {
+        "name": "b",
+        "jobs": [{"name": "j", "execution": {"command": "true", "shell": shell}}],
+        "daemon": {"port": 0},
+    }
+
+    result = hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
+
+    assert result.returncode == 2
+    assert result.stderr == f"hyperctl: error: {message}\n"
+    assert not (batches / "b").exists()

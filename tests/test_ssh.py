@@ -162,6 +162,47 @@ def test_what_a_remote_job_leaves_running_in_the_background_ends_with_it(
     wait_for(lambda: not process_alive(background), "the background sleep to end", deadline=10)
 
 
+def test_a_remote_setsid_process_ends_with_its_job_and_with_its_kill(
+    hosts: list[Host], shared: Path, batches: Path
+) -> None:
+    """Processes that left the job's process group (setsid) carry its identity: they end with it."""
+    stubborn = "setsid sh -c 'trap \"\" TERM; sleep 300' & echo $! > stray.pid; sleep 300"
+    jobs = [
+        job("setsid sleep 300 & echo $! > stray.pid; echo started", name="ends"),
+        job(stubborn, name="killed", execution={"kill_grace": 1}),
+    ]
+    doc = remote_batch(hosts, jobs, machines=[hosts[0].machine()])
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(write_json(shared / "b.json", doc))],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        remote_data = hosts[0].home / REMOTE_ROOT / "r"
+        strays = [remote_data / name / "stray.pid" for name in ("ends", "killed")]
+        wait_for(lambda: all(f.exists() and f.read_text().strip() for f in strays), "both jobs to start a stray")
+        ended, stubborn_stray = (int(f.read_text()) for f in strays)  # the hosts share our pid namespace
+        wait_for(lambda: not process_alive(ended), "the stray of the job that ended to end", deadline=10)
+
+        killed = hyperctl("job", "kill", "r", "killed", timeout=20)
+
+        assert killed.returncode == 0, killed.stderr
+        assert not process_alive(stubborn_stray)  # it ignores TERM: KILL after the grace
+        assert run.wait(timeout=30) == 1
+    finally:
+        run.kill()
+
+
+def test_execution_shell_on_a_remote_host(hosts: list[Host], shared: Path, batches: Path) -> None:
+    command = 'words=(a b); [[ ${#words[@]} == 2 ]] && echo "${words[1]} as $(id -un)"'
+    doc = remote_batch(hosts[:1], [job(command, name="j", execution={"shell": "bash"})])
+
+    result = hyperctl("run", "--config", str(write_json(shared / "b.json", doc)))
+
+    assert result.returncode == 0, result.stderr
+    assert (attempt_dir(batches, "r", "j") / "stdout").read_text() == f"b as {hosts[0].user}\n"
+
+
 def test_an_unknown_host_is_refused_with_a_way_to_trust_it(hosts: list[Host], shared: Path, batches: Path) -> None:
     empty = shared / "known_hosts"
     empty.write_text("")

@@ -35,8 +35,8 @@ def every_script(folder: Path) -> dict[str, str]:
         "follow": sshscripts.follow(paths.attempt / "stdout", 42, 10, None, True),
         "tail": sshscripts.follow(paths.attempt / "stdout", 42, 0, 5, False),
         "read_file": sshscripts.read_file(paths.attempt / "exitcode"),
-        "kill": sshscripts.kill(42, 15),
-        "group_alive": sshscripts.group_alive(42),
+        "kill": sshscripts.kill(42, 15, {"HYPERCTL_JOB_NAME": "j", "HYPERCTL_ATTEMPT": "1"}),
+        "group_alive": sshscripts.group_alive(42, {"HYPERCTL_JOB_NAME": "j", "HYPERCTL_ATTEMPT": "1"}),
         "ping": sshscripts.ping(),
     }
 

@@ -24,14 +24,15 @@ from hyperctl.spec import Execution
 # file work itself, so the daemon is not kept waiting for the disk. Last, it sends TERM to
 # what the command left running in the background (its process group, which it leads,
 # itself excepted): a job's processes end with the job, as under a cluster scheduler.
-# $1 command, $2 attempt folder, $3 working dir, $4 params JSON ("" = already written), $5 params file.
+# $1 command, $2 attempt folder, $3 working dir, $4 params JSON ("" = already written), $5 params file,
+# $6 the shell that runs the command ("": this sh, in a subshell).
 LAUNCHER = """\
-_hc_cmd=$1 _hc_dir=$2
+_hc_cmd=$1 _hc_dir=$2 _hc_sh=$6
 exec >"$_hc_dir/stdout" 2>"$_hc_dir/stderr"
 if [ -n "$4" ]; then printf '%s\\n' "$4" >"$5"; fi
 cd -- "$3" || { echo 126 >"$_hc_dir/exitcode"; exit 126; }
 set --
-(eval "$_hc_cmd")
+if [ -n "$_hc_sh" ]; then "$_hc_sh" -c "$_hc_cmd"; else (eval "$_hc_cmd"); fi
 _hc_code=$?
 echo "$_hc_code" >"$_hc_dir/exitcode"
 trap '' TERM

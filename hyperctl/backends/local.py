@@ -16,6 +16,7 @@ from typing import Any
 from hyperctl.attemptfiles import FileEnd, read_end
 from hyperctl.backends import procfs
 from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER, MAX_PARAMS_ARG, Executor, Handle, Launch, Machine
+from hyperctl.backends.sshscripts import job_side_lib
 from hyperctl.errors import ConfigError
 from hyperctl.validation import Problems, Section, above, at_least, is_kind
 
@@ -61,6 +62,13 @@ def total_ram_mb() -> int:
 
 # Only where pidfds are missing, for a job a previous daemon started (not our child).
 _REATTACHED_CHECK_EVERY = 1.0
+# A process a job left outside its process group (`setsid cmd &`) is looked for this long after
+# a job ends (one /proc scan serves every job ending meanwhile), gets TERM, then KILL after the
+# grace: a job's processes end with it, as under a cluster scheduler.
+_STRAYS_LOOKED_FOR_AFTER = 1.0
+_STRAY_GRACE = 10.0
+
+Attempt = tuple[str, ...]  # the values of IDENTITY_ENV: batch, job, attempt number
 
 
 class LocalExecutor(Executor):
@@ -71,6 +79,13 @@ class LocalExecutor(Executor):
     def __init__(self, machine: Machine) -> None:
         self.machine = machine
         self.base_env = dict(os.environ)  # os.environ decodes on every read; copy it once
+        self._running: dict[Attempt, Handle] = {}
+        self._launchers: set[int] = set()  # our children that are launchers (not strays)
+        self._strays: dict[int, list[int]] = {}  # launcher pid -> its strays, found by a kill of it
+        self._ending: set[int] = set()  # strays sent TERM, not yet reaped
+        self._sweep: asyncio.TimerHandle | None = None
+        self._lib: str | None = None
+        procfs.become_subreaper()
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any]) -> LocalExecutor:
@@ -91,6 +106,8 @@ class LocalExecutor(Executor):
     def check_job(self, execution: Any) -> str | None:
         if execution.working_dir and not os.path.isdir(execution.working_dir):
             return f"working_dir: no such folder: {execution.working_dir}"
+        if execution.shell and shutil.which(execution.shell) is None:
+            return f"shell: no program '{execution.shell}' here"
         return None
 
     async def _spawn(self, launch: Launch) -> Handle:
@@ -103,6 +120,9 @@ class LocalExecutor(Executor):
             params = ""
         if execution.assets:  # copies, as on a remote machine: a job that changes one changes only its own
             await asyncio.get_running_loop().run_in_executor(None, _copy_assets, execution.assets, launch.working_dir)
+        env = {**self.base_env, **launch.env}
+        lib = self._lib or self._make_lib(launch.batch_dir.internal)
+        env["PYTHONPATH"] = f"{env['PYTHONPATH']}:{lib}" if env.get("PYTHONPATH") else lib
         pid = os.posix_spawn(
             "/bin/sh",
             [
@@ -115,8 +135,9 @@ class LocalExecutor(Executor):
                 launch.working_dir,
                 params,
                 str(launch.params_file),
+                execution.shell or "",
             ],
-            {**self.base_env, **launch.env},
+            env,
             # /dev/null until the launcher opens the job's own files: files, never pipes, so a
             # job printing gigabytes never waits for a reader.
             file_actions=[
@@ -131,9 +152,95 @@ class LocalExecutor(Executor):
         )
         # The spawn time stands for the process start time (which /proc gives only to 10 ms, at a
         # cost per job): with the pid it tells the job from a later process that reuses the pid.
+        self._launchers.add(pid)
         handle = self._new_handle(launch, pid, time.time())
         self._watch(handle)
         return handle
+
+    def _make_lib(self, internal: Path) -> str:
+        """A folder for jobs' PYTHONPATH: `import hyperctl` there works in whatever Python a job runs
+        (system python3, a conda env), as on remote hosts, and is this very package where it can be."""
+        version, files = job_side_lib()
+        package = internal / "lib" / version / "hyperctl"
+        package.mkdir(parents=True, exist_ok=True)
+        real = str(Path(__file__).resolve().parent.parent)  # this package
+        files["__init__.py"] += f"__path__.append({real!r})\n"
+        for name, text in files.items():
+            (package / name).write_text(text)
+        self._lib = str(package.parent)
+        return self._lib
+
+    def _new_handle(self, launch: Launch, pid: int, pid_started: float | None) -> Handle:
+        handle = super()._new_handle(launch, pid, pid_started)
+        self._running[_attempt(launch)] = handle
+        return handle
+
+    def _exited(self, handle: Handle, exit_code: int | None, sig: int | None, ended: float | None = None) -> None:
+        super()._exited(handle, exit_code, sig, ended)
+        self._running.pop(_attempt(handle.launch), None)
+        if handle.pid in self._launchers:
+            self._launchers.discard(handle.pid)
+            self._sweep_soon()
+        else:  # started by an earlier daemon: its strays went to init, not to us
+            for pid in _carrying(_attempt(handle.launch)):
+                self._end_stray(pid)
+
+    async def close(self) -> None:
+        """End what ended jobs left behind now (no later sweep will), within the grace."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep_strays()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _STRAY_GRACE
+        while self._ending and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for pid in self._ending:
+            _kill_quietly(pid)
+
+    def _sweep_soon(self) -> None:
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(_STRAYS_LOOKED_FOR_AFTER, self._sweep_strays)
+
+    def _sweep_strays(self) -> None:
+        """End the processes ended jobs left behind: orphans adopted by us (we are a subreaper)
+        whose attempt no longer runs; reap those that have ended."""
+        self._sweep = None
+        # Strays a kill found are the kill's to end: forgotten once none of them is left.
+        self._strays = {k: v for k, v in self._strays.items() if any(procfs.alive(p) for p in v)}
+        being_killed = {pid for strays in self._strays.values() for pid in strays}
+        for pid in procfs.children(os.getpid()):
+            if pid in self._launchers or pid in self._ending or pid in being_killed:
+                continue
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    continue  # it had ended: reaped
+            except ChildProcessError:
+                continue
+            attempt = procfs.markers(pid, IDENTITY_ENV)
+            if attempt is not None and attempt not in self._running:
+                self._end_stray(pid)
+
+    def _end_stray(self, pid: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._ending.add(pid)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+        killer = loop.call_later(_STRAY_GRACE, _kill_quietly, pid)
+
+        def ended() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            killer.cancel()  # before the pid can be reused
+            self._ending.discard(pid)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            self._sweep_soon()  # its own children are ours now
+
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            return  # gone already, or no pidfds here: the next sweep reaps it
+        loop.add_reader(pidfd, ended)
 
     def _watch(self, handle: Handle) -> None:
         """Call _exited when the child ends: a pidfd on the event loop, no polling."""
@@ -164,8 +271,17 @@ class LocalExecutor(Executor):
             os.killpg(handle.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+        if not procfs.available():
+            return
+        # And what left the group but carries the attempt's identity (`setsid cmd &`).
+        strays = [pid for pid in _carrying(_attempt(handle.launch)) if _group_of(pid) != handle.pid]
+        self._strays[handle.pid] = strays
+        for pid in strays:
+            _kill_quietly(pid, sig)
 
     async def _group_alive(self, handle: Handle) -> bool:
+        if any(procfs.alive(pid) for pid in self._strays.get(handle.pid, ())):
+            return True  # a process the job left outside its group, found by the kill
         try:
             os.killpg(handle.pid, 0)
         except ProcessLookupError:
@@ -218,6 +334,27 @@ class LocalExecutor(Executor):
 
     async def _attempt_end(self, launch: Launch) -> FileEnd | None:
         return read_end(launch.attempt_dir)  # with the file's mtime: when the attempt ended
+
+
+def _attempt(launch: Launch) -> Attempt:
+    return tuple(launch.env[k] for k in IDENTITY_ENV)
+
+
+def _carrying(attempt: Attempt) -> list[int]:
+    """The live processes that carry this attempt's identity in their environment."""
+    return [pid for pid, who in procfs.identities(IDENTITY_ENV).items() if who == attempt]
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _kill_quietly(pid: int, sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, sig)
 
 
 def _make_dir(path: str | Path) -> None:

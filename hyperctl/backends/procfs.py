@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import time
 from collections.abc import Iterator
 
 PROC = "/proc"
+_PR_SET_CHILD_SUBREAPER = 36
 # A process start time from /proc is in clock ticks; the spawn time we record may differ by
 # the time posix_spawn took. Two processes with one pid within this span do not happen.
 START_TIME_TOLERANCE = 2.0
@@ -89,6 +92,69 @@ def is_launcher(pid: int, markers: dict[str, str], spawned: float | None) -> boo
         if started is None or abs(started - spawned) > START_TIME_TOLERANCE:
             return False
     return _environ_has(pid, markers)
+
+
+def children(ppid: int) -> list[int]:
+    """The children of ppid (zombies too): one scan of /proc."""
+    found = []
+    for pid in _pids():
+        fields = _stat_fields(pid)
+        if fields is not None and int(fields[1]) == ppid:
+            found.append(int(pid))
+    return found
+
+
+def markers(pid: int, keys: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The values of these environment variables in pid's environment; None if it lacks one."""
+    try:
+        with open(f"{PROC}/{pid}/environ", "rb") as f:
+            entries = dict(e.partition(b"=")[::2] for e in f.read().split(b"\0"))
+    except OSError:
+        return None
+    values = tuple(entries.get(k.encode()) for k in keys)
+    return None if None in values else tuple(v.decode(errors="replace") for v in values if v is not None)
+
+
+_identities: tuple[float, tuple[str, ...], dict[int, tuple[str, ...]]] = (0.0, (), {})
+
+
+def identities(keys: tuple[str, ...], max_age: float = 0.02) -> dict[int, tuple[str, ...]]:
+    """Every live process of ours whose environment has these variables, with their values: a
+    `setsid cmd &` leaves its job's process group, not its environment. One scan of /proc serves
+    every caller within max_age seconds (a batch kill of 100 jobs reads it once)."""
+    global _identities
+    taken, taken_keys, found = _identities
+    now = time.monotonic()
+    if now - taken <= max_age and taken_keys == keys:
+        return found
+    uid = os.getuid()
+    found = {}
+    for pid in _pids():
+        try:
+            if os.stat(f"{PROC}/{pid}").st_uid != uid:
+                continue
+        except OSError:
+            continue
+        fields = _stat_fields(pid)
+        values = markers(int(pid), keys) if fields is not None and fields[0] != b"Z" else None
+        if values is not None:
+            found[int(pid)] = values
+    _identities = (now, keys, found)
+    return found
+
+
+def alive(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != b"Z"
+
+
+def become_subreaper() -> None:
+    """Have this process adopt its orphaned descendants (not init): a job's `setsid cmd &` left
+    behind becomes our child when the job ends, to be found at once and ended. Linux only; a
+    no-op elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def find_launcher(markers: dict[str, str]) -> int | None:

@@ -215,7 +215,13 @@ class RemoteExecutor(Executor):
         if launch.execution.assets or not params:
             await self._in_thread(self._upload, transport, paths, launch)
         command = sshscripts.spawn(
-            paths, launch.command, params, env, self._lib_dir(remote), self._send_home(paths, launch)
+            paths,
+            launch.command,
+            params,
+            env,
+            self._lib_dir(remote),
+            self._send_home(paths, launch),
+            launch.execution.shell,
         )
         chan = await self._in_thread(open_exec, transport, command, (token + "\n").encode())
         channel = JobChannel(launch, chan, True, self._channel_closed)
@@ -307,14 +313,14 @@ class RemoteExecutor(Executor):
     async def _signal(self, handle: Handle, sig: int) -> None:
         remote = self.remotes[handle.launch.machine.name]
         try:
-            await self._exec(remote, sshscripts.kill(handle.pid, sig))
+            await self._exec(remote, sshscripts.kill(handle.pid, sig, _identity(handle.launch)))
         except (HyperctlError, OSError, paramiko.SSHException) as e:
             logger.warning("job %s: cannot signal it on %s: %s", handle.launch.job, remote.machine.name, e)
 
     async def _group_alive(self, handle: Handle) -> bool:
         remote = self.remotes[handle.launch.machine.name]
         try:
-            return (await self._exec(remote, sshscripts.group_alive(handle.pid)))[0] == 0
+            return (await self._exec(remote, sshscripts.group_alive(handle.pid, _identity(handle.launch))))[0] == 0
         except (HyperctlError, OSError, paramiko.SSHException):
             return False  # the machine is gone: so is the job, as far as anyone can tell
 
@@ -338,8 +344,7 @@ class RemoteExecutor(Executor):
         """A channel on which sshscripts.reattach() has said `adopted` (and waits for the job) or
         `gone`; what the attempt left follows on it."""
         transport = await self._transport(remote)
-        identity = {k: launch.env[k] for k in IDENTITY_ENV}
-        script = sshscripts.reattach(pid, identity, self._send_home(self._paths(remote, launch), launch))
+        script = sshscripts.reattach(pid, _identity(launch), self._send_home(self._paths(remote, launch), launch))
         chan, first = await self._in_thread(first_line, transport, script)
         return first, chan
 
@@ -404,3 +409,8 @@ def _refusal(e: Exception) -> str:
 def _on_loopback(url: str) -> bool:
     host = urllib.parse.urlsplit(url).hostname or ""
     return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def _identity(launch: Launch) -> dict[str, str]:
+    """What tells the attempt's processes from any other's on its host: IDENTITY_ENV's values."""
+    return {k: launch.env[k] for k in IDENTITY_ENV}

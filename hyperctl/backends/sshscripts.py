@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from hyperctl.attemptfiles import EXIT_CODE_LIMIT
-from hyperctl.backends.base import LAUNCHER
+from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER
 from hyperctl.backends.collect import ATTEMPT_FILES
 
 _q = shlex.quote
@@ -112,7 +112,13 @@ def upload_payload(assets: Iterable[str], params_json: str | None) -> bytes:
 
 
 def spawn(
-    paths: RemotePaths, command: str, params: str, env: dict[str, str], lib_dir: PurePosixPath, send_home: str
+    paths: RemotePaths,
+    command: str,
+    params: str,
+    env: dict[str, str],
+    lib_dir: PurePosixPath,
+    send_home: str,
+    shell: str | None = None,
 ) -> str:
     """Start an attempt. Reads the job's token on stdin (a secret: never on a command line that
     `ps` shows), exports it with `env` and the job-side lib on PYTHONPATH, then prints the
@@ -121,14 +127,18 @@ def spawn(
     Once it has ended, sends the attempt home on the same channel (`send_home`, a collect() program)
     and exits with setsid's status: the launcher's exit code, or the signal that ended it."""
     dirs = " ".join(_q(str(p)) for p in dict.fromkeys((paths.attempt, paths.data)))
-    args = (command, paths.attempt, paths.working, params, paths.params_file)
+    identity = {k: env[k] for k in IDENTITY_ENV if k in env}
+    args = (command, paths.attempt, paths.working, params, paths.params_file, shell or "")
     return (
         "IFS= read -r HYPERCTL_JOB_TOKEN && export HYPERCTL_JOB_TOKEN && "
         # An exitcode left by an earlier batch of this name is emptied: never mistaken for this one's.
         f"mkdir -p {dirs} && : > {_q(str(paths.attempt / 'exitcode'))} && {exports(env)}"
         f'export PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}"{_q(str(lib_dir))} && '
         f"setsid -w /bin/sh -c {_q('echo $$; ' + LAUNCHER)} hyperctl-job {' '.join(_q(str(a)) for a in args)} "
-        f"</dev/null; s=$?; {send_home}; exit $s"
+        # What the job left outside its process group ends with it too (this shell is the only
+        # other carrier of its identity, and the search is run without it).
+        f"</dev/null; s=$?; for p in $({carriers(identity)}); do [ $p = $$ ] || kill -TERM $p; done; "
+        f"{send_home}; exit $s"
     )
 
 
@@ -205,15 +215,32 @@ def read_end(path: PurePosixPath) -> str:
     return f"stat -c %Y {_q(str(path))} 2>/dev/null && head -c {EXIT_CODE_LIMIT} {_q(str(path))}"
 
 
-def kill(pgid: int, sig: int) -> str:
-    """Send sig to a whole process group; print nothing, whether or not it is still there."""
+def carriers(identity: dict[str, str]) -> str:
+    """Print the pids of the live processes of this user whose environment carries `identity`
+    (an attempt's IDENTITY_ENV): what a job's `setsid cmd &` left outside its process group. The
+    pipeline itself runs without the job's name, so it never finds itself."""
+    ordered = sorted(identity.items(), key=lambda kv: kv[0] != "HYPERCTL_JOB_NAME")  # the rarest first
+    greps = " | xargs -r ".join(
+        f"grep -lzxF {_q(f'{k}={v}')}" + (" /proc/[0-9]*/environ" if i == 0 else "") + " 2>/dev/null"
+        for i, (k, v) in enumerate(ordered)
+    )
+    return f"env -u HYPERCTL_JOB_NAME sh -c {_q(greps + ' | cut -d/ -f3')}"
+
+
+def kill(pgid: int, sig: int, identity: dict[str, str]) -> str:
+    """Send sig to a whole process group, and to every process that left it but carries the
+    attempt's identity; print nothing, whether or not they are still there."""
     # "kill -N -PGID": the spelling that dash, bash and /bin/kill all take for a group.
-    return f"kill -{int(sig)} -{int(pgid)} 2>/dev/null"
+    return f"kill -{int(sig)} -{int(pgid)} 2>/dev/null; for p in $({carriers(identity)}); do kill -{int(sig)} $p; done"
 
 
-def group_alive(pgid: int) -> str:
-    """Exit 0 when a live (not zombie) process of the process group is left, else 1."""
-    return f"ps -e -o pgid=,stat= | awk '$1 == {int(pgid)} && $2 !~ /^Z/' | grep -q ."
+def group_alive(pgid: int, identity: dict[str, str]) -> str:
+    """Exit 0 when a live (not zombie) process of the process group is left, or one that left it
+    but carries the attempt's identity; else 1."""
+    return (
+        f"ps -e -o pgid=,stat= | awk '$1 == {int(pgid)} && $2 !~ /^Z/' | grep -q . || "
+        f'[ -n "$({carriers(identity)})" ]'
+    )
 
 
 def ping() -> str:

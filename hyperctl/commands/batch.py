@@ -19,6 +19,7 @@ from hyperctl.batches import (
     resolve_batches_dir,
     summarize,
 )
+from hyperctl.commands.targets import add_targets
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.output import emit_json, format_duration, format_time, plural, say, table
@@ -37,7 +38,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON for scripts")
     named = argparse.ArgumentParser(add_help=False)
-    named.add_argument("name", metavar="NAME", help="the batch")
+    add_targets(named)
 
     p = sub.add_parser("list", parents=[data_dir, as_json], help="every batch in the data dir")
     p.set_defaults(func=cmd_list)
@@ -114,10 +115,10 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from hyperctl.commands.hosts import machine_line, machines_of
 
     batches_dir = resolve_batches_dir(args.batches_data_dir)
-    batch_dir = find_batch(batches_dir, args.name)
+    batch_dir = find_batch(batches_dir, args.batch)
     summary = summarize(batch_dir)
     spec = load_spec(batch_dir)
-    with open_batch(batches_dir, args.name) as (_, store):
+    with open_batch(batches_dir, args.batch) as (_, store):
         meta = store.meta()
     end = summary.ended if summary.status != "running" else time.time()
     elapsed = end - summary.started if summary.started and end else None
@@ -174,7 +175,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from hyperctl.client import DaemonUnreachableError, live_client
     from hyperctl.progress import bar_line
 
-    batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.name)
+    batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.batch)
     tty = sys.stderr.isatty()
     try:
         client = live_client(batch_dir)
@@ -210,27 +211,27 @@ def cmd_kill(args: argparse.Namespace) -> int:
     from hyperctl.client import live_client
     from hyperctl.daemon.runner import kill_offline
 
-    batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.name)
+    batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.batch)
     if daemon_pid(batch_dir) is None:
         before = summarize(batch_dir).status
         killed = kill_offline(batch_dir)
         if killed or before not in _ENDED:
             say(
-                f"no daemon ran batch {args.name}; killed {plural(len(killed), 'job')} it had left running"
+                f"no daemon ran batch {args.batch}; killed {plural(len(killed), 'job')} it had left running"
                 + _names(killed)
             )
         else:
-            say(f"batch {args.name} has already ended ({before}); nothing was running")
+            say(f"batch {args.batch} has already ended ({before}); nothing was running")
         return ExitStatus.OK
     client = live_client(batch_dir)
     client.kill_batch()
-    say(f"killing batch {args.name}: its running jobs get TERM, then KILL after their kill_grace")
+    say(f"killing batch {args.batch}: its running jobs get TERM, then KILL after their kill_grace")
     deadline = time.monotonic() + _KILL_WITHIN
     while daemon_pid(batch_dir) is not None:
         if time.monotonic() > deadline:
-            raise HyperctlError(f"batch {args.name}: the daemon has not stopped after {_KILL_WITHIN} s")
+            raise HyperctlError(f"batch {args.batch}: the daemon has not stopped after {_KILL_WITHIN} s")
         time.sleep(0.05)  # the daemon exits once the last job is gone
-    say(f"batch {args.name} killed")
+    say(f"batch {args.batch} killed")
     return ExitStatus.OK
 
 
@@ -239,7 +240,7 @@ def _names(names: list[str]) -> str:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    return _resume(resolve_batches_dir(args.batches_data_dir), args.name, args.detach)
+    return _resume(resolve_batches_dir(args.batches_data_dir), args.batch, args.detach)
 
 
 def _resume(batches_dir: Path, name: str, detach: bool) -> int:
@@ -265,26 +266,26 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from hyperctl.store import Store
 
     batches_dir = resolve_batches_dir(args.batches_data_dir)
-    batch_dir = find_batch(batches_dir, args.name)
+    batch_dir = find_batch(batches_dir, args.batch)
     holder = daemon_pid(batch_dir)
     if holder is not None:
-        raise HyperctlError(f"batch '{args.name}' is running (pid {holder}); retry it once it has ended")
+        raise HyperctlError(f"batch '{args.batch}' is running (pid {holder}); retry it once it has ended")
     store = Store(batch_dir.db)
     try:
         records = {r.name: r for r in store.jobs()}
         if args.job:
             unknown = [j for j in args.job if j not in records]
             if unknown:
-                raise NoSuchJobError(f"batch '{args.name}' has no job named '{unknown[0]}'")
+                raise NoSuchJobError(f"batch '{args.batch}' has no job named '{unknown[0]}'")
             chosen = list(dict.fromkeys(args.job))
         else:
             wanted = _RETRIED - {JobStatus.KILLED} if args.failed else _RETRIED
             chosen = [name for name, r in records.items() if r.status in wanted]
         if not chosen:
-            say(f"batch {args.name}: no job to retry")
+            say(f"batch {args.batch}: no job to retry")
             return ExitStatus.OK
         store.requeue(chosen)
     finally:
         store.close()
-    say(f"retrying {plural(len(chosen), 'job')} of batch {args.name}" + _names(chosen))
-    return _resume(batches_dir, args.name, args.detach)
+    say(f"retrying {plural(len(chosen), 'job')} of batch {args.batch}" + _names(chosen))
+    return _resume(batches_dir, args.batch, args.detach)

@@ -1,4 +1,4 @@
-"""`hyperctl hosts -b B`: each machine of a batch, its state, running jobs, GPUs, CPU and RAM in use."""
+"""`hyperctl hosts BATCH`: each machine of a batch, its state, running jobs, GPUs, CPU and RAM in use."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from hyperctl.batches import NoDaemonError, daemon_pid, find_batch, resolve_batches_dir
+from hyperctl.commands.targets import add_targets
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.layout import BatchDir
 from hyperctl.output import emit_json, table
@@ -23,7 +24,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
         "the CPU and RAM they asked for out of what the machine offers. With no daemon running the batch, "
         "the running jobs come from its folder and the state shows '-' (unknown).",
     )
-    p.add_argument("-b", "--batch", required=True, help="the batch")
+    add_targets(p)
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_hosts)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from hyperctl.attemptfiles import seek_last_lines
 from hyperctl.batches import NoDaemonError, NoSuchJobError, daemon_pid, open_batch, resolve_batches_dir, runs_here
+from hyperctl.commands.targets import add_targets
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.layout import BatchDir
@@ -28,26 +29,26 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
     job = commands.add_parser("job", help="list, describe or kill jobs; read their logs")
     sub = job.add_subparsers(title="commands", metavar="COMMAND", required=True)
     in_batch = argparse.ArgumentParser(add_help=False)
-    in_batch.add_argument("-b", "--batch", required=True, help="the batch")
+    add_targets(in_batch)
     one = argparse.ArgumentParser(add_help=False)
-    one.add_argument("-j", "--job", required=True, help="the job")
+    add_targets(one, job=True)
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     p = sub.add_parser("list", parents=[in_batch, data_dir, as_json], help="a batch's jobs")
     p.add_argument("--status", choices=[s.value for s in JobStatus], help="only jobs in this status")
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser("describe", parents=[in_batch, one, data_dir, as_json], help="a job and all its attempts")
+    p = sub.add_parser("describe", parents=[one, data_dir, as_json], help="a job and all its attempts")
     p.set_defaults(func=cmd_describe)
     p = sub.add_parser(
         "kill",
-        parents=[in_batch, one, data_dir],
+        parents=[one, data_dir],
         help="kill a job (its whole process group)",
         description="Kill a running job: TERM to its whole process group, KILL after its kill_grace. A pending "
         "job is killed before it starts. Killed jobs are not retried.",
     )
     p.set_defaults(func=cmd_kill)
-    p = sub.add_parser("logs", parents=[in_batch, one, data_dir], help="a job's output")
+    p = sub.add_parser("logs", parents=[one, data_dir], help="a job's output")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
     p.add_argument("--tail", type=whole_number(0), metavar="N", help="only the last N lines")
     p.add_argument("--stderr", action="store_true", help="its stderr instead of its stdout")
@@ -146,9 +147,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         emit_json({**view, "attempts": attempt_views})
         return ExitStatus.OK
     spec = record.spec
-    retries = f"{spec.retry.max_retries}"
-    if spec.retry.on_exit_codes is not None:
-        retries += f" on exit codes {', '.join(map(str, spec.retry.on_exit_codes))}"
+    retries = f"{spec.retry.max_retries}, on " + ", ".join(map(str, spec.retry.on))
     fields = [
         ("name", spec.name),
         ("status", status),
@@ -220,12 +219,75 @@ def cmd_kill(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (batch_dir, store):
         record = _job(store, args.batch, args.job)
-        n = args.attempt or record.attempts
-        if n < 1 or n > record.attempts:
-            if record.attempts == 0:
-                raise HyperctlError(f"job '{args.job}' has not started yet (status {record.status.value})")
-            raise HyperctlError(f"job '{args.job}' has attempts 1 to {record.attempts}, not {n}")
-        attempt = next(a for a in store.attempts(args.job) if a.n == n)
+    if args.follow and args.attempt is None:
+        _follow_job(batch_dir, record, args)
+        return ExitStatus.OK
+    n = args.attempt or record.attempts
+    if n < 1 or n > record.attempts:
+        if record.attempts == 0:
+            raise HyperctlError(f"job '{args.job}' has not started yet (status {record.status.value})")
+        raise HyperctlError(f"job '{args.job}' has attempts 1 to {record.attempts}, not {n}")
+    _show_attempt(batch_dir, record, n, args, args.tail)
+    return ExitStatus.OK
+
+
+def _follow_job(batch_dir: BatchDir, record: JobRecord, args: argparse.Namespace) -> None:
+    """Follow a job to its final end: wait for it to start, then each attempt in turn, as its
+    retries run (only the first one shown gets --tail)."""
+    n, tail = max(record.attempts, 1), args.tail
+    while True:
+        now = _wait_for_attempt(batch_dir, args.job, n)
+        if now is None:  # it ended without an attempt n: killed while pending
+            if n == 1:
+                raise HyperctlError(f"job '{args.job}' ended before it started: {_record(batch_dir, args.job)}")
+            return
+        _show_attempt(batch_dir, now, n, args, tail)
+        tail = None
+        if _wait_for_attempt(batch_dir, args.job, n + 1) is None:
+            return
+        say(f"job {args.job}: attempt {n} ended ({_how(_attempt_of(batch_dir, args.job, n))}); attempt {n + 1} follows")
+        n += 1
+
+
+def _record(batch_dir: BatchDir, job: str) -> str:
+    store = Store(batch_dir.db, readonly=True)
+    try:
+        return _job(store, batch_dir.name, job).status.value
+    finally:
+        store.close()
+
+
+def _wait_for_attempt(batch_dir: BatchDir, job: str, n: int) -> JobRecord | None:
+    """The job once it has an attempt n; None if it ends first. Waiting needs a daemon to start it."""
+    while True:
+        store = Store(batch_dir.db, readonly=True)
+        try:
+            record = _job(store, batch_dir.name, job)
+        finally:
+            store.close()
+        if record.attempts >= n:
+            return record
+        if record.status.final:
+            return None
+        if daemon_pid(batch_dir) is None:
+            raise HyperctlError(
+                f"job '{job}' is {record.status.value}, and no daemon runs batch '{batch_dir.name}' to start it "
+                f"(start one: hyperctl batch resume {batch_dir.name})"
+            )
+        time.sleep(_FOLLOW_EVERY)
+
+
+def _attempt_of(batch_dir: BatchDir, job: str, n: int) -> Attempt:
+    store = Store(batch_dir.db, readonly=True)
+    try:
+        return next(a for a in store.attempts(job) if a.n == n)
+    finally:
+        store.close()
+
+
+def _show_attempt(batch_dir: BatchDir, record: JobRecord, n: int, args: argparse.Namespace, tail: int | None) -> None:
+    """Print attempt n's output (its last `tail` lines); with args.follow, on to the attempt's end."""
+    attempt = _attempt_of(batch_dir, args.job, n)
     stream = "stderr" if args.stderr else "stdout"
     folder = batch_dir.attempt_dir(args.job, n, attempt.layout)
     path = folder / stream
@@ -234,8 +296,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
         record.status == JobStatus.RUNNING and n == record.attempts and not runs_here(batch_dir) and not path.exists()
     )
     if running_elsewhere:  # its output comes home when it ends: meanwhile the daemon reads it there
-        _output_from_daemon(batch_dir, args.job, stream, args.tail, args.follow, record, out)
-        return ExitStatus.OK
+        _output_from_daemon(batch_dir, args.job, stream, tail, args.follow, record, out)
+        return
     missing = f"job '{args.job}': attempt {n} left no {stream} ({path} is missing: deleted?)"
     if attempt.pid is None and attempt.reason and attempt.status.final:  # no process ever ran
         missing = f"job '{args.job}': attempt {n} has no {stream}: {attempt.reason}"
@@ -248,20 +310,19 @@ def cmd_logs(args: argparse.Namespace) -> int:
         if _attempt_ended(batch_dir, args.job, n, folder):
             raise HyperctlError(missing) from None
         if not args.follow:
-            return ExitStatus.OK  # starting: it has not opened its output yet
+            return  # starting: it has not opened its output yet
         f = _wait_for_file(path, batch_dir, args.job, n, folder)
     if f is None:
         raise HyperctlError(missing)
     with f:
-        if args.tail is not None:
-            seek_last_lines(f, args.tail)
+        if tail is not None:
+            seek_last_lines(f, tail)
         _copy(f, out)
         if args.follow:
             while not _attempt_ended(batch_dir, args.job, n, folder):
                 time.sleep(_FOLLOW_EVERY)
                 _copy(f, out)
             _copy(f, out)
-    return ExitStatus.OK
 
 
 def _output_from_daemon(

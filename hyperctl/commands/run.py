@@ -179,7 +179,7 @@ def detach(spec: BatchSpec, options: RunOptions, as_json: bool = False) -> int:
         return ExitStatus.OK
     print(
         f"  hyperctl batch watch {spec.name}{data_dir}\n"
-        f"  hyperctl job list -b {spec.name}{data_dir}\n"
+        f"  hyperctl job list {spec.name}{data_dir}\n"
         f"  hyperctl batch kill {spec.name}{data_dir}\n"
         f"  log: {log_path}"
     )

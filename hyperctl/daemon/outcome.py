@@ -25,8 +25,10 @@ def final_status(exit: Exit) -> JobStatus:
 
 
 def should_retry(job: JobSpec, status: JobStatus, exit_code: int | None, attempts: int) -> bool:
-    """Killed jobs never run again; failures do while retries are left (and the code is listed)."""
+    """Killed jobs never run again; failures do while retries are left, when `retry_on` names their end."""
     if status not in FAILURES or attempts > job.retry.max_retries:
         return False
-    codes = job.retry.on_exit_codes
-    return status != JobStatus.FAILED or codes is None or exit_code in codes
+    on = job.retry.on
+    if status == JobStatus.FAILED:
+        return "failed" in on or exit_code in on
+    return status.value in on
