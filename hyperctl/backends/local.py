@@ -85,7 +85,12 @@ class LocalExecutor(Executor):
         self._ending: set[int] = set()  # strays sent TERM, not yet reaped
         self._sweep: asyncio.TimerHandle | None = None
         self._lib: str | None = None
+
+    async def prepare(self) -> dict[str, str]:
+        # Only the daemon adopts orphans (not every process that makes an executor, such as a
+        # test's, which would never reap them).
         procfs.become_subreaper()
+        return {}
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any]) -> LocalExecutor:
@@ -337,7 +342,7 @@ class LocalExecutor(Executor):
 
 
 def _attempt(launch: Launch) -> Attempt:
-    return tuple(launch.env[k] for k in IDENTITY_ENV)
+    return tuple(launch.env.get(k, "") for k in IDENTITY_ENV)
 
 
 def _carrying(attempt: Attempt) -> list[int]:
