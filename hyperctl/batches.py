@@ -13,7 +13,7 @@ from typing import Any
 
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir
-from hyperctl.spec import BatchSpec
+from hyperctl.spec import BackendSpec, BatchSpec, BatchStatus, JobStatus
 from hyperctl.store import Store
 from hyperctl.storefaults import StoreDamagedError
 
@@ -65,6 +65,7 @@ class BatchSummary:
     portal: str | None = None
     daemon_pid: int | None = None
     problem: str | None = None
+    note: str | None = None  # no daemon drives it: what its jobs' files told, and what to do
 
     @property
     def total(self) -> int:
@@ -78,10 +79,13 @@ def summarize(batch_dir: BatchDir) -> BatchSummary:
     """What the folder says of its batch; a damaged or foreign folder is reported, not raised."""
     if not batch_dir.db.exists():
         return BatchSummary(batch_dir.name, batch_dir.path, "unknown", problem="not a hyperctl batch (no state)")
+    note = None
     try:
         store = Store(batch_dir.db, readonly=True)
         try:
             meta, counts = store.meta(), store.counts()
+            if counts.get(JobStatus.RUNNING.value) or meta.get("status") == BatchStatus.RUNNING.value:
+                counts, note = _unwatched_counts(batch_dir, store, counts)
         finally:
             store.close()
     except StoreDamagedError as e:
@@ -101,7 +105,25 @@ def summarize(batch_dir: BatchDir) -> BatchSummary:
         ended=meta.get("ended"),
         portal=meta.get("portal") if pid else None,
         daemon_pid=pid,
+        note=note,
     )
+
+
+def _unwatched_counts(batch_dir: BatchDir, store: Store, counts: dict[str, int]) -> tuple[dict[str, int], str | None]:
+    """The counts as the jobs' files tell them when no daemon drives the batch (unwatched.py),
+    and the note that says so; as they are while a daemon does."""
+    from hyperctl.unwatched import Unwatched
+
+    unwatched = Unwatched.of(batch_dir, store)
+    if unwatched is None:
+        return counts, None
+    counts = dict(counts)
+    for row in store.job_rows(JobStatus.RUNNING):
+        shown, _ = unwatched.see(row.name, row.status, row.last)
+        if shown != row.status.value:
+            counts[row.status.value] -= 1
+            counts[shown] = counts.get(shown, 0) + 1
+    return counts, unwatched.note()
 
 
 def list_batches(batches_dir: Path) -> list[BatchSummary]:
@@ -151,6 +173,16 @@ def resume_spec(spec: BatchSpec, store: Store) -> tuple[BatchSpec, list[str]]:
                 ignored.append(name)
         jobs.append(job)
     return replace(spec, jobs=jobs), ignored
+
+
+def runs_here(batch_dir: BatchDir) -> bool:
+    """Whether the batch's jobs run on this machine (their files are in the batch folder as they
+    grow; a remote job's come home when it ends)."""
+    try:
+        kind = json.loads(batch_dir.spec_file.read_text())["backend"]["type"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    return BackendSpec(type=kind).runs_here
 
 
 @contextmanager

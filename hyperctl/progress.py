@@ -6,18 +6,40 @@ import asyncio
 import shutil
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TextIO
 
+from hyperctl.attemptfiles import last_lines
+from hyperctl.daemon.outcome import FAILURES
 from hyperctl.daemon.runner import RunInfo, RunResult
 from hyperctl.daemon.scheduler import Event
 from hyperctl.output import format_duration, plural
 from hyperctl.spec import BatchStatus, JobStatus
+from hyperctl.store import Attempt
 
 _REDRAW_EVERY = 0.1  # seconds: 10 frames a second is plenty and costs nothing
 _CLOCK_EVERY = 1.0
 _BAR_WIDTH = 20
 # After "ok", in this order; pending is what the bar leaves.
 _SHOWN = (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.KILLED, JobStatus.LOST, JobStatus.RUNNING)
+_FAILURES_NAMED = 20  # failed attempts named as they happen; the rest are counted
+_NOT_SUCCEEDED_NAMED = 20  # jobs the summary names
+TAILS_SHOWN = 3  # failed jobs whose stderr's last lines the summary shows
+TAIL_LINES = 5
+
+
+@dataclass
+class FailureTail:
+    """A failed job in the summary: how its last attempt ended, and the end of its stderr."""
+
+    name: str
+    status: str
+    how: str  # "failed (exit 3)", "timeout", "lost"
+    stderr: str | None  # the file; None when the job never got an attempt
+    tail: list[str] | None  # its last lines; None when the file is missing
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "status": self.status, "how": self.how, "stderr": self.stderr, "tail": self.tail}
 
 
 class Progress:
@@ -32,6 +54,7 @@ class Progress:
         self.last_draw = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.closed = False
+        self.failed_attempts = 0  # named above the bar as they happen, up to _FAILURES_NAMED
 
     def say(self, line: str) -> None:
         self._write(("\r\033[K" if self.tty else "") + line + "\n")
@@ -69,8 +92,9 @@ class Progress:
         self.timer = asyncio.get_running_loop().call_later(_CLOCK_EVERY, self._tick)
 
     def event(self, event: Event) -> None:
-        if event.retry_of is not None and not self.tty:
-            self.say(f"{event.job} {event.retry_of.value}; it will run again (max_retries)")
+        failed = event.retry_of if event.retry_of is not None else event.status
+        if failed in FAILURES:
+            self._failed(event.job, failed, again=event.retry_of is not None)
         if not event.status.final:
             self.draw()
             return
@@ -80,6 +104,26 @@ class Progress:
             todo = self.info.total - _ended(self.info.before)
             self.say(f"[{self.ended}/{todo}] {event.job} {event.status.value}")
         self.draw(force=event.status != JobStatus.SUCCEEDED)
+
+    def _failed(self, job: str, status: JobStatus, again: bool) -> None:
+        """Name a failed attempt above the bar (a plain line off a terminal): how it ended, where
+        its stderr is. One store read per failure, none per success; the first few only."""
+        self.failed_attempts += 1
+        if self.failed_attempts > _FAILURES_NAMED or self.info is None:
+            return
+        attempts = self.info.scheduler.store.attempts(job)
+        last = attempts[-1] if attempts else None
+        attempt = f" attempt {last.n}" if again and last is not None else ""
+        line = f"hyperctl: {job}{attempt}: {_how(status, last)}"
+        if again:
+            line += "; it will run again (max_retries)"
+        stderr = self.info.batch_dir.attempt_dir(job, last.n, last.layout) / "stderr" if last else None
+        if stderr is not None and stderr.exists():  # not for one that never ran, nor a lost one whose never came
+            line += f"; stderr: {stderr}"
+        self.say(line)
+        if self.failed_attempts == _FAILURES_NAMED:
+            self.say(f"hyperctl: the next failed attempts are counted, not named (after {_FAILURES_NAMED})")
+        self.draw(force=True)
 
     def interrupted(self, forced: bool) -> None:
         if forced:
@@ -102,7 +146,11 @@ class Progress:
     def finished(self, result: RunResult) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        self._write(("\r\033[K" if self.tty else "") + "".join(line + "\n" for line in summary_lines(result)))
+        lines = summary_lines(result)
+        unnamed = self.failed_attempts - _FAILURES_NAMED
+        if unnamed > 0:
+            lines.insert(1, f"  {plural(unnamed, 'more failed attempt')} than were named while it ran")
+        self._write(("\r\033[K" if self.tty else "") + "".join(line + "\n" for line in lines))
 
 
 def _ended(counts: Mapping[str, int]) -> int:
@@ -138,17 +186,25 @@ def summary_lines(result: RunResult) -> list[str]:
             "batch (their folders are kept)"
         )
     unfinished = [r for r in result.not_succeeded if r.status != JobStatus.PENDING]
-    for record in unfinished[:20]:
+    for record in unfinished[:_NOT_SUCCEEDED_NAMED]:
         last = record.last
-        how = record.status.value
-        if last is not None and last.exit_code is not None and record.status == JobStatus.FAILED:
-            how += f" (exit {last.exit_code})"
-        elif last is not None and last.reason and record.status == JobStatus.FAILED:
-            how += f" ({last.reason})"
         logs = f"  logs: {last and result.batch_dir.attempt_dir(record.name, last.n, last.layout)}"
-        lines.append(f"  {record.name}: {how}{logs if last else ''}")
-    if len(unfinished) > 20:
-        lines.append(f"  ... and {len(unfinished) - 20} more (hyperctl job list)")
+        lines.append(f"  {record.name}: {_how(record.status, last)}{logs if last else ''}")
+    if len(unfinished) > _NOT_SUCCEEDED_NAMED:
+        lines.append(f"  ... and {len(unfinished) - _NOT_SUCCEEDED_NAMED} more (hyperctl job list)")
+    tails, more = failure_tails(result)
+    for tail in tails:
+        if tail.tail:
+            lines.append(f"  {tail.name}: last lines of its stderr:")
+            lines += [f"    | {line}" for line in tail.tail]
+        elif tail.stderr is not None:
+            missing = "its stderr is empty" if tail.tail is not None else f"its stderr is missing ({tail.stderr})"
+            lines.append(f"  {tail.name}: {missing}")
+    if more:
+        lines.append(
+            f"  {plural(more, 'more failed job')}; the stderr of each: "
+            f"hyperctl job logs -b {result.batch_dir.name} -j JOB --stderr"
+        )
     pending = len(result.not_succeeded) - len(unfinished)
     if result.machines_down:
         lines.append(f"  every machine is down; {plural(pending, 'job')} not started:")
@@ -167,3 +223,29 @@ def summary_lines(result: RunResult) -> list[str]:
             f"hyperctl batch resume {result.batch_dir.name}"
         )
     return lines
+
+
+def _how(status: JobStatus, last: Attempt | None) -> str:
+    """`failed (exit 3)`, `failed (signal 9)`, `timeout`, `lost`: how a job's attempt ended."""
+    if status != JobStatus.FAILED or last is None:
+        return status.value
+    if last.exit_code is not None:
+        return f"failed (exit {last.exit_code})"
+    if last.signal is not None:
+        return f"failed (signal {last.signal})"
+    return f"failed ({last.reason})" if last.reason else "failed"
+
+
+def failure_tails(result: RunResult) -> tuple[list[FailureTail], int]:
+    """The first TAILS_SHOWN failed (failed, timed-out, lost) jobs with the last lines of their
+    stderr, and how many more failed. Read once, at the end: nothing per successful job."""
+    failed = [r for r in result.not_succeeded if r.status in FAILURES]
+    tails = []
+    for record in failed[:TAILS_SHOWN]:
+        last = record.last
+        stderr = None
+        if last is not None and last.pid is not None:  # a process ran (remote: its files came home)
+            stderr = str(result.batch_dir.attempt_dir(record.name, last.n, last.layout) / "stderr")
+        lines = last_lines(stderr, TAIL_LINES) if stderr else None
+        tails.append(FailureTail(record.name, record.status.value, _how(record.status, last), stderr, lines))
+    return tails, len(failed) - len(tails)

@@ -468,13 +468,15 @@ class Store:
         exit_code: int | None = None,
         signal: int | None = None,
         reason: str | None = None,
+        ended: float | None = None,
     ) -> None:
+        """Record an attempt's end: at `ended` (when its files say it ended), else now."""
         with self.conn:
             self.conn.execute("BEGIN")
             self.conn.execute(
                 "UPDATE attempts SET status = ?, ended = ?, exit_code = ?, signal = ?, reason = ?"
                 " WHERE job = ? AND n = ?",
-                (status.value, time.time(), exit_code, signal, reason, job, n),
+                (status.value, time.time() if ended is None else ended, exit_code, signal, reason, job, n),
             )
             self.conn.execute("UPDATE jobs SET status = ? WHERE name = ?", (status.value, job))
 

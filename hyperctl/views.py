@@ -12,6 +12,7 @@ from hyperctl.store import JobRecord, Store
 
 if TYPE_CHECKING:  # types only: the CLI's views need not load the backends
     from hyperctl.backends.base import Handle, Machine
+    from hyperctl.unwatched import Unwatched
 
 
 def job_view(record: JobRecord, batch_dir: BatchDir) -> dict[str, Any]:
@@ -75,12 +76,13 @@ def placed_by_daemon(running: dict[str, Handle], specs: dict[str, JobSpec]) -> l
     return [Placed(name, h.launch.machine.name, h.launch.gpus, specs[name].resource) for name, h in running.items()]
 
 
-def placed_in_store(store: Store) -> list[Placed]:
-    """The running jobs as the store records them: each attempt's host and GPUs (no daemon needed)."""
+def placed_in_store(store: Store, unwatched: Unwatched | None = None) -> list[Placed]:
+    """The running jobs as the store records them: each attempt's host and GPUs (no daemon needed).
+    With no daemon (unwatched), the ones whose files say they ended are left out."""
     return [
         Placed(r.name, r.last.host or "", tuple(r.last.gpus), r.spec.resource)
         for r in store.jobs(JobStatus.RUNNING)
-        if r.last is not None
+        if r.last is not None and (unwatched is None or unwatched.still_runs(r.name, r.status, r.last))
     ]
 
 

@@ -106,6 +106,27 @@ def start_hyperctl(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]
     )
 
 
+def run_on_terminal(*args: str, timeout: float = 30) -> tuple[int, str]:
+    """Run the real command line with a terminal as its stdout and stderr: its exit code, and
+    everything the terminal received (escape sequences included)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "hyperctl", *args], stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the terminal's other side is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    return proc.wait(timeout=timeout), b"".join(chunks).decode()
+
+
 def write_json(path: Path, doc: Any) -> Path:
     path.write_text(json.dumps(doc))
     return path

@@ -13,7 +13,17 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, attempt_dir, hyperctl, job_names, process_alive, read_stdout, wait_for, write_json
+from tests.conftest import (
+    REPO,
+    attempt_dir,
+    hyperctl,
+    job_names,
+    process_alive,
+    read_stdout,
+    run_on_terminal,
+    wait_for,
+    write_json,
+)
 
 
 def batch(jobs: list[dict[str, Any]], name: str = "b", **extra: Any) -> dict[str, Any]:
@@ -284,27 +294,12 @@ def test_examples_run_as_written(example: str, batches: Path) -> None:
 
 
 def test_progress_bar_on_a_terminal(tmp_path: Path, batches: Path) -> None:
-    import pty
 
     config = write_json(tmp_path / "b.json", batch([job("sleep 0.2"), job("exit 4", name="bad"), job("sleep 0.2")]))
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hyperctl", "run", "--config", str(config)], stdout=follower, stderr=follower
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # EIO: the terminal's other side is closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    screen = b"".join(chunks).decode()
 
-    assert proc.wait(timeout=30) == 1
+    code, screen = run_on_terminal("run", "--config", str(config))
+
+    assert code == 1
     assert "\r\x1b[K[....................] 0/3  0 ok" in screen
     assert "1 failed" in screen
     assert "hyperctl: batch b failed in 0:00: 2 succeeded, 1 failed" in screen

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hyperctl.attemptfiles import FileEnd, parse_exit_code
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir, Layout
 from hyperctl.spec import Execution
@@ -106,6 +107,7 @@ class Exit:
     exit_code: int | None
     signal: int | None = None
     reason: str | None = None  # "killed" or "timeout" when hyperctl ended it; "lost": no trace of its end
+    ended: float | None = None  # when, if it ended while no daemon watched (its exitcode file's mtime); else now
 
 
 @dataclass(eq=False)
@@ -171,6 +173,11 @@ class Executor(ABC):
     async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
         """A file of the attempt's folder (exitcode, stdout), or None when it does not exist."""
 
+    async def _attempt_end(self, launch: Launch) -> FileEnd | None:
+        """What the attempt's exitcode file says, when it has ended (with when, where known)."""
+        code = parse_exit_code(await self._read_attempt_file(launch, "exitcode"))
+        return None if code is None else FileEnd(code, None)
+
     async def prepare(self) -> dict[str, str]:
         """Reach the machines before the first job (their capacity may be known only then); the
         ones not reachable yet, and why. Those still connecting report later, by the callbacks."""
@@ -194,14 +201,14 @@ class Executor(ABC):
     def _new_handle(self, launch: Launch, pid: int, pid_started: float | None) -> Handle:
         return Handle(launch, pid, pid_started, asyncio.get_running_loop().create_future())
 
-    def _exited(self, handle: Handle, exit_code: int | None, sig: int | None) -> None:
+    def _exited(self, handle: Handle, exit_code: int | None, sig: int | None, ended: float | None = None) -> None:
         if handle.timer is not None:
             handle.timer.cancel()
         if not handle.done.done():
             reason = handle.stop_reason
             if reason is None and exit_code is None and sig is None:
                 reason = "lost"  # ended with no exit code and no signal we know of
-            handle.done.set_result(Exit(exit_code, sig, reason))
+            handle.done.set_result(Exit(exit_code, sig, reason, ended))
 
     async def start(self, launch: Launch) -> Handle:
         handle = await self._spawn(launch)
@@ -226,10 +233,10 @@ class Executor(ABC):
             self._arm_timeout(handle)
             return handle
         # Gone: it wrote its exit code before it ended, unless something killed its launcher.
-        code = await self._read_attempt_file(launch, "exitcode")
-        if code is not None and code.strip().isdigit():
+        end = await self._attempt_end(launch)
+        if end is not None:
             await self._fetch(launch)
-            return Exit(int(code))
+            return Exit(end.exit_code, ended=end.ended)  # it ended then, not when we looked
         if pid is not None or await self._read_attempt_file(launch, "stdout") is not None:
             await self._fetch(launch)
             return Exit(None, reason="lost")  # it started, then vanished without an exit code
@@ -238,10 +245,10 @@ class Executor(ABC):
     async def _fetch(self, launch: Launch) -> None:  # noqa: B027 - local attempts are already home
         """Bring home what an attempt that ended while no daemon watched left on its machine."""
 
-    def _exit_from_files(self, handle: Handle, code: str | None) -> None:
+    def _exit_from_files(self, handle: Handle, end: FileEnd | None) -> None:
         """End a reattached attempt from its exitcode file (not our child: no wait status)."""
-        if code is not None and code.strip().isdigit():
-            self._exited(handle, int(code), None)
+        if end is not None:
+            self._exited(handle, end.exit_code, None, end.ended)
         else:
             self._exited(handle, None, None)
 

@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
+from hyperctl.attemptfiles import parse_exit_code
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import ATTEMPT_FILES
 
@@ -93,8 +94,7 @@ class AttemptReader:
         return self.attempt_dir / _TAR
 
     def exit_code(self) -> int | None:
-        text = self.exitcode.decode(errors="replace").strip()
-        return int(text) if self.complete and text.isdigit() else None
+        return parse_exit_code(self.exitcode) if self.complete else None
 
 
 def extract(tar_path: Path, into: Path) -> None:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hyperctl.attemptfiles import FileEnd, read_end
 from hyperctl.backends import procfs
 from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER, MAX_PARAMS_ARG, Executor, Handle, Launch, Machine
 from hyperctl.backends.sshscripts import job_side_lib
@@ -169,8 +170,8 @@ class LocalExecutor(Executor):
         self._running[_attempt(launch)] = handle
         return handle
 
-    def _exited(self, handle: Handle, exit_code: int | None, sig: int | None) -> None:
-        super()._exited(handle, exit_code, sig)
+    def _exited(self, handle: Handle, exit_code: int | None, sig: int | None, ended: float | None = None) -> None:
+        super()._exited(handle, exit_code, sig, ended)
         self._running.pop(_attempt(handle.launch), None)
         if handle.pid in self._launchers:
             self._launchers.discard(handle.pid)
@@ -312,7 +313,7 @@ class LocalExecutor(Executor):
         def on_readable() -> None:  # not our child: no wait status, its exitcode file tells
             loop.remove_reader(pidfd)
             os.close(pidfd)
-            self._exit_from_files(handle, _read(launch.attempt_dir / "exitcode"))
+            self._exit_from_files(handle, read_end(launch.attempt_dir))
 
         loop.add_reader(pidfd, on_readable)
         return handle
@@ -320,11 +321,14 @@ class LocalExecutor(Executor):
     def _watch_blocking(self, loop: asyncio.AbstractEventLoop, handle: Handle, markers: dict[str, str]) -> None:
         while procfs.is_launcher(handle.pid, markers, handle.pid_started):
             time.sleep(_REATTACHED_CHECK_EVERY)
-        code = _read(handle.launch.attempt_dir / "exitcode")
-        loop.call_soon_threadsafe(self._exit_from_files, handle, code)
+        end = read_end(handle.launch.attempt_dir)
+        loop.call_soon_threadsafe(self._exit_from_files, handle, end)
 
     async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
         return _read(launch.attempt_dir / name)
+
+    async def _attempt_end(self, launch: Launch) -> FileEnd | None:
+        return read_end(launch.attempt_dir)  # with the file's mtime: when the attempt ended
 
 
 def _attempt(launch: Launch) -> Attempt:

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
+from hyperctl.attemptfiles import FileEnd, parse_exit_code
 from hyperctl.backends import sshscripts
 from hyperctl.backends.base import IDENTITY_ENV, MAX_PARAMS_ARG, Executor, Handle, Launch, Machine
 from hyperctl.backends.collect import AttemptReader, extract
@@ -388,6 +389,16 @@ class RemoteExecutor(Executor):
         remote = self.remotes[launch.machine.name]
         status, out = await self._exec(remote, sshscripts.read_file(self._paths(remote, launch).attempt / name))
         return out if status == 0 else None
+
+    async def _attempt_end(self, launch: Launch) -> FileEnd | None:
+        """The exit code on the host, and when it was written there (the host's clock)."""
+        remote = self.remotes[launch.machine.name]
+        status, out = await self._exec(remote, sshscripts.read_end(self._paths(remote, launch).attempt / "exitcode"))
+        mtime, _, text = out.partition("\n")
+        code = parse_exit_code(text) if status == 0 else None
+        if code is None:
+            return None
+        return FileEnd(code, float(mtime) if mtime.strip().isdigit() else None)
 
 
 def _refusal(e: Exception) -> str:

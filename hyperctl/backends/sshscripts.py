@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from hyperctl.attemptfiles import EXIT_CODE_LIMIT
 from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER
 from hyperctl.backends.collect import ATTEMPT_FILES
 
@@ -208,6 +209,12 @@ def follow(path: PurePosixPath, pid: int, offset: int, lines: int | None, until_
 def read_file(path: PurePosixPath, limit: int = 4096) -> str:
     """Print the first `limit` bytes of a file; exit non-zero when it does not exist."""
     return f"head -c {int(limit)} {_q(str(path))} 2>/dev/null"
+
+
+def read_end(path: PurePosixPath) -> str:
+    """Print an exitcode file's mtime (whole seconds since the epoch) on a line, then the file;
+    exit non-zero when it does not exist."""
+    return f"stat -c %Y {_q(str(path))} 2>/dev/null && head -c {EXIT_CODE_LIMIT} {_q(str(path))}"
 
 
 def carriers(identity: dict[str, str]) -> str:

@@ -27,8 +27,10 @@ from hyperctl.output import emit_json, format_duration, format_time, plural, say
 from hyperctl.spec import BatchStatus, JobStatus
 
 _ENDED = ("finished", "failed", "killed")
+_FINAL = {s.value for s in JobStatus if s.final}
 _WATCH_POLL = 25  # seconds a long poll waits for a change before asking again
 _KILL_WITHIN = 120  # seconds for a killed batch's daemon to end
+_GONE_WITHIN = 2  # seconds for a daemon that stopped answering to let go of its lock
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser) -> None:
@@ -100,6 +102,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         for b in found
     ]
     print(table(["NAME", "STATUS", "OK/JOBS", "OTHERS", "STARTED", "ENDED", "DAEMON"], rows))
+    for b in found:
+        if b.note:
+            say(b.note)
     return ExitStatus.OK
 
 
@@ -120,7 +125,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         meta = store.meta()
     end = summary.ended if summary.status != "running" else time.time()
     elapsed = end - summary.started if summary.started and end else None
-    done = sum(n for s, n in summary.counts.items() if JobStatus(s).final)
+    done = sum(n for s, n in summary.counts.items() if s in _FINAL)
     eta = elapsed / done * (summary.total - done) if summary.status == "running" and elapsed and done else None
     machines = machines_of(batch_dir)
     view: dict[str, Any] = {
@@ -158,6 +163,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
         lines.append(("stopped", f"{meta['fault']}; `hyperctl batch resume {summary.name}` goes on"))
     width = max(len(k) for k, _ in lines)
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in lines))
+    if summary.note:
+        say(summary.note)
     return ExitStatus.OK
 
 
@@ -188,14 +195,21 @@ def cmd_watch(args: argparse.Namespace) -> int:
             sys.stderr.flush()
             if view["status"] != BatchStatus.RUNNING.value:
                 break
-    except (NoDaemonError, DaemonUnreachableError):
+    except NoDaemonError:
         pass  # it has ended (or was not running): the folder tells how
+    except DaemonUnreachableError:
+        # It died (or ends): its sockets may close before its lock is let go. The lock tells.
+        deadline = time.monotonic() + _GONE_WITHIN
+        while daemon_pid(batch_dir) is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
     if tty:
         sys.stderr.write("\n")
     summary = summarize(batch_dir)
     if summary.problem is not None:  # a store it cannot read: why, not "unknown"
         raise HyperctlError(f"batch '{summary.name}': {summary.problem}")
     say(f"batch {summary.name} {summary.status}: " + (", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)))
+    if summary.note:
+        say(summary.note)
     return exitstatus.for_batch(summary.status)
 
 

@@ -35,6 +35,7 @@ def machines_of(batch_dir: BatchDir) -> list[dict[str, Any]]:
     no password is needed, no nvidia-smi runs."""
     from hyperctl.client import ApiError, DaemonUnreachableError, live_client
     from hyperctl.store import Store
+    from hyperctl.unwatched import Unwatched
     from hyperctl.views import machines_in_store, machines_view, placed_in_store
 
     if daemon_pid(batch_dir) is not None:
@@ -47,7 +48,8 @@ def machines_of(batch_dir: BatchDir) -> list[dict[str, Any]]:
                 raise
     store = Store(batch_dir.db, readonly=True)
     try:
-        return machines_view(machines_in_store(store.meta()), placed_in_store(store), None)
+        placed = placed_in_store(store, Unwatched.of(batch_dir, store))  # no daemon: the jobs' files tell
+        return machines_view(machines_in_store(store.meta()), placed, None)
     finally:
         store.close()
 

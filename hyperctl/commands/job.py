@@ -11,14 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hyperctl.batches import NoDaemonError, NoSuchJobError, daemon_pid, open_batch, resolve_batches_dir
+from hyperctl.attemptfiles import seek_last_lines
+from hyperctl.batches import NoDaemonError, NoSuchJobError, daemon_pid, open_batch, resolve_batches_dir, runs_here
 from hyperctl.commands.targets import add_targets
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.layout import BatchDir
 from hyperctl.output import emit_json, format_duration, format_time, say, table
-from hyperctl.spec import BackendSpec, JobStatus
+from hyperctl.spec import JobStatus
 from hyperctl.store import Attempt, JobRecord, Store
+from hyperctl.unwatched import Unwatched
 
 _FOLLOW_EVERY = 0.2  # seconds between looks at a followed log (as tail -f does)
 
@@ -77,7 +79,7 @@ def _job(store: Store, batch: str, name: str) -> JobRecord:
 
 
 def _took(a: Attempt | None, now: float) -> str:
-    if a is None or a.started is None:
+    if a is None or a.started is None or (a.ended is None and a.status.final):  # lost: its end is unknown
         return "-"
     return format_duration((a.ended or now) - a.started)
 
@@ -95,18 +97,29 @@ def _how(a: Attempt | None) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     status = JobStatus(args.status) if args.status else None
     with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (batch_dir, store):
+        unwatched = Unwatched.of(batch_dir, store)
+        # With no daemon, a job's status is what its files tell: chosen by that, not by the store's.
+        query = status if unwatched is None else None
         if args.json:
             from hyperctl.views import job_view
 
-            emit_json([job_view(r, batch_dir) for r in store.jobs(status)])
+            records = store.jobs(query)
+            views = [job_view(r, batch_dir) for r in records]
+            if unwatched is not None:
+                views = [unwatched.told(v, r.name, r.status, r.last) for v, r in zip(views, records)]
+                views = [v for v in views if status is None or v["status"] == status.value]
+            emit_json(views)
             return ExitStatus.OK
-        listed = store.job_rows(status)
+        listed = store.job_rows(query)
     now = time.time()
-    rows = [
-        [r.name, r.status.value, r.attempts, _how(r.last), r.last and r.last.host, _gpus(r.last), _took(r.last, now)]
-        for r in listed
-    ]
+    rows = []
+    for r in listed:
+        shown, last = unwatched.see(r.name, r.status, r.last) if unwatched else (r.status.value, r.last)
+        if status is None or shown == status.value:
+            rows.append([r.name, shown, r.attempts, _how(last), last and last.host, _gpus(last), _took(last, now)])
     print(table(["NAME", "STATUS", "ATTEMPTS", "END", "HOST", "GPUS", "TOOK"], rows))
+    if unwatched is not None and (note := unwatched.note()):
+        say(note)
     return ExitStatus.OK
 
 
@@ -120,15 +133,24 @@ def cmd_describe(args: argparse.Namespace) -> int:
     with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (batch_dir, store):
         record = _job(store, args.batch, args.job)
         attempts = store.attempts(args.job)
+        unwatched = Unwatched.of(batch_dir, store)
+    status, last = record.status.value, record.last
+    if unwatched is not None:  # no daemon: its last attempt as its files tell
+        status, last = unwatched.see(args.job, record.status, record.last)
+        attempts = [last if last is not None and a.n == last.n else a for a in attempts]
     attempt_views = [_attempt_view(batch_dir, args.job, a) for a in attempts]
+    view = job_view(record, batch_dir)
+    if unwatched is not None and attempt_views:
+        view = unwatched.told(view, args.job, record.status, record.last)
+        attempt_views[-1] = unwatched.told(attempt_views[-1], args.job, record.status, record.last)
     if args.json:
-        emit_json({**job_view(record, batch_dir), "attempts": attempt_views})
+        emit_json({**view, "attempts": attempt_views})
         return ExitStatus.OK
     spec = record.spec
     retries = f"{spec.retry.max_retries}, on " + ", ".join(map(str, spec.retry.on))
     fields = [
         ("name", spec.name),
-        ("status", record.status.value),
+        ("status", status),
         ("command", spec.execution.command),
         ("params", json.dumps(spec.params)),
         ("resource", f"cpu {spec.resource.cpu:g}, ram {spec.resource.ram} MB, gpu {spec.resource.gpu}"),
@@ -154,6 +176,10 @@ def cmd_describe(args: argparse.Namespace) -> int:
         for a, v in zip(attempts, attempt_views)
     ]
     print(table(["#", "STATUS", "HOST", "GPUS", "PID", "STARTED", "TOOK", "END", "STDOUT (stderr beside it)"], rows))
+    if unwatched is not None:  # this job's own note if it was left running, else the batch's
+        note = unwatched.job_note(status) if record.status == JobStatus.RUNNING else unwatched.note()
+        if note:
+            say(note)
     return ExitStatus.OK
 
 
@@ -267,7 +293,7 @@ def _show_attempt(batch_dir: BatchDir, record: JobRecord, n: int, args: argparse
     path = folder / stream
     out = sys.stdout.buffer
     running_elsewhere = (
-        record.status == JobStatus.RUNNING and n == record.attempts and not _runs_here(batch_dir) and not path.exists()
+        record.status == JobStatus.RUNNING and n == record.attempts and not runs_here(batch_dir) and not path.exists()
     )
     if running_elsewhere:  # its output comes home when it ends: meanwhile the daemon reads it there
         _output_from_daemon(batch_dir, args.job, stream, tail, args.follow, record, out)
@@ -290,22 +316,13 @@ def _show_attempt(batch_dir: BatchDir, record: JobRecord, n: int, args: argparse
         raise HyperctlError(missing)
     with f:
         if tail is not None:
-            _seek_last_lines(f, tail)
+            seek_last_lines(f, tail)
         _copy(f, out)
         if args.follow:
             while not _attempt_ended(batch_dir, args.job, n, folder):
                 time.sleep(_FOLLOW_EVERY)
                 _copy(f, out)
             _copy(f, out)
-
-
-def _runs_here(batch_dir: BatchDir) -> bool:
-    """Whether the batch's jobs run on this machine (their output is in the batch folder as it grows)."""
-    try:
-        kind = json.loads(batch_dir.spec_file.read_text())["backend"]["type"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return True
-    return BackendSpec(type=kind).runs_here
 
 
 def _output_from_daemon(
@@ -355,27 +372,3 @@ def _wait_for_file(path: Path, batch_dir: BatchDir, job: str, n: int, folder: Pa
             return None
         time.sleep(_FOLLOW_EVERY)
     return open(path, "rb")  # noqa: SIM115 - the caller closes it
-
-
-def _seek_last_lines(f: Any, lines: int) -> None:
-    """Put f at the start of its last `lines` lines, reading back from the end in blocks: each
-    byte is looked at once, however long the lines (a 100 MB line is one pass, not a square)."""
-    end = f.seek(0, os.SEEK_END)
-    if lines == 0 or end == 0:
-        return
-    f.seek(end - 1)
-    # Newlines to pass going back: the last line's own one too, when the file ends with one.
-    passes = lines + 1 if f.read(1) == b"\n" else lines
-    position = end
-    while position > 0:
-        step = min(1 << 16, position)
-        position -= step
-        f.seek(position)
-        block = f.read(step)
-        at = len(block)
-        while (at := block.rfind(b"\n", 0, at)) >= 0:
-            passes -= 1
-            if passes == 0:
-                f.seek(position + at + 1)
-                return
-    f.seek(0)  # fewer lines than asked: all of them

@@ -76,7 +76,7 @@ def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> in
     import logging
 
     from hyperctl.daemon.runner import run_batch
-    from hyperctl.progress import Progress
+    from hyperctl.progress import Progress, failure_tails
 
     logging.basicConfig(format="hyperctl: %(message)s", level=logging.WARNING)
 
@@ -84,6 +84,7 @@ def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> in
     result = run_batch(spec, options, progress)
     progress.finished(result)
     if as_json:
+        tails, more = failure_tails(result)
         emit_json(
             {
                 "name": result.batch_dir.name,
@@ -93,6 +94,8 @@ def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> in
                 "skipped": result.skipped,
                 "elapsed": round(result.elapsed, 3),
                 "not_succeeded": [r.name for r in result.not_succeeded],
+                "failures": [tail.to_dict() for tail in tails],  # the first few, with their stderr's last lines
+                "failures_more": more,
             }
         )
     return exitstatus.for_batch(result.status)

@@ -212,7 +212,7 @@ class Scheduler:
         daemon that exits first leaves them to `batch resume`, which reads the attempts' files."""
         for name, (n, exit) in list(self.unrecorded.items()):
             status = final_status(exit)
-            self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason)
+            self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason, exit.ended)
             del self.unrecorded[name]
             if exit.reason == INTERRUPTED:
                 self.store.set_status(name, JobStatus.PENDING)
@@ -260,7 +260,7 @@ class Scheduler:
         exit = await self.executor.wait(handle)
         status = final_status(exit)
         try:
-            self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason)
+            self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason, exit.ended)
         except StoreError:
             self.unrecorded[name] = (n, exit)  # recorded once the store takes writes again
             raise
@@ -358,7 +358,7 @@ class Scheduler:
             self._requeue_unstarted(name)
             return
         status = final_status(found)
-        self.store.end_attempt(name, last.n, status, found.exit_code, found.signal, found.reason)
+        self.store.end_attempt(name, last.n, status, found.exit_code, found.signal, found.reason, found.ended)
         self._ended(name, status, found.exit_code)
 
     async def _watch_recovered(self, name: str, n: int, handle: Handle, slot: Slot) -> None:
