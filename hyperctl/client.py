@@ -121,4 +121,11 @@ def live_client(batch_dir: BatchDir) -> Client:
         store.close()
     if not portal:
         raise NoDaemonError(f"batch '{batch_dir.name}': its daemon is starting or stopping; try again")
-    return Client(portal, batch_dir.token_file.read_text().strip())
+    from hyperctl.daemon.auth import read_token
+
+    token = read_token(batch_dir)
+    if token is None:
+        raise HyperctlError(
+            f"batch '{batch_dir.name}': its token is missing ({batch_dir.token_file}); no command can reach its daemon"
+        )
+    return Client(portal, token)

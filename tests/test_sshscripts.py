@@ -28,7 +28,7 @@ def every_script(folder: Path) -> dict[str, str]:
     return {
         "set_up": sshscripts.set_up("~/.hyperctl", sshscripts.job_side_lib(), {"PATH": "/opt/x:/usr/bin"}),
         "upload": sshscripts.upload(paths),
-        "spawn": sshscripts.spawn(paths, "echo 'hi'", "{}", {"A": "b c"}, PurePosixPath("/lib"), send_home),
+        "spawn": sshscripts.spawn(paths, "echo 'hi'", PurePosixPath("/lib"), send_home, "0022"),
         "reattach": sshscripts.reattach(42, {"HYPERCTL_JOB_NAME": "j"}, send_home),
         "collect": send_home,
         "collect_nothing": sshscripts.collect(paths, False, []),

@@ -133,10 +133,11 @@ class RemoteExecutor(Executor):
         command = sshscripts.set_up(self.remote_root, self.lib, gpus_env)
         status, out, err = await self._in_thread(run, transport, command)
         lines = out.decode(errors="replace").split("\n")
-        if status != 0 or len(lines) < 4:
+        if status != 0 or len(lines) < 5:
             why = " ".join(err.decode(errors="replace").split()) or f"setting up failed (exit {status})"
             raise HostUnreachableError(f"{remote.endpoint}: {why}")
         remote.home = lines[0]
+        remote.umask = lines[4].strip() if lines[4].strip().isdigit() else remote.umask
         machine = remote.machine
         cpu = float(lines[1]) if remote.cpu_auto and lines[1].strip().isdigit() else machine.cpu
         ram = int(lines[2]) if remote.ram_auto and lines[2].strip().isdigit() else machine.ram
@@ -206,17 +207,16 @@ class RemoteExecutor(Executor):
             "HYPERCTL_JOB_WORKING_DIR": str(paths.working),
             "HYPERCTL_JOB_PARAMS_FILE": str(paths.params_file),
         }
-        # A secret, so not on the command line (which `ps` shows anyone on the host): on stdin.
         token = env.pop("HYPERCTL_JOB_TOKEN", "")
         if _on_loopback(env.get("HYPERCTL_SERVER_PORTAL", "")):
             del env["HYPERCTL_SERVER_PORTAL"]  # the daemon's loopback is not the host's
         params = launch.params_json if len(launch.params_json) <= MAX_PARAMS_ARG else ""
         if launch.execution.assets or not params:
             await self._in_thread(self._upload, transport, paths, launch)
-        command = sshscripts.spawn(
-            paths, launch.command, params, env, self._lib_dir(remote), self._send_home(paths, launch)
-        )
-        chan = await self._in_thread(open_exec, transport, command, (token + "\n").encode())
+        send_home = self._send_home(paths, launch)
+        command = sshscripts.spawn(paths, launch.command, self._lib_dir(remote), send_home, remote.umask)
+        stdin = sshscripts.spawn_input(token, env, params)  # secrets: not on the command line `ps` shows
+        chan = await self._in_thread(open_exec, transport, command, stdin)
         channel = JobChannel(launch, chan, True, self._channel_closed)
         line = await channel.first  # the pid, read on the event loop with what follows
         if not line.isdigit():

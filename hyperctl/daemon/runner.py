@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from hyperctl import privatefs
 from hyperctl.backends import create_executor
 from hyperctl.backends.base import Executor
 from hyperctl.batches import load_spec
@@ -77,7 +78,8 @@ class BatchLock:
         self.file: IO[str] | None = None
 
     def acquire(self) -> None:
-        f = open(self.path, "a+")  # noqa: SIM115 - held for the daemon's life
+        # Private, never through a link: a lock planted by another user is refused, not written.
+        f = os.fdopen(privatefs.open_file(self.path, os.O_RDWR | os.O_CREAT), "r+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -88,6 +90,7 @@ class BatchLock:
                 f"batch '{self.path.parent.parent.name}' is already being run by pid {holder}"
             ) from None
         f.truncate(0)
+        f.seek(0)
         f.write(str(os.getpid()))
         f.flush()
         self.file = f
@@ -154,7 +157,7 @@ async def _run(spec: BatchSpec, options: RunOptions, observer: Observer | None) 
     executor = check_spec(spec)  # before anything is created
     batch_dir = BatchDir(options.batches_dir, spec.name)
     try:
-        batch_dir.internal.mkdir(parents=True, exist_ok=True)
+        batch_dir.create()
     except OSError as e:
         raise HyperctlError(f"cannot make the batch folder {batch_dir.path}: {e.strerror}") from None
     lock = BatchLock(batch_dir.lock_file)
@@ -192,7 +195,7 @@ async def _serve(
         }
         synced = store.sync_jobs(spec.jobs, options.rerun_ended, renamed)
         save_spec(batch_dir, spec)
-        tokens = Tokens(load_or_create_token(batch_dir.token_file))
+        tokens = Tokens(load_or_create_token(batch_dir))
         store.set_meta(
             status=BatchStatus.RUNNING.value,
             started=started,
