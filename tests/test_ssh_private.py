@@ -131,3 +131,18 @@ def test_a_batch_folder_of_another_user_on_the_host_is_refused(host: Host, share
         result.stderr
     )
     assert list((root / "r").iterdir()) == []
+
+
+def test_assets_whose_names_are_globs_go_up_and_results_come_home(host: Host, shared: Path, batches: Path) -> None:
+    names = ["*", "a?b", "[x]", "plain.txt"]
+    for name in names:
+        (shared / name).write_text(f"{name}\n")
+    command = "cat ./'*' ./'a?b' ./'[x]' plain.txt > out.txt && mkdir -p model && echo w > model/w.bin"
+    doc = remote_batch(host, [job(command, name="j", execution={"assets": names})], "globs")
+
+    result = hyperctl("run", "--config", str(write_json(shared / "b.json", doc)))
+
+    assert result.returncode == 0, result.stderr
+    home = batches / "r" / "j"
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file()) == ["model/w.bin", "out.txt"]
+    assert (home / "out.txt").read_text() == "*\na?b\n[x]\nplain.txt\n"

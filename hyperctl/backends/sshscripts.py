@@ -190,11 +190,11 @@ def collect(paths: RemotePaths, download: bool | list[str], assets: Iterable[str
     never comes back is left out: the attempt folders and params file when the data dir is the
     job's folder, the uploaded assets when it is the working dir. Only builtins run unless the
     data dir holds something to send."""
-    exclude = []
+    exclude = []  # `case` patterns
     if paths.attempt.parent == paths.data:  # records inside the data dir (batches of hyperctl 0.1.0)
         exclude += ["attempt-*", "params.json"]
-    if paths.data == paths.working:
-        exclude += [os.path.basename(a.rstrip("/")) for a in assets]
+    if paths.data == paths.working:  # names, not patterns: an asset may be called `*`
+        exclude += [_literal(os.path.basename(a.rstrip("/"))) for a in assets]
     names = " ".join(ATTEMPT_FILES)
     # Most short jobs print nothing: then shell builtins alone send the exit code, no stat nor cat.
     script = (
@@ -215,6 +215,12 @@ def collect(paths: RemotePaths, download: bool | list[str], assets: Iterable[str
         f'for f in * .[!.]* ..?*; do case "$f" in {skip}) ;; *) [ -e "$f" ] && has=1 ;; esac; done; '
         f'if [ -n "$has" ]; then find . {prune}-type f {match}-print0 | tar -cf - --null -T - 2>/dev/null; fi; true'
     )
+
+
+def _literal(name: str) -> str:
+    """A pattern (of `case` and of find's -path alike) that matches this name alone: each glob
+    character in a bracket of its own."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _case_pattern(pattern: str) -> str:
