@@ -69,7 +69,7 @@ class BatchDir:
         self.name = name
         self.internal = self.path / INTERNAL
         self.db = self.internal / "state.db"
-        self.legacy_token_file = self.internal / "token"  # where batches of hyperctl <= 0.2 keep it
+        self.legacy_token_file = self.internal / "token"  # where older batches keep it (moved on a run)
         self.lock_file = self.internal / "lock"
         self.spec_file = self.internal / "batch.json"
         self.daemon_log = self.internal / "daemon.log"

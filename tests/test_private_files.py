@@ -132,6 +132,24 @@ def test_what_another_user_put_in_a_batch_folder_left_open_is_refused(
     assert not BatchDir(sticky, "b").token_file.exists()  # never taken for the batch's
 
 
+def test_a_job_folder_another_user_linked_elsewhere_is_refused(sticky: Path, tmp_path: Path, batches: Path) -> None:
+    env = {"HYPERCTL_BATCHES_DATA_DIR": str(sticky)}
+    config = write_json(tmp_path / "b.json", batch([job("true", name="i")]))
+    assert hyperctl("run", "--config", str(config), env=env).returncode == 0
+    os.chmod(sticky / "b", 0o777)  # the owner's batch folder, left open
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    as_other_user(f"ln -s {elsewhere} {sticky}/b/j")
+    write_json(config, batch([job("echo ran > out", name="j", max_retries=0)]))
+
+    result = hyperctl("run", "--config", str(config), env=env)
+
+    assert result.returncode == 1
+    assert f"j: failed (could not start: {sticky / 'b' / 'j'}: is a symbolic link; " in result.stderr, result.stderr
+    assert list(elsewhere.iterdir()) == []
+    assert stat.S_IMODE((sticky / "b").stat().st_mode) == 0o700  # narrowed again
+
+
 def test_a_job_finds_no_batch_token_in_its_batch_folder(tmp_path: Path, batches: Path) -> None:
     command = (
         'cat "$HYPERCTL_JOB_DATA_DIR/../.hyperctl/token" > stolen 2>&1; '
