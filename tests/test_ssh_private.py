@@ -146,3 +146,29 @@ def test_assets_whose_names_are_globs_go_up_and_results_come_home(host: Host, sh
     home = batches / "r" / "j"
     assert sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file()) == ["model/w.bin", "out.txt"]
     assert (home / "out.txt").read_text() == "*\na?b\n[x]\nplain.txt\n"
+
+
+def test_a_machine_s_environment_is_on_no_command_line_while_its_gpus_are_asked(
+    host: Host, shared: Path, batches: Path
+) -> None:
+    gate, asked = shared / "gate", shared / "asked"
+    fake = shared / "bin"
+    fake.mkdir()
+    # nvidia-smi that waits: the set-up program is still running while the test looks.
+    (fake / "nvidia-smi").write_text(f"#!/bin/sh\n: > {asked}\nwhile [ ! -e {gate} ]; do sleep 0.05; done\necho 0\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    secret = "machine-s3cret-51d0"
+    machine = host.machine(gpu="auto", environments={"PATH": f"{fake}:/usr/bin:/bin", "API_KEY": secret})
+    doc = remote_batch(host, [job("echo $API_KEY", name="j")], "machine-env", machines=[machine])
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(write_json(shared / "b.json", doc))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(asked.exists, "nvidia-smi to be asked")
+        assert [c for c in command_lines() if secret in c] == []
+    finally:
+        gate.touch()
+        assert run.wait(timeout=30) == 0
+    assert (attempt_dir(batches, "r", "j") / "stdout").read_text() == f"{secret}\n"

@@ -129,9 +129,9 @@ class RemoteExecutor(Executor):
     async def _set_up(self, remote: RemoteMachine, transport: paramiko.Transport) -> None:
         """One command on a new connection: the host's home and capacity, and the job-side
         hyperctl installed under remote_root (which proves that folder writable)."""
-        gpus_env = remote.environments if remote.gpu_auto else None
-        command = sshscripts.set_up(self.remote_root, self.lib, gpus_env)
-        status, out, err = await self._in_thread(run, transport, command)
+        command = sshscripts.set_up(self.remote_root, self.lib, remote.gpu_auto)
+        stdin = (sshscripts.env_line(remote.environments) + "\n").encode() if remote.gpu_auto else None
+        status, out, err = await self._in_thread(run, transport, command, stdin)
         lines = out.decode(errors="replace").split("\n")
         if status != 0 or len(lines) < 5:
             why = " ".join(err.decode(errors="replace").split()) or f"setting up failed (exit {status})"

@@ -55,14 +55,6 @@ def root_word(remote_root: str) -> str:
     return '"$HOME"/' + _q(remote_root[2:] if remote_root.startswith("~/") else remote_root)
 
 
-def exports(env: dict[str, str]) -> str:
-    """`export K=V ... && `, to put before a command; empty for no variables."""
-    if not env:
-        return ""
-    # `export` in the login shell, not `env`: one program fewer to start per job.
-    return "export " + " ".join(f"{k}={_q(v)}" for k, v in env.items()) + " && "
-
-
 def env_line(env: dict[str, str]) -> str:
     """The environment as one line of sh that exports it (what spawn() reads on stdin): a value's
     newlines come from $_hc_nl, so that the line is one line whatever the values."""
@@ -86,22 +78,23 @@ def _refuse_foreign(*folders: PurePosixPath) -> str:
     )
 
 
-def set_up(remote_root: str, lib: tuple[str, dict[str, str]], gpus_env: dict[str, str] | None) -> str:
+def set_up(remote_root: str, lib: tuple[str, dict[str, str]], ask_gpus: bool) -> str:
     """Run once per new connection. Prints five lines: the host's $HOME, its CPUs (nproc), its RAM
-    in MB, its GPU indices on one line (nvidia-smi, run with `gpus_env` exported; an empty
-    line when gpus_env is None), and its umask. Installs the job-side hyperctl (job_side_lib())
-    under remote_root/.lib/VERSION/ once, which proves remote_root writable: when it is not, or
-    when remote_root is another user's, exits 3 with why on stderr. What it makes is private."""
+    in MB, its GPU indices on one line (with ask_gpus: nvidia-smi, run with the machine's
+    environment, which env_line() gives on stdin, since a secret may be in it; else an empty
+    line), and its umask. Installs the job-side hyperctl (job_side_lib()) under
+    remote_root/.lib/VERSION/ once, which proves remote_root writable: when it is not, or when
+    remote_root is another user's, exits 3 with why on stderr. What it makes is private."""
     version, files = lib
     writes = " && ".join(f'printf %s {_q(text)} > "$lib"/{name}' for name, text in files.items())
-    ask_gpus = "echo"
-    if gpus_env is not None:  # in the machine's environment: its PATH may be where nvidia-smi is
+    gpus = "echo"
+    if ask_gpus:  # in the machine's environment: its PATH may be where nvidia-smi is
         smi = "nvidia-smi --query-gpu=index --format=csv,noheader"
-        ask_gpus = f"({exports(gpus_env)}{smi} 2>/dev/null | tr '\\n' ' '); echo"
+        gpus = f"(IFS= read -r _hc_env && _hc_nl='\n' && eval \"$_hc_env\" && {smi} 2>/dev/null | tr '\\n' ' '); echo"
     return (
         f'printf "%s\\n" "$HOME"; nproc 2>/dev/null || echo 1; '
         "awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo 2>/dev/null || echo 0; "
-        f"{ask_gpus}; umask; umask 077; root={root_word(remote_root)}; "
+        f"{gpus}; umask; umask 077; root={root_word(remote_root)}; "
         'if [ -e "$root" ] && [ ! -O "$root" ]; then '
         f"echo remote_root {_q(remote_root)}{_q(_NOT_OURS)} >&2; exit 3; fi; "
         f'lib="$root"/.lib/{version}/hyperctl; '
