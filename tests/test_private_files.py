@@ -111,25 +111,54 @@ def test_a_batch_folder_another_user_planted_is_refused(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json", "victim"]  # nothing made of ours
 
 
+@pytest.mark.parametrize(
+    ("name", "plant", "why"),
+    [
+        ("token", "echo planted > {internal}/token", "belongs to uid"),  # a token of theirs, where old batches keep it
+        ("lock", "ln -s {victim} {internal}/lock", "is a symbolic link"),  # the daemon would write its pid there
+        ("state.db", "ln -s {victim} {internal}/state.db", "is a symbolic link"),
+    ],
+)
 def test_what_another_user_put_in_a_batch_folder_left_open_is_refused(
-    sticky: Path, tmp_path: Path, batches: Path
+    sticky: Path, tmp_path: Path, batches: Path, name: str, plant: str, why: str
 ) -> None:
     """A batch folder of the owner's that was left writable: what another user put in it is not used."""
     env = {"HYPERCTL_BATCHES_DATA_DIR": str(sticky)}
     config = write_json(tmp_path / "b.json", batch([job("echo ran", name="j")]))
     assert hyperctl("run", "--config", str(config), env=env).returncode == 0
+    internal = sticky / "b" / ".hyperctl"
     os.chmod(sticky / "b", 0o777)
-    os.chmod(sticky / "b" / ".hyperctl", 0o777)
+    os.chmod(internal, 0o777)
     BatchDir(sticky, "b").token_file.unlink()
-    as_other_user(f"echo planted > {sticky}/b/.hyperctl/token")  # a token of theirs, as an old batch keeps it
+    (internal / name).unlink(missing_ok=True)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    as_other_user(plant.format(internal=internal, victim=victim))
 
     result = hyperctl("run", "--config", str(config), env=env)
 
     assert result.returncode == 2
-    planted = sticky / "b" / ".hyperctl" / "token"
-    assert result.stderr.startswith(f"hyperctl: error: {planted}: belongs to uid "), result.stderr
+    assert result.stderr.startswith(f"hyperctl: error: {internal / name}: {why}"), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert not BatchDir(sticky, "b").token_file.exists()  # never taken for the batch's
+    assert not BatchDir(sticky, "b").token_file.exists()  # nothing taken for the batch's
+    assert victim.read_text() == "precious\n"
+    assert stat.S_IMODE(internal.stat().st_mode) == 0o700  # narrowed again
+
+
+def test_an_older_batch_s_loose_files_are_narrowed(tmp_path: Path, batches: Path) -> None:
+    config = write_json(tmp_path / "b.json", batch([job("true", name="j")]))
+    assert hyperctl("run", "--config", str(config)).returncode == 0
+    internal = batches / "b" / ".hyperctl"
+    for path, mode in ((batches / "b", 0o755), (internal, 0o755), (internal / "state.db", 0o644)):
+        path.chmod(mode)  # as hyperctl made them under umask 022 before
+
+    assert hyperctl("run", "--config", str(config)).returncode == 0
+
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (batches / "b", internal, internal / "state.db")] == [
+        0o700,
+        0o700,
+        0o600,
+    ]
 
 
 def test_a_job_folder_another_user_linked_elsewhere_is_refused(sticky: Path, tmp_path: Path, batches: Path) -> None:
