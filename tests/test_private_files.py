@@ -241,3 +241,18 @@ def command_lines() -> list[str]:
             except OSError:
                 pass
     return lines
+
+
+def test_a_token_folder_that_cannot_be_made_is_one_line(tmp_path: Path, batches: Path) -> None:
+    not_a_folder = tmp_path / "state-file"
+    not_a_folder.write_text("")
+    config = write_json(tmp_path / "b.json", batch([job("true", name="j")]))
+
+    result = hyperctl("run", "--config", str(config), env={"XDG_STATE_HOME": str(not_a_folder)})
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"hyperctl: error: cannot keep the batch token in {not_a_folder}/hyperctl/tokens: File exists; "
+        "set XDG_STATE_HOME to a folder of yours"
+    )
+    assert "Traceback" not in result.stderr

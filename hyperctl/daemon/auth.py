@@ -10,6 +10,7 @@ from hashlib import sha256
 from typing import TYPE_CHECKING
 
 from hyperctl import privatefs
+from hyperctl.errors import HyperctlError
 from hyperctl.layout import token_folder
 
 if TYPE_CHECKING:
@@ -25,13 +26,18 @@ def load_or_create_token(batch_dir: BatchDir) -> str:
     an older hyperctl keeps the token it has (its running jobs' tokens derive from it): it moves
     out of the batch folder."""
     token = read_token(batch_dir)
-    privatefs.make_dirs(token_folder(), token_folder().parent.parent)
     if token is None:
         token = secrets.token_urlsafe(32)
-    if not privatefs.check_file(batch_dir.token_file):
-        fd = privatefs.open_file(batch_dir.token_file, os.O_WRONLY, exclusive=True)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
+    folder = token_folder()
+    try:
+        privatefs.make_dirs(folder, folder.parent.parent)
+        if not privatefs.check_file(batch_dir.token_file):
+            with os.fdopen(privatefs.open_file(batch_dir.token_file, os.O_WRONLY, exclusive=True), "w") as f:
+                f.write(token + "\n")
+    except OSError as e:  # a home that cannot be written (a service account, a read-only file system)
+        raise HyperctlError(
+            f"cannot keep the batch token in {folder}: {e.strerror or e}; set XDG_STATE_HOME to a folder of yours"
+        ) from None
     if privatefs.check_file(batch_dir.legacy_token_file):
         os.unlink(batch_dir.legacy_token_file)
     return token
@@ -43,7 +49,7 @@ def read_token(batch_dir: BatchDir) -> str | None:
     for path in (batch_dir.token_file, batch_dir.legacy_token_file):
         try:
             fd = privatefs.open_file(path, os.O_RDONLY)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # none there (a folder on the way is a file)
             continue
         with os.fdopen(fd) as f:
             return f.read().strip()
