@@ -17,7 +17,8 @@ from hyperctl.layout import BatchDir
 from tests.conftest import attempt_dir, batch_token, hyperctl, read_stdout, wait_for, write_json
 from tests.sshhosts import USER, ensure_user
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="another user's files need root to make")
+# Another user's files: root makes them (runuser), as on CI.
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="another user's files need root to make")
 
 
 def batch(jobs: list[dict[str, Any]], name: str = "b") -> dict[str, Any]:
@@ -83,6 +84,7 @@ def test_a_detached_run_s_log_is_private(umask_022: None, tmp_path: Path, batche
     assert stat.S_IMODE((batches / "b" / ".hyperctl" / "daemon.log").stat().st_mode) == 0o600
 
 
+@as_root
 @pytest.mark.parametrize(
     ("plant", "refused", "why"),
     [
@@ -111,6 +113,7 @@ def test_a_batch_folder_another_user_planted_is_refused(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json", "victim"]  # nothing made of ours
 
 
+@as_root
 @pytest.mark.parametrize(
     ("name", "plant", "why"),
     [
@@ -161,6 +164,7 @@ def test_an_older_batch_s_loose_files_are_narrowed(tmp_path: Path, batches: Path
     ]
 
 
+@as_root
 def test_a_job_folder_another_user_linked_elsewhere_is_refused(sticky: Path, tmp_path: Path, batches: Path) -> None:
     env = {"HYPERCTL_BATCHES_DATA_DIR": str(sticky)}
     config = write_json(tmp_path / "b.json", batch([job("true", name="i")]))
