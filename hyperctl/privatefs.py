@@ -58,6 +58,14 @@ def make_dirs(path: str | Path, base: str | Path) -> None:
     path, base = Path(path), Path(base)
     if not os.path.isdir(base):
         os.makedirs(base, FOLDER_MODE, exist_ok=True)
+    mode = os.stat(base).st_mode
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        # Anyone may rename what is in it: another user could swap the folder for one of theirs
+        # between the check here and a write. The sticky bit (as /tmp has it) stops that.
+        raise HyperctlError(
+            f"{base}: any user may write it, and it has no sticky bit (chmod +t): another user could "
+            "swap what hyperctl keeps there for theirs: refused"
+        )
     folder = base
     for part in path.relative_to(base).parts:
         folder = folder / part

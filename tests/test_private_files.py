@@ -260,3 +260,23 @@ def test_a_token_folder_that_cannot_be_made_is_one_line(tmp_path: Path, batches:
         "set XDG_STATE_HOME to a folder of yours"
     )
     assert "Traceback" not in result.stderr
+
+
+def test_a_batches_data_dir_anyone_may_write_without_a_sticky_bit_is_refused(tmp_path: Path, batches: Path) -> None:
+    """Anyone may rename a folder there: another user could swap the batch folder for theirs mid-run."""
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    config = write_json(tmp_path / "b.json", batch([job("true", name="j")]))
+    env = {"HYPERCTL_BATCHES_DATA_DIR": str(open_dir)}
+
+    result = hyperctl("run", "--config", str(config), env=env)
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"hyperctl: error: {open_dir}: any user may write it, and it has no sticky bit (chmod +t): another user "
+        "could swap what hyperctl keeps there for theirs: refused"
+    ]
+    assert list(open_dir.iterdir()) == []
+    open_dir.chmod(0o1777)  # as /tmp
+    assert hyperctl("run", "--config", str(config), env=env).returncode == 0
