@@ -227,7 +227,13 @@ class DetachedBatch:
 
     @property
     def token(self) -> str:
-        return (self.internal / "token").read_text().strip()
+        from hyperctl.daemon.auth import read_token
+        from hyperctl.layout import BatchDir
+
+        token = read_token(BatchDir(self.batches, self.name))  # kept outside the batch folder
+        if token is None:
+            raise BenchError(f"batch {self.name}: no token")
+        return token
 
     @property
     def first_job(self) -> str:

@@ -38,7 +38,7 @@ def resolve_batches_dir(option: str | None) -> Path:
 def daemon_pid(batch_dir: BatchDir) -> int | None:
     """The pid of the daemon that holds the batch's lock, or None when no daemon runs it."""
     try:
-        fd = os.open(batch_dir.lock_file, os.O_RDONLY)
+        fd = os.open(batch_dir.lock_file, os.O_RDONLY | os.O_NOFOLLOW)  # a link is no lock of ours
     except OSError:
         return None
     try:

@@ -121,8 +121,11 @@ def live_client(batch_dir: BatchDir) -> Client:
         store.close()
     if not portal:
         raise NoDaemonError(f"batch '{batch_dir.name}': its daemon is starting or stopping; try again")
-    try:
-        token = batch_dir.token_file.read_text().strip()
-    except OSError as e:  # a folder in its place, unreadable
-        raise HyperctlError(f"{batch_dir.token_file}: cannot read the batch's token: {e.strerror or e}") from None
+    from hyperctl.daemon.auth import read_token
+
+    token = read_token(batch_dir)
+    if token is None:
+        raise HyperctlError(
+            f"batch '{batch_dir.name}': its token is missing ({batch_dir.token_file}); no command can reach its daemon"
+        )
     return Client(portal, token)

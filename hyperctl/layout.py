@@ -3,12 +3,17 @@
     <batches data dir>/<batch>/
         <job>/                          the job's data dir by default: only what the job makes
         .hyperctl/                      hyperctl's own; a job name cannot start with '.'
-            state.db  batch.json  token  lock  daemon.log
+            state.db  batch.json  lock  daemon.log
             jobs/<job>/params.json
             jobs/<job>/attempt-<n>/{stdout,stderr,exitcode}
 
 A job that empties its data dir (`rm -rf "$HYPERCTL_JOB_DATA_DIR"/*`) cannot reach its own
 logs and exit codes there. On an SSH host the same tree stands under `remote_root`.
+
+The batch token is not in this tree, which every job of the batch can read: it is in a private
+folder of the user's, `$XDG_STATE_HOME/hyperctl/tokens/` (`~/.local/state/...` by default), in a
+file named for the batch folder's real path (batches before it kept it in `.hyperctl/token`).
+Every folder and file here is private (privatefs.py).
 
 Batches made before this layout (hyperctl 0.1.0) kept the records inside the job's folder
 (`<job>/params.json`, `<job>/attempt-<n>/`); each attempt in the store says which layout it
@@ -17,9 +22,13 @@ was started with, so their logs are found where they were written.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from enum import IntEnum
 from pathlib import Path
+
+from hyperctl import privatefs
 
 INTERNAL = ".hyperctl"
 ATTEMPT_FILES = ("stdout", "stderr", "exitcode")
@@ -60,10 +69,20 @@ class BatchDir:
         self.name = name
         self.internal = self.path / INTERNAL
         self.db = self.internal / "state.db"
-        self.token_file = self.internal / "token"
+        self.legacy_token_file = self.internal / "token"  # where older batches keep it (moved on a run)
         self.lock_file = self.internal / "lock"
         self.spec_file = self.internal / "batch.json"
         self.daemon_log = self.internal / "daemon.log"
+
+    @functools.cached_property
+    def token_file(self) -> Path:
+        """The batch token: out of the batch folder, which its jobs can read (see the module's doc)."""
+        key = hashlib.sha256(os.path.realpath(self.path).encode(errors="surrogateescape")).hexdigest()[:32]
+        return token_folder() / key
+
+    def create(self) -> None:
+        """Make (or check) the batch folder and its .hyperctl, private to the user (privatefs)."""
+        privatefs.make_dirs(self.internal, self.path.parent)
 
     def job_dir(self, job: str) -> Path:
         """The job's own folder: its data dir unless the batch file gives another."""
@@ -95,3 +114,12 @@ def has_records(internal: Path) -> bool:
     """Whether a batch's own folder (.hyperctl) shows that the batch has run: its spec, or a job's records."""
     jobs = internal / "jobs"
     return (internal / "batch.json").exists() or (jobs.is_dir() and any(jobs.iterdir()))
+
+
+def state_home() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"))
+
+
+def token_folder() -> Path:
+    """The user's private folder of batch tokens."""
+    return state_home() / "hyperctl" / "tokens"

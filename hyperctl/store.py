@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hyperctl import privatefs
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import CURRENT, BatchDir, Layout, layout_of
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus
@@ -58,6 +60,10 @@ def _create(path: Path) -> None:
     """Make the database whole under another name, then rename it: a reader (the CLI) sees no
     database or one with every table, never one half made."""
     tmp = path.with_name(f".{path.name}.new{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # left by a crash of a process with our pid
+    # Made private first: SQLite gives its -wal and -shm files the database's mode.
+    os.close(privatefs.open_file(tmp, os.O_WRONLY, exclusive=True))
     conn = sqlite3.connect(tmp, isolation_level=None)
     try:
         conn.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
@@ -143,15 +149,6 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write text so that readers see the old file or the whole new one, never a part."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -247,8 +244,11 @@ class Store:
                 _upgrade(path)  # older: upgraded once, then read as usual
                 self.conn = _connect_readonly(path)
         else:
-            if not path.exists():
+            # It holds every job's env and params: the user's own, private (so are -wal and -shm).
+            if not privatefs.check_file(path):
                 _create(path)
+            for beside in (f"{path}-wal", f"{path}-shm"):
+                privatefs.check_file(beside)
             self.conn = sqlite3.connect(path, isolation_level=None)
             self.conn.execute("PRAGMA busy_timeout=5000")
             version = _version(self.conn)
@@ -483,4 +483,4 @@ class Store:
 
 def save_spec(batch_dir: BatchDir, spec: BatchSpec) -> None:
     # Owner-only: a machine's password may be in it (resume needs it to reconnect).
-    write_atomic(batch_dir.spec_file, json.dumps(spec.to_dict()) + "\n", mode=0o600)  # compact: the C encoder
+    privatefs.write_atomic(batch_dir.spec_file, json.dumps(spec.to_dict()) + "\n")  # compact: the C encoder

@@ -18,6 +18,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from hyperctl.daemon.auth import read_token
+from hyperctl.layout import BatchDir
+
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
@@ -40,6 +43,7 @@ def batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """
     path = tmp_path / "batches"
     monkeypatch.setenv("HYPERCTL_BATCHES_DATA_DIR", str(path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # batch tokens: none left in the user's home
     yield path
     kill_leftovers(path)
 
@@ -178,4 +182,7 @@ def process_alive(pid: int) -> bool:
 
 
 def batch_token(batches: Path, batch: str) -> str:
-    return (batches / batch / ".hyperctl" / "token").read_text().strip()
+    """The batch's token, where the CLI reads it (out of the batch folder: layout.BatchDir.token_file)."""
+    token = read_token(BatchDir(batches, batch))
+    assert token is not None, f"batch {batch} has no token"
+    return token

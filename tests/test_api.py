@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
+from hyperctl.layout import BatchDir
 from hyperctl.spec import BatchStatus, JobStatus
 from hyperctl.store import Store
 from tests.conftest import (
@@ -361,8 +362,10 @@ def test_batch_view_counts_the_jobs(runs: Runs, batches: Path) -> None:
 # -- 2. tokens -------------------------------------------------------------------------------------
 def test_token_file_is_readable_by_its_owner_only(runs: Runs, batches: Path) -> None:
     runs.serve(two_sleepers())
-    token_file = batches / "api" / ".hyperctl" / "token"
+    token_file = BatchDir(batches, "api").token_file  # out of the batch folder, which its jobs read
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+    assert not token_file.is_relative_to(batches)
 
 
 def test_job_token_reads_its_own_job_only(runs: Runs, batches: Path) -> None:

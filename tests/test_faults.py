@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hyperctl.layout import BatchDir
 from tests.conftest import hyperctl, start_hyperctl, wait_for, write_json
 
 
@@ -255,7 +256,8 @@ def test_a_lost_store_of_a_batch_that_ran_is_refused(batches: Path, tmp_path: Pa
 def test_a_folder_in_place_of_the_token_or_lock_is_one_line(batches: Path, tmp_path: Path, name: str) -> None:
     config = write_json(tmp_path / "b.json", {"name": "f", "jobs": [{"name": "a", "execution": {"command": "true"}}]})
     assert hyperctl("run", "--config", str(config)).returncode == 0
-    path = batches / "f" / ".hyperctl" / name
+    batch_dir = BatchDir(batches, "f")
+    path = batch_dir.token_file if name == "token" else batch_dir.lock_file
     path.unlink()
     path.mkdir()
     for args in (("batch", "resume", "f"), ("run", "--config", str(config))):

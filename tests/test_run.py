@@ -175,7 +175,8 @@ def test_every_way_a_command_ends_leaves_its_exit_code_on_disk(tmp_path: Path, b
         assert (attempt_dir(batches, "b", name, 1) / "exitcode").read_text() == f"{code}\n", name
     assert "not here" not in read_stdout(batches, "b", "set-e")
     assert read_stdout(batches, "b", "trap") == "bye\n"
-    assert (attempt_dir(batches, "b", "umask", 1) / "exitcode").stat().st_mode & 0o444 == 0o444
+    # The command's umask is its own: the launcher's files stay readable by the user (and private).
+    assert (attempt_dir(batches, "b", "umask", 1) / "exitcode").stat().st_mode & 0o777 == 0o600
     assert (attempt_dir(batches, "b", "set-x", 1) / "stderr").read_text() == "+ exit 0\n"  # as `sh -c` says it
 
 

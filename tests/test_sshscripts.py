@@ -26,9 +26,11 @@ def every_script(folder: Path) -> dict[str, str]:
     paths = paths_in(folder)
     send_home = sshscripts.collect(paths, ["*.csv"], ["data.txt"])
     return {
-        "set_up": sshscripts.set_up("~/.hyperctl", sshscripts.job_side_lib(), {"PATH": "/opt/x:/usr/bin"}),
+        "set_up": sshscripts.set_up("~/.hyperctl", sshscripts.job_side_lib(), True),
         "upload": sshscripts.upload(paths),
-        "spawn": sshscripts.spawn(paths, "echo 'hi'", "{}", {"A": "b c"}, PurePosixPath("/lib"), send_home),
+        "spawn": sshscripts.spawn(
+            paths, "echo 'hi'", PurePosixPath("/lib"), send_home, "0022", {"HYPERCTL_JOB_NAME": "j"}, "bash"
+        ),
         "reattach": sshscripts.reattach(42, {"HYPERCTL_JOB_NAME": "j"}, send_home),
         "collect": send_home,
         "collect_nothing": sshscripts.collect(paths, False, []),

@@ -24,25 +24,31 @@ from hyperctl.spec import Execution
 # file work itself, so the daemon is not kept waiting for the disk. Last, it sends TERM to
 # what the command left running in the background (its process group, which it leads,
 # itself excepted): a job's processes end with the job, as under a cluster scheduler.
-# $1 command, $2 attempt folder, $3 working dir, $4 params JSON ("" = already written), $5 params file,
+# Its own files are private (umask 077); the command runs with the user's umask.
+# The params come in the environment ($_HC_PARAMS, unset before the command; absent when the
+# file is written already), not as an argument: `ps` shows every user the arguments.
+# $1 command, $2 attempt folder, $3 working dir, $4 params file, $5 the command's umask,
 # $6 the shell that runs the command ("": this sh, in a subshell).
 LAUNCHER = """\
-_hc_cmd=$1 _hc_dir=$2 _hc_sh=$6
+_hc_cmd=$1 _hc_dir=$2 _hc_umask=$5 _hc_sh=$6
+umask 077
 exec >"$_hc_dir/stdout" 2>"$_hc_dir/stderr"
-if [ -n "$4" ]; then printf '%s\\n' "$4" >"$5"; fi
+if [ -n "$_HC_PARAMS" ]; then printf '%s\\n' "$_HC_PARAMS" >"$4"; fi
+unset _HC_PARAMS
 cd -- "$3" || { echo 126 >"$_hc_dir/exitcode"; exit 126; }
 set --
-if [ -n "$_hc_sh" ]; then "$_hc_sh" -c "$_hc_cmd"; else (eval "$_hc_cmd"); fi
+(umask "$_hc_umask"; if [ -n "$_hc_sh" ]; then exec "$_hc_sh" -c "$_hc_cmd"; fi; eval "$_hc_cmd")
 _hc_code=$?
 echo "$_hc_code" >"$_hc_dir/exitcode"
 trap '' TERM
 kill -TERM 0 2>/dev/null
 exit "$_hc_code"
 """
+PARAMS_ENV = "_HC_PARAMS"  # how the launcher gets the params it writes
 # What tells one attempt's processes from any other's: set in every job's environment.
 IDENTITY_ENV = ("HYPERCTL_BATCH_NAME", "HYPERCTL_JOB_NAME", "HYPERCTL_ATTEMPT")
-# Params longer than this are written by the daemon, not passed to the launcher: an argument
-# may not exceed 128 KiB.
+# Params longer than this are written by the daemon, not passed to the launcher: a variable of
+# the environment may not exceed 128 KiB.
 MAX_PARAMS_ARG = 64 * 1024
 
 # Only while a kill waits for a job's processes to finish their TERM handlers, or to die of KILL.

@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
+from hyperctl import privatefs
 from hyperctl.attemptfiles import parse_exit_code
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import ATTEMPT_FILES
@@ -49,7 +50,7 @@ class AttemptReader:
             data = self._file_some(data)
         if data and self.sizes:
             if self.tar is None:
-                self.tar = open(self.attempt_dir / _TAR, "wb")  # noqa: SIM115 - closed in finish()
+                self.tar = self._open(_TAR)  # closed in finish()
             self.tar.write(data)
 
     def _file_some(self, data: bytes) -> bytes:
@@ -75,11 +76,13 @@ class AttemptReader:
         return data[len(take) :]
 
     def _open(self, name: str) -> BinaryIO:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         try:
-            return open(self.attempt_dir / name, "wb")  # noqa: SIM115 - the caller closes it
+            fd = privatefs.open_file(self.attempt_dir / name, flags)
         except FileNotFoundError:  # the first file of the attempt to come home
-            self.attempt_dir.mkdir(parents=True, exist_ok=True)
-            return open(self.attempt_dir / name, "wb")  # noqa: SIM115 - the caller closes it
+            privatefs.make_missing_dirs(self.attempt_dir)
+            fd = privatefs.open_file(self.attempt_dir / name, flags)
+        return os.fdopen(fd, "wb")
 
     def finish(self) -> Path | None:
         """The stream ended: close what is open; the tar to extract, if one came."""
@@ -100,6 +103,7 @@ class AttemptReader:
 def extract(tar_path: Path, into: Path) -> None:
     """Unpack a data dir that came home: regular files and folders only, never outside `into`."""
     try:
+        privatefs.make_missing_dirs(into)  # the job's folder in the batch folder: private
         with tarfile.open(tar_path) as tar:
             for member in tar:
                 name = os.path.normpath(member.name)

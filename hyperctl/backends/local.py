@@ -13,9 +13,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hyperctl import privatefs
 from hyperctl.attemptfiles import FileEnd, read_end
 from hyperctl.backends import procfs
-from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER, MAX_PARAMS_ARG, Executor, Handle, Launch, Machine
+from hyperctl.backends.base import (
+    IDENTITY_ENV,
+    LAUNCHER,
+    MAX_PARAMS_ARG,
+    PARAMS_ENV,
+    Executor,
+    Handle,
+    Launch,
+    Machine,
+)
 from hyperctl.backends.sshscripts import job_side_lib
 from hyperctl.errors import ConfigError
 from hyperctl.validation import Problems, Section, above, at_least, is_kind
@@ -79,6 +89,7 @@ class LocalExecutor(Executor):
     def __init__(self, machine: Machine) -> None:
         self.machine = machine
         self.base_env = dict(os.environ)  # os.environ decodes on every read; copy it once
+        self.umask = f"{privatefs.user_umask():03o}"  # the jobs' own (the launcher's files are private)
         self._running: dict[Attempt, Handle] = {}
         self._launchers: set[int] = set()  # our children that are launchers (not strays)
         self._strays: dict[int, list[int]] = {}  # launcher pid -> its strays, found by a kill of it
@@ -117,15 +128,20 @@ class LocalExecutor(Executor):
 
     async def _spawn(self, launch: Launch) -> Handle:
         execution = launch.execution
-        _make_attempt_dir(launch.attempt_dir)
-        _make_dir(launch.data_dir)
-        params = launch.params_json
-        if len(params) > MAX_PARAMS_ARG:  # too long for an argument: written here, not by the launcher
-            launch.params_file.write_text(params + "\n")
-            params = ""
+        _make_attempt_dir(launch)
+        if execution.data_dir:  # the user's folder, as given (a link, perhaps shared): only made when missing
+            os.makedirs(launch.data_dir, privatefs.FOLDER_MODE, exist_ok=True)
+        else:  # in the batch folder: hyperctl's to make, private
+            _make_private_dir(launch.data_dir, launch.batch_dir.path)
+        env = {**self.base_env, **launch.env}
+        if len(launch.params_json) > MAX_PARAMS_ARG:  # too long for the environment: written here
+            fd = privatefs.open_file(launch.params_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            with os.fdopen(fd, "w") as f:
+                f.write(launch.params_json + "\n")
+        else:  # the launcher writes it (never an argument, which `ps` shows every user)
+            env[PARAMS_ENV] = launch.params_json
         if execution.assets:  # copies, as on a remote machine: a job that changes one changes only its own
             await asyncio.get_running_loop().run_in_executor(None, _copy_assets, execution.assets, launch.working_dir)
-        env = {**self.base_env, **launch.env}
         add_to_pythonpath(env, self._lib or self._make_lib(launch.batch_dir.internal))
         pid = os.posix_spawn(
             "/bin/sh",
@@ -137,8 +153,8 @@ class LocalExecutor(Executor):
                 launch.command,
                 str(launch.attempt_dir),
                 launch.working_dir,
-                params,
                 str(launch.params_file),
+                self.umask,
                 execution.shell or "",
             ],
             env,
@@ -352,21 +368,22 @@ def _kill_quietly(pid: int, sig: int = signal.SIGKILL) -> None:
         os.kill(pid, sig)
 
 
-def _make_dir(path: str | Path) -> None:
-    """mkdir, as cheap as it gets when the parent is there (the usual case): this is per job."""
+def _make_private_dir(path: str | Path, base: Path) -> None:
+    """A private folder under base (privatefs), as cheap as it gets when the parent is there (the
+    usual case): this is per job."""
     try:
-        os.mkdir(path)
-    except FileExistsError:
-        pass
+        privatefs.make_dir(path)
     except FileNotFoundError:
-        os.makedirs(path, exist_ok=True)
+        privatefs.make_dirs(path, base)
 
 
-def _make_attempt_dir(path: Path) -> None:
-    _make_dir(path.parent)  # the job's records folder
+def _make_attempt_dir(launch: Launch) -> None:
+    path = launch.attempt_dir
+    _make_private_dir(path.parent, launch.batch_dir.path)  # the job's records folder
     try:
-        os.mkdir(path)
+        os.mkdir(path, privatefs.FOLDER_MODE)
     except FileExistsError:  # a job that left the batch and came back: that run's end is not this one's
+        privatefs.check_ours(path, os.lstat(path), folder=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path / "exitcode")
 
@@ -395,11 +412,11 @@ def write_job_side_lib(root: Path) -> str:
     job runs (system python3, a conda env), as on remote hosts, and is this very package where it can be."""
     version, files = job_side_lib()
     package = root / version / "hyperctl"
-    package.mkdir(parents=True, exist_ok=True)
+    privatefs.make_missing_dirs(package)
     real = str(Path(__file__).resolve().parent.parent)  # this package
     files["__init__.py"] += f"__path__.append({real!r})\n"
     for name, text in files.items():
-        (package / name).write_text(text)
+        privatefs.write_atomic(package / name, text)
     return str(package.parent)
 
 

@@ -130,14 +130,15 @@ class RemoteExecutor(Executor):
     async def _set_up(self, remote: RemoteMachine, transport: paramiko.Transport) -> None:
         """One command on a new connection: the host's home and capacity, and the job-side
         hyperctl installed under remote_root (which proves that folder writable)."""
-        gpus_env = remote.environments if remote.gpu_auto else None
-        command = sshscripts.set_up(self.remote_root, self.lib, gpus_env)
-        status, out, err = await self._in_thread(run, transport, command)
+        command = sshscripts.set_up(self.remote_root, self.lib, remote.gpu_auto)
+        stdin = (sshscripts.env_line(remote.environments) + "\n").encode() if remote.gpu_auto else None
+        status, out, err = await self._in_thread(run, transport, command, stdin)
         lines = out.decode(errors="replace").split("\n")
-        if status != 0 or len(lines) < 4:
+        if status != 0 or len(lines) < 5:
             why = " ".join(err.decode(errors="replace").split()) or f"setting up failed (exit {status})"
             raise HostUnreachableError(f"{remote.endpoint}: {why}")
         remote.home = lines[0]
+        remote.umask = lines[4].strip() if lines[4].strip().isdigit() else remote.umask
         machine = remote.machine
         cpu = float(lines[1]) if remote.cpu_auto and lines[1].strip().isdigit() else machine.cpu
         ram = int(lines[2]) if remote.ram_auto and lines[2].strip().isdigit() else machine.ram
@@ -207,25 +208,26 @@ class RemoteExecutor(Executor):
             "HYPERCTL_JOB_WORKING_DIR": str(paths.working),
             "HYPERCTL_JOB_PARAMS_FILE": str(paths.params_file),
         }
-        # Secrets, so not on the command line (which `ps` shows anyone on the host): on stdin.
-        # The portal carries the job's token (daemon/portal.py).
+        # Secrets, so not on the command line (which `ps` shows anyone on the host): on stdin, with
+        # the portal, which carries the job's token (daemon/portal.py).
         token = env.pop("HYPERCTL_JOB_TOKEN", "")
-        portal = env.pop("HYPERCTL_SERVER_PORTAL", "")
-        if _on_loopback(portal):
-            portal = ""  # the daemon's loopback is not the host's
+        if _on_loopback(env.get("HYPERCTL_SERVER_PORTAL", "")):
+            del env["HYPERCTL_SERVER_PORTAL"]  # the daemon's loopback is not the host's
         params = launch.params_json if len(launch.params_json) <= MAX_PARAMS_ARG else ""
         if launch.execution.assets or not params:
             await self._in_thread(self._upload, transport, paths, launch)
+        send_home = self._send_home(paths, launch)
         command = sshscripts.spawn(
             paths,
             launch.command,
-            params,
-            env,
             self._lib_dir(remote),
-            self._send_home(paths, launch),
+            send_home,
+            remote.umask,
+            _identity(launch),
             launch.execution.shell,
         )
-        chan = await self._in_thread(open_exec, transport, command, f"{token}\n{portal}\n".encode())
+        stdin = sshscripts.spawn_input(token, env, params)
+        chan = await self._in_thread(open_exec, transport, command, stdin)
         channel = JobChannel(launch, chan, True, self._channel_closed)
         line = await channel.first  # the pid, read on the event loop with what follows
         if not line.isdigit():

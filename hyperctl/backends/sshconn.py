@@ -61,6 +61,7 @@ class RemoteMachine:
     transport: paramiko.Transport | None = None
     clients: list[paramiko.SSHClient] = field(default_factory=list, repr=False)  # kept open with it
     home: str = ""
+    umask: str = "022"  # the host's, for its jobs' commands (hyperctl's own files there are private)
 
 
 class RemoteConf(NamedTuple):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from hyperctl.attemptfiles import EXIT_CODE_LIMIT
-from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER
+from hyperctl.backends.base import LAUNCHER, PARAMS_ENV
 from hyperctl.backends.collect import ATTEMPT_FILES
 
 _q = shlex.quote
@@ -56,30 +56,49 @@ def root_word(remote_root: str) -> str:
     return '"$HOME"/' + _q(remote_root[2:] if remote_root.startswith("~/") else remote_root)
 
 
-def exports(env: dict[str, str]) -> str:
-    """`export K=V ... && `, to put before a command; empty for no variables."""
+def env_line(env: dict[str, str]) -> str:
+    """The environment as one line of sh that exports it (what spawn() reads on stdin): a value's
+    newlines come from $_hc_nl, so that the line is one line whatever the values."""
     if not env:
-        return ""
-    # `export` in the login shell, not `env`: one program fewer to start per job.
-    return "export " + " ".join(f"{k}={_q(v)}" for k, v in env.items()) + " && "
+        return ":"
+    return "export " + " ".join(f"{k}={_q(v)}".replace("\n", "'\"$_hc_nl\"'") for k, v in env.items())
 
 
-def set_up(remote_root: str, lib: tuple[str, dict[str, str]], gpus_env: dict[str, str] | None) -> str:
-    """Run once per new connection. Prints four lines: the host's $HOME, its CPUs (nproc), its RAM
-    in MB, and its GPU indices on one line (nvidia-smi, run with `gpus_env` exported; an empty
-    line when gpus_env is None). Installs the job-side hyperctl (job_side_lib()) under
-    remote_root/.lib/VERSION/ once, which proves remote_root writable: when it is not, exits 3
-    with why on stderr."""
+_FOREIGN = "hyperctl uses only folders of its own user: refused"
+_NOT_OURS = ": is another user's; " + _FOREIGN
+
+
+def _refuse_foreign(*folders: PurePosixPath) -> str:
+    """Exits 3, with why on stderr, when one of the folders is there and is not the user's own,
+    or is a symbolic link (another user may have put it there first, on a shared host)."""
+    words = " ".join(_q(str(f)) for f in folders)
+    why = "is another user's, or a symbolic link; " + _FOREIGN
+    return (
+        f'for _hc_d in {words}; do if [ -L "$_hc_d" ] || {{ [ -e "$_hc_d" ] && [ ! -O "$_hc_d" ]; }}; then '
+        f'echo "$_hc_d: "{_q(why)} >&2; exit 3; fi; done && '
+    )
+
+
+def set_up(remote_root: str, lib: tuple[str, dict[str, str]], ask_gpus: bool) -> str:
+    """Run once per new connection. Prints five lines: the host's $HOME, its CPUs (nproc), its RAM
+    in MB, its GPU indices on one line (with ask_gpus: nvidia-smi, run with the machine's
+    environment, which env_line() gives on stdin, since a secret may be in it; else an empty
+    line), and its umask. Installs the job-side hyperctl (job_side_lib()) under
+    remote_root/.lib/VERSION/ once, which proves remote_root writable: when it is not, or when
+    remote_root is another user's, exits 3 with why on stderr. What it makes is private."""
     version, files = lib
     writes = " && ".join(f'printf %s {_q(text)} > "$lib"/{name}' for name, text in files.items())
-    ask_gpus = "echo"
-    if gpus_env is not None:  # in the machine's environment: its PATH may be where nvidia-smi is
+    gpus = "echo"
+    if ask_gpus:  # in the machine's environment: its PATH may be where nvidia-smi is
         smi = "nvidia-smi --query-gpu=index --format=csv,noheader"
-        ask_gpus = f"({exports(gpus_env)}{smi} 2>/dev/null | tr '\\n' ' '); echo"
+        gpus = f"(IFS= read -r _hc_env && _hc_nl='\n' && eval \"$_hc_env\" && {smi} 2>/dev/null | tr '\\n' ' '); echo"
     return (
         f'printf "%s\\n" "$HOME"; nproc 2>/dev/null || echo 1; '
         "awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo 2>/dev/null || echo 0; "
-        f"{ask_gpus}; lib={root_word(remote_root)}/.lib/{version}/hyperctl; "
+        f"{gpus}; umask; umask 077; root={root_word(remote_root)}; "
+        'if [ -e "$root" ] && [ ! -O "$root" ]; then '
+        f"echo remote_root {_q(remote_root)}{_q(_NOT_OURS)} >&2; exit 3; fi; "
+        f'lib="$root"/.lib/{version}/hyperctl; '
         f'[ -f "$lib/.ready" ] || e=$( {{ mkdir -p "$lib" && {writes} && : > "$lib/.ready"; }} 2>&1) || '
         f'{{ echo remote_root {_q(remote_root)}": cannot write there: $e" >&2; exit 3; }}'
     )
@@ -91,6 +110,7 @@ def upload(paths: RemotePaths) -> str:
     non-zero, with why on stderr, when it cannot."""
     records = _q(str(paths.params_file.parent))
     return (
+        f"umask 077 && {_refuse_foreign(paths.job.parent, paths.job.parent / '.hyperctl')}"
         f't=$(mktemp -d) && tar -xf - -C "$t" && mkdir -p {_q(str(paths.working))} {records} && '
         f'{{ [ ! -d "$t/w" ] || cp -R "$t/w/." {_q(str(paths.working))}; }} && '
         f'{{ [ ! -d "$t/j" ] || cp "$t/j/params.json" {_q(str(paths.params_file))}; }}; s=$?; rm -rf "$t"; exit $s'
@@ -114,27 +134,30 @@ def upload_payload(assets: Iterable[str], params_json: str | None) -> bytes:
 def spawn(
     paths: RemotePaths,
     command: str,
-    params: str,
-    env: dict[str, str],
     lib_dir: PurePosixPath,
     send_home: str,
+    umask: str,
+    identity: dict[str, str],
     shell: str | None = None,
 ) -> str:
-    """Start an attempt. Reads the job's token, then its portal (which carries the token; an empty
-    line when the host cannot reach the API), on stdin (secrets: never on a command line that
-    `ps` shows), exports them with `env` and the job-side lib on PYTHONPATH, then prints the
-    launcher's pid on the first line and runs the job (base.LAUNCHER: params "" when the params
-    file is written already) in a session of its own that outlives the connection (setsid -w).
-    Once it has ended, sends the attempt home on the same channel (`send_home`, a collect() program)
+    """Start an attempt. Reads on stdin (spawn_input(): secrets, never on a command line, which
+    `ps` shows anyone on the host) the job's token, then its environment and params as one line,
+    exports them with the job-side lib on PYTHONPATH, then prints the launcher's pid on the first
+    line and runs the job (base.LAUNCHER, the command with `umask`, by `shell` if given) in a
+    session of its own that outlives the connection (setsid -w). Its folders and files are
+    private; a batch folder there that is not the user's is refused (exit 3, why on stderr). Once
+    it has ended, ends what it left outside its process group (the processes that carry its
+    `identity`), sends the attempt home on the same channel (`send_home`, a collect() program)
     and exits with setsid's status: the launcher's exit code, or the signal that ended it."""
     dirs = " ".join(_q(str(p)) for p in dict.fromkeys((paths.attempt, paths.data)))
-    identity = {k: env[k] for k in IDENTITY_ENV if k in env}
-    args = (command, paths.attempt, paths.working, params, paths.params_file, shell or "")
+    batch = paths.job.parent
+    args = (command, paths.attempt, paths.working, paths.params_file, umask, shell or "")
     return (
-        "IFS= read -r HYPERCTL_JOB_TOKEN && export HYPERCTL_JOB_TOKEN && IFS= read -r HYPERCTL_SERVER_PORTAL && "
-        '{ [ -n "$HYPERCTL_SERVER_PORTAL" ] && export HYPERCTL_SERVER_PORTAL || unset HYPERCTL_SERVER_PORTAL; } && '
+        "IFS= read -r HYPERCTL_JOB_TOKEN && export HYPERCTL_JOB_TOKEN && IFS= read -r _hc_env && "
+        "_hc_nl='\n' && eval \"$_hc_env\" && umask 077 && "
+        f"{_refuse_foreign(batch, batch / '.hyperctl')}"
         # An exitcode left by an earlier batch of this name is emptied: never mistaken for this one's.
-        f"mkdir -p {dirs} && : > {_q(str(paths.attempt / 'exitcode'))} && {exports(env)}"
+        f"mkdir -p {dirs} && : > {_q(str(paths.attempt / 'exitcode'))} && "
         f'export PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}"{_q(str(lib_dir))} && '
         f"setsid -w /bin/sh -c {_q('echo $$; ' + LAUNCHER)} hyperctl-job {' '.join(_q(str(a)) for a in args)} "
         # What the job left outside its process group ends with it too (this shell is the only
@@ -142,6 +165,14 @@ def spawn(
         f"</dev/null; s=$?; for p in $({carriers(identity)}); do [ $p = $$ ] || kill -TERM $p; done; "
         f"{send_home}; exit $s"
     )
+
+
+def spawn_input(token: str, env: dict[str, str], params: str) -> bytes:
+    """What spawn() reads on stdin: the token, then the environment, with the params ("" when the
+    params file is uploaded already) for the launcher to write."""
+    if params:
+        env = {**env, PARAMS_ENV: params}
+    return f"{token}\n{env_line(env)}\n".encode()
 
 
 def reattach(pid: int, identity: dict[str, str], send_home: str) -> str:
@@ -165,11 +196,11 @@ def collect(paths: RemotePaths, download: bool | list[str], assets: Iterable[str
     never comes back is left out: the attempt folders and params file when the data dir is the
     job's folder, the uploaded assets when it is the working dir. Only builtins run unless the
     data dir holds something to send."""
-    exclude = []
+    exclude = []  # `case` patterns
     if paths.attempt.parent == paths.data:  # records inside the data dir (batches of hyperctl 0.1.0)
         exclude += ["attempt-*", "params.json"]
-    if paths.data == paths.working:
-        exclude += [os.path.basename(a.rstrip("/")) for a in assets]
+    if paths.data == paths.working:  # names, not patterns: an asset may be called `*`
+        exclude += [_literal(os.path.basename(a.rstrip("/"))) for a in assets]
     names = " ".join(ATTEMPT_FILES)
     # Most short jobs print nothing: then shell builtins alone send the exit code, no stat nor cat.
     script = (
@@ -190,6 +221,12 @@ def collect(paths: RemotePaths, download: bool | list[str], assets: Iterable[str
         f'for f in * .[!.]* ..?*; do case "$f" in {skip}) ;; *) [ -e "$f" ] && has=1 ;; esac; done; '
         f'if [ -n "$has" ]; then find . {prune}-type f {match}-print0 | tar -cf - --null -T - 2>/dev/null; fi; true'
     )
+
+
+def _literal(name: str) -> str:
+    """A pattern (of `case` and of find's -path alike) that matches this name alone: each glob
+    character in a bracket of its own."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _case_pattern(pattern: str) -> str:

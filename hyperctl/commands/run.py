@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hyperctl import exitstatus
+from hyperctl import exitstatus, privatefs
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.output import emit_json, say
@@ -134,7 +135,7 @@ def detach(spec: BatchSpec, options: RunOptions, as_json: bool = False) -> int:
 
     check_spec(spec)  # config errors here, in the foreground, before anything starts
     batch_dir = BatchDir(options.batches_dir, spec.name)
-    batch_dir.internal.mkdir(parents=True, exist_ok=True)
+    batch_dir.create()
     holder = daemon_pid(batch_dir)
     if holder is not None:
         raise HyperctlError(f"batch '{spec.name}' is already being run by pid {holder}")
@@ -143,7 +144,7 @@ def detach(spec: BatchSpec, options: RunOptions, as_json: bool = False) -> int:
     argv = [sys.executable, "-m", "hyperctl", "run", "--spec-stdin", "--batches-data-dir", str(options.batches_dir)]
     argv += ["--source", options.source or ""] + (["--name", spec.name] if options.same_batch else [])
     argv += [] if options.rerun_ended else ["--keep-ended"]
-    with open(log_path, "ab") as log:
+    with os.fdopen(privatefs.open_file(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as log:
         daemon = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True, close_fds=True
         )

@@ -1,5 +1,5 @@
-"""Tokens: one per batch (a file only its owner reads), and one per job derived from it; who a
-request's Authorization header speaks for, decided here alone."""
+"""Tokens: one per batch (a file only its owner reads, out of the jobs' reach: layout.BatchDir.token_file),
+and one per job derived from it; who a request's Authorization header speaks for, decided here alone."""
 
 from __future__ import annotations
 
@@ -7,24 +7,53 @@ import hmac
 import os
 import secrets
 from hashlib import sha256
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hyperctl import privatefs
+from hyperctl.errors import HyperctlError
+from hyperctl.layout import token_folder
+
+if TYPE_CHECKING:
+    from hyperctl.layout import BatchDir
 
 JOB_TOKEN_PREFIX = "job."
 EVERY_JOB = ""  # what the batch token reads: the batch and every job (a job token reads its own job)
 _REMEMBERED = 10_000  # genuine tokens whose reader is kept, so that a request costs no HMAC
 
 
-def load_or_create_token(path: Path) -> str:
-    """The batch token, created with mode 0600 the first time."""
+def load_or_create_token(batch_dir: BatchDir) -> str:
+    """The batch token, made (0600, in the user's private token folder) the first time. A batch of
+    an older hyperctl keeps the token it has (its running jobs' tokens derive from it): it moves
+    out of the batch folder."""
+    token = read_token(batch_dir)
+    if token is None:
+        token = secrets.token_urlsafe(32)
+    folder = token_folder()
     try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+        privatefs.make_dirs(folder, folder.parent.parent)
+        if not privatefs.check_file(batch_dir.token_file):
+            with os.fdopen(privatefs.open_file(batch_dir.token_file, os.O_WRONLY, exclusive=True), "w") as f:
+                f.write(token + "\n")
+    except OSError as e:  # a home that cannot be written (a service account, a read-only file system)
+        raise HyperctlError(
+            f"cannot keep the batch token in {folder}: {e.strerror or e}; set XDG_STATE_HOME to a folder of yours"
+        ) from None
+    if privatefs.check_file(batch_dir.legacy_token_file):
+        os.unlink(batch_dir.legacy_token_file)
     return token
+
+
+def read_token(batch_dir: BatchDir) -> str | None:
+    """The batch token, where it is (an older hyperctl's daemon may still run the batch with its
+    token in the batch folder); None when there is none. One that is not the user's is refused."""
+    for path in (batch_dir.token_file, batch_dir.legacy_token_file):
+        try:
+            fd = privatefs.open_file(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):  # none there (a folder on the way is a file)
+            continue
+        with os.fdopen(fd) as f:
+            return f.read().strip()
+    return None
 
 
 class Tokens:

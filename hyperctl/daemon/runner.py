@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from hyperctl import privatefs
 from hyperctl.backends import create_executor
 from hyperctl.backends.base import Executor
 from hyperctl.batches import load_spec
@@ -80,8 +81,9 @@ class BatchLock:
         self.file: IO[str] | None = None
 
     def acquire(self) -> None:
+        # Private, never through a link: a lock planted by another user is refused, not written.
         try:
-            f = open(self.path, "a+")  # noqa: SIM115 - held for the daemon's life
+            f = os.fdopen(privatefs.open_file(self.path, os.O_RDWR | os.O_CREAT), "r+")
         except OSError as e:  # a folder in its place, a full disk, no permission
             raise HyperctlError(f"{self.path}: cannot open the batch's lock file: {e.strerror or e}") from None
         try:
@@ -163,7 +165,7 @@ async def _run(spec: BatchSpec, options: RunOptions, observer: Observer | None) 
     executor = check_spec(spec)  # before anything is created
     batch_dir = BatchDir(options.batches_dir, spec.name)
     try:
-        batch_dir.internal.mkdir(parents=True, exist_ok=True)
+        batch_dir.create()
     except OSError as e:
         raise HyperctlError(f"cannot make the batch folder {batch_dir.path}: {e.strerror}") from None
     lock = BatchLock(batch_dir.lock_file)
@@ -202,7 +204,7 @@ async def _serve(
         synced = store.sync_jobs(spec.jobs, options.rerun_ended, renamed)
         save_spec(batch_dir, spec)
         try:
-            tokens = Tokens(load_or_create_token(batch_dir.token_file))
+            tokens = Tokens(load_or_create_token(batch_dir))
         except OSError as e:  # a folder in its place, a full disk
             raise HyperctlError(f"{batch_dir.token_file}: cannot read the batch's token: {e.strerror or e}") from None
         store.set_meta(
