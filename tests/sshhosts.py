@@ -16,6 +16,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -253,3 +254,18 @@ def _wait_listening(host: Host, within: float = 10) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"sshd on {host.address}:{host.port} did not start")
+
+
+@contextmanager
+def hosts_for_module(count: int, remote_root: str) -> Iterator[list[Host]]:
+    """`count` hosts for a test module, and their remote_root (under the test user's home) removed
+    at the end, with everything the hosts left."""
+    workdir = Path(tempfile.mkdtemp(prefix="hyperctl-ssh-"))
+    try:
+        with ssh_hosts(count, workdir) as found:
+            try:
+                yield found
+            finally:
+                shutil.rmtree(found[0].home / remote_root, ignore_errors=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

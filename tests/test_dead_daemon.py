@@ -6,12 +6,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import attempt_dir, hyperctl, wait_for, write_json
-from tests.sshhosts import Host, ssh_hosts
+from tests.sshhosts import Host, hosts_for_module
 from tests.test_ssh import REMOTE_ROOT, remote_batch
 from tests.test_ssh import job as remote_job
 
@@ -161,15 +159,8 @@ def test_batch_watch_ends_when_the_daemon_it_watches_dies(tmp_path: Path, batche
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[Host]:
-    workdir = Path(tempfile.mkdtemp(prefix="hyperctl-ssh-"))
-    try:
-        with ssh_hosts(1, workdir) as found:
-            try:
-                yield found[0]
-            finally:
-                shutil.rmtree(found[0].home / REMOTE_ROOT, ignore_errors=True)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with hosts_for_module(1, REMOTE_ROOT) as found:
+        yield found[0]
 
 
 def test_a_remote_job_left_by_a_dead_daemon_is_unknown_and_resume_takes_its_end_from_the_host(

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 import urllib.error
 import urllib.request
@@ -22,7 +20,7 @@ import pytest
 
 from tests.conftest import attempt_dir, batch_token, hyperctl, read_stdout, wait_for, write_json
 from tests.hypernets_venv import venv_python
-from tests.sshhosts import Host, ssh_hosts
+from tests.sshhosts import Host, hosts_for_module
 from tests.test_api import Runs, batch, finish, job, runs, wait_for_file  # noqa: F401 (runs: a fixture)
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -124,15 +122,8 @@ REMOTE_ROOT = f".hyperctl-test-hn-{os.getpid()}"
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[Host]:
-    workdir = Path(tempfile.mkdtemp(prefix="hyperctl-ssh-"))
-    try:
-        with ssh_hosts(1, workdir) as found:
-            try:
-                yield found[0]
-            finally:
-                shutil.rmtree(found[0].home / REMOTE_ROOT, ignore_errors=True)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with hosts_for_module(1, REMOTE_ROOT) as found:
+        yield found[0]
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="openssh-server is not installed")

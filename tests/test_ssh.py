@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,22 +16,15 @@ import psutil
 import pytest
 
 from tests.conftest import attempt_dir, hyperctl, job_names, process_alive, wait_for, write_json
-from tests.sshhosts import Host, ssh_hosts
+from tests.sshhosts import Host, hosts_for_module
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="openssh-server is not installed")
 
 
 @pytest.fixture(scope="module")
 def hosts() -> Iterator[list[Host]]:
-    workdir = Path(tempfile.mkdtemp(prefix="hyperctl-ssh-"))
-    try:
-        with ssh_hosts(2, workdir) as found:
-            try:
-                yield found
-            finally:
-                shutil.rmtree(found[0].home / REMOTE_ROOT, ignore_errors=True)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with hosts_for_module(2, REMOTE_ROOT) as found:
+        yield found
 
 
 # On the hosts, a folder per test run: two runs at once share the test user's home, not its files.

@@ -8,7 +8,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import attempt_dir, hyperctl, wait_for, write_json
-from tests.sshhosts import Host, ssh_hosts
+from tests.sshhosts import Host, hosts_for_module
 from tests.test_private_files import command_lines
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="openssh-server is not installed")
@@ -26,15 +25,8 @@ REMOTE_ROOT = f".hyperctl-private-{os.getpid()}"
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[Host]:
-    workdir = Path(tempfile.mkdtemp(prefix="hyperctl-ssh-"))
-    try:
-        with ssh_hosts(1, workdir) as found:
-            try:
-                yield found[0]
-            finally:
-                shutil.rmtree(found[0].home / REMOTE_ROOT, ignore_errors=True)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with hosts_for_module(1, REMOTE_ROOT) as found:
+        yield found[0]
 
 
 def remote_batch(host: Host, jobs: list[dict[str, Any]], root: str, **conf: Any) -> dict[str, Any]:

@@ -3,11 +3,9 @@ they carry the attempt's identity, and hyperctl finds and ends them."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import hyperctl, process_alive, wait_for, write_json
+from tests.conftest import hyperctl, process_alive, start_hyperctl, wait_for, write_json
 
 
 def pids_in(path: Path) -> list[int]:
@@ -35,12 +33,7 @@ def test_job_kill_ends_a_setsid_process_too(tmp_path: Path, batches: Path) -> No
         "jobs": [{"name": "j", "execution": {"command": command, "kill_grace": 0.5}}],
         "daemon": {"port": 0},
     }
-    run = subprocess.Popen(
-        [sys.executable, "-m", "hyperctl", "run", "--config", str(write_json(tmp_path / "b.json", doc))],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = start_hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
     try:
         wait_for(lambda: pids.exists() and pids.read_text().strip(), "the job to start its stray")
         (stray,) = pids_in(pids)
@@ -61,12 +54,7 @@ def test_a_stray_ends_soon_after_its_job_while_the_batch_goes_on(tmp_path: Path,
         {"name": "goes-on", "execution": {"command": f"while [ ! -e {gate} ]; do sleep 0.05; done"}},
     ]
     doc = {"name": "b", "jobs": jobs, "daemon": {"port": 0}}
-    run = subprocess.Popen(
-        [sys.executable, "-m", "hyperctl", "run", "--config", str(write_json(tmp_path / "b.json", doc))],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = start_hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
     try:
         wait_for(lambda: pids.exists() and pids.read_text().strip(), "the job to start its stray")
         (stray,) = pids_in(pids)
