@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.conftest import hyperctl, wait_for, write_json
+from tests.conftest import hyperctl, process_alive, read_stdout, wait_for, write_json
 
 
 def start(tmp_path: Path, jobs: list[dict[str, object]]) -> None:
@@ -72,3 +73,28 @@ def test_follow_of_a_pending_job_with_no_daemon_says_how_to_start_one(tmp_path: 
         "hyperctl: error: job 'second' is pending, and no daemon runs batch 'b' to start it "
         "(start one: hyperctl batch resume b)\n"
     )
+
+
+def test_follow_of_a_job_lost_with_its_daemon_ends(tmp_path: Path, batches: Path) -> None:
+    """Daemon and job killed: no one will record the job's end, and -f does not wait for one."""
+    start(tmp_path, [{"name": "a", "execution": {"command": "echo 1; sleep 60"}}])
+    pid = wait_for(lambda: job_pid(batches, "a"), "the job to start")
+    wait_for(lambda: read_stdout(batches, "b", "a") == "1\n", "its first line")
+    os.kill(int((batches / "b" / ".hyperctl" / "lock").read_text()), signal.SIGKILL)
+    os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: not process_alive(pid), "the job to be gone")
+
+    result = hyperctl("job", "logs", "b", "a", "-f", timeout=30)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1\n"
+    assert result.stderr.startswith("hyperctl: job a: lost: no daemon drives batch b")
+
+
+def job_pid(batches: Path, job: str) -> int | None:
+    try:
+        with sqlite3.connect(f"file:{batches / 'b' / '.hyperctl' / 'state.db'}?mode=ro", uri=True) as db:
+            row = db.execute("SELECT pid FROM attempts WHERE job = ?", (job,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None

@@ -20,7 +20,7 @@ from hyperctl.layout import BatchDir
 from hyperctl.output import emit_json, format_duration, format_time, say, table
 from hyperctl.spec import JobStatus
 from hyperctl.store import Attempt, JobRecord, Store
-from hyperctl.unwatched import Unwatched
+from hyperctl.unwatched import UNKNOWN, Unwatched
 
 _FOLLOW_EVERY = 0.2  # seconds between looks at a followed log (as tail -f does)
 
@@ -263,13 +263,18 @@ def _wait_for_attempt(batch_dir: BatchDir, job: str, n: int) -> JobRecord | None
         store = Store(batch_dir.db, readonly=True)
         try:
             record = _job(store, batch_dir.name, job)
+            unwatched = Unwatched.of(batch_dir, store) if record.attempts < n and not record.status.final else None
         finally:
             store.close()
         if record.attempts >= n:
             return record
         if record.status.final:
             return None
-        if daemon_pid(batch_dir) is None:
+        if unwatched is not None:  # no daemon: none will start it, nor record how the last attempt ended
+            shown, _ = unwatched.see(job, record.status, record.last)
+            if shown != UNKNOWN and JobStatus(shown).final:
+                say(f"job {job}: {shown}: {unwatched.job_note(shown)}")
+                return None
             raise HyperctlError(
                 f"job '{job}' is {record.status.value}, and no daemon runs batch '{batch_dir.name}' to start it "
                 f"(start one: hyperctl batch resume {batch_dir.name})"
@@ -361,9 +366,13 @@ def _attempt_ended(batch_dir: BatchDir, job: str, n: int, folder: Path) -> bool:
     store = Store(batch_dir.db, readonly=True)
     try:
         attempt = next((a for a in store.attempts(job) if a.n == n), None)
+        if attempt is None or attempt.status.final:
+            return True
+        # No daemon records its end: its process tells (a job lost with its daemon never ends).
+        unwatched = Unwatched.of(batch_dir, store)
+        return unwatched is not None and not unwatched.still_runs(job, attempt.status, attempt)
     finally:
         store.close()
-    return attempt is None or attempt.status.final
 
 
 def _wait_for_file(path: Path, batch_dir: BatchDir, job: str, n: int, folder: Path) -> Any:
