@@ -1,4 +1,4 @@
-"""Rendering a command template with a job's params, every value shell-quoted."""
+"""Rendering a command template with a job's params, every value shell-quoted, within limits."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import json
 import shlex
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+
+from hyperctl.limits import MAX_ARG_BYTES
+from hyperctl.rendersafety import Budget, TooBig, command_environment
+from hyperctl.shellscan import quoting_problem
+from hyperctl.validation import unsendable
 
 if TYPE_CHECKING:  # jinja2 is imported only when a command uses it
     import jinja2
@@ -16,13 +21,14 @@ def needs_rendering(command: str) -> bool:
 
 
 def shell_word(value: Any) -> str:
-    """One shell word for a param value; JSON spelling for non-strings."""
+    """One shell word for a param value; JSON spelling for non-strings. Whatever made the value
+    (a filter returning Markup, `~`, a macro), it is quoted as a plain string."""
     import jinja2
 
     if isinstance(value, jinja2.Undefined):
         value._fail_with_undefined_error()  # `{{ opt.nope }}`: an error naming it, not a blank
     if isinstance(value, str):
-        return shlex.quote(value)
+        return shlex.quote(str.__str__(value))  # Markup's own + would HTML-escape the quotes
     try:
         return shlex.quote(json.dumps(value))
     except (TypeError, ValueError):  # a range() or the like: as Python spells it
@@ -31,25 +37,32 @@ def shell_word(value: Any) -> str:
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    import jinja2.sandbox
-
-    return jinja2.sandbox.ImmutableSandboxedEnvironment(
-        undefined=jinja2.StrictUndefined,
-        finalize=shell_word,  # applied to every {{ }} output: nothing reaches the shell unquoted
-        autoescape=False,
-        keep_trailing_newline=True,
-        # `${#var}` is common shell; keep Jinja comments out of its way.
-        comment_start_string="{##",
-        comment_end_string="##}",
-    )
+    return command_environment(shell_word)
 
 
 @lru_cache(maxsize=256)
 def _compile(command: str) -> tuple[jinja2.Template, frozenset[str]]:
+    """The template and the names it uses; ValueError for what cannot be a safe command."""
+    import jinja2
     import jinja2.meta
+    from jinja2 import nodes
 
+    problem = unsendable(command)
+    if problem:
+        raise ValueError(problem)
     env = _environment()
-    names = jinja2.meta.find_undeclared_variables(env.parse(command))
+    try:
+        ast = env.parse(command)
+        problem = quoting_problem(env.lex(command))
+    except jinja2.TemplateSyntaxError as e:
+        raise ValueError(f"template syntax: {e.message} (line {e.lineno})") from None
+    if problem:
+        raise ValueError(problem)
+    if ast.find(nodes.FilterBlock) is not None:  # its output is not quoted: `{% filter replace("'", "") %}`
+        raise ValueError(
+            "{% filter %} blocks cannot be used in a command: apply the filter to the value ({{ x|upper }})"
+        )
+    names = jinja2.meta.find_undeclared_variables(ast)
     return env.from_string(command), frozenset(names)
 
 
@@ -59,17 +72,54 @@ def render_command(command: str, params: dict[str, Any]) -> str:
         return command
     import jinja2
 
-    try:
-        template, names = _compile(command)
-    except jinja2.TemplateSyntaxError as e:
-        raise ValueError(f"template syntax: {e.message} (line {e.lineno})") from None
+    template, names = _compile(command)
     unknown = sorted(names - params.keys())
     if unknown:
         known = ", ".join(sorted(params)) or "none"
         raise ValueError(f"'{unknown[0]}' is not a param (params: {known})")
     try:
-        return template.render(params)
+        with Budget():
+            text = _capped("".join(_capped_chunks(template.generate(params))))
+    except TooBig as e:
+        raise ValueError(str(e)) from None
     except jinja2.TemplateError as e:
         raise ValueError(f"template: {e}") from None
     except (TypeError, ValueError, ArithmeticError) as e:  # `{{ lr / 0 }}`, `{{ name * 1.5 }}`
         raise ValueError(f"template: {e}") from None
+    if unsendable(text):  # from a param's value: say which
+        for name in sorted(names):
+            problem = _unsendable_in(params[name])
+            if problem:
+                raise ValueError(f"uses params.{name}, which {problem}")
+        raise ValueError(f"renders to a command that {unsendable(text)}")
+    return text
+
+
+def _unsendable_in(value: Any) -> str | None:
+    if isinstance(value, str):
+        return unsendable(value)
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        problem = (unsendable(key) if isinstance(key, str) else None) or _unsendable_in(item)
+        if problem:
+            return problem
+    return None
+
+
+def _capped_chunks(chunks: Any) -> Any:
+    """The output as it comes, stopped as soon as it is too long for a command."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > MAX_ARG_BYTES:
+            raise TooBig(_TOO_LONG)
+        yield chunk
+
+
+_TOO_LONG = f"renders to more than {MAX_ARG_BYTES + 1:,} bytes: a command may be at most 128 KiB (the kernel's limit)"
+
+
+def _capped(text: str) -> str:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_ARG_BYTES:
+        raise TooBig(_TOO_LONG)
+    return text
