@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +80,7 @@ def render_command(command: str, params: dict[str, Any]) -> str:
         raise ValueError(f"'{unknown[0]}' is not a param (params: {known})")
     try:
         with Budget():
-            text = _capped("".join(_capped_chunks(template.generate(params))))
+            text = _capped(_joined(template.generate(params)))
     except TooBig as e:
         raise ValueError(str(e)) from None
     except jinja2.TemplateError as e:
@@ -106,14 +107,15 @@ def _unsendable_in(value: Any) -> str | None:
     return None
 
 
-def _capped_chunks(chunks: Any) -> Any:
-    """The output as it comes, stopped as soon as it is too long for a command."""
-    total = 0
+def _joined(chunks: Iterator[str]) -> str:
+    """The output, stopped as soon as it is too long for a command (a loop in a loop)."""
+    parts, total = [], 0
     for chunk in chunks:
         total += len(chunk)
         if total > MAX_ARG_BYTES:
             raise TooBig(_TOO_LONG)
-        yield chunk
+        parts.append(chunk)
+    return "".join(parts)
 
 
 _TOO_LONG = f"renders to more than {MAX_ARG_BYTES + 1:,} bytes: a command may be at most 128 KiB (the kernel's limit)"

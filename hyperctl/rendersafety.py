@@ -170,13 +170,13 @@ class Budget:
     def __enter__(self) -> None:
         self.armed = threading.current_thread() is threading.main_thread()
         if self.armed:
-            self.before = signal.signal(signal.SIGALRM, _out_of_time)
+            if signal.getsignal(signal.SIGALRM) is not _out_of_time:  # once: it costs more than a render
+                signal.signal(signal.SIGALRM, _out_of_time)
             signal.setitimer(signal.ITIMER_REAL, RENDER_SECONDS)
 
     def __exit__(self, *exc: object) -> None:
         if self.armed:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self.before)
 
 
 def _out_of_time(signum: int, frame: FrameType | None) -> None:
