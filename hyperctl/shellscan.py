@@ -109,7 +109,7 @@ class _Scan:
         """Quotes and expansions that open a context; True when one did."""
         two = self.s[self.i : self.i + 2]
         if two == "$(":
-            self.stack.append(["cmd", 1])
+            self.stack.append(["arith" if self.s.startswith("$((", self.i) else "cmd", 1])
         elif two == "${":
             self.stack.append(["brace", int(quoted)])
         elif two == "$'" and not quoted:
@@ -138,7 +138,8 @@ class _Scan:
         if self._opens(c, quoted=False):
             self.word_start = False
             return None
-        if c == "#" and self.word_start:
+        arith = top[0] == "arith"  # `$(( a << 2 ))` is no heredoc, `$(( $# ))` no comment
+        if c == "#" and self.word_start and not arith:
             end = self.s.find("\n", self.i)
             self.i = len(self.s) if end < 0 else end
             return None
@@ -148,7 +149,7 @@ class _Scan:
             top[1] = int(top[1]) - 1
             if int(top[1]) <= 0:
                 self.stack.pop()
-        elif c == "<" and self.s.startswith("<<", self.i) and not self.s.startswith("<<<", self.i):
+        elif c == "<" and self.s.startswith("<<", self.i) and not self.s.startswith("<<<", self.i) and not arith:
             self._heredoc()
             return None
         elif c == "\n" and self.heredocs:
@@ -156,6 +157,8 @@ class _Scan:
         self.word_start = c in _BREAKS
         self.i += 1
         return None
+
+    _arith = _cmd
 
     def _heredoc(self) -> None:
         """`<<WORD` or `<<-WORD`: its body starts on the next line, up to a line that is WORD."""

@@ -29,6 +29,7 @@ EXPRESSIONS = {
     "after-equals": ("--tag={{ x }}", "--tag={x}"),
     "in-substitution": ('"$(printf %s {{ x }}.)"', "{x}."),
     "after-heredoc": ('"$(cat <<\'EOF\'\nit\'s "here"\nEOF\n)"{{ x }}', 'it\'s "here"{x}'),
+    "after-shift": ('"$(( 1 << 2 ))"\nprintf %s {{ x }}', "4{x}"),
     "after-comment": ("'' # it's fine\nprintf %s {{ x }}", "{x}"),
 }
 
