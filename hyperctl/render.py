@@ -55,16 +55,16 @@ def _compile(command: str) -> tuple[jinja2.Template, frozenset[str]]:
     try:
         ast = env.parse(command)
         problem = quoting_problem(env.lex(command))
+        if problem:
+            raise ValueError(problem)
+        if ast.find(nodes.FilterBlock) is not None:  # its output is not quoted: `{% filter replace("'", "") %}`
+            raise ValueError("{% filter %} blocks cannot be used in a command: filter the value ({{ x|upper }})")
+        names = jinja2.meta.find_undeclared_variables(ast)
+        return env.from_string(command), frozenset(names)
     except jinja2.TemplateSyntaxError as e:
         raise ValueError(f"template syntax: {e.message} (line {e.lineno})") from None
-    if problem:
-        raise ValueError(problem)
-    if ast.find(nodes.FilterBlock) is not None:  # its output is not quoted: `{% filter replace("'", "") %}`
-        raise ValueError(
-            "{% filter %} blocks cannot be used in a command: apply the filter to the value ({{ x|upper }})"
-        )
-    names = jinja2.meta.find_undeclared_variables(ast)
-    return env.from_string(command), frozenset(names)
+    except (RecursionError, SyntaxError):  # Jinja's parser, or Python's compiler of what it made
+        raise ValueError("template: nests too deeply to compile") from None
 
 
 def render_command(command: str, params: dict[str, Any]) -> str:
@@ -83,6 +83,8 @@ def render_command(command: str, params: dict[str, Any]) -> str:
             text = _capped(_joined(template.generate(params)))
     except TooBig as e:
         raise ValueError(str(e)) from None
+    except RecursionError:
+        raise ValueError("template: calls itself without end (a macro?)") from None
     except jinja2.TemplateError as e:
         raise ValueError(f"template: {e}") from None
     except (TypeError, ValueError, ArithmeticError) as e:  # `{{ lr / 0 }}`, `{{ name * 1.5 }}`

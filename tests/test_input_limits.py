@@ -71,6 +71,9 @@ def test_an_alias_inside_the_value_it_names_is_refused(tmp_path: Path, batches: 
             "takes over 2 s to render",
         ),
         ("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "at most 128 KiB"),
+        ("echo {{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", "template: nests too deeply to compile"),
+        ("{% if 1 %}" * 200 + "true" + "{% endif %}" * 200, "template: nests too deeply to compile"),
+        ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "template: calls itself without end"),
         (
             "{% set ns = namespace(s=x) %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
             "makes a string of 131,072 characters",
