@@ -95,9 +95,10 @@ def _no_key_twice(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _parse_yaml(text: str, path: Path) -> Any:
     import yaml
 
-    from hyperctl.yamlload import Loader
+    from hyperctl.yamlload import Loader, check_depth
 
     try:
+        check_depth(text)
         return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark

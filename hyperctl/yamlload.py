@@ -33,6 +33,24 @@ class Loader(_Base):  # type: ignore[misc,valid-type]
         return super().construct_document(node)
 
 
+_MAX_YAML_DEPTH = 1_000  # libyaml's composer recurses in C: 200,000 levels crash the process
+
+
+def check_depth(text: str) -> None:
+    """Refuse YAML nested past _MAX_YAML_DEPTH, from its parse events (flat, some 10% of a load)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Base):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > _MAX_YAML_DEPTH:
+                mark: Any = event.start_mark  # libyaml's own Mark: the same fields
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"nests lists or mappings over {_MAX_YAML_DEPTH:,} levels deep", mark
+                )
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+
+
 def check_expansion(root: yaml.Node) -> None:
     """Aliases build one value many times over (a "billion laughs" in a few lines), or a value
     inside itself: refuse a document whose values, counted as often as aliases repeat them, pass

@@ -53,6 +53,14 @@ def test_billion_laughs_in_grid_values_is_refused(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
+def test_yaml_nested_past_the_depth_limit_is_one_line(tmp_path: Path, batches: Path) -> None:
+    result = run_yaml(tmp_path, "a: " + "[" * 200_000 + "]" * 200_000 + "\n")  # crashed the process
+    refused(result, "b.yaml: line 1 column 1003: nests lists or mappings over 1,000 levels deep")
+    result = run_yaml(tmp_path, "a:\n" + "- " * 5_000 + "x\n")
+    refused(result, "nests lists or mappings over 1,000 levels deep")
+    nothing_left(batches)
+
+
 def test_an_alias_inside_the_value_it_names_is_refused(tmp_path: Path, batches: Path) -> None:
     result = run_yaml(tmp_path, "jobs: [{execution: {command: 'true'}, params: &a {x: [*a]}}]\n")
     refused(result, "b.yaml: line 1 column ", "an alias refers to a value that holds it")
