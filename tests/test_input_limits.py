@@ -202,3 +202,14 @@ def test_readme_states_the_limits() -> None:
     section = readme.split("## Limits", 1)[1].split("\n## ", 1)[0]
     for number in ("10 MB", "2 MB", "100,000", "100 levels", "128 KiB", "2 s"):
         assert number in section, number
+
+
+def test_generate_does_not_write_a_yaml_batch_that_run_would_refuse(tmp_path: Path) -> None:
+    template = tmp_path / "t.yml"
+    long = "x" * 3000  # 1,000 jobs of a long command: over 2 MB
+    template.write_text(f"params: {{a: {list(range(1000))}}}\nexecution: {{command: 'echo {long} {{{{ a }}}}'}}\n")
+    out = tmp_path / "batch.yaml"
+    result = hyperctl("generate", "--template", str(template), "--output", str(out))
+    refused(result, "batch.yaml: 1,000 jobs make over 2 MB of YAML, more than `run` reads: write them as JSON")
+    assert not out.exists()
+    assert hyperctl("generate", "--template", str(template), "--output", str(tmp_path / "b.json")).returncode == 0
