@@ -59,6 +59,8 @@ def _compile(command: str) -> tuple[jinja2.Template, frozenset[str]]:
             raise ValueError(problem)
         if ast.find(nodes.FilterBlock) is not None:  # its output is not quoted: `{% filter replace("'", "") %}`
             raise ValueError("{% filter %} blocks cannot be used in a command: filter the value ({{ x|upper }})")
+        if ast.find(nodes.ScopedEvalContextModifier) is not None:  # HTML escaping would undo the quotes
+            raise ValueError("{% autoescape %} blocks cannot be used in a command: hyperctl quotes every value")
         names = jinja2.meta.find_undeclared_variables(ast)
         return env.from_string(command), frozenset(names)
     except jinja2.TemplateSyntaxError as e:
@@ -87,7 +89,7 @@ def render_command(command: str, params: dict[str, Any]) -> str:
         raise ValueError("template: calls itself without end (a macro?)") from None
     except jinja2.TemplateError as e:
         raise ValueError(f"template: {e}") from None
-    except (TypeError, ValueError, ArithmeticError) as e:  # `{{ lr / 0 }}`, `{{ name * 1.5 }}`
+    except Exception as e:  # the user's template: `{{ lr / 0 }}`, `{{ name * 1.5 }}`, `{{ s|xmlattr }}`
         raise ValueError(f"template: {e}") from None
     if unsendable(text):  # from a param's value: say which
         for name in sorted(names):

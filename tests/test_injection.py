@@ -108,10 +108,22 @@ def test_a_template_with_a_quoted_placeholder_is_refused_by_generate(tmp_path: P
     assert result.stdout == ""
 
 
-def test_a_filter_block_is_refused(tmp_path: Path, batches: Path) -> None:
-    command = "{% filter replace(\"'\", '') %}echo {{ x }}{% endfilter %}"
-    config = write_json(tmp_path / "b.json", {"jobs": [{"params": {"x": "$(id)"}, "execution": {"command": command}}]})
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("{% filter replace(\"'\", '') %}echo {{ x }}{% endfilter %}", "{% filter %} blocks cannot be used"),
+        ("{% autoescape true %}echo {{ x }}{% endautoescape %}", "{% autoescape %} blocks cannot be used"),
+        ("echo {{ x|xmlattr }}", "template: 'str' object has no attribute 'items'"),
+    ],
+)
+def test_blocks_that_would_undo_the_quoting_are_refused(
+    tmp_path: Path, batches: Path, command: str, message: str
+) -> None:
+    marker = tmp_path / "p"
+    params = {"x": f"$(touch {marker})"}
+    config = write_json(tmp_path / "b.json", {"jobs": [{"params": params, "execution": {"command": command}}]})
     result = hyperctl("run", "--config", str(config))
     assert result.returncode == 2
-    assert result.stderr.startswith("hyperctl: error: jobs[0].execution.command: {% filter %} blocks cannot be used")
+    assert result.stderr.startswith(f"hyperctl: error: jobs[0].execution.command: {message}")
     assert len(result.stderr.splitlines()) == 1
+    assert not marker.exists()
