@@ -21,6 +21,7 @@ _WHERE = {
     "dq": "inside double quotes",
     "bq": "inside backquotes",
     "heredoc": "inside a heredoc",
+    "delimiter": "a heredoc's delimiter",
     "backslash": "right after a backslash",
     "dollar": "right after a $",
 }
@@ -49,6 +50,8 @@ def quoting_problem(tokens: Iterable[tuple[int, str, str]]) -> str | None:
     ph = shown[slot]
     if where == "heredoc":
         return f'{ph} is {_WHERE[where]}, where quotes do not protect it: set a variable first (X={ph}) and use "$X"'
+    if where == "delimiter":
+        return f"{ph} is {_WHERE[where]}: write the delimiter out (<<EOF)"
     if where == "bq":
         return f"{ph} is {_WHERE[where]}: write $( ... ) instead of `...`"
     if where in ("backslash", "dollar"):
@@ -141,7 +144,9 @@ class _Scan:
         arith = top[0] == "arith"  # `$(( a << 2 ))` is no heredoc, `$(( $# ))` no comment
         if c == "#" and self.word_start and not arith:
             end = self.s.find("\n", self.i)
-            self.i = len(self.s) if end < 0 else end
+            end = len(self.s) if end < 0 else end
+            self.slot += self.s.count(SLOT, self.i, end)  # placeholders in a comment are harmless
+            self.i = end
             return None
         if c == "(":
             top[1] = int(top[1]) + 1
@@ -150,8 +155,7 @@ class _Scan:
             if int(top[1]) <= 0:
                 self.stack.pop()
         elif c == "<" and self.s.startswith("<<", self.i) and not self.s.startswith("<<<", self.i) and not arith:
-            self._heredoc()
-            return None
+            return self._heredoc()
         elif c == "\n" and self.heredocs:
             return self._bodies()
         self.word_start = c in _BREAKS
@@ -160,7 +164,7 @@ class _Scan:
 
     _arith = _cmd
 
-    def _heredoc(self) -> None:
+    def _heredoc(self) -> str | None:
         """`<<WORD` or `<<-WORD`: its body starts on the next line, up to a line that is WORD."""
         self.i += 2
         strip = self.s.startswith("-", self.i)
@@ -174,11 +178,14 @@ class _Scan:
                 word.append(self.s[self.i + 1 : self.i + 2])
                 self.i += 2
                 continue
+            if c == SLOT:  # a delimiter hyperctl would quote: where would the body end?
+                return "delimiter"
             if c not in "'\"":
                 word.append(c)
             self.i += 1
         self.heredocs.append(("".join(word), strip))
         self.word_start = True
+        return None
 
     def _bodies(self) -> str | None:
         self.i += 1

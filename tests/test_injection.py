@@ -76,6 +76,8 @@ def test_no_filter_or_expression_lets_a_value_run(tmp_path: Path, batches: Path,
         ("echo \\{{ x }}", "right after a backslash"),
         ('echo "$(echo "{{ x }}")"', "inside double quotes"),
         ("{% for i in [1] %}echo '{{ x }}'{% endfor %}", "inside single quotes"),
+        ('true # {{ x|upper }} in a comment\necho "{{ x }}"', "inside double quotes"),
+        ("cat <<{{ x }} | wc\nhi\n", "a heredoc's delimiter"),
     ],
 )
 def test_a_placeholder_inside_quotes_or_a_heredoc_is_refused(
