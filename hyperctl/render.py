@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from hyperctl.limits import MAX_ARG_BYTES
 from hyperctl.rendersafety import Budget, TooBig, command_environment
-from hyperctl.shellscan import quoting_problem
+from hyperctl.shellscan import placement
 from hyperctl.validation import unsendable
 
 if TYPE_CHECKING:  # jinja2 is imported only when a command uses it
@@ -53,10 +53,13 @@ def _compile(command: str) -> tuple[jinja2.Template, frozenset[str]]:
         raise ValueError(problem)
     env = _environment()
     try:
+        tokens = list(env.lex(command))
+        found = placement(tokens)
+        if found.problem:
+            raise ValueError(found.problem)
+        if found.numeric:  # the shell evaluates these: only numbers may go there
+            command = _numbers_only(tokens, found.numeric)
         ast = env.parse(command)
-        problem = quoting_problem(env.lex(command))
-        if problem:
-            raise ValueError(problem)
         if ast.find(nodes.FilterBlock) is not None:  # its output is not quoted: `{% filter replace("'", "") %}`
             raise ValueError("{% filter %} blocks cannot be used in a command: filter the value ({{ x|upper }})")
         if ast.find(nodes.ScopedEvalContextModifier) is not None:  # HTML escaping would undo the quotes
@@ -67,6 +70,20 @@ def _compile(command: str) -> tuple[jinja2.Template, frozenset[str]]:
         raise ValueError(f"template syntax: {e.message} (line {e.lineno})") from None
     except (RecursionError, SyntaxError):  # Jinja's parser, or Python's compiler of what it made
         raise ValueError("template: nests too deeply to compile") from None
+
+
+def _numbers_only(tokens: list[tuple[int, str, str]], numeric: set[int]) -> str:
+    """The template with each of those placeholders passed through the `number` check."""
+    parts, slot = [], -1
+    for _, kind, value in tokens:
+        if kind == "variable_begin":
+            slot += 1
+            parts.append(value + (" (" if slot in numeric else ""))
+        elif kind == "variable_end" and slot in numeric:
+            parts.append(")|hyperctl_number " + value)
+        else:
+            parts.append(value)
+    return "".join(parts)
 
 
 def render_command(command: str, params: dict[str, Any]) -> str:

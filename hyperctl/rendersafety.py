@@ -98,6 +98,20 @@ def _plain(value: Any, *args: Any, **kwargs: Any) -> Any:
     return str.__str__(value) if isinstance(value, str) else value
 
 
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def number_only(value: Any) -> Any:
+    """A value where the shell evaluates arithmetic (`$(( ))`, `(( ))`, `[[ A -eq B ]]`, `a[i]`):
+    there even a quoted `$(...)` or `a[$(...)]` runs, so only a number may stand."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        return value
+    shown = repr(value)[:40]
+    raise ValueError(f"{shown} stands where the shell reads arithmetic ($(( )), (( )), -eq, a[i]): it must be a number")
+
+
 def command_environment(finalize: Callable[[Any], str]) -> jinja2.Environment:
     """The sandbox commands render in; finalize turns every `{{ }}` output into one shell word."""
     import json
@@ -154,6 +168,7 @@ def command_environment(finalize: Callable[[Any], str]) -> jinja2.Environment:
         comment_end_string="##}",
     )
     env.globals["namespace"] = BoundedNamespace
+    env.filters["hyperctl_number"] = number_only
     for name in ("e", "escape", "forceescape", "safe"):
         env.filters[name] = _plain
     env.filters["tojson"] = lambda value, indent=None: json.dumps(value, indent=indent, sort_keys=True)

@@ -9,6 +9,7 @@ as people write them; it errs on the side of refusing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -27,8 +28,26 @@ _WHERE = {
 }
 
 
-def quoting_problem(tokens: Iterable[tuple[int, str, str]]) -> str | None:
-    """The first placeholder (from Jinja's lex() of a template) that would not be one word."""
+@dataclass
+class Placement:
+    """What the scan found: the first placeholder that would not be one word (a message), and
+    the placeholders (by order) that the shell reads as arithmetic, where it runs `$(...)` and
+    `a[$(...)]` even from a quoted value: there a value must be a number."""
+
+    problem: str | None
+    numeric: set[int]
+
+
+# bash evaluates these as arithmetic: `[[ A -eq B ]]`, `let ...`, `declare -i ...` (to the line's end)
+_ARITH_SPANS = re.compile(
+    r"\[\[(?:(?!\]\]).)*?\s-(?:eq|ne|lt|le|gt|ge)\s(?:(?!\]\]).)*\]\]"
+    r"|(?:^|[\s;&|(])(?:let|(?:declare|typeset|local|export|readonly)\s+-[a-zA-Z]*i[a-zA-Z]*)\s[^\n;&|]*",
+    re.S,
+)
+
+
+def placement(tokens: Iterable[tuple[int, str, str]]) -> Placement:
+    """Where the placeholders of a template (from Jinja's lex()) stand in its shell text."""
     text: list[str] = []
     shown: list[str] = []
     inner: list[str] | None = None
@@ -43,11 +62,14 @@ def quoting_problem(tokens: Iterable[tuple[int, str, str]]) -> str | None:
             inner = None
         elif inner is not None:
             inner.append(value)
-    found = _Scan("".join(text)).run()
-    if found is None:
-        return None
-    slot, where = found
-    ph = shown[slot]
+    scan = _Scan("".join(text))
+    found = scan.run()
+    for span in _ARITH_SPANS.finditer(scan.s):
+        scan.numeric.update(range(scan.s.count(SLOT, 0, span.start()), scan.s.count(SLOT, 0, span.end())))
+    return Placement(None if found is None else _message(shown[found[0]], found[1]), scan.numeric)
+
+
+def _message(ph: str, where: str) -> str:
     if where == "heredoc":
         return f'{ph} is {_WHERE[where]}, where quotes do not protect it: set a variable first (X={ph}) and use "$X"'
     if where == "delimiter":
@@ -69,6 +91,7 @@ class _Scan:
     stack: list[list[str | int]] = field(default_factory=lambda: [["cmd", 0]])
     heredocs: list[tuple[str, bool]] = field(default_factory=list)
     word_start: bool = True
+    numeric: set[int] = field(default_factory=set)  # placeholders in $(( )), (( )), ${a[...]}
 
     def run(self) -> tuple[int, str] | None:
         s = self.s
@@ -78,6 +101,9 @@ class _Scan:
                 where = self._where()
                 if where:
                     return self.slot, where
+                ctx = self.stack[-1]
+                if ctx[0] == "arith" or (ctx[0] == "brace" and len(ctx) > 2 and ctx[2]):
+                    self.numeric.add(self.slot)
                 self.slot += 1
                 self.i += 1
                 self.word_start = False
@@ -114,7 +140,8 @@ class _Scan:
         if two == "$(":
             self.stack.append(["arith" if self.s.startswith("$((", self.i) else "cmd", 1])
         elif two == "${":
-            self.stack.append(["brace", int(quoted)])
+            self.stack.append(["brace", int(quoted), 0])
+
         elif two == "$'" and not quoted:
             self.stack.append(["ansi", 0])
         elif c == "`":
@@ -142,6 +169,10 @@ class _Scan:
             self.word_start = False
             return None
         arith = top[0] == "arith"  # `$(( a << 2 ))` is no heredoc, `$(( $# ))` no comment
+        if self.word_start and self.s.startswith("((", self.i):  # bash's arithmetic command
+            self.stack.append(["arith", 2])
+            self.i += 2
+            return None
         if c == "#" and self.word_start and not arith:
             end = self.s.find("\n", self.i)
             end = len(self.s) if end < 0 else end
@@ -212,6 +243,8 @@ class _Scan:
             return None
         if c == "}":
             self.stack.pop()
+        elif c in "[]":  # `${a[i]}`: an indexed array's subscript is arithmetic
+            self.stack[-1][2] = int(c == "[")
         self.i += 1
         return None
 

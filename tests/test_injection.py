@@ -129,3 +129,34 @@ def test_blocks_that_would_undo_the_quoting_are_refused(
     assert result.stderr.startswith(f"hyperctl: error: jobs[0].execution.command: {message}")
     assert len(result.stderr.splitlines()) == 1
     assert not marker.exists()
+
+
+ARITHMETIC = [
+    "echo $(( {{ x }} + 1 ))",  # sh too: $(( )) expands $(...) inside quotes
+    "(( {{ x }} > 1 ))",
+    "[[ {{ x }} -eq 1 ]]",
+    "let n={{ x }}",
+    "declare -i n={{ x }}",
+    "a=(1 2); echo ${a[{{ x }}]}",
+]
+
+
+@pytest.mark.parametrize("command", ARITHMETIC)
+def test_a_value_the_shell_reads_as_arithmetic_must_be_a_number(tmp_path: Path, batches: Path, command: str) -> None:
+    marker = tmp_path / "p"
+    job = {"params": {"x": f"a[$(touch {marker})]"}, "execution": {"command": command, "shell": "bash"}}
+    result = hyperctl("run", "--config", str(write_json(tmp_path / "b.json", {"jobs": [job]})))
+    assert result.returncode == 2
+    assert result.stderr.startswith("hyperctl: error: jobs[0].execution.command: template: 'a[$(touch ")
+    assert "stands where the shell reads arithmetic" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert not marker.exists()
+
+
+def test_numbers_in_arithmetic_run(tmp_path: Path, batches: Path) -> None:
+    command = "echo $(( {{ n }} + 1 )); (( {{ n }} > 1 )) && [[ {{ s }} -eq 7 ]] && echo yes; echo {{ name }}"
+    params = {"n": 5, "s": "7", "name": "a[$(id)]"}
+    job = {"name": "arith", "params": params, "execution": {"command": command, "shell": "bash"}}
+    result = hyperctl("run", "--config", str(write_json(tmp_path / "b.json", {"name": "ar", "jobs": [job]})))
+    assert result.returncode == 0, result.stderr
+    assert read_stdout(batches, "ar", "arith") == "6\nyes\na[$(id)]\n"
