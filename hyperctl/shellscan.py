@@ -2,7 +2,9 @@
 
 A placeholder becomes one single-quoted word. That holds as one literal word only where the
 shell reads quotes: not inside other quotes ('...', "...", $'...'), backquotes or a heredoc body
-(where `$(...)` in the value would run), and not right after a backslash or `$`. This is a
+(where `$(...)` in the value would run), and not right after a backslash or `$`. Where the
+shell evaluates arithmetic, quotes protect nothing: those placeholders are marked for a
+number-only check at render time. This is a
 small lexical scan of the template's own text (Jinja tags add no text), enough for commands
 as people write them; it errs on the side of refusing.
 """
