@@ -12,6 +12,7 @@ from typing import Any
 
 from hyperctl.errors import ConfigError
 from hyperctl.identity import derived_name
+from hyperctl.limits import MAX_ARG_BYTES, MAX_DEPTH, MAX_FILE_BYTES, MAX_JOBS, MAX_YAML_BYTES, size
 from hyperctl.render import render_command
 from hyperctl.spec import (
     JOB_NAME_PATTERN,
@@ -25,7 +26,7 @@ from hyperctl.spec import (
     RetryPolicy,
     SchedulerSpec,
 )
-from hyperctl.validation import Problems, Section, above, at_least, is_kind, join, kind_of
+from hyperctl.validation import Problems, Section, above, at_least, is_kind, join, kind_of, unsendable
 
 _NAME = re.compile(JOB_NAME_PATTERN)
 RESERVED_ENV_PREFIX = "HYPERCTL_"
@@ -35,7 +36,11 @@ def load_document(path: str | Path) -> dict[str, Any]:
     """Parse a JSON or YAML file into a dict; errors name the file and line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)  # no more: `--config /dev/zero` ends too
+        if len(raw) > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: is over {size(MAX_FILE_BYTES)}, the most a batch or template file may be")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -45,6 +50,10 @@ def load_document(path: str | Path) -> dict[str, Any]:
     as_json = path.suffix.lower() == ".json" or (
         path.suffix.lower() not in (".yml", ".yaml") and text.lstrip().startswith(("{", "["))
     )
+    if not as_json and len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(
+            f"{path}: is over {size(MAX_YAML_BYTES)}, the most a YAML file may be: write a larger one as JSON"
+        )
     try:
         data = _parse_json(text, path) if as_json else _parse_yaml(text, path)
     except RecursionError:
@@ -86,9 +95,10 @@ def _no_key_twice(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _parse_yaml(text: str, path: Path) -> Any:
     import yaml
 
-    from hyperctl.yamlload import Loader
+    from hyperctl.yamlload import Loader, check_depth
 
     try:
+        check_depth(text)
         return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
@@ -127,7 +137,7 @@ def parse_batch(data: dict[str, Any], base_dir: Path, default_name: str, name: s
     else:
         version = top.get("version", "string", None)
     scheduler, default_retry, legacy_exit = _parse_scheduler(top.section("scheduler"))
-    raw_jobs = top.get("jobs", "list", check=lambda v: None if v else "must list at least one job")
+    raw_jobs = top.get("jobs", "list", check=_check_job_count)
     backend = _parse_backend(top.section("backend"))
     paths = Paths(base_dir, backend.runs_here)
     shared: dict[Any, Any] = {}  # equal parts of many jobs, held once: 100,000 jobs add up
@@ -148,6 +158,12 @@ def parse_batch(data: dict[str, Any], base_dir: Path, default_name: str, name: s
         daemon=daemon,
         scheduler=scheduler,
     )
+
+
+def _check_job_count(jobs: list[Any]) -> str | None:
+    if not jobs:
+        return "must list at least one job"
+    return None if len(jobs) <= MAX_JOBS else f"lists {len(jobs):,} jobs: a batch may have at most {MAX_JOBS:,}"
 
 
 def _check_name(value: str) -> str | None:
@@ -200,13 +216,10 @@ def _parse_job(
     )
 
 
-_MAX_DEPTH = 100  # levels of lists and objects in a param: far past any real one, far below the stack's
-
-
 def _check_json(value: Any, path: str, problems: Problems, depth: int = 0, top: str = "") -> None:
     """Params go to JSON files and to the API: only what JSON holds, and finite numbers."""
-    if isinstance(value, (dict, list)) and depth >= _MAX_DEPTH:
-        problems.add(top, f"nests lists or objects more than {_MAX_DEPTH} levels deep")
+    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
+        problems.add(top, f"nests lists or objects more than {MAX_DEPTH} levels deep")
     elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
@@ -253,7 +266,7 @@ class Paths:
 
 def parse_execution(sec: Section, paths: Paths, shared: dict[Any, Any] | None = None) -> Execution | None:
     """The execution section; the command is left as written (not yet rendered)."""
-    command = sec.get("command", "string", check=lambda v: None if v.strip() else "must not be empty")
+    command = sec.get("command", "string", check=_check_command)
     working_dir = sec.get("working_dir", "string", None, check=_not_empty)
     data_dir = sec.get("data_dir", "string", None, check=_not_empty)
     env = parse_env(sec.section("env"))
@@ -288,8 +301,12 @@ def _check_shell(value: str) -> str | None:
     return "must be one program, such as bash or /bin/zsh (it runs the command with -c)"
 
 
+def _check_command(value: str) -> str | None:
+    return _not_empty(value) or _too_long(value)
+
+
 def _not_empty(value: str) -> str | None:
-    return None if value.strip() else "must not be empty"
+    return unsendable(value) or (None if value.strip() else "must not be empty")
 
 
 def _parse_assets(sec: Section, paths: Paths) -> list[str]:
@@ -304,6 +321,8 @@ def _parse_assets(sec: Section, paths: Paths) -> list[str]:
         path = paths.local(item)
         if not os.path.exists(path):
             sec.problems.add(where, f"no such file or folder: {path}")
+        elif _holds_batch_file(path, paths.base_dir):
+            sec.problems.add(where, f"'{item}' is the batch file's own folder or one above it: list what to copy")
         elif os.path.basename(path.rstrip("/")) in ("", ".", ".."):
             sec.problems.add(where, "must name a file or folder")
         assets.append(path)
@@ -312,6 +331,13 @@ def _parse_assets(sec: Section, paths: Paths) -> list[str]:
         if name in names[:i]:
             sec.problems.add(join(sec.at("assets"), i), f"another asset is also named '{name}'")
     return assets
+
+
+def _holds_batch_file(path: str, base_dir: Path) -> bool:
+    """`.`, `..`, `/`: an asset that would copy the batch file's whole folder (and the batch
+    folder too, when it lies inside: a copy into itself without end)."""
+    folder, base = os.path.realpath(path), os.path.realpath(base_dir)
+    return base == folder or base.startswith(folder.rstrip("/") + "/")
 
 
 def _parse_download(sec: Section) -> bool | list[str]:
@@ -332,17 +358,30 @@ def parse_env(sec: Section) -> dict[str, str]:
     for key, value in sec.data.items():
         sec.ignore(key)
         where = sec.at(key)
-        if key.upper().startswith(RESERVED_ENV_PREFIX):
+        if not isinstance(key, str):
+            sec.problems.add(sec.path, f"key {key!r} must be a string (in YAML, quote it: '{key}')")
+        elif key.upper().startswith(RESERVED_ENV_PREFIX):
             sec.problems.add(where, "reserved: hyperctl sets HYPERCTL_* variables itself")
         elif not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             sec.problems.add(where, "not a valid environment variable name")
-        elif isinstance(value, str):
-            env[key] = value
-        elif is_kind(value, "number") or is_kind(value, "boolean"):
-            env[key] = json.dumps(value)
+        elif isinstance(value, str) or is_kind(value, "number") or is_kind(value, "boolean"):
+            text = value if isinstance(value, str) else json.dumps(value)
+            problem = unsendable(key) or unsendable(text) or _too_long(f"{key}={text}", " with its name")
+            if problem:
+                sec.problems.add(where, problem)
+            else:
+                env[key] = text
         else:
             sec.problems.add(where, f"must be a string or number, not {kind_of(value)}")
     return env
+
+
+def _too_long(text: str, counting: str = "") -> str | None:
+    """Past what the kernel takes as one argument or environment entry (MAX_ARG_STRLEN)."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size <= MAX_ARG_BYTES:
+        return None
+    return f"is {size:,} bytes long{counting}: at most 128 KiB (the kernel's limit)"
 
 
 def _number_repeats(jobs: list[JobSpec | None], named: list[bool], problems: Problems) -> list[JobSpec | None]:
@@ -437,7 +476,7 @@ def _parse_daemon(sec: Section, legacy_exit_on_finish: bool | None = None) -> Da
 
 def _check_host(value: str) -> str | None:
     if value.strip():
-        return None
+        return unsendable(value)
     return "must not be empty (that would listen on every interface: write 0.0.0.0 to mean it)"
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from hyperctl.config import Paths, parse_execution, parse_resource, template_from_legacy
 from hyperctl.errors import ConfigError
+from hyperctl.limits import MAX_JOBS
 from hyperctl.render import render_command
 from hyperctl.spec import BackendSpec
 from hyperctl.validation import Problems, Section, at_least, is_kind, join, kind_of
@@ -31,7 +32,7 @@ def expand_template(template: dict[str, Any], base_dir: Path = Path(".")) -> tup
     execution = parse_execution(top.section("execution"), Paths(base_dir, runs_here))
     if top.has("resource"):
         parse_resource(top.section("resource"))
-    num_trials = top.get("num_trials", "integer", None, check=at_least(1))
+    num_trials = top.get("num_trials", "integer", None, check=_check_trials)
     seed = top.get("seed", "integer", None)
     top.ignore(*_PASSED_THROUGH)
     top.done()
@@ -41,6 +42,10 @@ def expand_template(template: dict[str, Any], base_dir: Path = Path(".")) -> tup
         problems.add("num_trials", "required with strategy: random")
     if strategy == "grid" and top.has("num_trials"):
         problems.add("num_trials", "only used with strategy: random")
+    if strategy == "grid" and spaces:
+        count = math.prod(len(space) for space in spaces.values())  # before making any of them
+        if count > MAX_JOBS:
+            problems.add("params", f"the grid makes {count:,} jobs: a batch may have at most {MAX_JOBS:,}")
     problems.raise_if_any()
 
     if strategy == "random":
@@ -65,6 +70,12 @@ def expand_template(template: dict[str, Any], base_dir: Path = Path(".")) -> tup
 
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint")
+
+
+def _check_trials(value: int) -> str | None:
+    if value > MAX_JOBS:
+        return f"a batch may have at most {MAX_JOBS:,} jobs, not {value:,}"
+    return at_least(1)(value)
 
 
 def _one_of(value: str, choices: tuple[str, ...]) -> str | None:

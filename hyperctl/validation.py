@@ -35,6 +35,18 @@ def kind_of(value: Any) -> str:
 LARGEST = 2**53  # a number setting past this is no count of anything, and floats lose it
 
 
+def unsendable(text: str) -> str | None:
+    """Why a string cannot go to a command line, a path or an environment: NUL ends it there, and a
+    lone surrogate (JSON "\\ud800") is no text at all."""
+    if "\x00" in text:
+        return "holds a NUL byte"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"holds a lone surrogate (\\u{ord(text[e.start]):04x}): not text"
+    return None
+
+
 def is_kind(value: Any, kind: str) -> bool:
     if isinstance(value, bool) and kind != "boolean":
         return False  # True is an int to Python, never to a user

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from hyperctl.limits import MAX_NODES
+
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -25,6 +27,64 @@ class Loader(_Base):  # type: ignore[misc,valid-type]
                     )
                 seen.add(key)
         return super().construct_mapping(node, deep)
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        check_expansion(node)  # before building anything from it
+        return super().construct_document(node)
+
+
+_MAX_YAML_DEPTH = 1_000  # libyaml's composer recurses in C: 200,000 levels crash the process
+
+
+def check_depth(text: str) -> None:
+    """Refuse YAML nested past _MAX_YAML_DEPTH, from its parse events (flat, some 10% of a load)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Base):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > _MAX_YAML_DEPTH:
+                mark: Any = event.start_mark  # libyaml's own Mark: the same fields
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"nests lists or mappings over {_MAX_YAML_DEPTH:,} levels deep", mark
+                )
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+
+
+def check_expansion(root: yaml.Node) -> None:
+    """Aliases build one value many times over (a "billion laughs" in a few lines), or a value
+    inside itself: refuse a document whose values, counted as often as aliases repeat them, pass
+    MAX_NODES, or that holds itself. In one pass over the distinct nodes."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()  # the nodes being counted: the path from the root
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            open_.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_NODES:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"holds over {MAX_NODES:,} values, counting each use of an alias", node.start_mark
+                )
+        elif key not in sizes:
+            open_.add(key)
+            stack.append((node, True))
+            for child in _children(node):
+                if id(child) in open_:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "an alias refers to a value that holds it", child.start_mark
+                    )
+                stack.append((child, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 # PyYAML follows YAML 1.1, where a float needs a dot: `1e-3` would be the string "1e-3".

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hyperctl.errors import HyperctlError
+from hyperctl.errors import ConfigError, HyperctlError
 from hyperctl.exitstatus import ExitStatus
+from hyperctl.limits import MAX_YAML_BYTES, size
 from hyperctl.output import plural, say
 
 
@@ -46,6 +47,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 return True
 
         text = yaml.dump(batch, Dumper=Dumper, sort_keys=False)
+        if len(text.encode()) > MAX_YAML_BYTES:  # `run` would refuse it
+            raise ConfigError(
+                f"{args.output}: {len(batch['jobs']):,} jobs make over {size(MAX_YAML_BYTES)} of YAML, "
+                "more than `run` reads: write them as JSON (--output batch.json)"
+            )
     else:
         text = json.dumps(batch, indent=2) + "\n"
     if args.output == "-":

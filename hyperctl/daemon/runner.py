@@ -23,7 +23,7 @@ from hyperctl.daemon.auth import Tokens, load_or_create_token
 from hyperctl.daemon.listener import InFlight, Listener, listen
 from hyperctl.daemon.placement import check_fits
 from hyperctl.daemon.scheduler import Event, Scheduler
-from hyperctl.errors import BatchBusyError, HyperctlError
+from hyperctl.errors import BatchBusyError, ConfigError, HyperctlError
 from hyperctl.layout import BatchDir
 from hyperctl.output import plural
 from hyperctl.spec import BatchSpec, BatchStatus, JobStatus
@@ -158,7 +158,18 @@ def check_spec(spec: BatchSpec) -> Executor:
     daemon, another process, builds its own)."""
     executor = create_executor(spec.backend.type, spec.backend.conf)
     check_fits(spec, executor)
+    _check_listen(spec.daemon.host)
     return executor
+
+
+def _check_listen(host: str) -> None:
+    """daemon.host names an address of this machine: found now, nothing is left behind (no batch
+    folder, lock or store) when it does not."""
+    try:
+        for sock in listen(host, 0):
+            sock.close()
+    except OSError as e:
+        raise ConfigError(f"daemon.host: cannot listen on {host}: {e.strerror or e}") from None
 
 
 async def _run(spec: BatchSpec, options: RunOptions, observer: Observer | None) -> RunResult:
