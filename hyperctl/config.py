@@ -295,10 +295,18 @@ def parse_execution(sec: Section, paths: Paths, shared: dict[Any, Any] | None = 
     )
 
 
+# Shells whose quoting is POSIX's, which every value's quoting is written for: fish or csh would
+# read a quoted param as code.
+_POSIX_SHELL = re.compile(r"(sh|bash|dash|ksh|ksh93|mksh|pdksh|zsh|ash|yash|posh)[-.\d]*")
+
+
 def _check_shell(value: str) -> str | None:
-    if value and not any(c.isspace() or c == "\0" for c in value):
-        return None
-    return "must be one program, such as bash or /bin/zsh (it runs the command with -c)"
+    if not value or any(c.isspace() or c == "\0" for c in value):
+        return "must be one program, such as bash or /bin/zsh (it runs the command with -c)"
+    if not _POSIX_SHELL.fullmatch(os.path.basename(value)):
+        name = os.path.basename(value)
+        return f"must be a POSIX shell (sh, bash, dash, ksh, zsh), not {name}: params are quoted for those"
+    return None
 
 
 def _check_command(value: str) -> str | None:
@@ -321,6 +329,8 @@ def _parse_assets(sec: Section, paths: Paths) -> list[str]:
         path = paths.local(item)
         if not os.path.exists(path):
             sec.problems.add(where, f"no such file or folder: {path}")
+        elif not (os.path.isfile(path) or os.path.isdir(path)):  # a device, a FIFO: copied for ever
+            sec.problems.add(where, f"must be a regular file or a folder: {path} is neither")
         elif _holds_batch_file(path, paths.base_dir):
             sec.problems.add(where, f"'{item}' is the batch file's own folder or one above it: list what to copy")
         elif os.path.basename(path.rstrip("/")) in ("", ".", ".."):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import hyperctl, write_json
+from conftest import hyperctl, read_stdout, write_json
 
 LAUGHS = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 10))
 LAUGHS = "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + LAUGHS  # 10**10 strings
@@ -213,3 +214,33 @@ def test_generate_does_not_write_a_yaml_batch_that_run_would_refuse(tmp_path: Pa
     refused(result, "batch.yaml: 1,000 jobs make over 2 MB of YAML, more than `run` reads: write them as JSON")
     assert not out.exists()
     assert hyperctl("generate", "--template", str(template), "--output", str(tmp_path / "b.json")).returncode == 0
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "fifo"])
+def test_an_asset_that_is_a_device_or_a_fifo_is_refused(tmp_path: Path, batches: Path, device: str) -> None:
+    """Reading /dev/zero never ends: copied as an asset, it filled the disk."""
+    if device == "fifo":
+        device = str(tmp_path / "fifo")
+        os.mkfifo(device)
+    doc = {"name": "b", "jobs": [{"name": "a", "execution": {"command": "true", "assets": [device]}}]}
+
+    result = hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)), timeout=30)
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"hyperctl: error: jobs[0].execution.assets[0]: must be a regular file or a folder: {device} is neither\n"
+    )
+    assert not (batches / "b").exists()
+
+
+def test_an_asset_folder_is_copied_without_what_is_no_file(tmp_path: Path, batches: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "x.csv").write_text("1\n")
+    os.mkfifo(data / "pipe")
+    doc = {"name": "b", "jobs": [{"name": "a", "execution": {"command": "ls data", "assets": [str(data)]}}]}
+
+    result = hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)), timeout=30)
+
+    assert result.returncode == 0, result.stderr
+    assert read_stdout(batches, "b", "a") == "x.csv\n"

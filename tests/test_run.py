@@ -422,10 +422,16 @@ def test_execution_shell_runs_the_command_with_that_shell(tmp_path: Path, batche
     assert read_stdout(batches, "b", "sh") == ""
 
 
+POSIX_ONLY = "must be a POSIX shell (sh, bash, dash, ksh, zsh), not {}: params are quoted for those"
+
+
 @pytest.mark.parametrize(
     ("shell", "message"),
     [
-        ("no-such-shell", "jobs[0].execution.shell: no program 'no-such-shell' here"),
+        ("ksh93", "jobs[0].execution.shell: no program 'ksh93' here"),
+        # Params are quoted for POSIX shells: fish or csh would read a quoted value as code.
+        ("fish", f"jobs[0].execution.shell: {POSIX_ONLY.format('fish')}"),
+        ("/bin/csh", f"jobs[0].execution.shell: {POSIX_ONLY.format('csh')}"),
         (
             "bash -e",
             "jobs[0].execution.shell: must be one program, such as bash or /bin/zsh (it runs the command with -c)",

@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -394,9 +395,20 @@ def _copy_assets(assets: list[str], into: str) -> None:
         if os.path.exists(target) and os.path.samefile(source, target):
             continue  # the job runs where its asset already is
         if os.path.isdir(source):
-            shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+            shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True, ignore=_special_files)
         else:
             shutil.copy2(source, target)
+
+
+def _special_files(folder: str, names: list[str]) -> set[str]:
+    """What an asset folder holds that is no file, folder nor link (a device, a FIFO, a socket):
+    not copied (reading /dev/zero never ends)."""
+    special = set()
+    for name in names:
+        mode = os.lstat(os.path.join(folder, name)).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            special.add(name)
+    return special
 
 
 def _read(path: Path, limit: int = 4096) -> str | None:
