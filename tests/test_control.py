@@ -135,6 +135,27 @@ def start_run(config: Path, batches: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def test_retry_of_a_job_its_dead_daemon_left_running_is_refused(tmp_path: Path, batches: Path) -> None:
+    """A second copy would run beside the first: resume sees it to its end first."""
+    ledger, gate = tmp_path / "ledger", tmp_path / "gate"
+    command = f"echo start >> {ledger}; while [ ! -e {gate} ]; do sleep 0.05; done"
+    config = write_json(tmp_path / "b.json", batch([job(command, name="long"), job("exit 1", name="fails")]))
+    daemon = start_run(config, batches)
+    wait_for(lambda: ledger.exists() and rows(batches, "SELECT pid FROM attempts WHERE job = 'long'"), "it to run")
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait()
+
+    result = hyperctl("batch", "retry", "b", "--job", "long")
+
+    gate.touch()
+    assert result.returncode == 2
+    assert result.stderr == (
+        "hyperctl: error: job 'long' of batch 'b' has an attempt no daemon saw end (its daemon died): "
+        "`hyperctl batch resume b` sees it to its end; retry it after\n"
+    )
+    assert ledger.read_text() == "start\n"
+
+
 def test_kill_9_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path: Path, batches: Path) -> None:
     """Jobs that ended while the daemon was dead get their real exit code; running ones are
     watched again; pending ones run; nothing runs twice."""

@@ -290,6 +290,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
             if unknown:
                 raise NoSuchJobError(f"batch '{args.batch}' has no job named '{unknown[0]}'")
             chosen = list(dict.fromkeys(args.job))
+            running = [j for j in chosen if records[j].status == JobStatus.RUNNING]
+            if running:  # left running by a daemon that died: a second copy would run beside it
+                raise HyperctlError(
+                    f"job '{running[0]}' of batch '{args.batch}' has an attempt no daemon saw end (its daemon "
+                    f"died): `hyperctl batch resume {args.batch}` sees it to its end; retry it after"
+                )
         else:
             wanted = _RETRIED - {JobStatus.KILLED} if args.failed else _RETRIED
             chosen = [name for name, r in records.items() if r.status in wanted]
