@@ -16,6 +16,16 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+# What a terminal would act on rather than show (escape sequences, bells, carriage returns): shown
+# as escapes, so that a job's output printed by hyperctl cannot retitle, clear or recolour it.
+_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09}
+
+
+def visible(text: str) -> str:
+    """text with its control characters (tab aside) shown as \\xNN."""
+    return text.translate(_VISIBLE)
+
+
 def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 

@@ -13,7 +13,7 @@ from hyperctl.attemptfiles import last_lines
 from hyperctl.daemon.outcome import FAILURES
 from hyperctl.daemon.runner import RunInfo, RunResult
 from hyperctl.daemon.scheduler import Event
-from hyperctl.output import format_duration, plural
+from hyperctl.output import format_duration, plural, visible
 from hyperctl.spec import BatchStatus, JobStatus
 from hyperctl.store import Attempt
 
@@ -196,14 +196,14 @@ def summary_lines(result: RunResult) -> list[str]:
     for tail in tails:
         if tail.tail:
             lines.append(f"  {tail.name}: last lines of its stderr:")
-            lines += [f"    | {line}" for line in tail.tail]
+            lines += [f"    | {visible(line)}" for line in tail.tail]  # a job's bytes, not the terminal's
         elif tail.stderr is not None:
             missing = "its stderr is empty" if tail.tail is not None else f"its stderr is missing ({tail.stderr})"
             lines.append(f"  {tail.name}: {missing}")
     if more:
         lines.append(
             f"  {plural(more, 'more failed job')}; the stderr of each: "
-            f"hyperctl job logs -b {result.batch_dir.name} -j JOB --stderr"
+            f"hyperctl job logs {result.batch_dir.name} JOB --stderr"
         )
     pending = len(result.not_succeeded) - len(unfinished)
     if result.machines_down:

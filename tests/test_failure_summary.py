@@ -45,7 +45,7 @@ def test_the_summary_shows_the_end_of_the_stderr_of_three_failed_jobs_and_counts
         assert f"  {name}: last lines of its stderr:\n{shown}" in summary
         assert f"{name} says 2" not in summary
     assert "f4 says" not in summary and "f5 says" not in summary
-    assert "  2 more failed jobs; the stderr of each: hyperctl job logs -b b -j JOB --stderr\n" in summary
+    assert "  2 more failed jobs; the stderr of each: hyperctl job logs b JOB --stderr\n" in summary
     # And for scripts, on stdout, as JSON.
     out = json.loads(result.stdout)
     assert [(f["name"], f["how"], f["tail"]) for f in out["failures"]] == [
@@ -79,3 +79,15 @@ def test_a_failure_is_named_above_the_bar_on_a_terminal(tmp_path: Path, batches:
     # The bar's line is cleared, the failure written on it, and the bar drawn again below.
     assert f"\r\x1b[Khyperctl: bad: failed (exit 4); stderr: {stderr}\r\n\r\x1b[K[" in screen
     assert "  bad: last lines of its stderr:\r\n    | boom\r\n" in screen
+
+
+def test_a_job_s_stderr_cannot_drive_the_terminal_through_the_summary(tmp_path: Path, batches: Path) -> None:
+    """Escape sequences in a failed job's stderr (retitle, clear, recolour) are shown, not sent."""
+    command = r'printf "\033]0;PWNED\007\033[2J\033[31mred\n" >&2; exit 1'
+    config = write_json(tmp_path / "b.json", batch([{"name": "esc", "execution": {"command": command}}]))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 1
+    assert "    | \\x1b]0;PWNED\\x07\\x1b[2J\\x1b[31mred\n" in result.stderr
+    assert "\033" not in result.stderr.split("last lines of its stderr", 1)[1]
