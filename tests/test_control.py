@@ -68,6 +68,8 @@ def test_retry_on_names_which_ends_run_again(tmp_path: Path, batches: Path) -> N
         job("sleep 5", name="slow-listed", execution={"command": "sleep 5", "timeout": 0.2}, retry_on=["timeout"]),
         job("exit 9", name="any-failure", retry_on=["failed"]),
         job("exit 4", name="older-key", retry_on_exit_codes=[4]),
+        # Its whole process group killed by SIGKILL (as an OOM kill does): 137, as a shell says.
+        job('[ "$HYPERCTL_ATTEMPT" = 2 ] || kill -9 0', name="oom", retry_on=[137]),
     ]
     config = write_json(tmp_path / "b.json", batch(jobs, scheduler={"max_retries": 1, "retry_on": [3, "lost"]}))
 
@@ -80,6 +82,7 @@ def test_retry_on_names_which_ends_run_again(tmp_path: Path, batches: Path) -> N
         "slow-listed": 2,
         "any-failure": 2,
         "older-key": 2,
+        "oom": 2,
     }
     described = hyperctl("job", "describe", "b", "slow-listed")
     assert "retries   1, on timeout" in described.stdout

@@ -24,6 +24,15 @@ def final_status(exit: Exit) -> JobStatus:
     return JobStatus.SUCCEEDED if exit.exit_code == 0 else JobStatus.FAILED
 
 
+def shell_code(exit: Exit) -> int | None:
+    """The exit code as a shell shows it ($?): a process ended by signal N is 128 + N, so that
+    `retry_on: [137]` means killed by SIGKILL (an OOM kill) whether the job's whole process group
+    was killed or a process in it."""
+    if exit.exit_code is not None:
+        return exit.exit_code
+    return 128 + exit.signal if exit.signal else None
+
+
 def should_retry(job: JobSpec, status: JobStatus, exit_code: int | None, attempts: int) -> bool:
     """Killed jobs never run again; failures do while retries are left, when `retry_on` names their end."""
     if status not in FAILURES or attempts > job.retry.max_retries:

@@ -18,7 +18,7 @@ from typing import Any
 
 from hyperctl.backends.base import Executor, Exit, Handle, Launch, Machine, MachineUnavailableError
 from hyperctl.daemon.machines import Machines
-from hyperctl.daemon.outcome import FAILURES, INTERRUPTED, final_status, should_retry
+from hyperctl.daemon.outcome import FAILURES, INTERRUPTED, final_status, shell_code, should_retry
 from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.daemon.portal import job_portal
 from hyperctl.errors import HyperctlError
@@ -267,7 +267,7 @@ class Scheduler:
         if exit.reason == INTERRUPTED:  # not the job's end: it runs again on resume
             self.store.set_status(name, JobStatus.PENDING)
             return JobStatus.PENDING, None
-        return status, exit.exit_code
+        return status, shell_code(exit)
 
     def _launch(
         self, job: JobSpec, n: int, slot: Slot, timeout: float | None = None, layout: Layout = CURRENT
