@@ -303,6 +303,33 @@ def test_a_run_that_leaves_out_a_job_still_running_is_refused(tmp_path: Path, ba
     assert ran(log) == ["1", "2"]
 
 
+def test_a_run_that_changes_a_job_still_running_is_refused(tmp_path: Path, batches: Path) -> None:
+    """Its old attempt's end would be recorded as the changed job's: it is seen to its end first."""
+    gate, log = tmp_path / "gate", tmp_path / "runs.log"
+    job = {"name": "long", "execution": {"command": f"echo v1 >> {log}; while [ ! -e {gate} ]; do sleep 0.02; done"}}
+    config = write_json(tmp_path / "b.json", {"name": "b", "jobs": [job]})
+    daemon = start_run(config, batches)
+    wait_for(lambda: ran(log) == ["v1"], "the job to start")
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait()
+    job["execution"]["command"] = f"echo v2 >> {log}"  # type: ignore[index]
+    write_json(config, {"name": "b", "jobs": [job]})
+
+    refused = hyperctl("run", "--config", str(config))
+
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "hyperctl: error: batch 'b': 1 job changed in this batch file while an attempt from before may still run "
+        "(long): `hyperctl batch resume b` sees it to its end first (or `hyperctl batch kill b` ends it); "
+        "then run this file\n"
+    )
+    gate.touch()
+    assert hyperctl("batch", "resume", "b").returncode == 0
+    again = hyperctl("run", "--config", str(config))
+    assert again.returncode == 0, again.stderr
+    assert ran(log) == ["v1", "v2"]
+
+
 def test_a_0_1_jobs_records_of_later_attempts_follow_it_to_its_new_name(batches: Path, tmp_path: Path) -> None:
     folder = old_batch(batches)
     assert hyperctl("batch", "resume", "old-sweep").returncode == 1  # job-0002 runs, its records go to .hyperctl/jobs

@@ -321,10 +321,22 @@ async def _kill_offline(batch_dir: BatchDir, jobs: set[str] | None) -> list[str]
 
 def _check_none_left_running(store: Store, batch_dir: BatchDir, spec: BatchSpec) -> None:
     """A job a dead daemon left running that this batch file no longer has would run on unwatched,
-    beside its successor (a job with other params is another job): it is seen to its end first."""
+    beside its successor (a job with other params is another job), and one this file changes would
+    have its old attempt's end taken for the new one's: each is seen to its end first."""
     names = {job.name for job in spec.jobs}
     # Every row is decoded (not only the running ones): a damaged one stops the run before anything is written.
-    left = [row.name for row in store.job_rows() if row.status == JobStatus.RUNNING and row.name not in names]
+    running = {row.name for row in store.job_rows() if row.status == JobStatus.RUNNING}
+    left = [name for name in running if name not in names]
+    # A job changed since: watching its old attempt would record the old command's end as the new one's.
+    digests = dict(store.job_digests()) if running else {}
+    changed = [job.name for job in spec.jobs if job.name in running and digests.get(job.name) != job.digest()]
+    if changed:
+        shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
+        raise HyperctlError(
+            f"batch '{batch_dir.name}': {plural(len(changed), 'job')} changed in this batch file while an attempt "
+            f"from before may still run ({shown}): `hyperctl batch resume {batch_dir.name}` sees it to its end "
+            f"first (or `hyperctl batch kill {batch_dir.name}` ends it); then run this file"
+        )
     if left:
         shown = ", ".join(left[:5]) + (", ..." if len(left) > 5 else "")
         raise HyperctlError(
