@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import batch_token, start_hyperctl, wait_for_portal, write_json
+from tests.conftest import batch_token, start_hyperctl, wait_for, wait_for_portal, write_json
 
 TIMEOUT = 1.0  # daemon.request_timeout for these tests
 
@@ -43,6 +43,11 @@ def daemon(batches: Path, tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def _attempts(db_path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0])
 
 
 def _exchange(address: tuple[str, int], request: bytes, sock: socket.socket | None = None) -> tuple[int, dict]:
@@ -106,7 +111,9 @@ def test_a_store_damaged_under_a_running_daemon_is_503_json_not_a_traceback(
     daemon: tuple[str, int, Path], batches: Path
 ) -> None:
     host, port, _ = daemon
-    with contextlib.closing(sqlite3.connect(batches / "web" / ".hyperctl" / "state.db")) as db:
+    db_path = batches / "web" / ".hyperctl" / "state.db"
+    wait_for(lambda: _attempts(db_path), "the job's attempt to be in the store")  # "API at" may come first
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
         db.execute("UPDATE attempts SET status = 'weird'")
         db.commit()
     token = batch_token(batches, "web")
