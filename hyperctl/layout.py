@@ -117,7 +117,10 @@ def has_records(internal: Path) -> bool:
 
 
 def state_home() -> Path:
-    return Path(os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"))
+    """$XDG_STATE_HOME, or ~/.local/state when it is unset, empty or relative (the XDG spec: a
+    relative one is invalid and must be ignored; it would also put tokens under the current folder)."""
+    value = os.environ.get("XDG_STATE_HOME", "")
+    return Path(value) if os.path.isabs(value) else Path(os.path.expanduser("~/.local/state"))
 
 
 def token_folder() -> Path:
