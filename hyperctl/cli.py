@@ -45,7 +45,7 @@ def entry() -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyperctl",
-        description="Run batches of shell jobs and parameter sweeps on this machine.",
+        description="Run batches of shell jobs and parameter sweeps on this machine or on SSH hosts.",
         epilog="Exit status: 0 ok, 1 some job did not succeed, 2 bad usage or config, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"hyperctl {__version__}")
