@@ -6,6 +6,7 @@
             state.db  batch.json  lock  daemon.log
             jobs/<job>/params.json
             jobs/<job>/attempt-<n>/{stdout,stderr,exitcode}
+            lib/<version>/hyperctl/     the job-side module, on local jobs' PYTHONPATH
 
 A job that empties its data dir (`rm -rf "$HYPERCTL_JOB_DATA_DIR"/*`) cannot reach its own
 logs and exit codes there. On an SSH host the same tree stands under `remote_root`.
