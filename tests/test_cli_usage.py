@@ -48,3 +48,11 @@ def test_resume_and_retry_print_the_runs_summary_as_json_with_why_jobs_did_not_s
     assert retried.returncode == 0, retried.stderr
     summary = json.loads(retried.stdout)
     assert (summary["status"], summary["counts"]["succeeded"], summary["halted"]) == ("finished", 3, None)
+
+
+def test_help_says_what_is_true_now() -> None:
+    top = " ".join(hyperctl("--help").stdout.split())
+    kill = " ".join(hyperctl("job", "kill", "--help").stdout.split())
+
+    assert "on this machine or on SSH hosts" in top
+    assert "left the group (setsid)" in kill

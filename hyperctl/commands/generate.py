@@ -23,7 +23,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
         "into a batch file that `hyperctl run --config` takes as it is.",
     )
     gen.add_argument("--template", metavar="FILE", required=True, help="the template (YAML or JSON)")
-    gen.add_argument("--output", metavar="FILE", required=True, help="the batch file to write, or - for stdout")
+    gen.add_argument(
+        "--output",
+        metavar="FILE",
+        required=True,
+        help="the batch file to write (private: 0600; a link is refused), or - for stdout",
+    )
     gen.add_argument("--force", action="store_true", help="overwrite an existing output file")
     gen.set_defaults(func=cmd_generate)
 
