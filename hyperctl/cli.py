@@ -42,10 +42,23 @@ def entry() -> int:
     return code
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an argument a command does not take is reported with that command's usage
+    (argparse leaves it to the top-level parser, which shows its own)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self._subparsers is None:  # a command itself, not a group of commands
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(  # its commands are _Parsers too (argparse makes them of its class)
         prog="hyperctl",
-        description="Run batches of shell jobs and parameter sweeps on this machine.",
+        description="Run batches of shell jobs and parameter sweeps on this machine or on SSH hosts.",
         epilog="Exit status: 0 ok, 1 some job did not succeed, 2 bad usage or config, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"hyperctl {__version__}")

@@ -29,6 +29,17 @@ class DaemonUnreachableError(HyperctlError):
     """No daemon answered at the batch's address."""
 
 
+class NoTokenError(HyperctlError):
+    """A daemon runs the batch, but its token is not where this command looks (another XDG_STATE_HOME)."""
+
+    def __init__(self, batch_dir: BatchDir) -> None:
+        self.where = (
+            f"batch '{batch_dir.name}': a daemon runs it, but its token is not at {batch_dir.token_file} "
+            "(started with another XDG_STATE_HOME?)"
+        )
+        super().__init__(f"{self.where}; no command can reach that daemon without it")
+
+
 class Client:
     """Talks to one daemon with the batch token."""
 
@@ -125,7 +136,5 @@ def live_client(batch_dir: BatchDir) -> Client:
 
     token = read_token(batch_dir)
     if token is None:
-        raise HyperctlError(
-            f"batch '{batch_dir.name}': its token is missing ({batch_dir.token_file}); no command can reach its daemon"
-        )
+        raise NoTokenError(batch_dir)
     return Client(portal, token)

@@ -471,6 +471,10 @@ def _parse_scheduler(sec: Section) -> tuple[SchedulerSpec, RetryPolicy, bool | N
 
 
 def _parse_daemon(sec: Section, legacy_exit_on_finish: bool | None = None) -> DaemonSpec:
+    if legacy_exit_on_finish is not None and sec.has("exit_on_finish"):
+        sec.problems.add(
+            "scheduler.exit_on_finish", "given twice: here (the older Hypernets shape) and as daemon.exit_on_finish"
+        )
     default_exit = True if legacy_exit_on_finish is None else legacy_exit_on_finish
     daemon = DaemonSpec(
         host=sec.get("host", "string", "127.0.0.1", check=_check_host),
@@ -514,7 +518,7 @@ def _from_legacy(data: dict[str, Any], problems: Problems) -> dict[str, Any]:
         data["jobs"] = [
             _into_execution(job, _LEGACY_JOB_KEYS, join("jobs", i), problems, command) for i, job in enumerate(jobs)
         ]
-    _legacy_server(data)
+    _legacy_server(data, problems)
     machines = _legacy_machines(data)
     if machines is not None:
         backend = dict(data["backend"])
@@ -537,7 +541,7 @@ def template_from_legacy(template: dict[str, Any], problems: Problems) -> dict[s
     if not any(k in template for k in (*_LEGACY_TEMPLATE_KEYS, "server")):
         return template
     template = _into_execution(template, _LEGACY_TEMPLATE_KEYS, "", problems)
-    _legacy_server(template)
+    _legacy_server(template, problems)
     return template
 
 
@@ -556,12 +560,18 @@ def _into_execution(obj: Any, keys: tuple[str, ...], path: str, problems: Proble
     return {**{k: v for k, v in obj.items() if k not in moved}, "execution": execution}
 
 
-def _legacy_server(data: dict[str, Any]) -> None:
-    """`server` {host, port} of the older shape into `daemon`, in place."""
+def _legacy_server(data: dict[str, Any], problems: Problems) -> None:
+    """`server` {host, port} of the older shape into `daemon`, in place. A key given both ways is a problem."""
     server = data.pop("server", None)
-    daemon = dict(data.get("daemon") or {})
+    daemon = data.get("daemon") or {}
+    if not isinstance(daemon, dict):
+        return  # reported as it is
+    daemon = dict(daemon)
     if isinstance(server, dict):
-        daemon.update({k: server[k] for k in ("host", "port") if k in server})
+        moved = {k: server[k] for k in ("host", "port") if k in server}
+        for key in sorted(moved.keys() & daemon.keys()):
+            problems.add(f"server.{key}", f"given twice: here (the older Hypernets shape) and as daemon.{key}")
+        daemon.update(moved)
     if daemon:
         data["daemon"] = daemon
 

@@ -6,6 +6,7 @@
             state.db  batch.json  lock  daemon.log
             jobs/<job>/params.json
             jobs/<job>/attempt-<n>/{stdout,stderr,exitcode}
+            lib/<version>/hyperctl/     the job-side module, on local jobs' PYTHONPATH
 
 A job that empties its data dir (`rm -rf "$HYPERCTL_JOB_DATA_DIR"/*`) cannot reach its own
 logs and exit codes there. On an SSH host the same tree stands under `remote_root`.
@@ -117,7 +118,10 @@ def has_records(internal: Path) -> bool:
 
 
 def state_home() -> Path:
-    return Path(os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"))
+    """$XDG_STATE_HOME, or ~/.local/state when it is unset, empty or relative (the XDG spec: a
+    relative one is invalid and must be ignored; it would also put tokens under the current folder)."""
+    value = os.environ.get("XDG_STATE_HOME", "")
+    return Path(value) if os.path.isabs(value) else Path(os.path.expanduser("~/.local/state"))
 
 
 def token_folder() -> Path:

@@ -215,14 +215,18 @@ def summary_lines(result: RunResult) -> list[str]:
             f"  {plural(pending, 'job')} not started: once that is fixed, hyperctl batch resume {result.batch_dir.name}"
         )
     elif result.halted_after is not None:
-        halted = f"halted after {result.halted_after} failures (scheduler.halt_on_failures)"
-        lines.append(f"  {halted}: {plural(pending, 'job')} not started")
+        lines.append(f"  {halted_text(result.halted_after)}: {plural(pending, 'job')} not started")
     elif pending and result.status == BatchStatus.INTERRUPTED:
         lines.append(
             f"  {plural(pending, 'job')} to run again (interrupted, or not started yet): "
             f"hyperctl batch resume {result.batch_dir.name}"
         )
     return lines
+
+
+def halted_text(failures: int) -> str:
+    """Why a run started no more jobs, when halt_on_failures stopped it (the summary and its JSON)."""
+    return f"halted after {plural(failures, 'failure')} (scheduler.halt_on_failures)"
 
 
 def _how(status: JobStatus, last: Attempt | None) -> str:

@@ -222,7 +222,7 @@ def test_running_the_batch_file_of_the_release_before_again_runs_nothing_twice(t
 
     assert again.returncode == 1, again.stderr  # the job that failed runs again, and fails again
     assert "2 jobs to run, 1 already succeeded" in again.stderr
-    assert "halted after 1 failures" in again.stderr  # the third waits: halt_on_failures 1
+    assert "halted after 1 failure (" in again.stderr  # the third waits: halt_on_failures 1
     names = job_names(batches, "old-sweep")
     assert [n.split("-")[0] for n in names] == ["lr", "lr", "lr"]
     described = [hyperctl("job", "describe", "-b", "old-sweep", "-j", n, "--json").stdout for n in names]

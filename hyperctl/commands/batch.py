@@ -31,6 +31,7 @@ _FINAL = {s.value for s in JobStatus if s.final}
 _WATCH_POLL = 25  # seconds a long poll waits for a change before asking again
 _KILL_WITHIN = 120  # seconds for a killed batch's daemon to end
 _GONE_WITHIN = 2  # seconds for a daemon that stopped answering to let go of its lock
+_RUN_JSON = "print the run's summary as JSON on stdout, as `run --json` does"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser) -> None:
@@ -64,6 +65,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
         "that succeeded are not run twice.",
     )
     p.add_argument("--detach", action="store_true", help="run in the background")
+    p.add_argument("--json", action="store_true", help=_RUN_JSON)
     p.set_defaults(func=cmd_resume)
     p = sub.add_parser(
         "retry",
@@ -77,6 +79,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
         "--job", "-j", action="extend", nargs="+", metavar="JOB", help="these jobs (--job a b, or --job a --job b)"
     )
     p.add_argument("--detach", action="store_true", help="run in the background")
+    p.add_argument("--json", action="store_true", help=_RUN_JSON)
     p.set_defaults(func=cmd_retry)
 
 
@@ -246,10 +249,10 @@ def _names(names: list[str]) -> str:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    return _resume(resolve_batches_dir(args.batches_data_dir), args.batch, args.detach)
+    return _resume(resolve_batches_dir(args.batches_data_dir), args.batch, args.detach, args.json)
 
 
-def _resume(batches_dir: Path, name: str, detach: bool) -> int:
+def _resume(batches_dir: Path, name: str, detach: bool, as_json: bool) -> int:
     from hyperctl.commands.run import detach as run_detached
     from hyperctl.commands.run import run_in_foreground
     from hyperctl.daemon.runner import RunOptions
@@ -266,8 +269,8 @@ def _resume(batches_dir: Path, name: str, detach: bool) -> int:
         )
     options = RunOptions(batches_dir=batches_dir, source=source, same_batch=True, rerun_ended=False)
     if detach:
-        return run_detached(spec, options)
-    return run_in_foreground(spec, options, as_json=False)
+        return run_detached(spec, options, as_json)
+    return run_in_foreground(spec, options, as_json)
 
 
 _RETRIED = {JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.LOST, JobStatus.KILLED}
@@ -306,4 +309,4 @@ def cmd_retry(args: argparse.Namespace) -> int:
     finally:
         store.close()
     say(f"retrying {plural(len(chosen), 'job')} of batch {args.batch}" + _names(chosen))
-    return _resume(batches_dir, args.batch, args.detach)
+    return _resume(batches_dir, args.batch, args.detach, args.json)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hyperctl import privatefs
 from hyperctl.errors import ConfigError, HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.limits import MAX_YAML_BYTES, size
@@ -22,7 +23,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
         "into a batch file that `hyperctl run --config` takes as it is.",
     )
     gen.add_argument("--template", metavar="FILE", required=True, help="the template (YAML or JSON)")
-    gen.add_argument("--output", metavar="FILE", required=True, help="the batch file to write, or - for stdout")
+    gen.add_argument(
+        "--output",
+        metavar="FILE",
+        required=True,
+        help="the batch file to write (private: 0600; a link is refused), or - for stdout",
+    )
     gen.add_argument("--force", action="store_true", help="overwrite an existing output file")
     gen.set_defaults(func=cmd_generate)
 
@@ -58,10 +64,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         out = Path(args.output)
+        if out.is_symlink():  # a link may name another user's file, or one of yours: never written through
+            raise HyperctlError(f"{out}: is a symbolic link; give the path of a file, not a link (nothing written)")
         if out.exists() and not args.force:
             raise HyperctlError(f"{out}: exists; pass --force to overwrite it")
         try:
-            out.write_text(text)
+            # Private (0600): env values in a batch may be secrets. Renamed into place: a link put
+            # there meanwhile is replaced, not written through.
+            privatefs.write_atomic(out, text)
         except OSError as e:
             raise HyperctlError(f"{out}: cannot write: {e.strerror}") from None
         say(f"wrote {plural(len(batch['jobs']), 'job')} to {out}")

@@ -9,7 +9,7 @@ from hyperctl.batches import NoDaemonError, daemon_pid, find_batch, resolve_batc
 from hyperctl.commands.targets import add_targets
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.layout import BatchDir
-from hyperctl.output import emit_json, table
+from hyperctl.output import emit_json, say, table
 
 _NAMES_SHOWN = 3  # a machine with more running jobs shows their count and the first few names
 
@@ -33,7 +33,7 @@ def machines_of(batch_dir: BatchDir) -> list[dict[str, Any]]:
     """The batch's machines (views.machines_view): from its daemon when one runs, else as the
     store has them, with state None (no daemon, nobody knows). Nothing is reached nor run here:
     no password is needed, no nvidia-smi runs."""
-    from hyperctl.client import ApiError, DaemonUnreachableError, live_client
+    from hyperctl.client import ApiError, DaemonUnreachableError, NoTokenError, live_client
     from hyperctl.store import Store
     from hyperctl.unwatched import Unwatched
     from hyperctl.views import machines_in_store, machines_view, placed_in_store
@@ -43,6 +43,8 @@ def machines_of(batch_dir: BatchDir) -> list[dict[str, Any]]:
             return live_client(batch_dir).machines()
         except (NoDaemonError, DaemonUnreachableError):
             pass  # it is stopping or has just ended: the folder tells the rest
+        except NoTokenError as e:  # a reading command works without the daemon: say why it is not asked
+            say(f"{e.where}: showing what the batch folder tells")
         except ApiError as e:
             if e.status != 404:  # 404: a daemon of an older hyperctl, without this endpoint
                 raise

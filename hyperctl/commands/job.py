@@ -43,9 +43,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
     p = sub.add_parser(
         "kill",
         parents=[one, data_dir],
-        help="kill a job (its whole process group)",
-        description="Kill a running job: TERM to its whole process group, KILL after its kill_grace. A pending "
-        "job is killed before it starts. Killed jobs are not retried.",
+        help="kill a job (every process it started)",
+        description="Kill a running job: TERM to its whole process group and to the processes it started that "
+        "left the group (setsid), KILL after its kill_grace. A pending job is killed before it starts. Killed "
+        "jobs are not retried. A job that has already ended is left as it is (exit 0).",
     )
     p.set_defaults(func=cmd_kill)
     p = sub.add_parser("logs", parents=[one, data_dir], help="a job's output")
@@ -194,25 +195,40 @@ def _attempt_view(batch_dir: BatchDir, job: str, a: Attempt) -> dict[str, Any]:
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    from hyperctl.client import live_client
+    from hyperctl.client import ApiError, live_client
     from hyperctl.daemon.runner import kill_offline
 
-    with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (batch_dir, store):
+    batches_dir = resolve_batches_dir(args.batches_data_dir)
+    with open_batch(batches_dir, args.batch) as (batch_dir, store):
         record = _job(store, args.batch, args.job)
+    if record.status.final:
+        return _already_ended(args.job, record.status)
     if daemon_pid(batch_dir) is None:
-        if record.status.final:
-            raise HyperctlError(f"job '{args.job}' already ended: {record.status.value}")
         if record.status != JobStatus.RUNNING:
             raise HyperctlError(f"job '{args.job}' is {record.status.value}, and no daemon runs batch '{args.batch}'")
-        killed = kill_offline(batch_dir, {args.job})
-        say(
-            f"no daemon ran batch {args.batch}; " + ("killed" if killed else "found no process of") + f" job {args.job}"
-        )
+        if kill_offline(batch_dir, {args.job}):
+            say(f"no daemon ran batch {args.batch}; killed job {args.job}")
+            return ExitStatus.OK
+        with open_batch(batches_dir, args.batch) as (_, store):
+            now = _job(store, args.batch, args.job).status  # what kill_offline found: its end, recorded
+        if now.final:
+            return _already_ended(args.job, now)
+        say(f"no daemon ran batch {args.batch}; found no process of job {args.job}")
         return ExitStatus.OK
-    if record.status.final:
-        raise HyperctlError(f"job '{args.job}' already ended: {record.status.value}")
-    view = live_client(batch_dir).kill_job(args.job)
+    try:
+        view = live_client(batch_dir).kill_job(args.job)
+    except ApiError as e:
+        if e.status != 409:
+            raise
+        with open_batch(batches_dir, args.batch) as (_, store):  # it ended meanwhile
+            return _already_ended(args.job, _job(store, args.batch, args.job).status)
     say(f"job {args.job}: {view['status']}")
+    return ExitStatus.OK
+
+
+def _already_ended(job: str, status: JobStatus) -> int:
+    """A kill of a job that has ended: nothing to do, as `batch kill` of an ended batch says."""
+    say(f"job {job} has already ended ({status.value}); nothing was running")
     return ExitStatus.OK
 
 

@@ -77,7 +77,7 @@ def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> in
     import logging
 
     from hyperctl.daemon.runner import run_batch
-    from hyperctl.progress import Progress, failure_tails
+    from hyperctl.progress import Progress, failure_tails, halted_text
 
     logging.basicConfig(format="hyperctl: %(message)s", level=logging.WARNING)
 
@@ -97,6 +97,10 @@ def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> in
                 "not_succeeded": [r.name for r in result.not_succeeded],
                 "failures": [tail.to_dict() for tail in tails],  # the first few, with their stderr's last lines
                 "failures_more": more,
+                # Why jobs were left unstarted, as the text summary says it (null when none was).
+                "halted": halted_text(result.halted_after) if result.halted_after is not None else None,
+                "machines_down": result.machines_down,
+                "fault": result.fault,
             }
         )
     return exitstatus.for_batch(result.status)

@@ -46,6 +46,13 @@ def cmd_try(args: argparse.Namespace) -> int:
     data_dir = os.path.abspath(args.data_dir) if args.data_dir else tempfile.mkdtemp(prefix="hyperctl-try-")
     try:
         os.makedirs(data_dir, exist_ok=True)
+    except FileExistsError:  # something that is no folder is there
+        what = (
+            "a file"
+            if not os.path.islink(data_dir)
+            else "a symbolic link to " + ("a file" if os.path.exists(data_dir) else "nothing")
+        )
+        raise HyperctlError(f"--data-dir: {data_dir} is {what}, not a folder") from None
     except OSError as e:
         raise HyperctlError(f"--data-dir: cannot make {data_dir}: {e.strerror}") from None
     fd, params_file = tempfile.mkstemp(prefix="hyperctl-params-", suffix=".json")

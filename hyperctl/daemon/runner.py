@@ -352,7 +352,9 @@ def _check_same_batch(store: Store, batch_dir: BatchDir, options: RunOptions) ->
     if before and options.source and before != options.source and not options.same_batch:
         raise HyperctlError(
             f"a batch named '{batch_dir.name}' already exists in {batch_dir.path.parent}, run from {before}; "
-            f"give this one another name (--name or `name:`), or pass --name {batch_dir.name} to continue that batch"
+            f"to keep both, give this one another name (--name or `name:`); --name {batch_dir.name} makes this file "
+            "that batch's jobs in place of its own (those it no longer lists leave it; one that succeeded with the "
+            "same spec is not run again)"
         )
 
 
