@@ -110,6 +110,19 @@ def test_output_to_stdout_and_no_overwrite_without_force(tmp_path: Path) -> None
     assert forced.returncode == 0 and len(json.loads(existing.read_text())["jobs"]) == 2
 
 
+def test_json_output_has_a_job_per_line(tmp_path: Path) -> None:
+    """What one edits and diffs by hand; and written by json's C encoder (fast at 100,000 jobs)."""
+    (tmp_path / "t.yml").write_text("name: s\nparams: {a: [1, 2]}\nexecution: {command: 'echo {{ a }}'}\n")
+
+    out = hyperctl("generate", "--template", "t.yml", "--output", "-", cwd=tmp_path).stdout
+
+    jobs = json.loads(out)["jobs"]
+    assert [line.strip().rstrip(",") for line in out.splitlines() if '"params"' in line] == [
+        json.dumps(job) for job in jobs
+    ]
+    assert [job["params"] for job in jobs] == [{"a": 1}, {"a": 2}]
+
+
 def test_yaml_output(tmp_path: Path) -> None:
     (tmp_path / "t.yml").write_text("params: {a: [1, 2]}\nexecution: {command: 'echo {{ a }}'}\n")
     assert hyperctl("generate", "--template", "t.yml", "--output", "b.yaml", cwd=tmp_path).returncode == 0
