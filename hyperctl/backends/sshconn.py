@@ -324,6 +324,9 @@ def _login(where: Endpoint, keys: HostKeys, sock: Any, via: str) -> paramiko.SSH
     except OSError as e:
         client.close()
         raise HostUnreachableError(f"{where}{via}: cannot connect: {e}") from None
+    except EOFError:  # paramiko's word (with no text) for a peer that hung up: a host dying, an sshd restarting
+        client.close()
+        raise HostUnreachableError(f"{where}{via}: the connection closed during the SSH handshake") from None
     return client
 
 
