@@ -88,3 +88,29 @@ def test_a_liveness_check_the_host_refuses_is_an_answer(one_session_host: Host, 
     described = json.loads(hyperctl("job", "describe", "-b", "l", "-j", "j", "--json").stdout)
     assert [(a["status"], a["exit_code"]) for a in described["attempts"]] == [("succeeded", 0)]
     assert hyperctl("job", "logs", "-b", "l", "-j", "j").stdout == "done\n"
+
+
+def test_a_job_starts_on_the_session_the_last_one_just_freed(
+    one_session_host: Host, shared: Path, batches: Path
+) -> None:
+    """One session per connection, one job at a time: each start follows the end of the job before
+    on the same connection, while sshd may still be freeing that job's session. No start is
+    refused for it (the machine is never down), and every job runs once."""
+    host = one_session_host
+    jobs = [{"name": f"q{i}", "execution": {"command": f"echo {i}"}} for i in range(12)]
+    backend = {
+        "type": "remote",
+        "conf": {
+            "machines": [host.machine(cpu=1, max_jobs=1)],
+            "known_hosts": str(host.known_hosts),
+            "remote_root": str(shared / "remote"),
+        },
+    }
+    config = write_json(shared / "q.json", {"name": "q", "jobs": jobs, "daemon": {"port": 0}, "backend": backend})
+
+    result = hyperctl("run", "--config", str(config), "--json", timeout=90)
+
+    assert result.returncode == 0, result.stderr
+    assert "is down" not in result.stderr, result.stderr
+    listed = json.loads(hyperctl("job", "list", "-b", "q", "--json").stdout)
+    assert {j["name"]: (j["status"], j["attempts"]) for j in listed} == {f"q{i}": ("succeeded", 1) for i in range(12)}

@@ -28,7 +28,6 @@ from hyperctl.backends.base import IDENTITY_ENV, MAX_PARAMS_ARG, Executor, Handl
 from hyperctl.backends.collect import AttemptReader, extract
 from hyperctl.backends.sshchannel import JobChannel, stream
 from hyperctl.backends.sshconn import (
-    CONNECT_TIMEOUT,
     DaemonThreads,
     HostKeys,
     HostUnreachableError,
@@ -36,6 +35,7 @@ from hyperctl.backends.sshconn import (
     connect,
     first_line,
     open_exec,
+    open_session,
     parse_conf,
     run,
 )
@@ -359,7 +359,7 @@ class RemoteExecutor(Executor):
         command = self._send_home(self._paths(remote, launch), launch)
 
         def receive() -> None:
-            chan = transport.open_session(timeout=CONNECT_TIMEOUT)
+            chan = open_session(transport)
             try:
                 chan.exec_command(command)
                 while data := chan.recv(1 << 16):
