@@ -568,6 +568,9 @@ def test_two_batches_side_by_side_when_the_default_port_is_taken(runs: Runs, tmp
     """Port 8060 held (by this test, or already by something else): both batches move off it,
     say so with the port they took, and run at the same time."""
     blocker = socket.socket()
+    # As a server binds: a connection an earlier test's daemon closed on 8060 (TIME_WAIT, a minute)
+    # must not pass for "held" here, since the daemon, binding the same way, would take the port.
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         blocker.bind(("127.0.0.1", DEFAULT_PORT))
         blocker.listen()

@@ -3,6 +3,7 @@ folders, an internal error. Each ends in one line, loses nothing and is recovera
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -14,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from hyperctl.backends.base import Handle, Launch, Machine
+from hyperctl.backends.local import LocalExecutor
+from hyperctl.daemon.scheduler import Scheduler
 from hyperctl.layout import BatchDir
+from hyperctl.spec import BatchSpec, BatchStatus, Execution, JobSpec, JobStatus
+from hyperctl.store import Store
 from tests.conftest import hyperctl, start_hyperctl, wait_for, write_json
 
 
@@ -302,3 +308,44 @@ def test_resume_after_a_hand_edit_of_batch_json_never_runs_a_succeeded_job_again
     assert _jobs(batches, "ed") == {"a": ("succeeded", 1)}
     assert not (batches / "ed" / ".hyperctl" / "jobs" / "a" / "attempt-2").exists()
     assert json.loads(spec_file.read_text())["jobs"][0]["execution"]["command"] == "echo a"  # as the store has it
+
+
+def test_a_disk_that_fills_while_a_job_starts_loses_neither_the_job_nor_its_end(small_disk: Path) -> None:
+    """The disk fills between the job's start and the store's note of its pid (the interleaving a
+    loaded machine gives the test above now and then): the job is still watched, the run waits for
+    it, and its end is recorded once space is back, not left `running` for resume to call lost."""
+    flag = small_disk.parent / "end"
+    job = JobSpec("j", {}, Execution(f"while [ ! -e {flag} ]; do sleep 0.05; done"))
+    fillers: list[Path] = []
+
+    class FillsTheDiskOnStart(LocalExecutor):
+        async def start(self, launch: Launch) -> Handle:
+            handle = await super().start(launch)
+            fillers.append(_fill(small_disk))  # before the scheduler saves the pid
+            return handle
+
+    async def main() -> tuple[BatchStatus, JobStatus, tuple[JobStatus, int | None] | None]:
+        batch_dir = BatchDir(small_disk / "batches", "s")
+        batch_dir.internal.mkdir(parents=True)
+        store = Store(batch_dir.db)
+        try:
+            store.sync_jobs([job])
+            executor = FillsTheDiskOnStart(Machine("localhost", cpu=1, ram=0))
+            scheduler = Scheduler(BatchSpec(name="s", jobs=[job]), batch_dir, store, executor, {}, lambda _: "t")
+            await scheduler.start()
+            while not scheduler.fault:  # the store could not save the pid: the disk is full
+                await scheduler.wait_change(scheduler.version, 10)
+            assert fillers and not scheduler.done.done()  # the job runs, and the run waits for it
+            flag.touch()  # it ends while the disk is full
+            status = await asyncio.wait_for(scheduler.done, 30)
+            fillers[0].unlink()
+            scheduler.record_unrecorded()  # as the daemon does at the end
+            record = store.job("j")
+            assert record is not None
+            return status, record.status, record.last and (record.last.status, record.last.exit_code)
+        finally:
+            store.close()
+
+    status, job_status, last = asyncio.run(main())
+    assert status == BatchStatus.FAILED  # it stopped starting jobs: the batch did not finish
+    assert (job_status, last) == (JobStatus.SUCCEEDED, (JobStatus.SUCCEEDED, 0))

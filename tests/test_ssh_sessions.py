@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,20 @@ def one_session_host() -> Iterator[Host]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _batch(host: Host, shared: Path, name: str, jobs: list[dict[str, Any]], max_jobs: int) -> Path:
+    """A batch file of these jobs on the one-session host, max_jobs at once."""
+    backend = {
+        "type": "remote",
+        "conf": {
+            "machines": [host.machine(cpu=max_jobs, max_jobs=max_jobs)],
+            "known_hosts": str(host.known_hosts),
+            "remote_root": str(shared / "remote"),
+        },
+    }
+    doc = {"name": name, "jobs": jobs, "daemon": {"port": 0}, "backend": backend}
+    return write_json(shared / f"{name}.json", doc)
+
+
 def test_a_session_the_host_refuses_sends_the_job_back_to_wait(
     one_session_host: Host, shared: Path, batches: Path
 ) -> None:
@@ -40,15 +55,7 @@ def test_a_session_the_host_refuses_sends_the_job_back_to_wait(
     `running`."""
     host = one_session_host
     jobs = [{"name": f"j{i}", "execution": {"command": f"sleep 1; echo {i}"}} for i in range(3)]
-    backend = {
-        "type": "remote",
-        "conf": {
-            "machines": [host.machine(cpu=2, max_jobs=2)],
-            "known_hosts": str(host.known_hosts),
-            "remote_root": str(shared / "remote"),
-        },
-    }
-    config = write_json(shared / "b.json", {"name": "s", "jobs": jobs, "daemon": {"port": 0}, "backend": backend})
+    config = _batch(host, shared, "s", jobs, max_jobs=2)
 
     result = hyperctl("run", "--config", str(config), "--json", timeout=90)
 
@@ -88,3 +95,20 @@ def test_a_liveness_check_the_host_refuses_is_an_answer(one_session_host: Host, 
     described = json.loads(hyperctl("job", "describe", "-b", "l", "-j", "j", "--json").stdout)
     assert [(a["status"], a["exit_code"]) for a in described["attempts"]] == [("succeeded", 0)]
     assert hyperctl("job", "logs", "-b", "l", "-j", "j").stdout == "done\n"
+
+
+def test_a_job_starts_on_the_session_the_last_one_just_freed(
+    one_session_host: Host, shared: Path, batches: Path
+) -> None:
+    """One session per connection, one job at a time: each start follows the end of the job before
+    on the same connection, while sshd may still be freeing that job's session. No start is
+    refused for it (the machine is never down), and every job runs once."""
+    jobs = [{"name": f"q{i}", "execution": {"command": f"echo {i}"}} for i in range(12)]
+    config = _batch(one_session_host, shared, "q", jobs, max_jobs=1)
+
+    result = hyperctl("run", "--config", str(config), "--json", timeout=90)
+
+    assert result.returncode == 0, result.stderr
+    assert "is down" not in result.stderr, result.stderr
+    listed = json.loads(hyperctl("job", "list", "-b", "q", "--json").stdout)
+    assert {j["name"]: (j["status"], j["attempts"]) for j in listed} == {f"q{i}": ("succeeded", 1) for i in range(12)}

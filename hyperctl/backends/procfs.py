@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 PROC = "/proc"
 _PR_SET_CHILD_SUBREAPER = 36
-# A process start time from /proc is in clock ticks; the spawn time we record may differ by
-# the time posix_spawn took. Two processes with one pid within this span do not happen.
+# How much later than its recorded spawn time a launcher may seem to have started: /proc gives
+# start times from the boot time in whole seconds, and a wall clock may be stepped meanwhile.
 START_TIME_TOLERANCE = 2.0
 
 
@@ -81,15 +81,17 @@ def _environ_has(pid: int | str, markers: dict[str, str]) -> bool:
 def is_launcher(pid: int, markers: dict[str, str], spawned: float | None) -> bool:
     """Whether pid is, still, the launcher that these environment markers name.
 
-    It leads its own process group, carries the markers, and started when it was spawned:
-    a pid reused by another process fails at least the last two.
+    It leads its own process group, carries the markers, and started no later than it was
+    spawned: a pid reused by another process fails at least the last two. Any earlier start is
+    the launcher's own: no other process could hold its pid while it ran. (The spawn time is noted
+    once the spawn returns: on a loaded machine, seconds after the process began.)
     """
     fields = _stat_fields(pid)
     if fields is None or int(fields[2]) != pid or fields[0] == b"Z":
         return False
     if spawned is not None:
         started = start_time(pid)
-        if started is None or abs(started - spawned) > START_TIME_TOLERANCE:
+        if started is None or started - spawned > START_TIME_TOLERANCE:
             return False
     return _environ_has(pid, markers)
 

@@ -28,7 +28,6 @@ from hyperctl.backends.base import IDENTITY_ENV, MAX_PARAMS_ARG, Executor, Handl
 from hyperctl.backends.collect import AttemptReader, extract
 from hyperctl.backends.sshchannel import JobChannel, stream
 from hyperctl.backends.sshconn import (
-    CONNECT_TIMEOUT,
     DaemonThreads,
     HostKeys,
     HostUnreachableError,
@@ -36,6 +35,7 @@ from hyperctl.backends.sshconn import (
     connect,
     first_line,
     open_exec,
+    open_session,
     parse_conf,
     run,
 )
@@ -278,10 +278,10 @@ class RemoteExecutor(Executor):
                     self._watch_channel(handle, chan)
                     return
                 chan.close()
-            except (HyperctlError, OSError, paramiko.SSHException, EOFError) as e:  # EOF: sshd died mid-handshake
+            except (HyperctlError, OSError, paramiko.SSHException, EOFError) as e:  # EOF: its connection dropped
                 self.silent.add(name)
                 if self.on_machine_down is not None:
-                    self.on_machine_down(name, str(e))
+                    self.on_machine_down(name, _refusal(e))
         self._exited(handle, None, None)
 
     def _track(self, remote: RemoteMachine, handle: Handle) -> None:
@@ -359,7 +359,7 @@ class RemoteExecutor(Executor):
         command = self._send_home(self._paths(remote, launch), launch)
 
         def receive() -> None:
-            chan = transport.open_session(timeout=CONNECT_TIMEOUT)
+            chan = open_session(transport)
             try:
                 chan.exec_command(command)
                 while data := chan.recv(1 << 16):
@@ -404,7 +404,7 @@ class RemoteExecutor(Executor):
 
 
 def _refusal(e: Exception) -> str:
-    """Why the connection could not start a job, in one line."""
+    """Why the connection could not start a job (or reach its host again), in one line, never empty."""
     if isinstance(e, paramiko.ChannelException):  # sshd's MaxSessions (10 by default) caps channels per connection
         return f"it refused a new session ({e.text}): its sshd's MaxSessions may be below the jobs it is given"
     return " ".join(str(e).split()) or type(e).__name__

@@ -324,6 +324,9 @@ def _login(where: Endpoint, keys: HostKeys, sock: Any, via: str) -> paramiko.SSH
     except OSError as e:
         client.close()
         raise HostUnreachableError(f"{where}{via}: cannot connect: {e}") from None
+    except EOFError:  # paramiko's word (with no text) for a peer that hung up: a host dying, an sshd restarting
+        client.close()
+        raise HostUnreachableError(f"{where}{via}: the connection closed during the SSH handshake") from None
     return client
 
 
@@ -363,9 +366,20 @@ class DaemonThreads(concurrent.futures.Executor):
                     future.set_exception(e)
 
 
+def open_session(transport: paramiko.Transport) -> paramiko.Channel:
+    """A new session channel. Blocks. sshd frees the session of a channel that just closed only on
+    its next turn, so a job that just ended may still hold the last one MaxSessions allows: a
+    refusal is asked again once, after a round trip shows sshd has read (and freed) what we closed."""
+    try:
+        return transport.open_session(timeout=CONNECT_TIMEOUT)
+    except paramiko.ChannelException:
+        transport.global_request("keepalive@openssh.com", wait=True)  # its answer: the round trip
+        return transport.open_session(timeout=CONNECT_TIMEOUT)
+
+
 def open_exec(transport: paramiko.Transport, command: str, stdin: bytes = b"") -> paramiko.Channel:
     """A new channel running command, given stdin (kept open: the command reads what it needs)."""
-    chan = transport.open_session(timeout=CONNECT_TIMEOUT)
+    chan = open_session(transport)
     chan.exec_command(command)
     if stdin:
         chan.sendall(stdin)
@@ -387,7 +401,7 @@ def first_line(transport: paramiko.Transport, command: str) -> tuple[paramiko.Ch
 
 def run(transport: paramiko.Transport, command: str, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
     """Run a short command to its end: exit status, stdout, stderr."""
-    chan = transport.open_session(timeout=CONNECT_TIMEOUT)
+    chan = open_session(transport)
     try:
         chan.exec_command(command)
         if stdin is not None:

@@ -250,7 +250,10 @@ class Scheduler:
             self.store.end_attempt(job.name, n, JobStatus.FAILED, reason=f"could not start: {e}")
             return JobStatus.FAILED, None
         self.running[job.name] = handle
-        self.store.set_pid(job.name, n, handle.pid, handle.pid_started)
+        try:
+            self.store.set_pid(job.name, n, handle.pid, handle.pid_started)
+        except StoreError as e:  # it runs all the same: watched to its end (resume finds it by its environment)
+            self.store_failed(e)
         self._bump()  # the job's view shows its pid
         if job.name in self.kill_requested:  # killed while it was being started
             self.executor.kill(handle)
