@@ -325,25 +325,32 @@ def _check_none_left_running(store: Store, batch_dir: BatchDir, spec: BatchSpec)
     have its old attempt's end taken for the new one's: each is seen to its end first."""
     names = {job.name for job in spec.jobs}
     # Every row is decoded (not only the running ones): a damaged one stops the run before anything is written.
-    running = {row.name for row in store.job_rows() if row.status == JobStatus.RUNNING}
+    running = [row.name for row in store.job_rows() if row.status == JobStatus.RUNNING]
     left = [name for name in running if name not in names]
     # A job changed since: watching its old attempt would record the old command's end as the new one's.
     digests = dict(store.job_digests()) if running else {}
-    changed = [job.name for job in spec.jobs if job.name in running and digests.get(job.name) != job.digest()]
+    changed = [
+        job.name
+        for job in spec.jobs
+        if job.name in digests and job.name in running and digests[job.name] != job.digest()
+    ]
+    name = batch_dir.name
     if changed:
-        shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
         raise HyperctlError(
-            f"batch '{batch_dir.name}': {plural(len(changed), 'job')} changed in this batch file while an attempt "
-            f"from before may still run ({shown}): `hyperctl batch resume {batch_dir.name}` sees it to its end "
-            f"first (or `hyperctl batch kill {batch_dir.name}` ends it); then run this file"
+            f"batch '{name}': {plural(len(changed), 'job')} changed in this batch file while an attempt from "
+            f"before may still run ({_few(changed)}): `hyperctl batch resume {name}` sees it to its end first "
+            f"(or `hyperctl batch kill {name}` ends it); then run this file"
         )
     if left:
-        shown = ", ".join(left[:5]) + (", ..." if len(left) > 5 else "")
         raise HyperctlError(
-            f"batch '{batch_dir.name}': {plural(len(left), 'job')} of an earlier run, not in this batch file, "
-            f"may still run ({shown}): `hyperctl batch resume {batch_dir.name}` sees them to their end first, "
-            f"or `hyperctl batch kill {batch_dir.name}` ends them"
+            f"batch '{name}': {plural(len(left), 'job')} of an earlier run, not in this batch file, may still run "
+            f"({_few(left)}): `hyperctl batch resume {name}` sees them to their end first, or "
+            f"`hyperctl batch kill {name}` ends them"
         )
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
 
 
 def _check_same_batch(store: Store, batch_dir: BatchDir, options: RunOptions) -> None:
