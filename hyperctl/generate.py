@@ -8,8 +8,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-from hyperctl.config import Paths, parse_execution, parse_resource, template_from_legacy
+from hyperctl.config import Paths, parse_execution, parse_resource
 from hyperctl.errors import ConfigError
+from hyperctl.legacyshape import template_from_legacy
 from hyperctl.limits import MAX_JOBS
 from hyperctl.render import render_command
 from hyperctl.spec import BackendSpec
