@@ -70,7 +70,7 @@ def kill_leftovers(batches: Path) -> None:
         except sqlite3.Error:
             pass
     for pid in pids:
-        if not _is_hyperctl(pid):
+        if not _is_hyperctl(pid, batches):
             continue  # gone, and its pid perhaps reused by another process: not ours to kill
         with contextlib.suppress(OSError):
             if os.getpgid(pid) == pid:  # a job's session, or a detached daemon's
@@ -79,9 +79,13 @@ def kill_leftovers(batches: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def _is_hyperctl(pid: int) -> bool:
+def _is_hyperctl(pid: int, batches: Path) -> bool:
+    """Whether pid is a daemon or job of these batches: hyperctl's, and naming this batches folder
+    (a pid stored here may since have gone to a process of another test run, or anyone's)."""
+    where = str(batches).encode()
     try:
-        return b"hyperctl" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"hyperctl" in cmdline and (where in cmdline or where in Path(f"/proc/{pid}/environ").read_bytes())
     except OSError:
         return False
 
