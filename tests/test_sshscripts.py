@@ -14,6 +14,7 @@ import pytest
 from hyperctl.backends import sshscripts
 from hyperctl.backends.collect import AttemptReader, extract
 from hyperctl.backends.sshscripts import RemotePaths
+from hyperctl.jobsidelib import job_side_lib
 
 
 def paths_in(folder: Path) -> RemotePaths:
@@ -26,7 +27,7 @@ def every_script(folder: Path) -> dict[str, str]:
     paths = paths_in(folder)
     send_home = sshscripts.collect(paths, ["*.csv"], ["data.txt"])
     return {
-        "set_up": sshscripts.set_up("~/.hyperctl", sshscripts.job_side_lib(), True),
+        "set_up": sshscripts.set_up("~/.hyperctl", job_side_lib(), True),
         "upload": sshscripts.upload(paths),
         "spawn": sshscripts.spawn(
             paths, "echo 'hi'", PurePosixPath("/lib"), send_home, "0022", {"HYPERCTL_JOB_NAME": "j"}, "bash"

@@ -27,8 +27,8 @@ from hyperctl.backends.base import (
     Launch,
     Machine,
 )
-from hyperctl.backends.sshscripts import job_side_lib
 from hyperctl.errors import ConfigError
+from hyperctl.jobsidelib import add_to_pythonpath, write_job_side_lib
 from hyperctl.validation import Problems, Section, above, at_least, is_kind
 
 
@@ -417,21 +417,3 @@ def _read(path: Path, limit: int = 4096) -> str | None:
             return f.read(limit).decode(errors="replace")
     except FileNotFoundError:
         return None
-
-
-def write_job_side_lib(root: Path) -> str:
-    """A folder for jobs' PYTHONPATH, under root: `import hyperctl` there works in whatever Python a
-    job runs (system python3, a conda env), as on remote hosts, and is this very package where it can be."""
-    version, files = job_side_lib()
-    package = root / version / "hyperctl"
-    privatefs.make_missing_dirs(package)
-    real = str(Path(__file__).resolve().parent.parent)  # this package
-    files["__init__.py"] += f"__path__.append({real!r})\n"
-    for name, text in files.items():
-        privatefs.write_atomic(package / name, text)
-    return str(package.parent)
-
-
-def add_to_pythonpath(env: dict[str, str], lib: str) -> None:
-    """lib last on env's PYTHONPATH: what the job's own Python finds first stays first."""
-    env["PYTHONPATH"] = f"{env['PYTHONPATH']}:{lib}" if env.get("PYTHONPATH") else lib

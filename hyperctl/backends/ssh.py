@@ -42,6 +42,7 @@ from hyperctl.backends.sshconn import (
 from hyperctl.backends.sshlib import paramiko
 from hyperctl.backends.sshscripts import RemotePaths
 from hyperctl.errors import HyperctlError
+from hyperctl.jobsidelib import job_side_lib
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,7 +72,7 @@ class RemoteExecutor(Executor):
         self.silent: set[str] = set()  # machines found dead: their dropped channels are lost jobs
         self.watchdog: asyncio.Task[None] | None = None
         self.locks: dict[str, asyncio.Lock] = {}
-        self.lib = sshscripts.job_side_lib()
+        self.lib = job_side_lib()
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any]) -> RemoteExecutor:

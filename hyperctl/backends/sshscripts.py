@@ -7,24 +7,19 @@ reader (sshchannel.py, collect.py) read: each docstring says it.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import shlex
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from hyperctl.attemptfiles import EXIT_CODE_LIMIT
 from hyperctl.backends.base import LAUNCHER, PARAMS_ENV
 from hyperctl.backends.collect import ATTEMPT_FILES
 
 _q = shlex.quote
-# What a job imports (`import hyperctl`), sent to each host: jobs read their params even where
-# hyperctl is not installed. extend_path: where it is installed, the rest of it stays importable.
-_JOB_SIDE = ("__init__.py", "jobside.py", "errors.py", "hyperctl.py")
-_EXTEND = '\n__path__ = __import__("pkgutil").extend_path(__path__, __name__)\n'
 
 
 @dataclass(frozen=True)
@@ -36,15 +31,6 @@ class RemotePaths:
     params_file: PurePosixPath
     data: PurePosixPath
     working: PurePosixPath
-
-
-def job_side_lib() -> tuple[str, dict[str, str]]:
-    """The job-side modules as text (what set_up installs), and a name for this version of them."""
-    package = Path(__file__).resolve().parent.parent
-    files = {name: (package / name).read_text() for name in _JOB_SIDE}
-    files["__init__.py"] += _EXTEND
-    digest = hashlib.sha256("".join(files.values()).encode()).hexdigest()[:12]
-    return digest, files
 
 
 def root_word(remote_root: str) -> str:

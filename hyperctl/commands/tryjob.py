@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hyperctl.backends.local import add_to_pythonpath, write_job_side_lib
 from hyperctl.errors import HyperctlError
+from hyperctl.jobsidelib import add_to_pythonpath, write_job_side_lib
 from hyperctl.output import say
 
 NAME = "try"  # the job's name, for scripts that print or use it
