@@ -283,8 +283,9 @@ def test_random_kill_9_during_200_jobs(tmp_path: Path, batches: Path) -> None:
     assert json.loads(params_file.read_text()) == {"i": 7}
 
 
-def test_resume_where_pidfds_are_missing(tmp_path: Path, batches: Path) -> None:
-    """Old kernels and some seccomp profiles have no pidfd_open: jobs are still watched, not lost."""
+def held_job_left_by_a_dead_daemon(tmp_path: Path, batches: Path) -> tuple[Path, Path]:
+    """Batch b: job j logs `ran` to the first path and runs until the second exists; its daemon
+    was killed -9 once the job's pid was saved."""
     log, gate = tmp_path / "runs.log", tmp_path / "gate"
     command = f"echo ran >> {log}; while [ ! -e {gate} ]; do sleep 0.02; done"
     config = write_json(tmp_path / "b.json", batch([job(command, name="j", max_retries=1)]))
@@ -292,6 +293,12 @@ def test_resume_where_pidfds_are_missing(tmp_path: Path, batches: Path) -> None:
     wait_for(lambda: rows(batches, "SELECT pid FROM attempts")[0][0] if log.exists() else None, "the job to run")
     daemon.send_signal(signal.SIGKILL)
     daemon.wait()
+    return log, gate
+
+
+def test_resume_where_pidfds_are_missing(tmp_path: Path, batches: Path) -> None:
+    """Old kernels and some seccomp profiles have no pidfd_open: jobs are still watched, not lost."""
+    log, gate = held_job_left_by_a_dead_daemon(tmp_path, batches)
     without_pidfd = "import os, sys; del os.pidfd_open; from hyperctl.cli import main; sys.exit(main(sys.argv[1:]))"
     resumed = subprocess.Popen([sys.executable, "-c", without_pidfd, "batch", "resume", "b"], stderr=subprocess.PIPE)
     ready = "SELECT value FROM meta WHERE key = 'ready'"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tests.conftest import hyperctl, process_alive, read_stdout, wait_for, write_json
+from tests.test_control import rows
 
 
 def start(tmp_path: Path, jobs: list[dict[str, object]]) -> None:
@@ -92,9 +92,5 @@ def test_follow_of_a_job_lost_with_its_daemon_ends(tmp_path: Path, batches: Path
 
 
 def job_pid(batches: Path, job: str) -> int | None:
-    try:
-        with sqlite3.connect(f"file:{batches / 'b' / '.hyperctl' / 'state.db'}?mode=ro", uri=True) as db:
-            row = db.execute("SELECT pid FROM attempts WHERE job = ?", (job,)).fetchone()
-    except sqlite3.Error:
-        return None
-    return row[0] if row else None
+    found = rows(batches, f"SELECT pid FROM attempts WHERE job = '{job}'")
+    return found[0][0] if found else None

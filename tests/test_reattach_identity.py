@@ -4,27 +4,20 @@ again, never called lost and run a second time beside itself."""
 from __future__ import annotations
 
 import contextlib
-import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import wait_for, write_json
-from tests.test_control import batch, job, rows, start_run
+from tests.conftest import wait_for
+from tests.test_control import held_job_left_by_a_dead_daemon, rows
 
 
 def test_a_spawn_noted_late_still_names_the_running_job(tmp_path: Path, batches: Path) -> None:
     """On a loaded machine the daemon notes a job's spawn time when it gets the CPU back, which can
     be seconds after the job's process began. Resume must still know that process for the job's
     launcher: it waits for it, and the job runs once."""
-    log, gate = tmp_path / "runs.log", tmp_path / "gate"
-    command = f"echo ran >> {log}; while [ ! -e {gate} ]; do sleep 0.02; done"
-    config = write_json(tmp_path / "b.json", batch([job(command, name="j", max_retries=1)]))
-    daemon = start_run(config, batches)
-    wait_for(lambda: rows(batches, "SELECT pid FROM attempts")[0][0] if log.exists() else None, "the job to run")
-    daemon.send_signal(signal.SIGKILL)
-    daemon.wait()
+    log, gate = held_job_left_by_a_dead_daemon(tmp_path, batches)
     # As a daemon that got the CPU back 3 s after the spawn would have noted it.
     with contextlib.closing(sqlite3.connect(batches / "b" / ".hyperctl" / "state.db")) as db, db:
         db.execute("UPDATE attempts SET pid_started = pid_started + 3")
