@@ -10,7 +10,7 @@ from pathlib import Path
 from hyperctl import privatefs
 
 _PACKAGE = Path(__file__).resolve().parent
-_JOB_SIDE = ("__init__.py", "jobside.py", "errors.py", "hyperctl.py")
+_JOB_SIDE = ("__init__.py", "jobside.py", "errors.py", "hyperctl.py", "reporting.py")
 # extend_path: where hyperctl is installed, the rest of it stays importable.
 _EXTEND = '\n__path__ = __import__("pkgutil").extend_path(__path__, __name__)\n'
 

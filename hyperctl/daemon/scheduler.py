@@ -23,6 +23,7 @@ from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.daemon.portal import job_portal
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import CURRENT, BatchDir, Layout
+from hyperctl.reporting import METRICS_ENV
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
 from hyperctl.store import JobRecord, Store
 from hyperctl.storefaults import StoreError
@@ -287,6 +288,7 @@ class Scheduler:
             "HYPERCTL_JOB_DATA_DIR": data_dir,
             "HYPERCTL_JOB_WORKING_DIR": working_dir,
             "HYPERCTL_JOB_PARAMS_FILE": str(params_file),
+            METRICS_ENV: f"{self.batch_dir.attempt_dir(job.name, n, layout)}{os.sep}metrics",
             "HYPERCTL_JOB_TOKEN": token,
             "HYPERCTL_ATTEMPT": str(n),
         }
