@@ -73,7 +73,7 @@ def _number(key: Any, value: Any) -> float | int | None:
         return None
     kind = type(value)
     if kind is float or kind is int:  # the usual case, first
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, (str, bytes, bool)) or value is None:
         _say_once(f"value {key}", f"hyperctl.report: {key}={value!r} is not a number: left out")
         return None

@@ -288,7 +288,7 @@ class Scheduler:
             "HYPERCTL_JOB_DATA_DIR": data_dir,
             "HYPERCTL_JOB_WORKING_DIR": working_dir,
             "HYPERCTL_JOB_PARAMS_FILE": str(params_file),
-            METRICS_ENV: f"{self.batch_dir.attempt_dir(job.name, n, layout)}{os.sep}metrics",
+            METRICS_ENV: str(self.batch_dir.attempt_dir(job.name, n, layout) / "metrics"),
             "HYPERCTL_JOB_TOKEN": token,
             "HYPERCTL_ATTEMPT": str(n),
         }
