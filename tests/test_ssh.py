@@ -495,6 +495,19 @@ def test_a_remote_job_reads_long_params_where_hyperctl_is_not_installed(
     assert hyperctl("job", "logs", "-b", "r", "-j", "small").stdout == "1 2\n"
 
 
+def test_a_remote_job_reports_metrics_where_hyperctl_is_not_installed(
+    hosts: list[Host], shared: Path, batches: Path
+) -> None:
+    report = '/usr/bin/python3 -S -c "import hyperctl; hyperctl.report(loss=0.5); hyperctl.report(loss=0.25)"'
+    config = write_json(shared / "b.json", remote_batch(hosts[:1], [job(report, name="m")]))
+
+    result = hyperctl("run", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    on_host = hosts[0].home / REMOTE_ROOT / "r" / ".hyperctl" / "jobs" / "m" / "attempt-1" / "metrics"
+    assert [json.loads(line)["loss"] for line in on_host.read_text().splitlines()] == [0.5, 0.25]
+
+
 def test_gpu_auto_asks_nvidia_smi_on_the_host(hosts: list[Host], shared: Path, batches: Path) -> None:
     fake = shared / "bin"
     fake.mkdir()

@@ -43,6 +43,7 @@ from hyperctl.backends.sshlib import paramiko
 from hyperctl.backends.sshscripts import RemotePaths
 from hyperctl.errors import HyperctlError
 from hyperctl.jobsidelib import job_side_lib
+from hyperctl.reporting import METRICS_ENV
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -208,6 +209,7 @@ class RemoteExecutor(Executor):
             "HYPERCTL_JOB_DATA_DIR": str(paths.data),
             "HYPERCTL_JOB_WORKING_DIR": str(paths.working),
             "HYPERCTL_JOB_PARAMS_FILE": str(paths.params_file),
+            METRICS_ENV: str(paths.attempt / "metrics"),  # on the host, beside its stdout
         }
         # Secrets, so not on the command line (which `ps` shows anyone on the host): on stdin, with
         # the portal, which carries the job's token (daemon/portal.py).
