@@ -21,10 +21,30 @@ from hyperctl.storefaults import StoreError, check_file, check_tables, fault_of,
 
 # The store's schema version (PRAGMA user_version). hyperctl 0.1.0 made version 1 and wrote no
 # user_version (0, with the tables there). Each later version is one entry of _MIGRATIONS.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+_METRICS = """
+CREATE TABLE metric_chunks (
+    job TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    lines INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (job, n, offset)
+);
+CREATE TABLE metric_summaries (
+    job TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    last REAL, last_step INTEGER, min REAL, min_step INTEGER, max REAL, max_step INTEGER,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (job, n, key)
+);
+"""
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 1 -> 2: where an attempt's records are (NULL: in the job's folder, as 0.1.0 put them).
     2: ("ALTER TABLE attempts ADD COLUMN layout INTEGER",),
+    # 2 -> 3: what jobs report (metricstore.py): the metrics files' bytes, and a summary per metric.
+    3: tuple(statement for statement in _METRICS.split(";") if statement.strip()),
 }
 
 _SCHEMA = """
@@ -53,7 +73,7 @@ CREATE TABLE attempts (
     layout INTEGER,
     PRIMARY KEY (job, n)
 );
-"""
+""" + _METRICS
 
 
 def _create(path: Path) -> None:

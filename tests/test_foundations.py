@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from hyperctl import __version__
+from hyperctl.store import SCHEMA_VERSION
 from tests.conftest import REPO, attempt_dir, hyperctl, job_names, wait_for, write_json
 
 OLD_RELEASE = REPO / "tests" / "fixtures" / "release-0.1.0"
@@ -146,7 +147,7 @@ def test_a_batch_of_the_release_before_lists_describes_shows_logs_resumes_and_re
     listed = hyperctl("batch", "list")
     assert listed.returncode == 0, listed.stderr
     assert re.search(r"old-sweep\s+failed\s+1/3\s+1 pending, 1 failed", listed.stdout), listed.stdout
-    assert schema_version(folder) == 2  # migrated at its first open, by a reading command
+    assert schema_version(folder) == SCHEMA_VERSION  # migrated at its first open, by a reading command
     assert hyperctl("batch", "describe", "old-sweep").returncode == 0
     jobs = hyperctl("job", "list", "-b", "old-sweep")
     assert [line.split()[:2] for line in jobs.stdout.splitlines()[1:]] == [
@@ -186,9 +187,7 @@ def test_a_store_newer_than_this_hyperctl_is_refused_untouched(batches: Path, co
 
     result = hyperctl(*command)
 
-    message = (
-        f"the batch's store is version 99, newer than this hyperctl {__version__} reads (version 2); upgrade hyperctl"
-    )
+    message = f"the batch's store is version 99, newer than this hyperctl {__version__} reads (version {SCHEMA_VERSION}); upgrade hyperctl"
     assert message in result.stderr or message in result.stdout, (result.stdout, result.stderr)
     if command[:2] != ["batch", "list"]:  # list shows the batch's problem on its line, and goes on
         assert result.returncode == 2
