@@ -47,7 +47,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: tuple(statement for statement in _METRICS.split(";") if statement.strip()),
 }
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE jobs (
     name TEXT PRIMARY KEY,
@@ -73,7 +74,9 @@ CREATE TABLE attempts (
     layout INTEGER,
     PRIMARY KEY (job, n)
 );
-""" + _METRICS
+"""
+    + _METRICS
+)
 
 
 def _create(path: Path) -> None:

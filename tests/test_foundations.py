@@ -187,7 +187,8 @@ def test_a_store_newer_than_this_hyperctl_is_refused_untouched(batches: Path, co
 
     result = hyperctl(*command)
 
-    message = f"the batch's store is version 99, newer than this hyperctl {__version__} reads (version {SCHEMA_VERSION}); upgrade hyperctl"
+    newer = f"newer than this hyperctl {__version__} reads (version {SCHEMA_VERSION})"
+    message = f"the batch's store is version 99, {newer}; upgrade hyperctl"
     assert message in result.stderr or message in result.stdout, (result.stdout, result.stderr)
     if command[:2] != ["batch", "list"]:  # list shows the batch's problem on its line, and goes on
         assert result.returncode == 2
