@@ -60,3 +60,46 @@ def test_a_metrics_file_that_cannot_be_written_never_fails_the_job(tmp_path: Pat
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0 and done.stdout == "went on\n"
     assert done.stderr.count("hyperctl.report:") == 1
+
+
+def stored(batches: Path, batch: str = "b") -> list[tuple[object, ...]]:
+    import contextlib
+    import sqlite3
+
+    db = batches / batch / ".hyperctl" / "state.db"
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            return conn.execute("SELECT key, last, last_step, count FROM metric_summaries ORDER BY key").fetchall()
+    except sqlite3.Error:
+        return []
+
+
+def test_points_reach_the_store_while_the_job_runs_and_none_is_lost_or_counted_twice_over_a_kill_9(
+    tmp_path: Path, batches: Path
+) -> None:
+    import signal
+
+    from tests.conftest import start_hyperctl, wait_for
+
+    gate = tmp_path / "gate"
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import hyperctl, os, time\n"
+        "for i in range(3): hyperctl.report(loss=i)\n"
+        f"while not os.path.exists({str(gate)!r}): time.sleep(0.02)\n"
+        "for i in range(3, 6): hyperctl.report(loss=i)\n"
+    )
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+    config = write_json(tmp_path / "b.json", {"name": "b", "jobs": [{"name": "j", "execution": {"command": command}}]})
+    daemon = start_hyperctl("run", "--config", str(config))
+    wait_for(lambda: stored(batches) == [("loss", 2.0, 2, 3)], "the first points in the store, while the job runs")
+    daemon.send_signal(signal.SIGKILL)
+    daemon.communicate()
+    gate.touch()  # it reports on with no daemon
+
+    resumed = hyperctl("batch", "resume", "b")
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert stored(batches) == [("loss", 5.0, 5, 6)]
+    listed = hyperctl("job", "metrics", "b", "j", "--json")
+    assert [(p["step"], p["loss"]) for p in json.loads(listed.stdout)] == [(i, float(i)) for i in range(6)]

@@ -13,6 +13,7 @@ from typing import Any
 
 from hyperctl.attemptfiles import seek_last_lines
 from hyperctl.batches import NoDaemonError, NoSuchJobError, daemon_pid, open_batch, resolve_batches_dir, runs_here
+from hyperctl.commands.jobmetrics import cmd_metrics
 from hyperctl.commands.targets import add_targets
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
@@ -55,6 +56,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
     p.add_argument("--stderr", action="store_true", help="its stderr instead of its stdout")
     p.add_argument("--attempt", type=whole_number(1), metavar="K", help="attempt K, from 1 (default: the last)")
     p.set_defaults(func=cmd_logs)
+    p = sub.add_parser(
+        "metrics",
+        parents=[one, data_dir, as_json],
+        help="what a job reported (hyperctl.report), point by point",
+        description="Every point an attempt of the job reported with hyperctl.report() (or wrote to its metrics "
+        "file), as the daemon stored it: a column per metric.",
+    )
+    p.add_argument("--attempt", type=whole_number(1), metavar="K", help="attempt K, from 1 (default: the last)")
+    p.add_argument("--key", metavar="NAME", help="only this metric")
+    p.add_argument("--csv", action="store_true", help="CSV on stdout, for scripts and spreadsheets")
+    p.set_defaults(func=cmd_metrics)
 
 
 def whole_number(least: int) -> Callable[[str], int]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from hyperctl.backends.base import Executor, Exit, Handle, Launch, Machine, MachineUnavailableError
 from hyperctl.daemon.machines import Machines
+from hyperctl.daemon.metricsreader import MetricsReader
 from hyperctl.daemon.outcome import FAILURES, INTERRUPTED, final_status, shell_code, should_retry
 from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.daemon.portal import job_portal
@@ -60,6 +61,7 @@ class Scheduler:
         self.spec = spec
         self.batch_dir = batch_dir
         self.store = store
+        self.metrics = MetricsReader(store.conn, lambda e: logger.warning("metrics not stored: %s", e))
         self.executor = executor
         self.env = env  # what every job sees: batch name, portal
         self.job_token = job_token
@@ -261,7 +263,10 @@ class Scheduler:
         return await self._watch(job.name, n, handle)
 
     async def _watch(self, name: str, n: int, handle: Handle) -> tuple[JobStatus, int | None]:
+        if self.executor.files_here:  # a remote attempt's come home at its end
+            self.metrics.watch(name, n, handle.launch.attempt_dir / "metrics")
         exit = await self.executor.wait(handle)
+        self.metrics.done(name, n)  # its last points, before its end
         status = final_status(exit)
         try:
             self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason, exit.ended)
@@ -363,6 +368,9 @@ class Scheduler:
             self._requeue_unstarted(name)
             return
         status = final_status(found)
+        if self.executor.files_here:  # what it reported while no daemon read it
+            self.metrics.watch(name, last.n, launch.attempt_dir / "metrics")
+            self.metrics.done(name, last.n)
         self.store.end_attempt(name, last.n, status, found.exit_code, found.signal, found.reason, found.ended)
         self._ended(name, status, found.exit_code)
 

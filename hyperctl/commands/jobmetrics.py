@@ -1,0 +1,42 @@
+"""`hyperctl job metrics BATCH JOB`: what a job reported (hyperctl.report), point by point."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+
+from hyperctl.batches import open_batch, resolve_batches_dir
+from hyperctl.errors import HyperctlError
+from hyperctl.exitstatus import ExitStatus
+from hyperctl.output import emit_json, say, table
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from hyperctl import metricstore
+    from hyperctl.commands.job import _job
+
+    with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (_, store):
+        record = _job(store, args.batch, args.job)
+        n = args.attempt or record.attempts
+        if n < 1 or n > record.attempts:
+            if record.attempts == 0:
+                raise HyperctlError(f"job '{args.job}' has not started yet (status {record.status.value})")
+            raise HyperctlError(f"job '{args.job}' has attempts 1 to {record.attempts}, not {n}")
+        points = metricstore.points_of(store.conn, args.job, n)
+    keys = sorted({k for p in points for k in p.values}) if args.key is None else [args.key]
+    if args.key is not None:
+        points = [p for p in points if args.key in p.values]
+    if args.json:
+        emit_json([{"step": p.step, "t": p.t, **p.values} for p in points])
+        return ExitStatus.OK
+    if args.csv:
+        out = csv.writer(sys.stdout)
+        out.writerow(["step", "t", *keys])
+        out.writerows([p.step, p.t, *(p.values.get(k, "") for k in keys)] for p in points)
+        return ExitStatus.OK
+    if not points:
+        say(f"job {args.job}: attempt {n} reported no metrics" + (f" named {args.key}" if args.key else ""))
+        return ExitStatus.OK
+    print(table(["STEP", *(k.upper() for k in keys)], [[p.step, *(p.values.get(k) for k in keys)] for p in points]))
+    return ExitStatus.OK
