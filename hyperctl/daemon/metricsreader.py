@@ -29,10 +29,11 @@ class MetricsReader:
         self.paths: dict[Key, Path] = {}
         self.timer: asyncio.TimerHandle | None = None
 
-    def watch(self, job: str, n: int, path: Path) -> None:
-        """Read this attempt's metrics file from where the store has it, until done()."""
+    def watch(self, job: str, n: int, path: Path, fresh: bool = False) -> None:
+        """Read this attempt's metrics file from where the store has it (fresh: an attempt just
+        started, with nothing stored: no query), until done()."""
         try:
-            self.tails[job, n] = metricstore.tail_of(self.conn, job, n)
+            self.tails[job, n] = metricstore.Tail(summaries={}) if fresh else metricstore.tail_of(self.conn, job, n)
         except sqlite3.Error as e:
             self.on_fault(e)
             return

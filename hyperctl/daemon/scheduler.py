@@ -262,9 +262,9 @@ class Scheduler:
             self.executor.kill(handle)
         return await self._watch(job.name, n, handle)
 
-    async def _watch(self, name: str, n: int, handle: Handle) -> tuple[JobStatus, int | None]:
+    async def _watch(self, name: str, n: int, handle: Handle, fresh: bool = True) -> tuple[JobStatus, int | None]:
         if self.executor.files_here:  # a remote attempt's come home at its end
-            self.metrics.watch(name, n, handle.launch.attempt_dir / "metrics")
+            self.metrics.watch(name, n, handle.launch.attempt_dir / "metrics", fresh)
         exit = await self.executor.wait(handle)
         self.metrics.done(name, n)  # its last points, before its end
         status = final_status(exit)
@@ -377,7 +377,7 @@ class Scheduler:
     async def _watch_recovered(self, name: str, n: int, handle: Handle, slot: Slot) -> None:
         status, exit_code, retry = JobStatus.PENDING, None, True
         try:
-            status, exit_code = await self._watch(name, n, handle)
+            status, exit_code = await self._watch(name, n, handle, fresh=False)
         except StoreError as e:
             self.store_failed(e)
         except Exception as e:  # as in _run_attempt: never a task that dies unseen
