@@ -1,5 +1,9 @@
-"""What jobs reported, in the batch's store: each metrics file's bytes by attempt and offset
-(the points, decoded when asked), and a summary per attempt and metric (metricsfile.Summary).
+"""What jobs reported, in the batch's store: chunks of points by attempt, source and offset
+(decoded when asked), and a summary per attempt, source and metric (metricsfile.Summary).
+
+A source is the file the points were read from: REPORT, the metrics file report() appends to
+(its bytes stored as they are), or OUTPUT, the `key: value` scalars of the job's stdout (stored
+as JSON lines). A metric both reported and printed is the reported one's.
 
 A chunk and the summaries it changes are written in one transaction, so that a daemon killed
 at any moment leaves the store at a whole chunk: the next one reads the file on from there, and
@@ -10,8 +14,13 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import astuple, dataclass
+from typing import Any
 
-from hyperctl.metricsfile import Point, Summary, read_new, summarize
+from hyperctl.metricsfile import Point, Reading, Summary, read_new, summarize
+
+REPORT = "report"
+OUTPUT = "output"
+SOURCES = (REPORT, OUTPUT)  # the first one's metric wins over a later's of the same name
 
 _SUMMARY_COLUMNS = "last, last_step, min, min_step, max, max_step, count"
 _NAN = float("nan")
@@ -19,59 +28,77 @@ _NAN = float("nan")
 
 @dataclass
 class Tail:
-    """Where the reading of one attempt's metrics file stands."""
+    """Where the reading of one attempt's file of one source stands."""
 
-    offset: int = 0  # bytes of the file in the store
-    lines: int = 0  # whole lines in those bytes
+    offset: int = 0  # bytes of the file read into the store
+    lines: int = 0  # points' lines stored so far
     summaries: dict[str, Summary] | None = None
+    source: str = REPORT
 
 
-def tail_of(conn: sqlite3.Connection, job: str, n: int) -> Tail:
+def tail_of(conn: sqlite3.Connection, job: str, n: int, source: str = REPORT) -> Tail:
     """Where an earlier daemon left the reading of attempt n of job (a new one: the start)."""
     offset, lines = conn.execute(
-        "SELECT COALESCE(MAX(offset + length(data)), 0), COALESCE(SUM(lines), 0) FROM metric_chunks"
-        " WHERE job = ? AND n = ?",
-        (job, n),
+        "SELECT COALESCE(MAX(stop), 0), COALESCE(SUM(lines), 0) FROM metric_chunks"
+        " WHERE job = ? AND n = ? AND source = ?",
+        (job, n, source),
     ).fetchone()
-    return Tail(offset, lines, summaries_of(conn, job, n))
+    return Tail(offset, lines, _summaries(conn, job, n, source), source)
 
 
 def add(conn: sqlite3.Connection, job: str, n: int, tail: Tail, data: bytes) -> int:
-    """Take in the whole lines at the start of data (the file's bytes from tail.offset on): store
-    them with the summaries they change, in one transaction; move tail on. Returns how many
-    bytes were taken (0: no whole line yet)."""
+    """Take in the whole lines at the start of data (the metrics file's bytes from tail.offset
+    on): store them with the summaries they change, in one transaction; move tail on. Returns
+    how many bytes were taken (0: no whole line yet)."""
     reading = read_new(data, tail.lines)
-    if reading.used == 0:
-        return 0
-    lines = data.count(b"\n", 0, reading.used)
+    if reading.used:
+        store(conn, job, n, tail, reading, data[: reading.used])
+    return reading.used
+
+
+def store(conn: sqlite3.Connection, job: str, n: int, tail: Tail, reading: Reading, lines: bytes) -> None:
+    """Store a reading of reading.used bytes of tail's file from tail.offset on, as lines (JSON
+    lines, as a metrics file has them), with the summaries it changes; move tail on."""
+    count = lines.count(b"\n")
     summaries = {k: Summary(*astuple(v)) for k, v in (tail.summaries or {}).items()}  # the store's until committed
     summarize(reading.points, summaries)
     with conn:
         conn.execute("BEGIN")
         conn.execute(
-            "INSERT INTO metric_chunks (job, n, offset, lines, data) VALUES (?, ?, ?, ?, ?)",
-            (job, n, tail.offset, lines, data[: reading.used]),
+            "INSERT INTO metric_chunks (job, n, source, offset, stop, lines, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (job, n, tail.source, tail.offset, tail.offset + reading.used, count, lines),
         )
         conn.executemany(
-            f"INSERT OR REPLACE INTO metric_summaries (job, n, key, {_SUMMARY_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(job, n, key, *astuple(s)) for key, s in summaries.items()],
+            f"INSERT OR REPLACE INTO metric_summaries (job, n, source, key, {_SUMMARY_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(job, n, tail.source, key, *astuple(s)) for key, s in summaries.items()],
         )
     tail.offset += reading.used
-    tail.lines += lines
+    tail.lines += count
     tail.summaries = summaries
-    return reading.used
 
 
 def summaries_of(conn: sqlite3.Connection, job: str, n: int) -> dict[str, Summary]:
+    """Each metric of attempt n of job, from the source that wins for it, by name."""
+    merged: dict[str, Summary] = {}
+    for source in reversed(SOURCES):
+        merged.update(_summaries(conn, job, n, source))
+    return dict(sorted(merged.items()))
+
+
+def _summaries(conn: sqlite3.Connection, job: str, n: int, source: str) -> dict[str, Summary]:
     rows = conn.execute(
-        f"SELECT key, {_SUMMARY_COLUMNS} FROM metric_summaries WHERE job = ? AND n = ? ORDER BY key", (job, n)
+        f"SELECT key, {_SUMMARY_COLUMNS} FROM metric_summaries WHERE job = ? AND n = ? AND source = ? ORDER BY key",
+        (job, n, source),
     )
-    # SQLite keeps a NaN as NULL: a NULL value here was a NaN (a step never is).
-    return {
-        key: Summary(_nan(last), last_step, _nan(least), min_step, _nan(most), max_step, count)
-        for key, last, last_step, least, min_step, most, max_step, count in rows
-    }
+    return {key: summary_of(row) for key, *row in rows}
+
+
+def summary_of(row: tuple[Any, ...]) -> Summary:
+    """A Summary from a row of _SUMMARY_COLUMNS. SQLite keeps a NaN as NULL: a NULL value there
+    was a NaN (a step never is)."""
+    last, last_step, least, min_step, most, max_step, count = row
+    return Summary(_nan(last), last_step, _nan(least), min_step, _nan(most), max_step, count)
 
 
 def _nan(value: float | None) -> float:
@@ -79,12 +106,22 @@ def _nan(value: float | None) -> float:
 
 
 def points_of(conn: sqlite3.Connection, job: str, n: int) -> list[Point]:
-    """Every point attempt n of job reported, in order."""
-    points: list[Point] = []
-    lines = 0
-    for data, count in conn.execute(
-        "SELECT data, lines FROM metric_chunks WHERE job = ? AND n = ? ORDER BY offset", (job, n)
-    ):
-        points += read_new(data, lines).points
-        lines += count
-    return points
+    """Every point attempt n of job reported, in order (per source; of a metric both reported
+    and printed, the reported points)."""
+    by_source: dict[str, list[Point]] = {}
+    for source in SOURCES:
+        points: list[Point] = by_source.setdefault(source, [])
+        lines = 0
+        for data, count in conn.execute(
+            "SELECT data, lines FROM metric_chunks WHERE job = ? AND n = ? AND source = ? ORDER BY offset",
+            (job, n, source),
+        ):
+            points += read_new(data, lines).points
+            lines += count
+    reported = {key for point in by_source[REPORT] for key in point.values}
+    result = by_source[REPORT]
+    for point in by_source[OUTPUT]:
+        values = {k: v for k, v in point.values.items() if k not in reported}
+        if values:
+            result.append(Point(point.t, point.step, values))
+    return result

@@ -22,22 +22,28 @@ from hyperctl.storefaults import StoreError, check_file, check_tables, fault_of,
 # The store's schema version (PRAGMA user_version). hyperctl 0.1.0 made version 1 and wrote no
 # user_version (0, with the tables there). Each later version is one entry of _MIGRATIONS.
 SCHEMA_VERSION = 3
+# What jobs report (metricstore.py). A source is a file the points were read from: "report"
+# (the metrics file, stored as it is) or "output" (scalars read from stdout, stored as JSON lines);
+# offset..stop is the span of that file a chunk was read from.
 _METRICS = """
 CREATE TABLE metric_chunks (
     job TEXT NOT NULL,
     n INTEGER NOT NULL,
+    source TEXT NOT NULL,
     offset INTEGER NOT NULL,
+    stop INTEGER NOT NULL,
     lines INTEGER NOT NULL,
     data BLOB NOT NULL,
-    PRIMARY KEY (job, n, offset)
+    PRIMARY KEY (job, n, source, offset)
 );
 CREATE TABLE metric_summaries (
     job TEXT NOT NULL,
     n INTEGER NOT NULL,
+    source TEXT NOT NULL,
     key TEXT NOT NULL,
     last REAL, last_step INTEGER, min REAL, min_step INTEGER, max REAL, max_step INTEGER,
     count INTEGER NOT NULL,
-    PRIMARY KEY (job, n, key)
+    PRIMARY KEY (job, n, source, key)
 );
 """
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
