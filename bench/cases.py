@@ -24,6 +24,7 @@ from typing import Any
 import hypernets_peer
 import idle_cpu
 import local_throughput
+import report_speed
 import ssh_throughput
 from common import BenchError, hyperctl, run_cli, settle, wait_for
 
@@ -509,4 +510,32 @@ def output(quick: bool, tmp: Path) -> Outcome:
             )
         ],
         {"hyperctl_s": took, "plain_s": plain, "rss_kib": rss_kib, "baseline_rss_kib": baseline_kib},
+    )
+
+
+# -- reporting metrics ------------------------------------------------------------------------
+def report(quick: bool, tmp: Path) -> Outcome:
+    found = report_speed.figures(quick)
+    ours = found["hyperctl"]
+    peers, fastest = [], None
+    for tool in report_speed.TOOLS[1:]:
+        theirs = found[tool]
+        if "error" in theirs:
+            peers.append(f"{tool}: not measured ({theirs['error']})")
+        else:
+            peers.append(f"{tool}: {theirs['median_us']:.0f} µs, {theirs['calls_per_s']:,.0f}/s")
+            if fastest is None or theirs["median_us"] < found[fastest]["median_us"]:
+                fastest = tool
+    return Outcome(
+        [
+            Row(
+                "reporting: `hyperctl.report()` of 3 metrics in a job (median per call; calls/s from one process)",
+                f"{ours['median_us']:.1f} µs; {ours['calls_per_s']:,.0f} calls/s",
+                "; ".join(peers),
+                f"{found[fastest]['median_us'] / ours['median_us']:.0f} × faster than {fastest}" if fastest else "-",
+                goal="≤ 20 µs, ≥ 50,000 calls/s",
+                met=ours["median_us"] <= 20 and ours["calls_per_s"] >= 50_000,
+            )
+        ],
+        found,
     )
