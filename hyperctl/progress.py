@@ -13,6 +13,7 @@ from hyperctl.attemptfiles import last_lines
 from hyperctl.daemon.outcome import FAILURES
 from hyperctl.daemon.runner import RunInfo, RunResult
 from hyperctl.daemon.scheduler import Event
+from hyperctl.objective import best_text
 from hyperctl.output import format_duration, plural, visible
 from hyperctl.spec import BatchStatus, JobStatus
 from hyperctl.store import Attempt
@@ -178,6 +179,8 @@ def summary_lines(result: RunResult) -> list[str]:
     described = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no jobs"
     took = format_duration(result.elapsed)
     lines = [f"hyperctl: batch {result.batch_dir.name} {result.status.value} in {took}: {described}"]
+    if result.objective is not None:
+        lines.append(f"  best: {best_text(result.objective, result.best)}")
     if result.skipped:
         lines.append(f"  {len(result.skipped)} skipped: they already succeeded with the same command and params")
     if result.dropped:

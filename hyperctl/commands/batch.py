@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hyperctl import exitstatus
+from hyperctl import exitstatus, metricstore, pace
 from hyperctl.batches import (
     NoDaemonError,
     daemon_pid,
@@ -23,6 +23,7 @@ from hyperctl.batches import (
 from hyperctl.commands.targets import add_targets
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
+from hyperctl.objective import best_text
 from hyperctl.output import emit_json, format_duration, format_time, plural, say, table
 from hyperctl.spec import BatchStatus, JobStatus
 
@@ -124,12 +125,16 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if summary.status == "damaged":
         raise HyperctlError(summary.problem or "damaged")
     spec = load_spec(batch_dir)
+    objective = spec.scheduler.objective
     with open_batch(batches_dir, args.batch) as (_, store):
         meta = store.meta()
+        best = metricstore.best_job(store.conn, objective) if objective else None
+        # Running jobs' reported progress counts toward the ETA: 2 jobs half done are one job's worth.
+        running_progress = sum(metricstore.progress_of(store.conn, JobStatus.RUNNING).values(), 0.0)
     end = summary.ended if summary.status != "running" else time.time()
     elapsed = end - summary.started if summary.started and end else None
     done = sum(n for s, n in summary.counts.items() if s in _FINAL)
-    eta = elapsed / done * (summary.total - done) if summary.status == "running" and elapsed and done else None
+    eta = pace.eta(elapsed, done + running_progress, summary.total) if summary.status == "running" else None
     machines = machines_of(batch_dir)
     view: dict[str, Any] = {
         **summary.to_dict(),
@@ -137,9 +142,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
         "backend": {"type": spec.backend.type, "conf": _redacted(spec.backend.conf)},
         "machines": machines,
         "daemon": vars(spec.daemon),
-        "scheduler": vars(spec.scheduler),
+        "scheduler": spec.scheduler.to_dict(),
         "elapsed": elapsed,
         "eta": eta,
+        "running_progress": running_progress,
+        "best": best.to_dict(objective) if best and objective else None,
         "stopped": meta.get("fault"),
     }
     if args.json:
@@ -162,6 +169,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     ]
     if eta is not None:
         lines.append(("ETA", format_duration(eta)))
+    if objective is not None:
+        lines.append(("best", best_text(objective, best)))
     if meta.get("fault"):  # why its run stopped starting jobs (the store could not record it)
         lines.append(("stopped", f"{meta['fault']}; `hyperctl batch resume {summary.name}` goes on"))
     width = max(len(k) for k, _ in lines)

@@ -101,6 +101,8 @@ def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> in
                 "halted": halted_text(result.halted_after) if result.halted_after is not None else None,
                 "machines_down": result.machines_down,
                 "fault": result.fault,
+                # The best job by scheduler.objective (null without one, or when no job reported its metric).
+                "best": result.best.to_dict(result.objective) if result.best and result.objective else None,
             }
         )
     return exitstatus.for_batch(result.status)
