@@ -202,7 +202,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             view = client.batch(wait_after=version, timeout=_WATCH_POLL)
             version = view["version"]
             elapsed = time.time() - (view["started"] or time.time())
-            line = bar_line(view["counts"], view["total"], {}, elapsed)
+            line = bar_line(view["counts"], view["total"], {}, elapsed, view.get("running_progress") or 0.0)
             sys.stderr.write(("\r\033[K" + line) if tty else line + "\n")
             sys.stderr.flush()
             if view["status"] != BatchStatus.RUNNING.value:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hyperctl import metricstore
 from hyperctl.attemptfiles import seek_last_lines
 from hyperctl.batches import NoDaemonError, NoSuchJobError, daemon_pid, open_batch, resolve_batches_dir, runs_here
 from hyperctl.commands.jobmetrics import cmd_metrics
@@ -19,9 +20,11 @@ from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.layout import BatchDir
 from hyperctl.output import emit_json, format_duration, format_time, say, table
+from hyperctl.pace import progress_text
 from hyperctl.spec import JobStatus
 from hyperctl.store import Attempt, JobRecord, Store
 from hyperctl.unwatched import UNKNOWN, Unwatched
+from hyperctl.views import job_eta
 
 _FOLLOW_EVERY = 0.2  # seconds between looks at a followed log (as tail -f does)
 
@@ -113,13 +116,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         unwatched = Unwatched.of(batch_dir, store)
         # With no daemon, a job's status is what its files tell: chosen by that, not by the store's.
         query = status if unwatched is None else None
+        progress = metricstore.progress_of(store.conn, query)  # what each last attempt reported last
         if args.json:
             from hyperctl.views import job_view
 
             records = store.jobs(query)
-            views = [job_view(r, batch_dir) for r in records]
+            views = [job_view(r, batch_dir, progress.get(r.name)) for r in records]
             if unwatched is not None:
-                views = [unwatched.told(v, r.name, r.status, r.last) for v, r in zip(views, records)]
+                views = [_told(unwatched, v, r) for v, r in zip(views, records)]
                 views = [v for v in views if status is None or v["status"] == status.value]
             emit_json(views)
             return ExitStatus.OK
@@ -129,11 +133,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     for r in listed:
         shown, last = unwatched.see(r.name, r.status, r.last) if unwatched else (r.status.value, r.last)
         if status is None or shown == status.value:
-            rows.append([r.name, shown, r.attempts, _how(last), last and last.host, _gpus(last), _took(last, now)])
-    print(table(["NAME", "STATUS", "ATTEMPTS", "END", "HOST", "GPUS", "TOOK"], rows))
+            row = [r.name, shown, r.attempts, _how(last), last and last.host, _gpus(last), _took(last, now)]
+            rows.append([*row, _progress(shown, last, progress.get(r.name))])
+    headers = ["NAME", "STATUS", "ATTEMPTS", "END", "HOST", "GPUS", "TOOK", "PROGRESS"]
+    if not any(row[-1] for row in rows):  # no job reports its progress: no column of dashes
+        headers, rows = headers[:-1], [row[:-1] for row in rows]
+    print(table(headers, rows))
     if unwatched is not None and (note := unwatched.note()):
         say(note)
     return ExitStatus.OK
+
+
+def _told(unwatched: Unwatched, view: dict[str, Any], record: JobRecord) -> dict[str, Any]:
+    """The view as the job's files tell it (no daemon); no ETA once they tell it ended."""
+    view = unwatched.told(view, record.name, record.status, record.last)
+    return view if view["status"] == JobStatus.RUNNING.value else {**view, "eta": None}
+
+
+def _progress(shown: str, last: Attempt | None, progress: float | None) -> str | None:
+    """`40% ETA 0:30` for a running job; the last progress an ended one reported (`60%`)."""
+    return progress_text(progress, job_eta(shown == JobStatus.RUNNING.value, last, progress))
 
 
 def _gpus(a: Attempt | None) -> str:
@@ -147,14 +166,15 @@ def cmd_describe(args: argparse.Namespace) -> int:
         record = _job(store, args.batch, args.job)
         attempts = store.attempts(args.job)
         unwatched = Unwatched.of(batch_dir, store)
+        progress = metricstore.progress_of(store.conn, job=args.job).get(args.job)
     status, last = record.status.value, record.last
     if unwatched is not None:  # no daemon: its last attempt as its files tell
         status, last = unwatched.see(args.job, record.status, record.last)
         attempts = [last if last is not None and a.n == last.n else a for a in attempts]
     attempt_views = [_attempt_view(batch_dir, args.job, a) for a in attempts]
-    view = job_view(record, batch_dir)
+    view = job_view(record, batch_dir, progress)
     if unwatched is not None and attempt_views:
-        view = unwatched.told(view, args.job, record.status, record.last)
+        view = _told(unwatched, view, record)
         attempt_views[-1] = unwatched.told(attempt_views[-1], args.job, record.status, record.last)
     if args.json:
         emit_json({**view, "attempts": attempt_views})
@@ -170,6 +190,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
         ("retries", retries),
         ("data dir", spec.execution.data_dir or str(batch_dir.job_dir(spec.name))),
     ]
+    if progress is not None:
+        fields.append(("progress", _progress(status, last, progress) or "-"))
     print("\n".join(f"{k:<9} {v}" for k, v in fields))
     if not attempts:
         print("attempts  none yet")
