@@ -125,3 +125,34 @@ def test_the_run_s_bar_fills_and_gives_an_eta_from_a_running_job_s_progress(tmp_
 
     assert run.wait(timeout=60) == 0
     assert frame.search(screen), screen.decode(errors="replace")
+
+
+def test_the_api_s_job_view_follows_a_running_job_s_progress(tmp_path: Path, batches: Path) -> None:
+    from hyperctl.client import live_client
+    from hyperctl.layout import BatchDir
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    code = (
+        "import hyperctl, os, time\n"
+        "hyperctl.report(progress=0.25)\n"
+        f"while not os.path.exists({str(first)!r}): time.sleep(0.02)\n"
+        "hyperctl.report(progress=0.75)\n"
+        f"while not os.path.exists({str(second)!r}): time.sleep(0.02)\n"
+    )
+    job = {"name": "j", "execution": {"command": f"{PY} -c {shlex.quote(code)}"}}
+    config = write_json(tmp_path / "b.json", {"name": "b", "daemon": {"port": 0}, "jobs": [job]})
+    assert hyperctl("run", "--config", str(config), "--detach").returncode == 0
+    client = live_client(BatchDir(batches, "b"))
+    try:
+        wait_for(lambda: client.job("j")["progress"] == 0.25, "the job's view with progress 0.25")
+        assert client.batch()["running_progress"] == 0.25
+
+        first.touch()  # it reports on: the view (kept while the batch does not change) follows
+
+        wait_for(lambda: client.job("j")["progress"] == 0.75, "the job's view with progress 0.75")
+        view = client.job("j")
+        assert view["status"] == "running" and view["eta"] > 0
+        assert [v["progress"] for v in client.jobs()] == [0.75]
+    finally:
+        second.touch()
+    wait_for(lambda: hyperctl("batch", "describe", "b", "--json").stdout.count('"finished"'), "the batch's end")
