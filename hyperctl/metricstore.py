@@ -148,7 +148,15 @@ class Best:
     among: int  # succeeded jobs with a value of the metric (not NaN)
 
     def to_dict(self, objective: Objective) -> dict[str, Any]:
-        return {"job": self.job, **vars(objective), "value": self.value, "step": self.step, "among": self.among}
+        return {
+            "job": self.job,
+            "metric": objective.metric,
+            "mode": objective.mode,
+            "which": objective.value,  # each job's last value, or its best
+            "value": self.value,
+            "step": self.step,
+            "among": self.among,
+        }
 
 
 def best_job(conn: sqlite3.Connection, objective: Objective) -> Best | None:

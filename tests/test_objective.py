@@ -57,8 +57,8 @@ def test_run_and_describe_name_the_job_with_the_greatest_last_value(tmp_path: Pa
     assert run.returncode == 1, run.stderr
     assert best_line(run.stderr) == "best: lr-0.1 acc=0.97 (max of 2 succeeded jobs' last acc)"
     assert best_line(described.stdout) == "best lr-0.1 acc=0.97 (max of 2 succeeded jobs' last acc)"
-    best = {"job": "lr-0.1", "metric": "acc", "mode": "max", "value": "last", "step": 1, "among": 2}
-    assert {**as_json["best"], "value": "last"} == best and as_json["best"]["value"] == 0.97
+    best = {"job": "lr-0.1", "metric": "acc", "mode": "max", "which": "last", "value": 0.97, "step": 1, "among": 2}
+    assert as_json["best"] == best
     assert as_json["scheduler"]["objective"] == {"metric": "acc", "mode": "max", "value": "last"}
 
 
@@ -81,6 +81,7 @@ def test_min_mode_with_value_best_names_the_least_value_any_step_reached(tmp_pat
         "job": "a",
         "metric": "loss",
         "mode": "min",
+        "which": "best",
         "value": 0.4,
         "step": 1,
         "among": 2,
