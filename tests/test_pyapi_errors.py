@@ -66,3 +66,12 @@ def test_each_error_status_of_the_daemon_is_its_own_exception(client: Client, ba
     # The job token still reads its own job: none of that changed anything.
     assert Client(client.portal, job_token).job("slow")["status"] == "running"
 
+
+def test_the_typed_exceptions_are_importable_from_hyperctl_itself(client: Client) -> None:
+    import hyperctl
+
+    with pytest.raises(hyperctl.NotFound):
+        client.job("nope")
+    with pytest.raises(hyperctl.Conflict):
+        client.kill_job("quick")
+    assert client.kill_job("slow")["status"] == "killed"
