@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from hyperctl.rows import Rows
-from tests.conftest import wait_for
+from tests.conftest import REPO, wait_for
 
 # A job: reports its loss three times, says so on stdout and stderr; with a gate, waits for it first.
 JOB = """
@@ -284,3 +284,11 @@ def test_the_job_side_hyperctl_works_where_hyperctl_s_dependencies_are_not(tmp_p
     assert json.loads((tmp_path / "metrics").read_text())["loss"] == 0.1
     assert done.stdout.startswith("no Batch here: ")
 
+
+def test_the_metrics_example_runs_and_its_script_names_the_best_job(batches: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/metrics/compare.py"], capture_output=True, text=True, cwd=REPO, timeout=90
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "batch metrics: finished, 6 jobs"
+    assert done.stdout.splitlines()[-1].startswith("best: lr-0.1_width-64-")
