@@ -26,8 +26,9 @@ from hyperctl.jobside import get_job_data_dir, get_job_name, get_job_params, inj
 from hyperctl.reporting import report
 
 if TYPE_CHECKING:
-    from hyperctl.pyapi import Batch, Job
-    from hyperctl.rows import Rows
+    from hyperctl.pyapi import Batch as Batch
+    from hyperctl.pyapi import Job as Job
+    from hyperctl.rows import Rows as Rows
 
 __version__ = "0.2.0"
 
@@ -46,20 +47,18 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+# Not the lazy names: `from hyperctl import *` in a job stays the job side (stdlib only).
 __all__ = [
     "ApiError",
     "BadRequest",
-    "Batch",
     "ConfigError",
     "Conflict",
     "Forbidden",
     "HyperctlError",
-    "Job",
     "NoSuchBatchError",
     "NoSuchJobError",
     "NotFound",
     "NotInJobError",
-    "Rows",
     "Unauthorized",
     "__version__",
     "get_job_data_dir",

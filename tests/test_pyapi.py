@@ -269,6 +269,7 @@ def test_the_job_side_hyperctl_works_where_hyperctl_s_dependencies_are_not(tmp_p
         "HYPERCTL_METRICS_FILE": str(tmp_path / "metrics"),
     }
     code = (
+        "from hyperctl import *\n"
         "import hyperctl\n"
         "hyperctl.report(loss=hyperctl.get_job_params()['lr'])\n"
         "try:\n"
