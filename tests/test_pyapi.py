@@ -145,6 +145,28 @@ def test_a_script_runs_a_batch_in_the_background_kills_a_job_waits_and_retries(t
     assert out["nothing to retry"] == []
 
 
+KILLED = """
+import json, sys, time
+from hyperctl import Batch
+
+command, gate = sys.argv[1], sys.argv[2]
+job = {"name": "slow", "params": {"lr": 1.0, "gate": gate}, "execution": {"command": command, "kill_grace": 1}}
+batch = Batch.run({"name": "k", "daemon": {"port": 0}, "jobs": [job]}, detach=True)
+while batch["slow"].status != "running":
+    time.sleep(0.02)
+out = {"kill": batch.kill()}  # returns once its daemon has gone
+out["after"] = [batch["slow"].status, batch.summary.daemon_pid, batch.wait(timeout=1)]
+out["again"] = batch.kill()  # it has ended: left as it is
+print(json.dumps(out))
+"""
+
+
+def test_a_script_kills_a_batch_running_in_the_background(tmp_path: Path, batches: Path) -> None:
+    out = run_script(tmp_path, KILLED, job_command(tmp_path), str(tmp_path / "gate"))
+
+    assert out == {"kill": "killed", "after": ["killed", None, "killed"], "again": "killed"}
+
+
 ERRORS = """
 import json
 import hyperctl
