@@ -21,7 +21,7 @@ from hyperctl.exitstatus import ExitStatus
 from hyperctl.layout import BatchDir
 from hyperctl.output import emit_json, format_duration, format_time, say, table
 from hyperctl.spec import JobStatus
-from hyperctl.steering import job_record
+from hyperctl.steering import job_record as _job  # as jobmetrics.py knows it
 from hyperctl.store import Attempt, JobRecord, Store
 from hyperctl.unwatched import UNKNOWN, Unwatched
 
@@ -139,7 +139,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from hyperctl.views import job_view
 
     with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (batch_dir, store):
-        record = job_record(store, args.batch, args.job)
+        record = _job(store, args.batch, args.job)
         attempts = store.attempts(args.job)
         unwatched = Unwatched.of(batch_dir, store)
     status, last = record.status.value, record.last
@@ -218,7 +218,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (batch_dir, store):
-        record = job_record(store, args.batch, args.job)
+        record = _job(store, args.batch, args.job)
     if args.follow and args.attempt is None:
         _follow_job(batch_dir, record, args)
         return ExitStatus.OK
@@ -249,7 +249,7 @@ def _follow_job(batch_dir: BatchDir, record: JobRecord, args: argparse.Namespace
 def _record(batch_dir: BatchDir, job: str) -> str:
     store = Store(batch_dir.db, readonly=True)
     try:
-        return job_record(store, batch_dir.name, job).status.value
+        return _job(store, batch_dir.name, job).status.value
     finally:
         store.close()
 
@@ -259,7 +259,7 @@ def _wait_for_attempt(batch_dir: BatchDir, job: str, n: int) -> JobRecord | None
     while True:
         store = Store(batch_dir.db, readonly=True)
         try:
-            record = job_record(store, batch_dir.name, job)
+            record = _job(store, batch_dir.name, job)
             unwatched = Unwatched.of(batch_dir, store) if record.attempts < n and not record.status.final else None
         finally:
             store.close()
