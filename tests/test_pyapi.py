@@ -233,6 +233,9 @@ def test_ctrl_c_while_a_script_runs_a_batch_interrupts_it_as_hyperctl_run_does(t
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell without job control starts background commands with SIGINT ignored, and Python
+        # keeps an ignored SIGINT: give the script the default a user's terminal gives it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         wait_for(running, "the job to run")
