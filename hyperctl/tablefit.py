@@ -71,7 +71,7 @@ def terminal_width() -> int | None:
 
 @dataclass
 class Fitted:
-    """The table as text, and the headers of the columns that did not fit."""
+    """The table as text, and the headers of the columns that did not fit (in the order left out)."""
 
     text: str
     left_out: list[str] = field(default_factory=list)
@@ -96,6 +96,7 @@ def fit(
     natural = [min(CELL_MOST, max([len(h), *map(len, cells)])) for h, cells in zip(headers, columns)]
     widths = list(natural)
     shown = list(range(len(headers)))
+    left_out: list[str] = []
 
     def total() -> int:
         return sum(widths[i] for i in shown) + len(GAP) * (len(shown) - 1)
@@ -113,6 +114,7 @@ def fit(
             if total() <= width:
                 break
             shown.remove(i)
+            left_out.append(headers[i])
     padded = []  # column by column: a 100,000-row table is a few list comprehensions
     for i in shown:
         cells, w = [headers[i], *columns[i]], widths[i]
@@ -120,4 +122,4 @@ def fit(
             cells = [cut(cell, w) for cell in cells]
         padded.append([cell.rjust(w) for cell in cells] if numeric[i] else [cell.ljust(w) for cell in cells])
     text = "\n".join(GAP.join(row).rstrip() for row in zip(*padded))
-    return Fitted(text, [headers[i] for i in range(len(headers)) if i not in shown])
+    return Fitted(text, left_out)
