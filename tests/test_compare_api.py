@@ -20,11 +20,12 @@ TOKEN_TO_FILE = 'echo "$HYPERCTL_JOB_TOKEN" > "$HYPERCTL_JOB_DATA_DIR/token"; '
 
 @pytest.fixture
 def runs(batches: Path, tmp_path: Path) -> Iterator[Runs]:
-    runs = Runs(batches, tmp_path)
+    """test_api's: real `hyperctl run` processes and their jobs, killed at the test's end."""
+    started = Runs(batches, tmp_path)
     try:
-        yield runs
+        yield started
     finally:
-        runs.close()
+        started.close()
 
 
 def served(runs: Runs) -> tuple[str, str]:
