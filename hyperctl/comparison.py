@@ -32,6 +32,7 @@ from hyperctl.comparegrammar import (
 )
 from hyperctl.layout import BatchDir
 from hyperctl.metricstore import REPORT
+from hyperctl.spec import JobStatus
 from hyperctl.store import Store
 from hyperctl.storefaults import fault_of
 
@@ -58,6 +59,7 @@ class Table:
     rows: list[dict[str, Any]]
     kinds: dict[str, str] = field(default_factory=dict)  # header -> "duration" or "time": how to show it
     attempt: str = "last"
+    notes: list[str] = field(default_factory=list)  # one line each, for a person (stderr): a dead daemon's batch
 
     def to_dict(self) -> dict[str, Any]:
         return {"columns": self.columns, "rows": self.rows}
@@ -78,6 +80,7 @@ class _Jobs:
         self.metrics: list[dict[str, Any]] = []
         self.cache: dict[tuple[str, str, str, bool], list[Any]] = {}
         self._param_names: list[str] | None = None
+        self.notes: list[str] = []  # for a person: a batch whose daemon died
 
     def __len__(self) -> int:
         return len(self.params)
@@ -244,7 +247,7 @@ def _compare(
     picked = [[values[i] for i in kept] for values in (jobs.column(ref) for ref in refs)]
     rows = [dict(zip(headers, row)) for row in zip(*picked)] if picked else [{} for _ in kept]
     kinds = {h: _KINDS[r.key] for h, r in zip(headers, refs) if r.kind == ATTR and r.key in _KINDS}
-    return Table(headers, rows, kinds, attempt)
+    return Table(headers, rows, kinds, attempt, jobs.notes)
 
 
 def _attempt_number(attempt: str) -> int | None:
@@ -275,6 +278,8 @@ def _read(batch_dir: BatchDir, n: int | None, jobs: _Jobs) -> None:
             f" FROM jobs j {join} attempts a ON a.job = j.name AND a.n = {which} ORDER BY j.position",
             args,
         ).fetchall()
+        if n is None:
+            rows = _as_files_tell(batch_dir, store, rows, jobs.notes)
         start = len(jobs)
         jobs.add(batch_dir.name, rows)
         # Every attempt's (those not asked for are fewer than a join per job would cost).
@@ -288,6 +293,30 @@ def _read(batch_dir: BatchDir, n: int | None, jobs: _Jobs) -> None:
         raise fault_of(batch_dir.db, e) from None
     finally:
         store.close()
+
+
+def _as_files_tell(
+    batch_dir: BatchDir, store: Store, rows: list[tuple[Any, ...]], notes: list[str]
+) -> list[tuple[Any, ...]]:
+    """With no daemon to record their ends, the jobs a dead daemon left running as their files
+    tell (unwatched.py, as `job list` shows them), and its note."""
+    from hyperctl.unwatched import Unwatched
+
+    unwatched = Unwatched.of(batch_dir, store)
+    if unwatched is None:
+        return rows
+    told = {}
+    running = JobStatus.RUNNING.value
+    for row in store.job_rows(JobStatus.RUNNING) if any(r[1] == running for r in rows) else ():
+        shown, last = unwatched.see(row.name, row.status, row.last)
+        if shown != row.status.value:
+            told[row.name] = (shown, last.ended if last else None)
+    if told:
+        rows = [(r[0], *told[r[0]][:1], *r[2:5], told[r[0]][1], *r[6:]) if r[0] in told else r for r in rows]
+    note = unwatched.note()
+    if note:
+        notes.append(note)
+    return rows
 
 
 def _identity(refs: list[Ref], several: bool) -> list[Ref]:

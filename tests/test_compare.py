@@ -365,3 +365,19 @@ def test_a_running_batch_compares_as_its_daemon_writes(tmp_path: Path, batches: 
         proc.wait()
     done = hyperctl("compare", "live", "--json")
     assert json.loads(done.stdout)["rows"][0]["loss"] == 0.25
+
+
+def test_a_batch_whose_daemon_died_shows_its_jobs_as_their_files_tell(tmp_path: Path, batches: Path) -> None:
+    from tests.conftest import attempt_dir
+    from tests.test_control import held_job_left_by_a_dead_daemon
+
+    _, gate = held_job_left_by_a_dead_daemon(tmp_path, batches)
+    gate.touch()
+    wait_for(lambda: (attempt_dir(batches, "b", "j") / "exitcode").exists(), "the job to end")
+
+    done = hyperctl("compare", "b", "--json")
+
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)["rows"][0]
+    assert row["status"] == "succeeded" and row["duration"] >= 0  # as `job list` shows it; the store says running
+    assert done.stderr.startswith("hyperctl: no daemon drives batch b; ") and len(done.stderr.splitlines()) == 1

@@ -107,6 +107,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         # Of the default columns, these say least about results: they make room first.
         spare = () if args.columns else ("host", "duration", "status")
         _print_table(table.columns, table.rows, table.kinds, 2 if len(batch_dirs) > 1 else 1, spare)
+    for note in table.notes:
+        say(note)
     if not table.rows:
         say("no job to compare" + (" matches --where" if args.where else ""))
     return ExitStatus.OK
