@@ -346,13 +346,16 @@ def _same(ref: Ref) -> tuple[str, str, str, bool, str | None]:
 
 
 def _headers(refs: list[Ref]) -> list[str]:
-    """Each column's header: as Ref.header has it, and a param written =NAME where a metric or an
-    attribute has its name."""
+    """Each column's header: as Ref.header has it; where two would be alike (a param, a metric and
+    an attribute of one name), the param's is =NAME and the metric's last value's `last NAME`."""
     plain = [ref.header for ref in refs]
     headers: list[str] = []
     for ref, header in zip(refs, plain):
-        if ref.kind == PARAM and not ref.label and plain.count(header) > 1:
-            header = "=" + header
+        if not ref.label and plain.count(header) > 1:
+            if ref.kind == PARAM:
+                header = "=" + header
+            elif ref.kind == METRIC and header == ref.key:
+                header = "last " + header
         if header in headers:
             raise CompareError(
                 f"column '{ref.text or header}': a second column headed '{header}' (name one 'as' another)"

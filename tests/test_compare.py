@@ -157,8 +157,11 @@ def test_column_grammar_params_stats_steps_counts_and_names(results: Results) ->
 
 
 def test_a_param_and_a_metric_of_one_name_are_told_apart(tmp_path: Path, batches: Path) -> None:
-    doc = {"name": "clash", "daemon": {"port": 0}, "jobs": [job("a", {"loss": 1}, reporting({"loss": 0.5}))]}
+    doc = {"name": "clash", "daemon": {"port": 0}, "jobs": [job("a", {"loss": 1}, reporting({"loss": 0.5, "host": 2}))]}
     assert hyperctl("run", "--config", str(write_json(tmp_path / "c.json", doc))).returncode == 0
+
+    columns = json.loads(hyperctl("compare", "clash", "--all-params", "--json").stdout)["columns"]
+    assert columns == ["name", "status", "duration", "host", "=loss", "last host", "last loss"]
 
     done = hyperctl("compare", "clash", "-c", "=loss,last loss", "--json")
     assert json.loads(done.stdout) == {
