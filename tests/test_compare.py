@@ -165,8 +165,8 @@ def test_a_param_and_a_metric_of_one_name_are_told_apart(tmp_path: Path, batches
 
     done = hyperctl("compare", "clash", "-c", "=loss,last loss", "--json")
     assert json.loads(done.stdout) == {
-        "columns": ["name", "=loss", "loss"],
-        "rows": [{"name": "a", "=loss": 1, "loss": 0.5}],
+        "columns": ["name", "=loss", "last loss"],
+        "rows": [{"name": "a", "=loss": 1, "last loss": 0.5}],
     }
     done = hyperctl("compare", "clash", "-c", "loss")
     assert done.returncode == 2
