@@ -159,17 +159,18 @@ class Filter:
     op: str
     value: Any  # a number, a string, or a compiled pattern for ~
     text: str
+    written: str = ""  # the value as written
 
     def keeps(self, value: Any) -> bool:
         if value is None:
             return False
         if self.op == "~":
-            return bool(self.value.search(str(value)))
+            return bool(self.value.search(_text(value)))
         given = self.value
-        if _is_number(value) and _is_number(given):
+        if _is_number(value) and _is_number(given) and not isinstance(value, bool):
             return bool(_OPERATORS[self.op](value, given))
-        if self.op in ("=", "!="):  # text against text, as written: `lr=0.10` is not the param 0.1
-            return (str(value) == str(given)) == (self.op == "=")
+        if self.op in ("=", "!="):  # text against the text as written: tag=007 is the string "007"
+            return (_text(value) == self.written) == (self.op == "=")
         if isinstance(value, str) and isinstance(given, str):
             return bool(_OPERATORS[self.op](value, given))
         return False  # a number against text: neither less nor more
@@ -197,7 +198,7 @@ def parse_filter(text: str) -> Filter:
             raise CompareError(f"{where}: not a regular expression: {e}") from None
     else:
         value = _number(right)
-    return Filter(replace(ref, text=text), op, value, text)
+    return Filter(replace(ref, text=text), op, value, text, right)
 
 
 def _number(text: str) -> Any:
@@ -208,6 +209,13 @@ def _number(text: str) -> Any:
         except ValueError:
             pass
     return text
+
+
+def _text(value: Any) -> str:
+    """A value as a filter reads it: true and false as JSON (and the table) write them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _is_number(value: Any) -> bool:

@@ -384,3 +384,13 @@ def test_a_batch_whose_daemon_died_shows_its_jobs_as_their_files_tell(tmp_path: 
     row = json.loads(done.stdout)["rows"][0]
     assert row["status"] == "succeeded" and row["duration"] >= 0  # as `job list` shows it; the store says running
     assert done.stderr.startswith("hyperctl: no daemon drives batch b; ") and len(done.stderr.splitlines()) == 1
+
+
+def test_a_filter_compares_text_as_written_and_numbers_as_numbers() -> None:
+    from hyperctl.comparegrammar import parse_filter
+
+    assert parse_filter("tag=007").keeps("007") and not parse_filter("tag=007").keeps("7")
+    assert parse_filter("lr=0.10").keeps(0.1) and parse_filter("lr!=0.2").keeps(0.1)
+    assert parse_filter("flag=true").keeps(True) and not parse_filter("flag=true").keeps(False)
+    assert not parse_filter("flag>0").keeps(True)  # a boolean is no number to order
+    assert parse_filter("name>b").keeps("c") and not parse_filter("lr>b").keeps(0.5)
