@@ -60,7 +60,6 @@ class Results:
     def __init__(self, root: Path) -> None:
         self.batches = root / "batches"
         self.env = {"HYPERCTL_BATCHES_DATA_DIR": str(self.batches), "XDG_STATE_HOME": str(root / "state")}
-        self.env.pop("COLUMNS", None)
         for name, jobs in (("sweep", SWEEP), ("other", OTHER)):
             doc = {"name": name, "jobs": jobs, "daemon": {"port": 0}, "backend": {"type": "local", "conf": {"cpu": 2}}}
             done = hyperctl("run", "--config", str(write_json(root / f"{name}.json", doc)), env=self.env)
@@ -90,11 +89,13 @@ class Results:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Results]:
     root = tmp_path_factory.mktemp("compare")
-    os.environ.pop("COLUMNS", None)  # pytest's own terminal width must not fit the tables
+    columns = os.environ.pop("COLUMNS", None)  # a width set where the tests run must not fit the tables
     try:
         yield Results(root)
     finally:
         kill_leftovers(root / "batches")
+        if columns is not None:
+            os.environ["COLUMNS"] = columns
 
 
 def same(a: Any, b: Any) -> bool:
@@ -394,3 +395,22 @@ def test_a_filter_compares_text_as_written_and_numbers_as_numbers() -> None:
     assert parse_filter("flag=true").keeps(True) and not parse_filter("flag=true").keeps(False)
     assert not parse_filter("flag>0").keeps(True)  # a boolean is no number to order
     assert parse_filter("name>b").keeps("c") and not parse_filter("lr>b").keeps(0.5)
+
+
+def test_on_a_terminal_the_table_fits_its_width(results: Results) -> None:
+    from tests.conftest import run_on_terminal
+
+    env = {**os.environ, **results.env}
+    old = dict(os.environ)
+    os.environ.update(env)  # run_on_terminal runs with this process's environment
+    try:
+        code, seen = run_on_terminal("compare", "sweep")
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    assert code == 0
+    lines = [line for line in seen.replace("\r", "").splitlines() if line]
+    width = 80  # a new terminal's size is unset: the usual 80 columns
+    assert lines[0].split() == ["name", "status", "duration", "host", "lr", "depth", "note", "acc", "loss"]
+    assert all(len(line) <= width for line in lines), seen  # every column, the long note cut to fit
+    assert "xxxxxxxxxxxx… " in seen and LONG not in seen
