@@ -15,7 +15,6 @@ jobs have (Ref.resolve), once they are read.
 
 from __future__ import annotations
 
-import math
 import operator
 import re
 from collections.abc import Callable
@@ -125,6 +124,8 @@ def parse_columns(texts: list[str]) -> list[Ref]:
 
 @dataclass(frozen=True)
 class SortKey:
+    """A column to sort by, and which way."""
+
     ref: Ref
     descending: bool
 
@@ -165,7 +166,7 @@ class Filter:
         if value is None:
             return False
         if self.op == "~":
-            return bool(self.value.search(_text(value)))
+            return _OPERATORS["~"](_text(value), self.value)
         given = self.value
         if _is_number(value) and _is_number(given) and not isinstance(value, bool):
             return bool(_OPERATORS[self.op](value, given))
@@ -220,8 +221,3 @@ def _text(value: Any) -> str:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float))
-
-
-def is_missing(value: Any) -> bool:
-    """No value to sort by: absent, or NaN (both go last, whichever the direction)."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
