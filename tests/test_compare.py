@@ -158,11 +158,17 @@ def test_column_grammar_params_stats_steps_counts_and_names(results: Results) ->
 
 
 def test_a_param_and_a_metric_of_one_name_are_told_apart(tmp_path: Path, batches: Path) -> None:
-    doc = {"name": "clash", "daemon": {"port": 0}, "jobs": [job("a", {"loss": 1}, reporting({"loss": 0.5, "host": 2}))]}
+    doc = {
+        "name": "clash",
+        "daemon": {"port": 0},
+        "jobs": [job("a", {"loss": 1}, reporting({"loss": 0.5, "host": 2, "c_rate": 3}))],
+    }
     assert hyperctl("run", "--config", str(write_json(tmp_path / "c.json", doc))).returncode == 0
 
     columns = json.loads(hyperctl("compare", "clash", "--all-params", "--json").stdout)["columns"]
-    assert columns == ["name", "status", "duration", "host", "=loss", "last host", "last loss"]
+    assert columns == ["name", "status", "duration", "host", "=loss", "c_rate", "last host", "last loss"]
+    sorted_by = hyperctl("compare", "clash", "--sort", "-c_rate", "-c=c_rate", "--json")  # not -c _rate
+    assert json.loads(sorted_by.stdout)["rows"] == [{"name": "a", "c_rate": 3}], sorted_by.stderr
 
     done = hyperctl("compare", "clash", "-c", "=loss,last loss", "--json")
     assert json.loads(done.stdout) == {

@@ -73,12 +73,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
 
 def _values_may_start_with_a_dash(parser: argparse.ArgumentParser) -> None:
     """`--sort -acc`: argparse takes any `-word` for an option it does not know, and refuses it as
-    a value. Here a single-dash word that is no option of this command is a value (or a batch)."""
+    a value. Here a single-dash word that is no option of this command is a value (or a batch):
+    `--sort -cpu` sorts by cpu (not `-c pu`); `-c=acc` and `-c acc` still give columns."""
     known = parser._option_string_actions
     original = parser._parse_optional
 
     def parse_optional(arg: str) -> Any:
-        if len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and arg not in known and arg[:2] not in known:
+        if len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and arg.split("=", 1)[0] not in known:
             return None
         return original(arg)
 
