@@ -420,3 +420,8 @@ def test_on_a_terminal_the_table_fits_its_width(results: Results) -> None:
     assert lines[0].split() == ["name", "status", "duration", "host", "lr", "depth", "note", "acc", "loss"]
     assert all(len(line) <= width for line in lines), seen  # every column, the long note cut to fit
     assert "xxxxxxxxxxxx… " in seen and LONG not in seen
+
+
+def test_when_no_job_matches_the_table_is_its_header_and_a_note_says_so(results: Results) -> None:
+    code, out, err = results.run("sweep", "--where", "lr>5", "-c", "acc")
+    assert (code, out, err) == (0, "name  acc\n", "hyperctl: no job matches --where\n")

@@ -111,7 +111,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for note in table.notes:
         say(note)
     if not table.rows:
-        say("no job to compare" + (" matches --where" if args.where else ""))
+        say("no job matches --where" if args.where else "no job to compare")
     return ExitStatus.OK
 
 
