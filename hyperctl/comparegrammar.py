@@ -163,7 +163,7 @@ class Filter:
     written: str = ""  # the value as written
 
     def keeps(self, value: Any) -> bool:
-        if value is None:
+        if value is None or value != value:  # missing, or NaN: nothing to compare
             return False
         if self.op == "~":
             return _OPERATORS["~"](_text(value), self.value)

@@ -217,6 +217,7 @@ def test_sort_by_a_column_s_as_name(results: Results) -> None:
         (["=lr=0.1"], ["lr-0.1"]),
         (["min loss<0.3"], ["lr-0.2", "lr-0.3"]),
         (["loss>0.1"], ["lr-0.1", "lr-0.2", "lr-0.05"]),  # NaN and missing: never kept
+        (["loss!=0.4"], ["lr-0.2", "lr-0.05"]),
         (["name~^lr-0\\.[12]$"], ["lr-0.1", "lr-0.2"]),
         (["acc>0.5", "depth=3"], ["lr-0.1", "lr-0.2", "lr-0.05", "retried"]),
         (["duration>=0", "host=localhost", "attempt=2"], ["retried"]),
