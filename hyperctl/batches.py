@@ -11,19 +11,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hyperctl.errors import HyperctlError
+from hyperctl.errors import HyperctlError, NoSuchBatchError
+from hyperctl.errors import NoSuchJobError as NoSuchJobError  # its home before errors.py had it
 from hyperctl.layout import BatchDir
 from hyperctl.spec import BackendSpec, BatchSpec, BatchStatus, JobStatus
 from hyperctl.store import Store
 from hyperctl.storefaults import StoreDamagedError
-
-
-class NoSuchBatchError(HyperctlError):
-    """The named batch is not in the data dir."""
-
-
-class NoSuchJobError(HyperctlError):
-    """The named job is not in the batch."""
 
 
 class NoDaemonError(HyperctlError):

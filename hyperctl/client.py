@@ -11,18 +11,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from hyperctl.batches import NoDaemonError, daemon_pid
-from hyperctl.errors import HyperctlError
+from hyperctl.errors import ApiError as ApiError  # its home before errors.py had it
+from hyperctl.errors import HyperctlError, api_error
 
 if TYPE_CHECKING:
     from hyperctl.layout import BatchDir
-
-
-class ApiError(HyperctlError):
-    """The daemon answered with an error status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        super().__init__(message)
 
 
 class DaemonUnreachableError(HyperctlError):
@@ -91,7 +84,7 @@ class Client:
                 message = json.load(e)["error"]
             except (ValueError, KeyError):
                 message = e.reason
-            raise ApiError(e.code, str(message)) from None
+            raise api_error(e.code, str(message)) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise DaemonUnreachableError(f"the daemon at {self.portal} does not answer: {reason}") from None

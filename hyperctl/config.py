@@ -14,6 +14,7 @@ from hyperctl.errors import ConfigError
 from hyperctl.identity import derived_name
 from hyperctl.legacyshape import from_legacy
 from hyperctl.limits import MAX_ARG_BYTES, MAX_DEPTH, MAX_FILE_BYTES, MAX_JOBS, MAX_YAML_BYTES, size
+from hyperctl.objective import parse_objective
 from hyperctl.render import render_command
 from hyperctl.spec import (
     JOB_NAME_PATTERN,
@@ -462,13 +463,14 @@ def _check_retry_on(items: list[Any]) -> str | None:
 
 
 def _parse_scheduler(sec: Section) -> tuple[SchedulerSpec, RetryPolicy, bool | None]:
-    """The scheduler section: our retry defaults and halt_on_failures, and the older shape's keys."""
+    """The scheduler section: our retry defaults, halt_on_failures and objective, and the older shape's keys."""
     retry = _parse_retry(sec, RetryPolicy())
     halt = sec.get("halt_on_failures", "integer", None, check=at_least(1))
     sec.get("interval", "number", None)  # the older shape's polling interval: nothing polls here
     legacy_exit = sec.get("exit_on_finish", "boolean", None)  # the older shape kept it here
+    objective = parse_objective(sec)
     sec.done()
-    return SchedulerSpec(halt_on_failures=halt), retry, legacy_exit
+    return SchedulerSpec(halt_on_failures=halt, objective=objective), retry, legacy_exit
 
 
 def _parse_daemon(sec: Section, legacy_exit_on_finish: bool | None = None) -> DaemonSpec:

@@ -17,6 +17,8 @@ from dataclasses import astuple, dataclass
 from typing import Any
 
 from hyperctl.metricsfile import Point, Reading, Summary, read_new, summarize
+from hyperctl.pace import PROGRESS, fraction
+from hyperctl.spec import JobStatus, Objective
 
 REPORT = "report"
 OUTPUT = "output"
@@ -103,6 +105,78 @@ def summary_of(row: tuple[Any, ...]) -> Summary:
 
 def _nan(value: float | None) -> float:
     return _NAN if value is None else value
+
+
+def last_attempts(
+    conn: sqlite3.Connection, key: str, columns: str, status: JobStatus | None = None, job: str | None = None
+) -> dict[str, tuple[Any, ...]]:
+    """Some columns (of _SUMMARY_COLUMNS) of metric key of each job's last attempt (of the jobs
+    in status; or of one job), by job in the batch's order, from the source that wins for it:
+    one query for the whole batch, and a loop that costs little by the 100,000 (NULL is NaN)."""
+    query = (
+        f"SELECT s.job, s.source, {columns} FROM metric_summaries s"
+        " JOIN jobs j ON j.name = s.job AND s.n = j.attempts WHERE s.key = ?"
+    )
+    args: tuple[Any, ...] = (key,)
+    if status is not None:
+        query += " AND j.status = ?"
+        args += (status.value,)
+    if job is not None:
+        query += " AND j.name = ?"
+        args += (job,)
+    found: dict[str, tuple[Any, ...]] = {}
+    for name, source, *values in conn.execute(query + " ORDER BY j.position", args):
+        if source == SOURCES[0] or name not in found:  # the first source's wins
+            found[name] = tuple(values)
+    return found
+
+
+def progress_of(conn: sqlite3.Connection, status: JobStatus | None = None, job: str | None = None) -> dict[str, float]:
+    """The last progress (0..1, pace.fraction) each job's last attempt reported, of the jobs in
+    status (or of one job)."""
+    found = ((name, fraction(last)) for name, (last,) in last_attempts(conn, PROGRESS, "last", status, job).items())
+    return {name: value for name, value in found if value is not None}
+
+
+@dataclass
+class Best:
+    """The job an objective names best: its value of the metric, at which step, among how many."""
+
+    job: str
+    value: float
+    step: int
+    among: int  # succeeded jobs with a value of the metric (not NaN)
+
+    def to_dict(self, objective: Objective) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "metric": objective.metric,
+            "mode": objective.mode,
+            "which": objective.value,  # each job's last value, or its best
+            "value": self.value,
+            "step": self.step,
+            "among": self.among,
+        }
+
+
+def best_job(conn: sqlite3.Connection, objective: Objective) -> Best | None:
+    """The succeeded job whose last attempt has the best value of the objective's metric (its
+    last value, or its least or greatest with value "best"); the first in the batch's order on a
+    tie. NaN never wins. None when no succeeded job reported the metric."""
+    lower = objective.mode == "min"
+    column = "last" if objective.value == "last" else "min" if lower else "max"
+    found = last_attempts(conn, objective.metric, f"s.{column}, s.{column}_step", JobStatus.SUCCEEDED)
+    best: Best | None = None
+    among = 0
+    for job, (value, step) in found.items():
+        if value is None:  # NaN (SQLite keeps it as NULL)
+            continue
+        among += 1
+        if best is None or (value < best.value if lower else value > best.value):
+            best = Best(job, value, step, 0)
+    if best is not None:
+        best.among = among
+    return best
 
 
 def points_of(conn: sqlite3.Connection, job: str, n: int) -> list[Point]:

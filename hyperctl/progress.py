@@ -13,7 +13,9 @@ from hyperctl.attemptfiles import last_lines
 from hyperctl.daemon.outcome import FAILURES
 from hyperctl.daemon.runner import RunInfo, RunResult
 from hyperctl.daemon.scheduler import Event
+from hyperctl.objective import best_text
 from hyperctl.output import format_duration, plural, visible
+from hyperctl.pace import eta
 from hyperctl.spec import BatchStatus, JobStatus
 from hyperctl.store import Attempt
 
@@ -138,8 +140,11 @@ class Progress:
         if not force and now - self.last_draw < _REDRAW_EVERY:
             return
         self.last_draw = now
-        counts = self.info.scheduler.counts_now()
-        line = bar_line(counts, self.info.total, self.info.before, now - self.start)
+        scheduler = self.info.scheduler
+        elapsed = now - self.start
+        line = bar_line(
+            scheduler.counts_now(), self.info.total, self.info.before, elapsed, scheduler.running_progress()
+        )
         width = shutil.get_terminal_size().columns
         self._write("\r\033[K" + line[: width - 1])
 
@@ -157,19 +162,24 @@ def _ended(counts: Mapping[str, int]) -> int:
     return sum(n for status, n in counts.items() if JobStatus(status).final)
 
 
-def bar_line(counts: Mapping[str, int], total: int, before: Mapping[str, int], elapsed: float) -> str:
+def bar_line(
+    counts: Mapping[str, int], total: int, before: Mapping[str, int], elapsed: float, running_progress: float = 0.0
+) -> str:
     """`[####......] 40/100  38 ok, 2 failed, 4 running  0:12 ETA 0:18`, for what changed since `before`
-    (the counts when this run began: jobs that had ended then are left out)."""
+    (the counts when this run began: jobs that had ended then are left out). running_progress is
+    the running jobs' reported progress summed: the bar and the ETA count it as jobs' worth done."""
     todo = total - _ended(before)
     done = max(0, _ended(counts) - _ended(before))
-    filled = int(_BAR_WIDTH * done / todo) if todo else _BAR_WIDTH
+    worth = min(done + running_progress, todo)
+    filled = int(_BAR_WIDTH * worth / todo) if todo else _BAR_WIDTH
     since = {s.value: counts.get(s.value, 0) - (before.get(s.value, 0) if s.final else 0) for s in JobStatus}
     shown = {"ok": since[JobStatus.SUCCEEDED.value]}
     shown.update((s.value, since[s.value]) for s in _SHOWN if since[s.value] > 0)
     line = f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done}/{todo}  "
     line += ", ".join(f"{n} {what}" for what, n in shown.items()) + f"  {format_duration(elapsed)}"
-    if 0 < done < todo:
-        line += f" ETA {format_duration(elapsed / done * (todo - done))}"
+    left = eta(elapsed, worth, todo) if done < todo else None
+    if left is not None:
+        line += f" ETA {format_duration(left)}"
     return line
 
 
@@ -178,6 +188,8 @@ def summary_lines(result: RunResult) -> list[str]:
     described = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no jobs"
     took = format_duration(result.elapsed)
     lines = [f"hyperctl: batch {result.batch_dir.name} {result.status.value} in {took}: {described}"]
+    if result.objective is not None:
+        lines.append(f"  best: {best_text(result.objective, result.best)}")
     if result.skipped:
         lines.append(f"  {len(result.skipped)} skipped: they already succeeded with the same command and params")
     if result.dropped:

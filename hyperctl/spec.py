@@ -148,11 +148,35 @@ class DaemonSpec:
     request_timeout: float = 10.0  # seconds to send a request's head or body; an idle connection's life
 
 
+# How an objective ranks jobs: the mode, and which of each job's values counts ("last": the last
+# one its attempt reported; "best": its least for min, its greatest for max).
+OBJECTIVE_MODES = ("min", "max")
+OBJECTIVE_VALUES = ("last", "best")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The metric that names a batch's best job (`scheduler.objective`), and which way is better."""
+
+    metric: str
+    mode: str = "max"  # OBJECTIVE_MODES
+    value: str = "last"  # OBJECTIVE_VALUES
+
+
 @dataclass(frozen=True)
 class SchedulerSpec:
     """Batch-wide scheduling rules."""
 
     halt_on_failures: int | None = None  # start no new job after this many failures
+    objective: Objective | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**vars(self), "objective": vars(self.objective) if self.objective else None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SchedulerSpec:
+        objective = d.get("objective")
+        return cls(**{**d, "objective": Objective(**objective) if objective else None})
 
 
 @dataclass(frozen=True)
@@ -173,7 +197,7 @@ class BatchSpec:
             "jobs": [job.to_dict() for job in self.jobs],
             "backend": vars(self.backend),
             "daemon": vars(self.daemon),
-            "scheduler": vars(self.scheduler),
+            "scheduler": self.scheduler.to_dict(),
         }
 
     @classmethod
@@ -184,5 +208,5 @@ class BatchSpec:
             jobs=[JobSpec.from_dict(j) for j in d["jobs"]],
             backend=BackendSpec(**d["backend"]),
             daemon=DaemonSpec(**d["daemon"]),
-            scheduler=SchedulerSpec(**d.get("scheduler", {})),
+            scheduler=SchedulerSpec.from_dict(d.get("scheduler", {})),
         )

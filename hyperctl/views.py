@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hyperctl.layout import BatchDir
+from hyperctl.pace import eta
 from hyperctl.spec import JobSpec, JobStatus, Resource
-from hyperctl.store import JobRecord, Store
+from hyperctl.store import Attempt, JobRecord, Store
 
 if TYPE_CHECKING:  # types only: the CLI's views need not load the backends
     from hyperctl.backends.base import Handle, Machine
     from hyperctl.unwatched import Unwatched
 
 
-def job_view(record: JobRecord, batch_dir: BatchDir) -> dict[str, Any]:
+def job_view(record: JobRecord, batch_dir: BatchDir, progress: float | None = None) -> dict[str, Any]:
+    """A job; `progress` is the last its last attempt reported (0..1, pace.fraction), if any."""
     spec = record.spec
     job_dir = f"{batch_dir.path}{os.sep}{spec.name}"  # a string, not a Path: 100,000 of them add up
     data_dir = spec.execution.data_dir or job_dir
@@ -44,7 +47,15 @@ def job_view(record: JobRecord, batch_dir: BatchDir) -> dict[str, Any]:
             stdout=attempt_dir + "stdout",
             stderr=attempt_dir + "stderr",
         )
+    view.update(progress=progress, eta=job_eta(record.status == JobStatus.RUNNING, last, progress))
     return view
+
+
+def job_eta(running: bool, last: Attempt | None, progress: float | None) -> float | None:
+    """Seconds a running job has left at the pace of its attempt so far, by its reported progress."""
+    if not running or last is None or last.started is None or progress is None:
+        return None
+    return eta(time.time() - last.started, progress, 1.0)
 
 
 def batch_view(store: Store, batch_dir: BatchDir) -> dict[str, Any]:

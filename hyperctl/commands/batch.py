@@ -8,29 +8,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hyperctl import exitstatus
+from hyperctl import exitstatus, metricstore, pace
 from hyperctl.batches import (
-    NoDaemonError,
-    daemon_pid,
     find_batch,
     list_batches,
     load_spec,
     open_batch,
     resolve_batches_dir,
-    resume_spec,
     summarize,
 )
 from hyperctl.commands.targets import add_targets
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
+from hyperctl.objective import best_text
 from hyperctl.output import emit_json, format_duration, format_time, plural, say, table
-from hyperctl.spec import BatchStatus, JobStatus
+from hyperctl.spec import JobStatus
 
 _ENDED = ("finished", "failed", "killed")
 _FINAL = {s.value for s in JobStatus if s.final}
-_WATCH_POLL = 25  # seconds a long poll waits for a change before asking again
-_KILL_WITHIN = 120  # seconds for a killed batch's daemon to end
-_GONE_WITHIN = 2  # seconds for a daemon that stopped answering to let go of its lock
 _RUN_JSON = "print the run's summary as JSON on stdout, as `run --json` does"
 
 
@@ -124,12 +119,16 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if summary.status == "damaged":
         raise HyperctlError(summary.problem or "damaged")
     spec = load_spec(batch_dir)
+    objective = spec.scheduler.objective
     with open_batch(batches_dir, args.batch) as (_, store):
         meta = store.meta()
+        best = metricstore.best_job(store.conn, objective) if objective else None
+        # Running jobs' reported progress counts toward the ETA: 2 jobs half done are one job's worth.
+        running_progress = sum(metricstore.progress_of(store.conn, JobStatus.RUNNING).values(), 0.0)
     end = summary.ended if summary.status != "running" else time.time()
     elapsed = end - summary.started if summary.started and end else None
     done = sum(n for s, n in summary.counts.items() if s in _FINAL)
-    eta = elapsed / done * (summary.total - done) if summary.status == "running" and elapsed and done else None
+    eta = pace.eta(elapsed, done + running_progress, summary.total) if summary.status == "running" else None
     machines = machines_of(batch_dir)
     view: dict[str, Any] = {
         **summary.to_dict(),
@@ -137,9 +136,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
         "backend": {"type": spec.backend.type, "conf": _redacted(spec.backend.conf)},
         "machines": machines,
         "daemon": vars(spec.daemon),
-        "scheduler": vars(spec.scheduler),
+        "scheduler": spec.scheduler.to_dict(),
         "elapsed": elapsed,
         "eta": eta,
+        "running_progress": running_progress,
+        "best": best.to_dict(objective) if best and objective else None,
         "stopped": meta.get("fault"),
     }
     if args.json:
@@ -162,6 +163,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     ]
     if eta is not None:
         lines.append(("ETA", format_duration(eta)))
+    if objective is not None:
+        lines.append(("best", best_text(objective, best)))
     if meta.get("fault"):  # why its run stopped starting jobs (the store could not record it)
         lines.append(("stopped", f"{meta['fault']}; `hyperctl batch resume {summary.name}` goes on"))
     width = max(len(k) for k, _ in lines)
@@ -181,30 +184,16 @@ def _redacted(value: Any) -> Any:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from hyperctl.client import DaemonUnreachableError, live_client
     from hyperctl.progress import bar_line
+    from hyperctl.steering import batch_views
 
     batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.batch)
     tty = sys.stderr.isatty()
-    try:
-        client = live_client(batch_dir)
-        version = -1
-        while True:
-            view = client.batch(wait_after=version, timeout=_WATCH_POLL)
-            version = view["version"]
-            elapsed = time.time() - (view["started"] or time.time())
-            line = bar_line(view["counts"], view["total"], {}, elapsed)
-            sys.stderr.write(("\r\033[K" + line) if tty else line + "\n")
-            sys.stderr.flush()
-            if view["status"] != BatchStatus.RUNNING.value:
-                break
-    except NoDaemonError:
-        pass  # it has ended (or was not running): the folder tells how
-    except DaemonUnreachableError:
-        # It died (or ends): its sockets may close before its lock is let go. The lock tells.
-        deadline = time.monotonic() + _GONE_WITHIN
-        while daemon_pid(batch_dir) is not None and time.monotonic() < deadline:
-            time.sleep(0.02)
+    for view in batch_views(batch_dir):
+        elapsed = time.time() - (view["started"] or time.time())
+        line = bar_line(view["counts"], view["total"], {}, elapsed, view.get("running_progress") or 0.0)
+        sys.stderr.write(("\r\033[K" + line) if tty else line + "\n")
+        sys.stderr.flush()
     if tty:
         sys.stderr.write("\n")
     summary = summarize(batch_dir)
@@ -217,29 +206,21 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    from hyperctl.client import live_client
-    from hyperctl.daemon.runner import kill_offline
+    from hyperctl.steering import KILL_WITHIN, kill_batch, wait_daemon_gone
 
     batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.batch)
-    if daemon_pid(batch_dir) is None:
-        before = summarize(batch_dir).status
-        killed = kill_offline(batch_dir)
-        if killed or before not in _ENDED:
+    kill = kill_batch(batch_dir)
+    if not kill.daemon:
+        if kill.killed or kill.before not in _ENDED:
             say(
-                f"no daemon ran batch {args.batch}; killed {plural(len(killed), 'job')} it had left running"
-                + _names(killed)
+                f"no daemon ran batch {args.batch}; killed {plural(len(kill.killed), 'job')} it had left running"
+                + _names(kill.killed)
             )
         else:
-            say(f"batch {args.batch} has already ended ({before}); nothing was running")
+            say(f"batch {args.batch} has already ended ({kill.before}); nothing was running")
         return ExitStatus.OK
-    client = live_client(batch_dir)
-    client.kill_batch()
     say(f"killing batch {args.batch}: its running jobs get TERM, then KILL after their kill_grace")
-    deadline = time.monotonic() + _KILL_WITHIN
-    while daemon_pid(batch_dir) is not None:
-        if time.monotonic() > deadline:
-            raise HyperctlError(f"batch {args.batch}: the daemon has not stopped after {_KILL_WITHIN} s")
-        time.sleep(0.05)  # the daemon exits once the last job is gone
+    wait_daemon_gone(batch_dir, KILL_WITHIN)  # the daemon exits once the last job is gone
     say(f"batch {args.batch} killed")
     return ExitStatus.OK
 
@@ -255,58 +236,23 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _resume(batches_dir: Path, name: str, detach: bool, as_json: bool) -> int:
     from hyperctl.commands.run import detach as run_detached
     from hyperctl.commands.run import run_in_foreground
-    from hyperctl.daemon.runner import RunOptions
+    from hyperctl.starting import resume_run
 
-    batch_dir = find_batch(batches_dir, name)
-    with open_batch(batches_dir, name) as (_, store):
-        source = store.meta().get("source")
-        spec, ignored = resume_spec(load_spec(batch_dir), store)
-    if ignored:
-        say(
-            f"batch {name}: {batch_dir.spec_file} differs from the batch's store for {plural(len(ignored), 'job')} "
-            f"({', '.join(ignored[:5])}{', ...' if len(ignored) > 5 else ''}): ignored, resume runs the jobs as the "
-            "store has them (to change jobs, edit your batch file and `hyperctl run` it)"
-        )
-    options = RunOptions(batches_dir=batches_dir, source=source, same_batch=True, rerun_ended=False)
+    resumed = resume_run(batches_dir, name)
+    if resumed.note:
+        say(resumed.note)
     if detach:
-        return run_detached(spec, options, as_json)
-    return run_in_foreground(spec, options, as_json)
-
-
-_RETRIED = {JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.LOST, JobStatus.KILLED}
+        return run_detached(resumed.spec, resumed.options, as_json)
+    return run_in_foreground(resumed.spec, resumed.options, as_json)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from hyperctl.batches import NoSuchJobError
-    from hyperctl.store import Store
+    from hyperctl.starting import requeue
 
     batches_dir = resolve_batches_dir(args.batches_data_dir)
-    batch_dir = find_batch(batches_dir, args.batch)
-    holder = daemon_pid(batch_dir)
-    if holder is not None:
-        raise HyperctlError(f"batch '{args.batch}' is running (pid {holder}); retry it once it has ended")
-    store = Store(batch_dir.db)
-    try:
-        records = {r.name: r for r in store.jobs()}
-        if args.job:
-            unknown = [j for j in args.job if j not in records]
-            if unknown:
-                raise NoSuchJobError(f"batch '{args.batch}' has no job named '{unknown[0]}'")
-            chosen = list(dict.fromkeys(args.job))
-            running = [j for j in chosen if records[j].status == JobStatus.RUNNING]
-            if running:  # left running by a daemon that died: a second copy would run beside it
-                raise HyperctlError(
-                    f"job '{running[0]}' of batch '{args.batch}' has an attempt no daemon saw end (its daemon "
-                    f"died): `hyperctl batch resume {args.batch}` sees it to its end; retry it after"
-                )
-        else:
-            wanted = _RETRIED - {JobStatus.KILLED} if args.failed else _RETRIED
-            chosen = [name for name, r in records.items() if r.status in wanted]
-        if not chosen:
-            say(f"batch {args.batch}: no job to retry")
-            return ExitStatus.OK
-        store.requeue(chosen)
-    finally:
-        store.close()
+    chosen = requeue(find_batch(batches_dir, args.batch), args.job, args.failed)
+    if not chosen:
+        say(f"batch {args.batch}: no job to retry")
+        return ExitStatus.OK
     say(f"retrying {plural(len(chosen), 'job')} of batch {args.batch}" + _names(chosen))
     return _resume(batches_dir, args.batch, args.detach, args.json)

@@ -11,17 +11,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hyperctl import joblogs, metricstore, steering
 from hyperctl.attemptfiles import seek_last_lines
-from hyperctl.batches import NoDaemonError, NoSuchJobError, daemon_pid, open_batch, resolve_batches_dir, runs_here
+from hyperctl.batches import find_batch, open_batch, resolve_batches_dir
 from hyperctl.commands.jobmetrics import cmd_metrics
 from hyperctl.commands.targets import add_targets
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.layout import BatchDir
 from hyperctl.output import emit_json, format_duration, format_time, say, table
+from hyperctl.pace import progress_text
 from hyperctl.spec import JobStatus
+from hyperctl.steering import job_record as _job  # as jobmetrics.py knows it
 from hyperctl.store import Attempt, JobRecord, Store
 from hyperctl.unwatched import UNKNOWN, Unwatched
+from hyperctl.views import job_eta
 
 _FOLLOW_EVERY = 0.2  # seconds between looks at a followed log (as tail -f does)
 
@@ -84,13 +88,6 @@ def whole_number(least: int) -> Callable[[str], int]:
     return parse
 
 
-def _job(store: Store, batch: str, name: str) -> JobRecord:
-    record = store.job(name)
-    if record is None:
-        raise NoSuchJobError(f"batch '{batch}' has no job named '{name}'")
-    return record
-
-
 def _took(a: Attempt | None, now: float) -> str:
     if a is None or a.started is None or (a.ended is None and a.status.final):  # lost: its end is unknown
         return "-"
@@ -113,13 +110,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         unwatched = Unwatched.of(batch_dir, store)
         # With no daemon, a job's status is what its files tell: chosen by that, not by the store's.
         query = status if unwatched is None else None
+        progress = metricstore.progress_of(store.conn, query)  # what each last attempt reported last
         if args.json:
             from hyperctl.views import job_view
 
             records = store.jobs(query)
-            views = [job_view(r, batch_dir) for r in records]
+            views = [job_view(r, batch_dir, progress.get(r.name)) for r in records]
             if unwatched is not None:
-                views = [unwatched.told(v, r.name, r.status, r.last) for v, r in zip(views, records)]
+                views = [_told(unwatched, v, r) for v, r in zip(views, records)]
                 views = [v for v in views if status is None or v["status"] == status.value]
             emit_json(views)
             return ExitStatus.OK
@@ -129,11 +127,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     for r in listed:
         shown, last = unwatched.see(r.name, r.status, r.last) if unwatched else (r.status.value, r.last)
         if status is None or shown == status.value:
-            rows.append([r.name, shown, r.attempts, _how(last), last and last.host, _gpus(last), _took(last, now)])
-    print(table(["NAME", "STATUS", "ATTEMPTS", "END", "HOST", "GPUS", "TOOK"], rows))
+            row = [r.name, shown, r.attempts, _how(last), last and last.host, _gpus(last), _took(last, now)]
+            rows.append([*row, _progress(shown, last, progress.get(r.name))])
+    headers = ["NAME", "STATUS", "ATTEMPTS", "END", "HOST", "GPUS", "TOOK", "PROGRESS"]
+    if not any(row[-1] for row in rows):  # no job reports its progress: no column of dashes
+        headers, rows = headers[:-1], [row[:-1] for row in rows]
+    print(table(headers, rows))
     if unwatched is not None and (note := unwatched.note()):
         say(note)
     return ExitStatus.OK
+
+
+def _told(unwatched: Unwatched, view: dict[str, Any], record: JobRecord) -> dict[str, Any]:
+    """The view as the job's files tell it (no daemon); no ETA once they tell it ended."""
+    view = unwatched.told(view, record.name, record.status, record.last)
+    return view if view["status"] == JobStatus.RUNNING.value else {**view, "eta": None}
+
+
+def _progress(shown: str, last: Attempt | None, progress: float | None) -> str | None:
+    """`40% ETA 0:30` for a running job; the last progress an ended one reported (`60%`)."""
+    return progress_text(progress, job_eta(shown == JobStatus.RUNNING.value, last, progress))
 
 
 def _gpus(a: Attempt | None) -> str:
@@ -147,14 +160,15 @@ def cmd_describe(args: argparse.Namespace) -> int:
         record = _job(store, args.batch, args.job)
         attempts = store.attempts(args.job)
         unwatched = Unwatched.of(batch_dir, store)
+        progress = metricstore.progress_of(store.conn, job=args.job).get(args.job)
     status, last = record.status.value, record.last
     if unwatched is not None:  # no daemon: its last attempt as its files tell
         status, last = unwatched.see(args.job, record.status, record.last)
         attempts = [last if last is not None and a.n == last.n else a for a in attempts]
     attempt_views = [_attempt_view(batch_dir, args.job, a) for a in attempts]
-    view = job_view(record, batch_dir)
+    view = job_view(record, batch_dir, progress)
     if unwatched is not None and attempt_views:
-        view = unwatched.told(view, args.job, record.status, record.last)
+        view = _told(unwatched, view, record)
         attempt_views[-1] = unwatched.told(attempt_views[-1], args.job, record.status, record.last)
     if args.json:
         emit_json({**view, "attempts": attempt_views})
@@ -170,6 +184,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
         ("retries", retries),
         ("data dir", spec.execution.data_dir or str(batch_dir.job_dir(spec.name))),
     ]
+    if progress is not None:
+        fields.append(("progress", _progress(status, last, progress) or "-"))
     print("\n".join(f"{k:<9} {v}" for k, v in fields))
     if not attempts:
         print("attempts  none yet")
@@ -206,41 +222,18 @@ def _attempt_view(batch_dir: BatchDir, job: str, a: Attempt) -> dict[str, Any]:
     }
 
 
+_KILL_SAYS = {  # how a kill went (steering.kill_job) -> what the CLI says
+    steering.KILLED: "job {job}: {status}",
+    steering.ENDED: "job {job} has already ended ({status}); nothing was running",
+    steering.KILLED_OFFLINE: "no daemon ran batch {batch}; killed job {job}",
+    steering.NOT_FOUND_OFFLINE: "no daemon ran batch {batch}; found no process of job {job}",
+}
+
+
 def cmd_kill(args: argparse.Namespace) -> int:
-    from hyperctl.client import ApiError, live_client
-    from hyperctl.daemon.runner import kill_offline
-
-    batches_dir = resolve_batches_dir(args.batches_data_dir)
-    with open_batch(batches_dir, args.batch) as (batch_dir, store):
-        record = _job(store, args.batch, args.job)
-    if record.status.final:
-        return _already_ended(args.job, record.status)
-    if daemon_pid(batch_dir) is None:
-        if record.status != JobStatus.RUNNING:
-            raise HyperctlError(f"job '{args.job}' is {record.status.value}, and no daemon runs batch '{args.batch}'")
-        if kill_offline(batch_dir, {args.job}):
-            say(f"no daemon ran batch {args.batch}; killed job {args.job}")
-            return ExitStatus.OK
-        with open_batch(batches_dir, args.batch) as (_, store):
-            now = _job(store, args.batch, args.job).status  # what kill_offline found: its end, recorded
-        if now.final:
-            return _already_ended(args.job, now)
-        say(f"no daemon ran batch {args.batch}; found no process of job {args.job}")
-        return ExitStatus.OK
-    try:
-        view = live_client(batch_dir).kill_job(args.job)
-    except ApiError as e:
-        if e.status != 409:
-            raise
-        with open_batch(batches_dir, args.batch) as (_, store):  # it ended meanwhile
-            return _already_ended(args.job, _job(store, args.batch, args.job).status)
-    say(f"job {args.job}: {view['status']}")
-    return ExitStatus.OK
-
-
-def _already_ended(job: str, status: JobStatus) -> int:
-    """A kill of a job that has ended: nothing to do, as `batch kill` of an ended batch says."""
-    say(f"job {job} has already ended ({status.value}); nothing was running")
+    batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.batch)
+    kill = steering.kill_job(batch_dir, args.job)
+    say(_KILL_SAYS[kill.how].format(job=args.job, batch=args.batch, status=kill.status))
     return ExitStatus.OK
 
 
@@ -250,11 +243,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if args.follow and args.attempt is None:
         _follow_job(batch_dir, record, args)
         return ExitStatus.OK
-    n = args.attempt or record.attempts
-    if n < 1 or n > record.attempts:
-        if record.attempts == 0:
-            raise HyperctlError(f"job '{args.job}' has not started yet (status {record.status.value})")
-        raise HyperctlError(f"job '{args.job}' has attempts 1 to {record.attempts}, not {n}")
+    n = steering.attempt_number(record, args.attempt)
     _show_attempt(batch_dir, record, n, args, args.tail)
     return ExitStatus.OK
 
@@ -273,7 +262,8 @@ def _follow_job(batch_dir: BatchDir, record: JobRecord, args: argparse.Namespace
         tail = None
         if _wait_for_attempt(batch_dir, args.job, n + 1) is None:
             return
-        say(f"job {args.job}: attempt {n} ended ({_how(_attempt_of(batch_dir, args.job, n))}); attempt {n + 1} follows")
+        ended = _how(joblogs.attempt_of(batch_dir, args.job, n))
+        say(f"job {args.job}: attempt {n} ended ({ended}); attempt {n + 1} follows")
         n += 1
 
 
@@ -310,75 +300,37 @@ def _wait_for_attempt(batch_dir: BatchDir, job: str, n: int) -> JobRecord | None
         time.sleep(_FOLLOW_EVERY)
 
 
-def _attempt_of(batch_dir: BatchDir, job: str, n: int) -> Attempt:
-    store = Store(batch_dir.db, readonly=True)
-    try:
-        return next(a for a in store.attempts(job) if a.n == n)
-    finally:
-        store.close()
-
-
 def _show_attempt(batch_dir: BatchDir, record: JobRecord, n: int, args: argparse.Namespace, tail: int | None) -> None:
     """Print attempt n's output (its last `tail` lines); with args.follow, on to the attempt's end."""
-    attempt = _attempt_of(batch_dir, args.job, n)
     stream = "stderr" if args.stderr else "stdout"
-    folder = batch_dir.attempt_dir(args.job, n, attempt.layout)
-    path = folder / stream
+    output = joblogs.output_of(batch_dir, record, n, stream)
+    path, folder = output.path, output.folder
     out = sys.stdout.buffer
-    running_elsewhere = (
-        record.status == JobStatus.RUNNING and n == record.attempts and not runs_here(batch_dir) and not path.exists()
-    )
-    if running_elsewhere:  # its output comes home when it ends: meanwhile the daemon reads it there
-        _output_from_daemon(batch_dir, args.job, stream, tail, args.follow, record, out)
+    if output.elsewhere:  # its output comes home when it ends: meanwhile the daemon reads it there
+        for chunk in joblogs.from_daemon(batch_dir, record, stream, tail, args.follow):
+            out.write(chunk)
+            out.flush()
         return
-    missing = f"job '{args.job}': attempt {n} left no {stream} ({path} is missing: deleted?)"
-    if attempt.pid is None and attempt.reason and attempt.status.final:  # no process ever ran
-        missing = f"job '{args.job}': attempt {n} has no {stream}: {attempt.reason}"
-    elif attempt.status == JobStatus.LOST:  # e.g. its machine stopped answering before it came home
-        missing = f"job '{args.job}': attempt {n} was lost, and no {stream} of it reached {path}"
     try:
         f = open(path, "rb")  # noqa: SIM115 - followed below
     except FileNotFoundError:
         # Every attempt that ran leaves both files, empty ones too: one missing at its end was removed.
-        if _attempt_ended(batch_dir, args.job, n, folder):
-            raise HyperctlError(missing) from None
+        if joblogs.attempt_ended(batch_dir, args.job, n, folder):
+            raise HyperctlError(output.missing) from None
         if not args.follow:
             return  # starting: it has not opened its output yet
         f = _wait_for_file(path, batch_dir, args.job, n, folder)
     if f is None:
-        raise HyperctlError(missing)
+        raise HyperctlError(output.missing)
     with f:
         if tail is not None:
             seek_last_lines(f, tail)
         _copy(f, out)
         if args.follow:
-            while not _attempt_ended(batch_dir, args.job, n, folder):
+            while not joblogs.attempt_ended(batch_dir, args.job, n, folder):
                 time.sleep(_FOLLOW_EVERY)
                 _copy(f, out)
             _copy(f, out)
-
-
-def _output_from_daemon(
-    batch_dir: BatchDir, job: str, stream: str, tail: int | None, follow: bool, record: JobRecord, out: Any
-) -> None:
-    """A running remote job's output so far (and, with follow, as it grows, to its end), read on
-    its machine by the batch's daemon."""
-    from hyperctl.client import ApiError, DaemonUnreachableError, live_client
-
-    host = record.last.host if record.last else "its machine"
-    try:
-        for chunk in live_client(batch_dir).job_output(job, stream, lines=tail, follow=follow):
-            out.write(chunk)
-            out.flush()
-    except (NoDaemonError, DaemonUnreachableError):
-        batch = batch_dir.name
-        raise HyperctlError(
-            f"job '{job}' runs on {host}; its output comes home when it ends, and no daemon of batch '{batch}' "
-            f"answers to read it there now (start one: hyperctl batch resume {batch})"
-        ) from None
-    except ApiError as e:
-        if e.status != 409:  # 409: it ended meanwhile, and its output is home
-            raise
 
 
 def _copy(f: Any, out: Any) -> None:
@@ -387,25 +339,9 @@ def _copy(f: Any, out: Any) -> None:
     out.flush()
 
 
-def _attempt_ended(batch_dir: BatchDir, job: str, n: int, folder: Path) -> bool:
-    """Whether attempt n, whose records are in `folder`, has ended."""
-    if (folder / "exitcode").exists():
-        return True
-    store = Store(batch_dir.db, readonly=True)
-    try:
-        attempt = next((a for a in store.attempts(job) if a.n == n), None)
-        if attempt is None or attempt.status.final:
-            return True
-        # No daemon records its end: its process tells (a job lost with its daemon never ends).
-        unwatched = Unwatched.of(batch_dir, store)
-        return unwatched is not None and not unwatched.still_runs(job, attempt.status, attempt)
-    finally:
-        store.close()
-
-
 def _wait_for_file(path: Path, batch_dir: BatchDir, job: str, n: int, folder: Path) -> Any:
     while not os.path.exists(path):
-        if _attempt_ended(batch_dir, job, n, folder):
+        if joblogs.attempt_ended(batch_dir, job, n, folder):
             return None
         time.sleep(_FOLLOW_EVERY)
     return open(path, "rb")  # noqa: SIM115 - the caller closes it

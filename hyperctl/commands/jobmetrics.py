@@ -24,7 +24,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if args.key is not None:
         points = [p for p in points if args.key in p.values]
     if args.json:
-        emit_json([{"step": p.step, "t": p.t, **p.values} for p in points])
+        emit_json([{"step": p.step, "t": p.t, **{k: p.values[k] for k in keys if k in p.values}} for p in points])
         return ExitStatus.OK
     if args.csv:
         out = csv.writer(sys.stdout)

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hyperctl import exitstatus, privatefs
-from hyperctl.errors import HyperctlError
+from hyperctl import exitstatus
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.output import emit_json, say
-from hyperctl.spec import BatchSpec, BatchStatus
+from hyperctl.spec import BatchSpec
 
 if TYPE_CHECKING:  # the daemon's modules load only when a command needs them
     from hyperctl.daemon.runner import RunOptions
     from hyperctl.layout import BatchDir
-
-_DETACH_READY_WITHIN = 60  # seconds for a detached daemon to come up
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser) -> None:
@@ -47,21 +42,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
 
 def cmd_run(args: argparse.Namespace) -> int:
     from hyperctl.batches import resolve_batches_dir
-    from hyperctl.commands.generate import expand
-    from hyperctl.config import load_batch, parse_batch
     from hyperctl.daemon.runner import RunOptions
+    from hyperctl.starting import load_config
 
     if args.spec_stdin:
         spec = BatchSpec.from_dict(json.load(sys.stdin))
         source = args.source
-    elif args.template:
-        batch, _ = expand(args.template)
-        template = Path(args.template)
-        spec = parse_batch(batch, template.parent, template.stem, name=args.name)
-        source = str(template.absolute())
     else:
-        spec = load_batch(args.config, name=args.name)
-        source = str(Path(args.config).absolute())
+        spec, source = load_config(args.template or args.config, name=args.name, template=bool(args.template))
     options = RunOptions(
         batches_dir=resolve_batches_dir(args.batches_data_dir),
         source=source,
@@ -101,6 +89,8 @@ def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> in
                 "halted": halted_text(result.halted_after) if result.halted_after is not None else None,
                 "machines_down": result.machines_down,
                 "fault": result.fault,
+                # The best job by scheduler.objective (null without one, or when no job reported its metric).
+                "best": result.best.to_dict(result.objective) if result.best and result.objective else None,
             }
         )
     return exitstatus.for_batch(result.status)
@@ -132,53 +122,15 @@ def _ended_at_once(
 def detach(spec: BatchSpec, options: RunOptions, as_json: bool = False) -> int:
     """Start the daemon in a session of its own; return once its API answers. With as_json, the
     batch as `batch list --json` shows it goes to stdout, whether it runs or ended at once."""
-    from hyperctl.batches import daemon_pid, resolve_batches_dir
-    from hyperctl.daemon.runner import check_spec
-    from hyperctl.layout import BatchDir
-    from hyperctl.store import Store
+    from hyperctl.batches import resolve_batches_dir
+    from hyperctl.starting import start_daemon
 
-    check_spec(spec)  # config errors here, in the foreground, before anything starts
-    batch_dir = BatchDir(options.batches_dir, spec.name)
-    batch_dir.create()
-    holder = daemon_pid(batch_dir)
-    if holder is not None:
-        raise HyperctlError(f"batch '{spec.name}' is already being run by pid {holder}")
-    log_path = batch_dir.daemon_log
-    log_start = log_path.stat().st_size if log_path.exists() else 0  # the log goes on from run to run
-    argv = [sys.executable, "-m", "hyperctl", "run", "--spec-stdin", "--batches-data-dir", str(options.batches_dir)]
-    argv += ["--source", options.source or ""] + (["--name", spec.name] if options.same_batch else [])
-    argv += [] if options.rerun_ended else ["--keep-ended"]
-    with os.fdopen(privatefs.open_file(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as log:
-        daemon = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True, close_fds=True
-        )
-    assert daemon.stdin is not None
-    daemon.stdin.write(json.dumps(spec.to_dict()).encode())
-    daemon.stdin.close()
-    deadline = time.monotonic() + _DETACH_READY_WITHIN
-    while time.monotonic() < deadline:
-        code = daemon.poll()
-        if code in (ExitStatus.OK, ExitStatus.JOBS_FAILED):  # the whole batch ended already: say how
-            return _ended_at_once(daemon, log_path, log_start, batch_dir if as_json else None)
-        if code is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-            raise HyperctlError(f"the daemon stopped at once (exit {code}): " + " / ".join(tail))
-        if batch_dir.db.exists():
-            store = Store(batch_dir.db, readonly=True)
-            try:
-                meta = store.meta()
-            finally:
-                store.close()
-            if meta.get("ready") == daemon.pid:  # serving, and done with what a dead daemon left
-                break
-        time.sleep(0.02)  # only while it starts: the batch itself runs without us
-    else:
-        raise HyperctlError(f"the daemon did not come up within {_DETACH_READY_WITHIN} s; see {log_path}")
-    if not meta.get("portal") or meta.get("status") != BatchStatus.RUNNING.value:
-        # It ended already (every machine down, say): not "runs in the background".
-        return _ended_at_once(daemon, log_path, log_start, batch_dir if as_json else None)
+    started = start_daemon(spec, options)
+    batch_dir, log_path = started.batch_dir, started.batch_dir.daemon_log
+    if started.portal is None:  # the whole batch ended already: say how
+        return _ended_at_once(started.daemon, log_path, started.log_start, batch_dir if as_json else None)
     data_dir = "" if options.batches_dir == resolve_batches_dir(None) else f" --batches-data-dir {options.batches_dir}"
-    say(f"batch {spec.name} runs in the background (pid {daemon.pid}, API at {meta['portal']})")
+    say(f"batch {spec.name} runs in the background (pid {started.daemon.pid}, API at {started.portal})")
     if as_json:
         _emit_summary(batch_dir)
         return ExitStatus.OK

@@ -27,20 +27,21 @@ class JobViews:
 
     def __init__(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
-        self.cache: dict[str, tuple[int, bytes]] = {}
+        self.cache: dict[str, tuple[tuple[int, float | None], bytes]] = {}
 
     def has(self, name: str) -> bool:
         return self.scheduler.has_job(name)
 
     def body(self, name: str) -> bytes:
-        version = self.scheduler.version
+        # A running job's reported progress moves without a new version: it is part of the key.
+        key = (self.scheduler.version, self.scheduler.progress_now(name))
         hit = self.cache.get(name)
-        if hit is not None and hit[0] == version:
+        if hit is not None and hit[0] == key:
             return hit[1]
         body = json.dumps(self.scheduler.job_view(name)).encode()
         if len(self.cache) >= 10_000:  # a bound, for batches of 100,000 jobs
             self.cache.clear()
-        self.cache[name] = (version, body)
+        self.cache[name] = (key, body)
         return body
 
 

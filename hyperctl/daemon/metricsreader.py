@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hyperctl import metricstore
+from hyperctl.pace import PROGRESS, fraction
 
 READ_EVERY = 0.5  # seconds between reads while attempts run
 _BLOCK = 1 << 20  # bytes read at once (a line longer than this is skipped)
@@ -49,6 +50,17 @@ class MetricsReader:
             self.timer.cancel()
             self.timer = None
 
+    def progress(self) -> dict[str, float]:
+        """The progress (0..1, pace.fraction) each attempt being read reported last, by job: from
+        memory, no query (the store holds the same: each chunk is stored with its summaries)."""
+        found = ((job, _progress(tail)) for (job, _), tail in self.tails.items())
+        return {job: value for job, value in found if value is not None}
+
+    def progress_of(self, job: str, n: int) -> float | None:
+        """The progress attempt n of job reported last, while it is read (a dict lookup)."""
+        tail = self.tails.get((job, n))
+        return _progress(tail) if tail is not None else None
+
     def _arm(self) -> None:
         if self.timer is None and self.tails:
             self.timer = asyncio.get_running_loop().call_later(READ_EVERY, self._tick)
@@ -77,3 +89,8 @@ class MetricsReader:
             pass
         finally:
             os.close(fd)
+
+
+def _progress(tail: metricstore.Tail) -> float | None:
+    summary = (tail.summaries or {}).get(PROGRESS)
+    return fraction(summary.last) if summary is not None else None

@@ -25,8 +25,9 @@ from hyperctl.daemon.placement import check_fits
 from hyperctl.daemon.scheduler import Event, Scheduler
 from hyperctl.errors import BatchBusyError, ConfigError, HyperctlError
 from hyperctl.layout import BatchDir
+from hyperctl.metricstore import Best, best_job
 from hyperctl.output import plural
-from hyperctl.spec import BatchSpec, BatchStatus, JobStatus
+from hyperctl.spec import BatchSpec, BatchStatus, JobStatus, Objective
 from hyperctl.store import JobRecord, Store, save_spec
 from hyperctl.storefaults import StoreError
 
@@ -71,6 +72,8 @@ class RunResult:
     halted_after: int | None = None  # failures that stopped new starts (halt_on_failures)
     machines_down: dict[str, str] = field(default_factory=dict)  # when every machine was down: why
     fault: str | None = None  # why the store could not record the run (it stopped starting jobs)
+    objective: Objective | None = None  # scheduler.objective, which names the best job
+    best: Best | None = None  # the best job by it, if any reported its metric
 
 
 class BatchLock:
@@ -268,6 +271,8 @@ async def _serve(
             halted_after=scheduler.failures if scheduler.halted else None,
             machines_down=dict(scheduler.pool.down) if scheduler.all_down else {},
             fault=scheduler.fault,
+            objective=spec.scheduler.objective,
+            best=best_job(store.conn, spec.scheduler.objective) if spec.scheduler.objective else None,
         )
     finally:
         store.close()

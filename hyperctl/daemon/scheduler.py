@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hyperctl import metricstore
 from hyperctl.backends.base import Executor, Exit, Handle, Launch, Machine, MachineUnavailableError
 from hyperctl.daemon.machines import Machines
 from hyperctl.daemon.metricsreader import MetricsReader
@@ -463,17 +464,31 @@ class Scheduler:
         return self.status[name]
 
     def job_view(self, name: str) -> dict[str, Any]:
-        """A job as the store has it now (views.job_view)."""
+        """A job as the store has it now (views.job_view), with the progress its last attempt reported."""
         record = self.store.job(name)
         assert record is not None
-        return job_view(record, self.batch_dir)
+        progress = metricstore.progress_of(self.store.conn, job=name).get(name)
+        return job_view(record, self.batch_dir, progress)
 
     def job_views(self, status: JobStatus | None = None) -> list[dict[str, Any]]:
-        return [job_view(record, self.batch_dir) for record in self.store.jobs(status)]
+        progress = metricstore.progress_of(self.store.conn, status)
+        return [job_view(record, self.batch_dir, progress.get(record.name)) for record in self.store.jobs(status)]
+
+    def progress_now(self, name: str) -> float | None:
+        """The progress a running job reported last (0..1), from memory: no query."""
+        handle = self.running.get(name)
+        return self.metrics.progress_of(name, handle.launch.attempt) if handle is not None else None
 
     def batch_view(self) -> dict[str, Any]:
-        """The batch (views.batch_view) and its version, which a long poll waits to pass."""
-        return {**batch_view(self.store, self.batch_dir), "version": self.version}
+        """The batch (views.batch_view) and its version, which a long poll waits to pass; with the
+        running jobs' reported progress summed (the jobs' worth they have done), for an ETA that
+        counts it."""
+        view = {**batch_view(self.store, self.batch_dir), "version": self.version}
+        return {**view, "running_progress": round(self.running_progress(), 6)}
+
+    def running_progress(self) -> float:
+        """The running jobs' reported progress summed: the jobs' worth they have done. From memory."""
+        return sum(self.metrics.progress().values(), 0.0)
 
     def machines_view(self) -> list[dict[str, Any]]:
         """Every machine: up, or down and why; its running jobs and what they use."""
