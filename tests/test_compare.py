@@ -426,3 +426,14 @@ def test_on_a_terminal_the_table_fits_its_width(results: Results) -> None:
 def test_when_no_job_matches_the_table_is_its_header_and_a_note_says_so(results: Results) -> None:
     code, out, err = results.run("sweep", "--where", "lr>5", "-c", "acc")
     assert (code, out, err) == (0, "name  acc\n", "hyperctl: no job matches --where\n")
+
+
+def test_the_python_api_compares_with_the_same_code(results: Results) -> None:
+    from hyperctl import Batch
+
+    rows = Batch("sweep", data_dir=str(results.batches)).compare(["=lr", "max acc"], sort=["-max acc"], top=2)
+    assert rows.columns == ["name", "lr", "max acc"]
+    assert list(rows) == [
+        {"name": "lr-0.05", "lr": 0.05, "max acc": 0.95},
+        {"name": "lr-0.2", "lr": 0.2, "max acc": 0.9},
+    ]
