@@ -6,31 +6,17 @@ import dataclasses
 from typing import Any
 
 from hyperctl import metricstore
-from hyperctl.errors import HyperctlError
+from hyperctl.steering import attempt_number
 from hyperctl.store import JobRecord, Store
-
-
-class NoSuchAttemptError(HyperctlError):
-    """The job has not started, or has no attempt of that number."""
-
-
-def attempt_of(record: JobRecord, asked: int | None) -> int:
-    """The attempt asked for (None: the last), or an error saying which there are."""
-    n = asked or record.attempts
-    if n < 1 or n > record.attempts:
-        if record.attempts == 0:
-            raise NoSuchAttemptError(f"job '{record.name}' has not started yet (status {record.status.value})")
-        raise NoSuchAttemptError(f"job '{record.name}' has attempts 1 to {record.attempts}, not {n}")
-    return n
 
 
 def metrics_view(store: Store, record: JobRecord, asked: int | None, key: str | None = None) -> dict[str, Any]:
     """An attempt's points (each {step, t, metric: value, ...}) and its summaries by metric (last,
     min, max, their steps, count); only metric `key` when given. A job that has not started has
-    none (attempt null); an attempt it does not have is a NoSuchAttemptError."""
+    none (attempt null); an attempt it does not have is a HyperctlError saying which it has."""
     if record.attempts == 0 and asked is None:
         return {"job": record.name, "attempt": None, "points": [], "summaries": {}}
-    n = attempt_of(record, asked)
+    n = attempt_number(record, asked)
     points = metricstore.points_of(store.conn, record.name, n)
     summaries = metricstore.summaries_of(store.conn, record.name, n)
     if key is not None:

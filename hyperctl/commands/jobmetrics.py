@@ -13,12 +13,12 @@ from hyperctl.output import emit_json, say, table
 
 def cmd_metrics(args: argparse.Namespace) -> int:
     from hyperctl import metricstore
-    from hyperctl.attemptmetrics import attempt_of
     from hyperctl.commands.job import _job
+    from hyperctl.steering import attempt_number
 
     with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (_, store):
         record = _job(store, args.batch, args.job)
-        n = attempt_of(record, args.attempt)
+        n = attempt_number(record, args.attempt)
         points = metricstore.points_of(store.conn, args.job, n)
     keys = sorted({k for p in points for k in p.values}) if args.key is None else [args.key]
     if args.key is not None:

@@ -14,12 +14,14 @@ from typing import Any
 import tornado.web
 from tornado.ioloop import IOLoop
 
-from hyperctl.attemptmetrics import NoSuchAttemptError, metrics_view
+from hyperctl.attemptmetrics import metrics_view
 from hyperctl.comparegrammar import CompareError
 from hyperctl.comparison import compare
 from hyperctl.daemon.handlers import ApiHandler
+from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir
 from hyperctl.store import Store
+from hyperctl.storefaults import StoreError
 
 
 def _job_metrics(batch_dir: BatchDir, name: str, attempt: int | None, key: str | None) -> bytes | None:
@@ -46,7 +48,9 @@ class JobMetricsHandler(ApiHandler):
         loop = IOLoop.current()
         try:
             body = await loop.run_in_executor(None, _job_metrics, self.scheduler.batch_dir, name, attempt, key)
-        except NoSuchAttemptError as e:
+        except StoreError:
+            raise  # 503, as every route answers it
+        except HyperctlError as e:  # an attempt it does not have
             raise tornado.web.HTTPError(404, reason=str(e)) from None
         if body is None:  # gone from the store since the check
             raise tornado.web.HTTPError(404, reason=f"no job named '{name}' in this batch")
