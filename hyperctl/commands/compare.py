@@ -16,11 +16,14 @@ from hyperctl.output import emit_json, plural, say
 
 EXAMPLES = """\
 columns (-c, comma-separated; Guild's grammar):
-  =lr                a param              loss         a metric's last value
-  min loss, max acc  its least, greatest  loss step    the step of its last value (min loss step: of its least)
-  count loss         how many points      status       an attribute: batch name status attempt duration host
-  ... as NAME        the column's header                started ended exit_code
-  A bare name is the attribute, metric or param of that name (=lr, last lr when both are).
+  =lr                a param
+  loss               a metric's last value (a bare name: the attribute, metric or param so named)
+  min loss, max acc  its least, its greatest value
+  loss step          the step of its last value (min loss step: of its least)
+  count loss         how many points it has
+  status, .name      an attribute: batch name status attempt duration host started ended exit_code
+  ... as NAME        the column's header (which --sort and --where may use)
+  =lr and last lr tell a param and a metric of one name apart.
 
 examples:
   hyperctl compare my-sweep                              name, status, duration, host, varying params, metrics
