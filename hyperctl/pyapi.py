@@ -169,7 +169,7 @@ class Batch:
     def compare(self, columns: list[str] | None = None, **options: Any) -> Rows:
         """One row per job: its params and metrics, as `hyperctl compare` shows them (columns in its
         grammar: "=lr", "loss", "min loss", ...; options: sort, where, top, all_params, attempt)."""
-        from hyperctl import comparison  # type: ignore[attr-defined,unused-ignore]  # being written
+        from hyperctl import comparison
 
         table = comparison.compare([self._dir], columns, **options)
         return Rows(table.rows, table.columns)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from hyperctl.commands import batch, generate, hosts, job, run, tryjob
+from hyperctl.commands import batch, compare, generate, hosts, job, run, tryjob
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
@@ -16,4 +16,5 @@ COMMANDS: list[Register] = [
     job.register,
     hosts.register,
     tryjob.register,
+    compare.register,
 ]

@@ -7,7 +7,6 @@ import csv
 import sys
 
 from hyperctl.batches import open_batch, resolve_batches_dir
-from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.output import emit_json, say, table
 
@@ -15,14 +14,11 @@ from hyperctl.output import emit_json, say, table
 def cmd_metrics(args: argparse.Namespace) -> int:
     from hyperctl import metricstore
     from hyperctl.commands.job import _job
+    from hyperctl.steering import attempt_number
 
     with open_batch(resolve_batches_dir(args.batches_data_dir), args.batch) as (_, store):
         record = _job(store, args.batch, args.job)
-        n = args.attempt or record.attempts
-        if n < 1 or n > record.attempts:
-            if record.attempts == 0:
-                raise HyperctlError(f"job '{args.job}' has not started yet (status {record.status.value})")
-            raise HyperctlError(f"job '{args.job}' has attempts 1 to {record.attempts}, not {n}")
+        n = attempt_number(record, args.attempt)
         points = metricstore.points_of(store.conn, args.job, n)
     keys = sorted({k for p in points for k in p.values}) if args.key is None else [args.key]
     if args.key is not None:

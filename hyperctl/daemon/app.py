@@ -19,6 +19,7 @@ from hyperctl.daemon.handlers import (
 )
 from hyperctl.daemon.hypernets import ROUTE_ANY, ROUTE_JOB, HypernetsJobHandler, HypernetsOtherHandler
 from hyperctl.daemon.listener import InFlight
+from hyperctl.daemon.resulthandlers import CompareHandler, JobMetricsHandler
 from hyperctl.daemon.scheduler import Scheduler
 
 API = "/hyperctl/api"
@@ -34,6 +35,8 @@ def make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> JobVi
             (f"{API}/job/{_JOB}", JobHandler, state),
             (f"{API}/job/{_JOB}/kill", JobKillHandler, state),
             (f"{API}/job/{_JOB}/log", JobLogHandler, state),
+            (f"{API}/job/{_JOB}/metrics", JobMetricsHandler, state),
+            (f"{API}/compare", CompareHandler, state),
             (f"{API}/batch", BatchHandler, state),
             (f"{API}/batch/kill", BatchKillHandler, state),
             (f"{API}/machine", MachineListHandler, state),

@@ -1,0 +1,125 @@
+"""A table for a person at a terminal: values shown short (numbers to 4 significant digits), long
+text cut with …, and as many columns as the terminal's width holds, the others named."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hyperctl.output import format_duration, format_time, visible
+
+CELL_MOST = 60  # a longer value is cut even when the width allows it: a table is not a dump (--csv is)
+TEXT_LEAST = 12  # a text column is cut down to this before columns are left out
+NAME_LEAST = 40  # and a job's name (or batch) to this: cut shorter, names would look alike
+GAP = "  "
+
+
+def show_number(value: float) -> str:
+    """4 significant digits; a whole number as it is (up to a million); nan, inf, -inf."""
+    return str(int(value)) if value.is_integer() and -1e6 < value < 1e6 else f"{value:.4g}"
+
+
+def show_text(text: str) -> str:
+    return text if text.isprintable() else visible(text)
+
+
+_SHOW: dict[type, Callable[[Any], str]] = {
+    float: show_number,
+    int: str,
+    bool: lambda v: "true" if v else "false",
+    str: show_text,
+    type(None): lambda v: "-",
+}
+
+
+def show(value: Any) -> str:
+    """A value as a table cell: None as '-', numbers short, text with its control characters escaped."""
+    return _SHOW.get(type(value), lambda v: show_text(str(v)))(value)
+
+
+_KIND: dict[str, Callable[[Any], str]] = {
+    "duration": lambda v: "-" if v is None else format_duration(v),
+    "time": format_time,
+}
+
+
+def show_column(values: list[Any], kind: str | None = None) -> list[str]:
+    """Cells of a column: by its kind (duration, time), else by each value's type; a column of one
+    type in one pass, and the values that repeat (a status, a host, a param) shown once."""
+    types = set(map(type, values))
+    if kind is None and types == {float}:
+        return list(map(show_number, values))  # a metric: mostly distinct values
+    shower = _KIND[kind] if kind else (_SHOW[types.pop()] if len(types) == 1 and next(iter(types)) in _SHOW else show)
+    memo: dict[Any, str] = {}
+    return [memo[v] if v in memo else memo.setdefault(v, shower(v)) for v in values]
+
+
+def terminal_width() -> int | None:
+    """The width to fit: $COLUMNS when set, else the terminal's; None when stdout is no terminal
+    (a pipe or a file gets every column)."""
+    given = os.environ.get("COLUMNS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
+@dataclass
+class Fitted:
+    """The table as text, and the headers of the columns that did not fit (in the order left out)."""
+
+    text: str
+    left_out: list[str] = field(default_factory=list)
+
+
+def cut(text: str, width: int) -> str:
+    """text in width characters at most, … marking a cut."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def fit(
+    headers: Sequence[str],
+    columns: Sequence[list[str]],
+    numeric: Sequence[bool],
+    width: int | None,
+    keep: int = 1,
+    drop_first: Sequence[str] = (),
+) -> Fitted:
+    """Render columns of cells (numbers right-aligned) within width: long text cut first (to
+    TEXT_LEAST; the first `keep` columns, which say which row it is, to NAME_LEAST), then columns
+    left out: those named in drop_first, then from the right; the first `keep` always stay."""
+    natural = [min(CELL_MOST, max([len(h), *map(len, cells)])) for h, cells in zip(headers, columns)]
+    widths = list(natural)
+    shown = list(range(len(headers)))
+    left_out: list[str] = []
+
+    def total() -> int:
+        return sum(widths[i] for i in shown) + len(GAP) * (len(shown) - 1)
+
+    if width is not None:
+        least = [w if numeric[i] else min(w, NAME_LEAST if i < keep else TEXT_LEAST) for i, w in enumerate(natural)]
+        while total() > width:
+            wide = max(shown, key=lambda i: widths[i] - least[i])
+            if widths[wide] <= least[wide]:
+                break
+            widths[wide] -= min(widths[wide] - least[wide], total() - width)
+        order = [headers.index(h) for h in drop_first if h in headers[keep:]]
+        order += [i for i in reversed(range(keep, len(headers))) if i not in order]
+        for i in order:
+            if total() <= width:
+                break
+            shown.remove(i)
+            left_out.append(headers[i])
+    padded = []  # column by column: a 100,000-row table is a few list comprehensions
+    for i in shown:
+        cells, w = [headers[i], *columns[i]], widths[i]
+        if max(map(len, cells)) > w:
+            cells = [cut(cell, w) for cell in cells]
+        padded.append([cell.rjust(w) for cell in cells] if numeric[i] else [cell.ljust(w) for cell in cells])
+    text = "\n".join(GAP.join(row).rstrip() for row in zip(*padded))
+    return Fitted(text, left_out)
