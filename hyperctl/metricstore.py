@@ -17,6 +17,7 @@ from dataclasses import astuple, dataclass
 from typing import Any
 
 from hyperctl.metricsfile import Point, Reading, Summary, read_new, summarize
+from hyperctl.outputscalars import last_step
 
 REPORT = "report"
 OUTPUT = "output"
@@ -34,6 +35,7 @@ class Tail:
     lines: int = 0  # points' lines stored so far
     summaries: dict[str, Summary] | None = None
     source: str = REPORT
+    step: int | None = None  # OUTPUT: the step a `step:` line of stdout set (outputscalars.py)
 
 
 def tail_of(conn: sqlite3.Connection, job: str, n: int, source: str = REPORT) -> Tail:
@@ -43,7 +45,14 @@ def tail_of(conn: sqlite3.Connection, job: str, n: int, source: str = REPORT) ->
         " WHERE job = ? AND n = ? AND source = ?",
         (job, n, source),
     ).fetchone()
-    return Tail(offset, lines, _summaries(conn, job, n, source), source)
+    tail = Tail(offset, lines, _summaries(conn, job, n, source), source)
+    if source == OUTPUT and offset:
+        last = conn.execute(
+            "SELECT data FROM metric_chunks WHERE job = ? AND n = ? AND source = ? ORDER BY offset DESC LIMIT 1",
+            (job, n, source),
+        ).fetchone()
+        tail.step = last_step(last[0]) if last else None
+    return tail
 
 
 def add(conn: sqlite3.Connection, job: str, n: int, tail: Tail, data: bytes) -> int:

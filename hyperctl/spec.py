@@ -156,6 +156,15 @@ class SchedulerSpec:
 
 
 @dataclass(frozen=True)
+class MetricsSpec:
+    """How jobs' metrics are found besides report(): `output` is whether the scalars a job prints
+    are read (True: `key: number` lines; False: not), or the patterns that find them
+    (outputscalars.py)."""
+
+    output: bool | list[str | dict[str, str]] = True
+
+
+@dataclass(frozen=True)
 class BatchSpec:
     """A whole batch, validated and normalised."""
 
@@ -165,6 +174,7 @@ class BatchSpec:
     backend: BackendSpec = BackendSpec()
     daemon: DaemonSpec = DaemonSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
+    metrics: MetricsSpec = MetricsSpec()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +184,7 @@ class BatchSpec:
             "backend": vars(self.backend),
             "daemon": vars(self.daemon),
             "scheduler": vars(self.scheduler),
+            "metrics": vars(self.metrics),
         }
 
     @classmethod
@@ -185,4 +196,5 @@ class BatchSpec:
             backend=BackendSpec(**d["backend"]),
             daemon=DaemonSpec(**d["daemon"]),
             scheduler=SchedulerSpec(**d.get("scheduler", {})),
+            metrics=MetricsSpec(**d.get("metrics", {})),
         )

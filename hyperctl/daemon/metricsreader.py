@@ -1,8 +1,11 @@
-"""The daemon's reading of running local attempts' metrics files into the store (metricstore).
+"""The daemon's reading of running attempts' metrics files, and of the scalars their stdout
+prints (outputscalars.py), into the store (metricstore).
 
 Event-driven where it can be: nothing runs while no attempt runs; while some do, one timer reads
 the new bytes of every file at a bounded interval (so a curve is live within that), and each
-attempt's file is read once more at its end, before its end is recorded.
+attempt's files are read once more at its end, before its end is recorded. A remote attempt's
+files are read the same way: the executor appends their new bytes to the local copies while it
+runs, and brings them home whole at its end.
 """
 
 from __future__ import annotations
@@ -10,41 +13,60 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from hyperctl import metricstore
+from hyperctl.outputscalars import OutputScalars
 
 READ_EVERY = 0.5  # seconds between reads while attempts run
 _BLOCK = 1 << 20  # bytes read at once (a line longer than this is skipped)
+FILES = {metricstore.REPORT: "metrics", metricstore.OUTPUT: "stdout"}  # each source's file in the attempt folder
 
-Key = tuple[str, int]  # a job and an attempt number
+Key = tuple[str, int, str]  # a job, an attempt number, a source
 
 
 class MetricsReader:
-    def __init__(self, conn: sqlite3.Connection, on_fault: Callable[[Exception], None]) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, on_fault: Callable[[Exception], None], scalars: OutputScalars | None = None
+    ) -> None:
         self.conn = conn
         self.on_fault = on_fault  # the store could not take a chunk: the scheduler says why
+        self.scalars = scalars  # how stdout's scalars are found (None: they are not)
         self.tails: dict[Key, metricstore.Tail] = {}
         self.paths: dict[Key, Path] = {}
+        self.mid_line: set[Key] = set()  # stdout in a line longer than a block: skipped to its end
         self.timer: asyncio.TimerHandle | None = None
 
-    def watch(self, job: str, n: int, path: Path, fresh: bool = False) -> None:
-        """Read this attempt's metrics file from where the store has it (fresh: an attempt just
+    def sources(self) -> tuple[str, ...]:
+        return metricstore.SOURCES if self.scalars is not None else (metricstore.REPORT,)
+
+    def watch(self, job: str, n: int, attempt_dir: Path, fresh: bool = False) -> None:
+        """Read this attempt's files from where the store has them (fresh: an attempt just
         started, with nothing stored: no query), until done()."""
-        try:
-            self.tails[job, n] = metricstore.Tail(summaries={}) if fresh else metricstore.tail_of(self.conn, job, n)
-        except sqlite3.Error as e:
-            self.on_fault(e)
-            return
-        self.paths[job, n] = path
+        for source in self.sources():
+            try:
+                tail = (
+                    metricstore.Tail(summaries={}, source=source)
+                    if fresh
+                    else metricstore.tail_of(self.conn, job, n, source)
+                )
+            except sqlite3.Error as e:
+                self.on_fault(e)
+                return
+            self.tails[job, n, source] = tail
+            self.paths[job, n, source] = attempt_dir / FILES[source]
         self._arm()
 
     def done(self, job: str, n: int) -> None:
         """The attempt ended: its last points, then no more reading."""
-        if (job, n) in self.tails:
-            self._read((job, n))
-            del self.tails[job, n], self.paths[job, n]
+        for source in self.sources():
+            key = (job, n, source)
+            if key in self.tails:
+                self._read(key)
+                del self.tails[key], self.paths[key]
+                self.mid_line.discard(key)
         if not self.tails and self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -65,15 +87,41 @@ class MetricsReader:
             fd = os.open(self.paths[key], os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return  # nothing reported yet
+        take = self._take_report if key[2] == metricstore.REPORT else self._take_output
         try:
             while data := os.pread(fd, _BLOCK, tail.offset):
-                if metricstore.add(self.conn, key[0], key[1], tail, data) == 0:
+                if take(key, tail, data) == 0:
                     if len(data) < _BLOCK:
                         break  # a line still being written
                     tail.offset += len(data)  # one line longer than a block: not a point anyone reported
+                    self.mid_line.add(key)
         except sqlite3.Error as e:
             self.on_fault(e)
         except OSError:
             pass
         finally:
             os.close(fd)
+
+    def _take_report(self, key: Key, tail: metricstore.Tail, data: bytes) -> int:
+        return metricstore.add(self.conn, key[0], key[1], tail, data)
+
+    def _take_output(self, key: Key, tail: metricstore.Tail, data: bytes) -> int:
+        """Store the scalars of stdout's whole lines at the start of data; the bytes taken."""
+        skipped = 0
+        if key in self.mid_line:  # the rest of a line too long to read: not scalars
+            newline = data.find(b"\n")
+            if newline < 0:
+                return 0
+            self.mid_line.discard(key)
+            skipped = newline + 1
+            tail.offset += skipped
+            data = data[skipped:]
+        assert self.scalars is not None
+        counts = {k: s.count for k, s in (tail.summaries or {}).items()}
+        reading, lines, step = self.scalars.read(data, tail.step, counts, round(time.time(), 3))
+        if lines:
+            metricstore.store(self.conn, key[0], key[1], tail, reading, lines)
+            tail.step = step
+        else:  # no scalar there: nothing to store, the reading goes on after it
+            tail.offset += reading.used
+        return skipped + reading.used
