@@ -23,7 +23,7 @@ from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 from hyperctl.attemptfiles import FileEnd, parse_exit_code
-from hyperctl.backends import sshscripts
+from hyperctl.backends import mirror, sshscripts
 from hyperctl.backends.base import IDENTITY_ENV, MAX_PARAMS_ARG, Executor, Handle, Launch, Machine
 from hyperctl.backends.collect import AttemptReader, extract
 from hyperctl.backends.sshchannel import JobChannel, stream
@@ -74,6 +74,8 @@ class RemoteExecutor(Executor):
         self.watchdog: asyncio.Task[None] | None = None
         self.locks: dict[str, asyncio.Lock] = {}
         self.lib = job_side_lib()
+        self.channels: dict[Handle, JobChannel] = {}  # each running attempt's channel
+        self.mirrors: dict[str, asyncio.Task[None]] = {}  # by machine, while jobs run there
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any]) -> RemoteExecutor:
@@ -164,6 +166,8 @@ class RemoteExecutor(Executor):
     async def close(self) -> None:
         if self.watchdog is not None:
             self.watchdog.cancel()
+        for task in list(self.mirrors.values()):
+            task.cancel()
         for remote in self.remotes.values():
             for client in remote.clients:
                 client.close()
@@ -236,6 +240,7 @@ class RemoteExecutor(Executor):
         if not line.isdigit():
             raise OSError(f"{remote.machine.name}: the job did not start: {chan.recv_stderr(4096).decode().strip()}")
         handle = self._new_handle(launch, int(line), None)
+        self.channels[handle] = channel
         self._track(remote, handle)
         channel.attach(handle)
         return handle
@@ -250,10 +255,13 @@ class RemoteExecutor(Executor):
 
     def _watch_channel(self, handle: Handle, chan: paramiko.Channel) -> None:
         """Watch a reattached job's channel, whose first line (the watching script's verdict) is read."""
-        JobChannel(handle.launch, chan, False, self._channel_closed).attach(handle)
+        channel = self.channels[handle] = JobChannel(handle.launch, chan, False, self._channel_closed)
+        channel.attach(handle)
 
     async def _channel_closed(self, handle: Handle, reader: AttemptReader, status: int | None) -> None:
         tar = reader.finish()
+        if reader.complete:
+            mirror.remove_live(handle.launch.attempt_dir, self.live_files)
         if tar is not None:
             try:
                 await self._in_thread(extract, tar, handle.launch.home)
@@ -288,10 +296,56 @@ class RemoteExecutor(Executor):
         self._exited(handle, None, None)
 
     def _track(self, remote: RemoteMachine, handle: Handle) -> None:
-        self.running[remote.machine.name].add(handle)
-        handle.done.add_done_callback(lambda _: self.running[remote.machine.name].discard(handle))
+        name = remote.machine.name
+        self.running[name].add(handle)
+        handle.done.add_done_callback(lambda _: self._untrack(name, handle))
         if self.watchdog is None:
             self.watchdog = asyncio.ensure_future(self._watch_liveness())
+        if name not in self.mirrors and self.live_files:
+            self.mirrors[name] = asyncio.ensure_future(self._mirror(remote))
+
+    def _untrack(self, name: str, handle: Handle) -> None:
+        self.running[name].discard(handle)
+        self.channels.pop(handle, None)
+
+    async def _mirror(self, remote: RemoteMachine) -> None:
+        """While jobs run on the machine, bring their files' new bytes home (mirror.py)."""
+        name = remote.machine.name
+        try:
+            while self.running[name]:
+                await asyncio.sleep(mirror.MIRROR_EVERY)
+                await self._mirror_once(remote)
+        finally:
+            self.mirrors.pop(name, None)  # no await since the loop's check: a new job starts a new one
+
+    def _mirrored(self, handle: Handle) -> bool:
+        """Whether the attempt's files are still brought home as they grow: not once its end's
+        collection (the whole files) has begun."""
+        channel = self.channels.get(handle)
+        return channel is not None and channel.reader.sizes is None and not handle.done.done()
+
+    async def _mirror_once(self, remote: RemoteMachine) -> None:
+        transport = remote.transport
+        handles = [h for h in self.running[remote.machine.name] if self._mirrored(h)]
+        if transport is None or not transport.is_active() or not handles:
+            return
+        owners, files = [], []
+        for handle in handles:
+            attempt = self._paths(remote, handle.launch).attempt
+            for name in self.live_files:
+                owners.append(handle)
+                files.append((mirror.live_copy(handle.launch.attempt_dir, name), attempt / name))
+        grown = mirror.wanted(files)
+        script = sshscripts.mirror([(g.remote, g.offset) for g in grown], mirror.FILE_LIMIT, mirror.TOTAL_LIMIT)
+        try:  # one in flight per machine: a hung link is closed by the liveness check, which ends it
+            _, out, _ = await self._in_thread(run, transport, script)
+        except (OSError, paramiko.SSHException, EOFError) as e:  # a refused session too: next time
+            logger.debug("machine %s: running jobs' files not brought home now: %s", remote.machine.name, e)
+            return
+        try:  # only those whose end's collection has not begun meanwhile
+            mirror.append([g if self._mirrored(h) else None for g, h in zip(grown, owners)], out)
+        except OSError as e:
+            logger.warning("machine %s: cannot save running jobs' files: %s", remote.machine.name, e)
 
     async def _watch_liveness(self) -> None:
         while True:
@@ -372,6 +426,8 @@ class RemoteExecutor(Executor):
 
         await self._in_thread(receive)
         tar = reader.finish()
+        if reader.complete:
+            mirror.remove_live(launch.attempt_dir, self.live_files)
         if tar is not None:
             await self._in_thread(extract, tar, launch.home)
 

@@ -4,8 +4,8 @@ prints (outputscalars.py), into the store (metricstore).
 Event-driven where it can be: nothing runs while no attempt runs; while some do, one timer reads
 the new bytes of every file at a bounded interval (so a curve is live within that), and each
 attempt's files are read once more at its end, before its end is recorded. A remote attempt's
-files are read the same way: the executor appends their new bytes to the local copies while it
-runs, and brings them home whole at its end.
+files are read the same way: while it runs, from the copies the executor appends their new bytes
+to (backends/mirror.py); at its end, as they came home whole.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hyperctl import metricstore
+from hyperctl.backends.mirror import live_copy
 from hyperctl.outputscalars import OutputScalars
 
 READ_EVERY = 0.5  # seconds between reads while attempts run
 _BLOCK = 1 << 20  # bytes read at once (a line longer than this is skipped)
+_TICK_BLOCKS = 16  # blocks of one file a tick reads at most: a chatty job never holds the loop long
 FILES = {metricstore.REPORT: "metrics", metricstore.OUTPUT: "stdout"}  # each source's file in the attempt folder
 
 Key = tuple[str, int, str]  # a job, an attempt number, a source
@@ -41,6 +43,10 @@ class MetricsReader:
 
     def sources(self) -> tuple[str, ...]:
         return metricstore.SOURCES if self.scalars is not None else (metricstore.REPORT,)
+
+    def files(self) -> tuple[str, ...]:
+        """The attempt files read while attempts run."""
+        return tuple(FILES[source] for source in self.sources())
 
     def watch(self, job: str, n: int, attempt_dir: Path, fresh: bool = False) -> None:
         """Read this attempt's files from where the store has them (fresh: an attempt just
@@ -78,18 +84,24 @@ class MetricsReader:
     def _tick(self) -> None:
         self.timer = None
         for key in list(self.tails):
-            self._read(key)
+            self._read(key, _TICK_BLOCKS)
         self._arm()
 
-    def _read(self, key: Key) -> None:
+    def _read(self, key: Key, blocks: int | None = None) -> None:
+        """Read the file's new bytes into the store (at most `blocks` blocks; None: to its end)."""
         tail = self.tails[key]
+        path = self.paths[key]
         try:
-            fd = os.open(self.paths[key], os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
-            return  # nothing reported yet
+            try:  # a running remote attempt's: its copy as it grows, until the whole file came home
+                fd = os.open(live_copy(path.parent, path.name), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return  # nothing reported yet
         take = self._take_report if key[2] == metricstore.REPORT else self._take_output
         try:
-            while data := os.pread(fd, _BLOCK, tail.offset):
+            while (blocks is None or blocks > 0) and (data := os.pread(fd, _BLOCK, tail.offset)):
+                blocks = None if blocks is None else blocks - 1
                 if take(key, tail, data) == 0:
                     if len(data) < _BLOCK:
                         break  # a line still being written

@@ -66,6 +66,7 @@ class Scheduler:
             store.conn, lambda e: logger.warning("metrics not stored: %s", e), OutputScalars.of(spec.metrics.output)
         )
         self.executor = executor
+        executor.live_files = self.metrics.files()
         self.env = env  # what every job sees: batch name, portal
         self.job_token = job_token
         self.pool = Pool(executor.machines())
