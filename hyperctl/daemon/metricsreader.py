@@ -70,7 +70,10 @@ class MetricsReader:
         for source in self.sources():
             key = (job, n, source)
             if key in self.tails:
-                self._read(key)
+                try:
+                    self._read(key)
+                except sqlite3.Error as e:
+                    self.on_fault(e)
                 del self.tails[key], self.paths[key]
                 self.mid_line.discard(key)
         if not self.tails and self.timer is not None:
@@ -83,12 +86,25 @@ class MetricsReader:
 
     def _tick(self) -> None:
         self.timer = None
-        for key in list(self.tails):
-            self._read(key, _TICK_BLOCKS)
+        # Every attempt's chunks at one commit; if it fails, the reading goes back to where the
+        # store stands, and is done again next time.
+        before = {key: (t.offset, t.lines, t.summaries, t.step) for key, t in self.tails.items()}
+        mid_line = set(self.mid_line)
+        try:
+            with metricstore.transaction(self.conn):
+                for key in list(self.tails):
+                    self._read(key, _TICK_BLOCKS)
+        except sqlite3.Error as e:
+            for key, (offset, lines, summaries, step) in before.items():
+                tail = self.tails[key]
+                tail.offset, tail.lines, tail.summaries, tail.step = offset, lines, summaries, step
+            self.mid_line = mid_line
+            self.on_fault(e)
         self._arm()
 
     def _read(self, key: Key, blocks: int | None = None) -> None:
-        """Read the file's new bytes into the store (at most `blocks` blocks; None: to its end)."""
+        """Read the file's new bytes into the store (at most `blocks` blocks; None: to its end).
+        Raises sqlite3.Error when the store does not take them."""
         tail = self.tails[key]
         path = self.paths[key]
         try:
@@ -107,8 +123,6 @@ class MetricsReader:
                         break  # a line still being written
                     tail.offset += len(data)  # one line longer than a block: not a point anyone reported
                     self.mid_line.add(key)
-        except sqlite3.Error as e:
-            self.on_fault(e)
         except OSError:
             pass
         finally:
