@@ -39,6 +39,7 @@ class MetricsReader:
         self.tails: dict[Key, metricstore.Tail] = {}
         self.paths: dict[Key, Path] = {}
         self.mid_line: set[Key] = set()  # stdout in a line longer than a block: skipped to its end
+        self.live: set[tuple[str, int]] = set()  # attempts whose files grow as copies until they come home
         self.timer: asyncio.TimerHandle | None = None
 
     def sources(self) -> tuple[str, ...]:
@@ -48,9 +49,12 @@ class MetricsReader:
         """The attempt files read while attempts run."""
         return tuple(FILES[source] for source in self.sources())
 
-    def watch(self, job: str, n: int, attempt_dir: Path, fresh: bool = False) -> None:
+    def watch(self, job: str, n: int, attempt_dir: Path, fresh: bool = False, live: bool = False) -> None:
         """Read this attempt's files from where the store has them (fresh: an attempt just
-        started, with nothing stored: no query), until done()."""
+        started, with nothing stored: no query), until done(). live: its files come home at its
+        end, and meanwhile their copies grow beside them (backends/mirror.py)."""
+        if live:
+            self.live.add((job, n))
         for source in self.sources():
             try:
                 tail = (
@@ -76,6 +80,7 @@ class MetricsReader:
                     self.on_fault(e)
                 del self.tails[key], self.paths[key]
                 self.mid_line.discard(key)
+        self.live.discard((job, n))
         if not self.tails and self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -107,13 +112,22 @@ class MetricsReader:
         Raises sqlite3.Error when the store does not take them."""
         tail = self.tails[key]
         path = self.paths[key]
+        try:  # one stat for a file with nothing new: most of them, most of the time
+            size = os.stat(path).st_size
+        except OSError:
+            if key[:2] not in self.live:
+                return  # nothing reported yet
+            path = live_copy(path.parent, path.name)  # its copy as it grows, until the whole file came home
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                return
+        if size <= tail.offset:
+            return
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
-            try:  # a running remote attempt's: its copy as it grows, until the whole file came home
-                fd = os.open(live_copy(path.parent, path.name), os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                return  # nothing reported yet
+            return
         take = self._take_report if key[2] == metricstore.REPORT else self._take_output
         try:
             while (blocks is None or blocks > 0) and (data := os.pread(fd, _BLOCK, tail.offset)):

@@ -267,7 +267,7 @@ class Scheduler:
         return await self._watch(job.name, n, handle)
 
     async def _watch(self, name: str, n: int, handle: Handle, fresh: bool = True) -> tuple[JobStatus, int | None]:
-        self.metrics.watch(name, n, handle.launch.attempt_dir, fresh)
+        self.metrics.watch(name, n, handle.launch.attempt_dir, fresh, live=not self.executor.files_here)
         exit = await self.executor.wait(handle)
         self.metrics.done(name, n)  # its last points, before its end
         status = final_status(exit)
