@@ -14,10 +14,12 @@ event loop, and collect.py files the attempt that comes home.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import urllib.parse
-from collections.abc import AsyncGenerator, Callable
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
@@ -76,6 +78,8 @@ class RemoteExecutor(Executor):
         self.lib = job_side_lib()
         self.channels: dict[Handle, JobChannel] = {}  # each running attempt's channel
         self.mirrors: dict[str, asyncio.Task[None]] = {}  # by machine, while jobs run there
+        self.mirror_idle: dict[str, asyncio.Event] = {}  # by machine: set while no mirror request is in flight
+        self.opening: Counter[str] = Counter()  # by machine: starts opening sessions now
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any]) -> RemoteExecutor:
@@ -221,8 +225,6 @@ class RemoteExecutor(Executor):
         if _on_loopback(env.get("HYPERCTL_SERVER_PORTAL", "")):
             del env["HYPERCTL_SERVER_PORTAL"]  # the daemon's loopback is not the host's
         params = launch.params_json if len(launch.params_json) <= MAX_PARAMS_ARG else ""
-        if launch.execution.assets or not params:
-            await self._in_thread(self._upload, transport, paths, launch)
         send_home = self._send_home(paths, launch)
         command = sshscripts.spawn(
             paths,
@@ -234,7 +236,10 @@ class RemoteExecutor(Executor):
             launch.execution.shell,
         )
         stdin = sshscripts.spawn_input(token, env, params)
-        chan = await self._in_thread(open_exec, transport, command, stdin)
+        async with self._opening(remote.machine.name):
+            if launch.execution.assets or not params:
+                await self._in_thread(self._upload, transport, paths, launch)
+            chan = await self._in_thread(open_exec, transport, command, stdin)
         channel = JobChannel(launch, chan, True, self._channel_closed)
         line = await channel.first  # the pid, read on the event loop with what follows
         if not line.isdigit():
@@ -318,6 +323,19 @@ class RemoteExecutor(Executor):
         finally:
             self.mirrors.pop(name, None)  # no await since the loop's check: a new job starts a new one
 
+    @contextlib.asynccontextmanager
+    async def _opening(self, machine: str) -> AsyncIterator[None]:
+        """A job's start opens its sessions: never while the machine's mirror request holds one
+        (an sshd at MaxSessions would refuse the start), and no request begins meanwhile."""
+        idle = self.mirror_idle.get(machine)
+        if idle is not None:
+            await idle.wait()
+        self.opening[machine] += 1
+        try:
+            yield
+        finally:
+            self.opening[machine] -= 1
+
     def _mirrored(self, handle: Handle) -> bool:
         """Whether the attempt's files are still brought home as they grow: not once its end's
         collection (the whole files) has begun."""
@@ -326,22 +344,27 @@ class RemoteExecutor(Executor):
 
     async def _mirror_once(self, remote: RemoteMachine) -> None:
         transport = remote.transport
-        handles = [h for h in self.running[remote.machine.name] if self._mirrored(h)]
-        if transport is None or not transport.is_active() or not handles:
-            return
+        name = remote.machine.name
+        handles = [h for h in self.running[name] if self._mirrored(h)]
+        if transport is None or not transport.is_active() or not handles or self.opening[name]:
+            return  # a start opens sessions now: this request waits for the next time
         owners, files = [], []
         for handle in handles:
             attempt = self._paths(remote, handle.launch).attempt
-            for name in self.live_files:
+            for file in self.live_files:
                 owners.append(handle)
-                files.append((mirror.live_copy(handle.launch.attempt_dir, name), attempt / name))
+                files.append((mirror.live_copy(handle.launch.attempt_dir, file), attempt / file))
         grown = mirror.wanted(files)
         script = sshscripts.mirror([(g.remote, g.offset) for g in grown], mirror.FILE_LIMIT, mirror.TOTAL_LIMIT)
+        idle = self.mirror_idle.setdefault(name, asyncio.Event())
+        idle.clear()
         try:  # one in flight per machine: a hung link is closed by the liveness check, which ends it
             _, out, _ = await self._in_thread(run, transport, script)
         except (OSError, paramiko.SSHException, EOFError) as e:  # a refused session too: next time
-            logger.debug("machine %s: running jobs' files not brought home now: %s", remote.machine.name, e)
+            logger.debug("machine %s: running jobs' files not brought home now: %s", name, e)
             return
+        finally:
+            idle.set()
         try:  # only those whose end's collection has not begun meanwhile
             mirror.append([g if self._mirrored(h) else None for g, h in zip(grown, owners)], out)
         except OSError as e:
