@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +123,12 @@ def test_the_step_a_step_line_set_is_where_a_later_reading_goes_on(tmp_path: Pat
     reading, _, _ = scalars.read(b"loss: 2\n", resumed.step, {"loss": 1}, 2.0)
     assert [(p.step, p.values) for p in reading.points] == [(5, {"loss": 2.0})]
     assert isinstance(store.conn, sqlite3.Connection)
+
+
+def test_a_line_longer_than_a_read_is_skipped_whole(tmp_path: Path, batches: Path) -> None:
+    """Its end, read on its own, looks like a scalar: it is not one."""
+    script = tmp_path / "long.py"
+    script.write_text("import sys\nsys.stdout.write('x' * (1 << 20) + 'loss: 9\\n' + 'loss: 1\\n')\n")
+    run_batch(tmp_path, f"{sys.executable} {script}")
+
+    assert metrics() == [{"step": 0, "loss": 1.0}]
