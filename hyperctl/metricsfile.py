@@ -144,24 +144,12 @@ Columns = dict[str, tuple[list[float], list[int]]]  # a metric's values, and the
 
 
 def _columns_by_line(objects: list[Any], lines_before: int) -> tuple[Columns, int]:
-    columns: Columns = {}
-    skipped = 0
-    for n, obj in enumerate(objects, lines_before):
-        point = _point(obj, n)
-        if point is None:
-            skipped += 1
-            continue
-        for key, value in point.values.items():
-            column = columns.get(key)
-            if column is None:
-                columns[key] = column = ([], [])
-            column[0].append(value)
-            column[1].append(point.step)
-    return columns, skipped
+    points = [_point(obj, n) for n, obj in enumerate(objects, lines_before)]
+    found = [p for p in points if p is not None]
+    return _columns_of(found), len(points) - len(found)
 
 
-def summarize(points: list[Point], summaries: dict[str, Summary]) -> None:
-    """Fold points into summaries (metric -> Summary), in the order they were reported."""
+def _columns_of(points: list[Point]) -> Columns:
     columns: Columns = {}
     for point in points:
         for key, value in point.values.items():
@@ -170,7 +158,12 @@ def summarize(points: list[Point], summaries: dict[str, Summary]) -> None:
                 columns[key] = column = ([], [])
             column[0].append(value)
             column[1].append(point.step)
-    summarize_columns(columns, summaries)
+    return columns
+
+
+def summarize(points: list[Point], summaries: dict[str, Summary]) -> None:
+    """Fold points into summaries (metric -> Summary), in the order they were reported."""
+    summarize_columns(_columns_of(points), summaries)
 
 
 def summarize_columns(columns: Columns, summaries: dict[str, Summary]) -> None:
