@@ -27,9 +27,12 @@ def run_batch(tmp_path: Path, command: str, **more: Any) -> int:
     return result.returncode
 
 
-def metrics(key: str | None = None) -> list[dict[str, Any]]:
+def metrics(key: str | None = None, started: bool = True) -> list[dict[str, Any]]:
+    """What `hyperctl job metrics b j` lists (not started: [] until the job has)."""
     args = ("--key", key) if key else ()
     listed = hyperctl("job", "metrics", "b", "j", "--json", *args)
+    if not started and listed.returncode != 0:
+        return []
     assert listed.returncode == 0, listed.stderr
     return [{k: v for k, v in p.items() if k != "t"} for p in json.loads(listed.stdout)]
 
@@ -132,3 +135,24 @@ def test_a_line_longer_than_a_read_is_skipped_whole(tmp_path: Path, batches: Pat
     run_batch(tmp_path, f"{sys.executable} {script}")
 
     assert metrics() == [{"step": 0, "loss": 1.0}]
+
+
+def test_a_daemon_killed_and_resumed_goes_on_at_the_step_stdout_set(tmp_path: Path, batches: Path) -> None:
+    """No scalar lost or counted twice, and the step a `step:` line set before the kill still holds."""
+    import signal
+
+    from tests.conftest import start_hyperctl, wait_for
+
+    gate = tmp_path / "gate"
+    command = f"printf 'step: 5\\nloss: 1\\n'; while [ ! -e {gate} ]; do sleep 0.02; done; printf 'loss: 2\\nacc: 3\\n'"
+    doc = {"name": "b", "jobs": [{"name": "j", "execution": {"command": command}}], "daemon": {"port": 0}}
+    daemon = start_hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
+    wait_for(lambda: metrics(started=False) == [{"step": 5, "loss": 1.0}], "the first scalar stored, while it runs")
+    daemon.send_signal(signal.SIGKILL)
+    daemon.communicate()
+    gate.touch()  # it prints on with no daemon
+
+    resumed = hyperctl("batch", "resume", "b")
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert metrics() == [{"step": 5, "loss": 1.0}, {"step": 5, "loss": 2.0, "acc": 3.0}]
