@@ -12,7 +12,7 @@ from typing import Any
 from hyperctl import metricstore
 from hyperctl.outputscalars import OutputScalars
 from hyperctl.store import Store
-from tests.conftest import hyperctl, write_json
+from tests.conftest import hyperctl, job_names, write_json
 
 PRINTS = (
     r"printf 'starting at 12:00:01, lr: 0.1 given\nstep: 10\nloss: 0.5\nacc: 0.25\nstep: 20\nloss: nan\n"
@@ -156,3 +156,19 @@ def test_a_daemon_killed_and_resumed_goes_on_at_the_step_stdout_set(tmp_path: Pa
 
     assert resumed.returncode == 0, resumed.stderr
     assert metrics() == [{"step": 5, "loss": 1.0}, {"step": 5, "loss": 2.0, "acc": 3.0}]
+
+
+def test_a_template_s_setting_reaches_the_batch(tmp_path: Path, batches: Path) -> None:
+    doc = {
+        "name": "b",
+        "params": {"x": [1, 2]},
+        "execution": {"command": "echo loss: {{ x }}"},
+        "metrics": {"output": ["(?P<key>lo)ss: (?P<value>\\d)"]},
+        "daemon": {"port": 0},
+    }
+    result = hyperctl("run", "--template", str(write_json(tmp_path / "t.json", doc)))
+
+    assert result.returncode == 0, result.stderr
+    for name in job_names(batches, "b"):
+        listed = json.loads(hyperctl("job", "metrics", "b", name, "--json").stdout)
+        assert [set(p) - {"t", "step"} for p in listed] == [{"lo"}]
