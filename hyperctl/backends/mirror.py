@@ -13,14 +13,17 @@ end those come home (collect.py), the truth, and the copies are removed.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from hyperctl import privatefs
+from hyperctl.backends import sshscripts
 
 MIRROR_EVERY = 1.0  # seconds between requests while jobs run on a machine
 FILE_LIMIT = 4 << 20  # bytes of one file per request: a chatty stdout catches up over several
 TOTAL_LIMIT = 16 << 20  # bytes of all files per request: what the daemon holds at once
+PER_REQUEST = 128  # files per request: its command line (two paths a file) stays far below 128 KiB
 
 
 def live_copy(attempt_dir: Path, name: str) -> Path:
@@ -44,6 +47,19 @@ class Grown:
     local: Path
     remote: PurePosixPath
     offset: int
+
+
+async def bring_home(
+    files: list[tuple[Path, PurePosixPath, str]],
+    run: Callable[[str], Awaitable[tuple[int, bytes, bytes]]],
+    still: Callable[[int], bool],
+) -> None:
+    """One request for the new bytes of these files (each a local attempt folder, the attempt's
+    folder on the host, a file name), run on the host by `run`, appended to the live copies of
+    those files[i] for which still(i) holds once it answered."""
+    grown = wanted([(live_copy(local, name), remote / name) for local, remote, name in files])
+    _, out, _ = await run(sshscripts.mirror([(g.remote, g.offset) for g in grown], FILE_LIMIT, TOTAL_LIMIT))
+    append([g if still(i) else None for i, g in enumerate(grown)], out)
 
 
 def wanted(files: list[tuple[Path, PurePosixPath]]) -> list[Grown]:

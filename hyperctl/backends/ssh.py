@@ -343,32 +343,26 @@ class RemoteExecutor(Executor):
         return channel is not None and channel.reader.sizes is None and not handle.done.done()
 
     async def _mirror_once(self, remote: RemoteMachine) -> None:
-        transport = remote.transport
         name = remote.machine.name
-        handles = [h for h in self.running[name] if self._mirrored(h)]
-        if transport is None or not transport.is_active() or not handles or self.opening[name]:
-            return  # a start opens sessions now: this request waits for the next time
-        owners, files = [], []
-        for handle in handles:
-            attempt = self._paths(remote, handle.launch).attempt
-            for file in self.live_files:
-                owners.append(handle)
-                files.append((mirror.live_copy(handle.launch.attempt_dir, file), attempt / file))
-        grown = mirror.wanted(files)
-        script = sshscripts.mirror([(g.remote, g.offset) for g in grown], mirror.FILE_LIMIT, mirror.TOTAL_LIMIT)
-        idle = self.mirror_idle.setdefault(name, asyncio.Event())
-        idle.clear()
-        try:  # one in flight per machine: a hung link is closed by the liveness check, which ends it
-            _, out, _ = await self._in_thread(run, transport, script)
-        except (OSError, paramiko.SSHException, EOFError) as e:  # a refused session too: next time
-            logger.debug("machine %s: running jobs' files not brought home now: %s", name, e)
-            return
-        finally:
-            idle.set()
-        try:  # only those whose end's collection has not begun meanwhile
-            mirror.append([g if self._mirrored(h) else None for g, h in zip(grown, owners)], out)
-        except OSError as e:
-            logger.warning("machine %s: cannot save running jobs' files: %s", remote.machine.name, e)
+        files = [(h, file) for h in self.running[name] if self._mirrored(h) for file in self.live_files]
+        for start in range(0, len(files), mirror.PER_REQUEST):  # a command line has a length limit
+            part = files[start : start + mirror.PER_REQUEST]
+            transport = remote.transport
+            if transport is None or not transport.is_active() or self.opening[name]:
+                return  # a start opens sessions now: the rest waits for the next time
+            idle = self.mirror_idle.setdefault(name, asyncio.Event())
+            idle.clear()
+            try:  # one in flight per machine: a hung link is closed by the liveness check, which ends it
+                await mirror.bring_home(
+                    [(h.launch.attempt_dir, self._paths(remote, h.launch).attempt, file) for h, file in part],
+                    functools.partial(self._in_thread, run, transport),
+                    lambda i: self._mirrored(part[i][0]),  # noqa: B023 - used before the loop goes on
+                )
+            except (OSError, paramiko.SSHException, EOFError) as e:  # a refused session too: next time
+                logger.debug("machine %s: running jobs' files not brought home now: %s", name, e)
+                return
+            finally:
+                idle.set()
 
     async def _watch_liveness(self) -> None:
         while True:
