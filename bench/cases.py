@@ -25,6 +25,7 @@ import compare_scale
 import hypernets_peer
 import idle_cpu
 import local_throughput
+import metrics_ingest
 import report_speed
 import ssh_throughput
 from common import BenchError, hyperctl, run_cli, settle, wait_for
@@ -479,6 +480,25 @@ def idle(quick: bool, tmp: Path) -> Outcome:
             )
         ],
         result,
+    )
+
+
+def ingest(quick: bool, tmp: Path) -> Outcome:
+    seconds = 5.0 if quick else 10.0
+    r = metrics_ingest.measure(argparse.Namespace(jobs=100, rate=1000, seconds=seconds), tmp)
+    goal = r["goal"]
+    return Outcome(
+        [
+            Row(
+                "metrics ingest: daemon CPU while 100 jobs each report 1,000 points/s (3 metrics)",
+                f"{r['cpu_percent_of_one_core']:.1f} % of one core; in the store within {r['lag_p50_s']:.2f} s"
+                f" (p99 {r['lag_p99_s']:.2f} s, max {r['lag_max_s']:.2f} s);"
+                f" {r['points_stored']:,} of {r['points_reported']:,} points stored",
+                goal=f"≤ {goal['cpu_percent_max']:g} % of one core, within {goal['lag_max_s']:g} s, none lost",
+                met=goal["met"],
+            )
+        ],
+        r,
     )
 
 

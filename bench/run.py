@@ -5,9 +5,10 @@
 Cases: local (1,000 x `true` vs xargs and GNU parallel; one job end to end), ssh (200 x `true` on
 2 network-namespace sshd hosts vs GNU parallel --sshlogin; root), api (the job-params API under
 wrk), jobside (`import hyperctl` in a job), cli (--help, `job list` of 10,000 jobs), scale (a
-100,000-job grid), idle (daemon CPU beside 100 sleeping jobs), output (100 MB of stdout), report
-(`hyperctl.report()` in a job vs MLflow and W&B offline: their virtualenv is built on first use), compare
-(`hyperctl compare` of a 100,000-job and a 1,000-job store with 3 metrics each).
+100,000-job grid), idle (daemon CPU beside 100 sleeping jobs), ingest (daemon CPU while 100 jobs report
+1,000 points/s each), output (100 MB of stdout), report (`hyperctl.report()` in a job vs MLflow and W&B
+offline: their virtualenv is built on first use), compare (`hyperctl compare` of a 100,000-job and a
+1,000-job store with 3 metrics each).
 --quick runs smaller and fewer. --hypernets adds the tool hyperctl replaces, Hypernets' hyperctl 0.3.2 from
 PyPI, to the local case (in a virtualenv built on first use under ~/.cache/hyperctl-bench). Peers run in the
 same process, pair by pair, so ratios hold even when the machine's speed drifts. Needs: xargs; optionally
@@ -36,7 +37,7 @@ import cases  # noqa: E402
 import hypernets_peer  # noqa: E402
 from common import BenchError, as_installed, settle  # noqa: E402
 
-CASES = ("local", "ssh", "api", "jobside", "cli", "scale", "idle", "output", "report", "compare")
+CASES = ("local", "ssh", "api", "jobside", "cli", "scale", "idle", "ingest", "output", "report", "compare")
 
 
 def main(argv: list[str] | None = None) -> int:

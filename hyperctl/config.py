@@ -15,6 +15,7 @@ from hyperctl.identity import derived_name
 from hyperctl.legacyshape import from_legacy
 from hyperctl.limits import MAX_ARG_BYTES, MAX_DEPTH, MAX_FILE_BYTES, MAX_JOBS, MAX_YAML_BYTES, size
 from hyperctl.objective import parse_objective
+from hyperctl.outputscalars import pattern_problem
 from hyperctl.render import render_command
 from hyperctl.spec import (
     JOB_NAME_PATTERN,
@@ -24,6 +25,7 @@ from hyperctl.spec import (
     DaemonSpec,
     Execution,
     JobSpec,
+    MetricsSpec,
     Resource,
     RetryPolicy,
     SchedulerSpec,
@@ -150,6 +152,7 @@ def parse_batch(data: dict[str, Any], base_dir: Path, default_name: str, name: s
     jobs = _number_repeats(jobs, named, problems)
     _check_unique_names(jobs, named, problems)
     daemon = _parse_daemon(top.section("daemon"), legacy_exit)
+    metrics = _parse_metrics(top.section("metrics"))
     top.done()
     problems.raise_if_any()
     return BatchSpec(
@@ -159,6 +162,7 @@ def parse_batch(data: dict[str, Any], base_dir: Path, default_name: str, name: s
         backend=backend,
         daemon=daemon,
         scheduler=scheduler,
+        metrics=metrics,
     )
 
 
@@ -489,6 +493,23 @@ def _parse_daemon(sec: Section, legacy_exit_on_finish: bool | None = None) -> Da
     )
     sec.done()
     return daemon
+
+
+def _parse_metrics(sec: Section) -> MetricsSpec:
+    """`output`: true (stdout's `key: number` lines are metrics), false, or a list of patterns."""
+    value = sec.data.get("output", True)
+    sec.ignore("output")
+    sec.done()
+    if isinstance(value, bool):
+        return MetricsSpec(output=value)
+    if not isinstance(value, list) or not value:
+        sec.problems.add(sec.at("output"), "must be true, false or a list of patterns")
+        return MetricsSpec()
+    for i, item in enumerate(value):
+        problem = pattern_problem(item)
+        if problem:
+            sec.problems.add(join(sec.at("output"), i), problem)
+    return MetricsSpec(output=value)
 
 
 def _check_host(value: str) -> str | None:

@@ -18,7 +18,7 @@ from hyperctl.validation import Problems, Section, at_least, is_kind, join, kind
 
 STRATEGIES = ("grid", "random")
 # Copied as they are into the batch; `run` validates them.
-_PASSED_THROUGH = ("name", "version", "backend", "daemon", "scheduler")
+_PASSED_THROUGH = ("name", "version", "backend", "daemon", "scheduler", "metrics")
 
 
 def expand_template(template: dict[str, Any], base_dir: Path = Path(".")) -> tuple[dict[str, Any], int | None]:

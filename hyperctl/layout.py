@@ -5,7 +5,7 @@
         .hyperctl/                      hyperctl's own; a job name cannot start with '.'
             state.db  batch.json  lock  daemon.log
             jobs/<job>/params.json
-            jobs/<job>/attempt-<n>/{stdout,stderr,exitcode}
+            jobs/<job>/attempt-<n>/{stdout,stderr,metrics,exitcode}
             lib/<version>/hyperctl/     the job-side module, on local jobs' PYTHONPATH
 
 A job that empties its data dir (`rm -rf "$HYPERCTL_JOB_DATA_DIR"/*`) cannot reach its own
@@ -32,7 +32,8 @@ from pathlib import Path
 from hyperctl import privatefs
 
 INTERNAL = ".hyperctl"
-ATTEMPT_FILES = ("stdout", "stderr", "exitcode")
+# What a remote attempt sends home at its end (collect.py), exitcode last: its metrics file too.
+ATTEMPT_FILES = ("stdout", "stderr", "metrics", "exitcode")
 
 
 class Layout(IntEnum):

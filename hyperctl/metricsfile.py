@@ -54,12 +54,15 @@ class Reading:
     points: list[Point] = field(default_factory=list)
     used: int = 0
     skipped: int = 0
+    # Read for summaries alone (read_new(..., points=False)): each metric's values and steps.
+    columns: dict[str, tuple[list[float], list[int]]] | None = None
 
 
-def read_new(data: bytes, lines_before: int = 0) -> Reading:
+def read_new(data: bytes, lines_before: int = 0, points: bool = True) -> Reading:
     """Parse the whole lines at the start of data (bytes from the file's last offset on). A line
     without a step (a shell job's own) gets its line number in the file, from 0: lines_before is
-    how many lines came before data."""
+    how many lines came before data. Without points, each metric's values and steps instead:
+    all that summaries need, at a fraction of the cost (the daemon reads every point so)."""
     end = data.rfind(b"\n") + 1
     reading = Reading(used=end)
     if end == 0:
@@ -69,6 +72,9 @@ def read_new(data: bytes, lines_before: int = 0) -> Reading:
         objects: list[Any] = json.loads("[" + text.rstrip("\n").replace("\n", ",") + "]")
     except ValueError:
         objects = [_loads(line) for line in text.splitlines()]
+    if not points:
+        reading.columns, reading.skipped = _columns(objects, lines_before)
+        return reading
     for n, obj in enumerate(objects):
         point = _point(obj, lines_before + n)
         if point is None:
@@ -85,27 +91,96 @@ def _loads(line: str) -> Any:
         return None
 
 
+_NUMBERS = (float, int)  # by exact type: a bool is no number here
+
+
 def _point(obj: Any, n: int) -> Point | None:
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         return None
     step = obj.get("step", n)
     t = obj.get("t")
-    if isinstance(step, bool) or not isinstance(step, int) or (t is not None and not _is_number(t)):
+    if type(step) is not int or (t is not None and type(t) not in _NUMBERS):
         return None
-    values = {k: float(v) for k, v in obj.items() if k not in RESERVED and _is_number(v)}
+    # Every line of every job goes through here: type checks inline, no call per value.
+    values = {k: v if type(v) is float else float(v) for k, v in obj.items() if type(v) in _NUMBERS}
+    values.pop("t", None)
+    values.pop("step", None)
     return Point(float(t) if t is not None else None, step, values) if values else None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _columns(objects: list[Any], lines_before: int) -> tuple[Columns, int]:
+    """What _point() finds in the objects, as columns (each metric's values and their steps), and
+    the count of objects that are no point. The usual lines (report()'s: the same keys in each,
+    every value a number) are taken a column at a time, each check a C loop over it."""
+    first = objects[0] if objects else None
+    if type(first) is not dict or "step" not in first or set(map(type, objects)) != {dict}:
+        return _columns_by_line(objects, lines_before)
+    keys, size = list(first), len(first)
+    try:
+        if set(map(len, objects)) != {size}:
+            raise KeyError  # not the same keys in each
+        steps = [o["step"] for o in objects]
+        if set(map(type, steps)) != {int} or (
+            "t" in first and not set(map(type, [o["t"] for o in objects])) <= _NUMBER_SET
+        ):
+            raise KeyError
+        columns: Columns = {}
+        for key in keys:
+            if key in RESERVED:
+                continue
+            values = [o[key] for o in objects]  # a KeyError: not the same keys in each
+            kinds = set(map(type, values))
+            if kinds <= _NUMBER_SET:
+                columns[key] = (values, steps)
+            elif kinds & _NUMBER_SET:
+                raise KeyError  # numbers in some lines only
+    except KeyError:
+        return _columns_by_line(objects, lines_before)
+    return columns, 0 if columns else len(objects)
+
+
+_NUMBER_SET = set(_NUMBERS)
+Columns = dict[str, tuple[list[float], list[int]]]  # a metric's values, and the step of each
+
+
+def _columns_by_line(objects: list[Any], lines_before: int) -> tuple[Columns, int]:
+    points = [_point(obj, n) for n, obj in enumerate(objects, lines_before)]
+    found = [p for p in points if p is not None]
+    return _columns_of(found), len(points) - len(found)
+
+
+def _columns_of(points: list[Point]) -> Columns:
+    columns: Columns = {}
+    for point in points:
+        for key, value in point.values.items():
+            column = columns.get(key)
+            if column is None:
+                columns[key] = column = ([], [])
+            column[0].append(value)
+            column[1].append(point.step)
+    return columns
 
 
 def summarize(points: list[Point], summaries: dict[str, Summary]) -> None:
     """Fold points into summaries (metric -> Summary), in the order they were reported."""
-    for point in points:
-        for key, value in point.values.items():
-            summary = summaries.get(key)
-            if summary is None:
-                summaries[key] = Summary(value, point.step, value, point.step, value, point.step)
-            else:
-                summary.add(value, point.step)
+    summarize_columns(_columns_of(points), summaries)
+
+
+def summarize_columns(columns: Columns, summaries: dict[str, Summary]) -> None:
+    """Fold each metric's values (and their steps), in the order reported, into summaries."""
+    for key, (values, steps) in columns.items():
+        numbers, at = values, steps
+        if any(map(math.isnan, values)):  # NaN is never the least nor the greatest
+            kept = [i for i, v in enumerate(values) if v == v]
+            numbers, at = [values[i] for i in kept], [steps[i] for i in kept]
+        summary = summaries.get(key)
+        if summary is None:
+            summary = summaries[key] = Summary(values[-1], steps[-1], math.nan, steps[0], math.nan, steps[0], 0)
+        summary.last, summary.last_step = values[-1], steps[-1]
+        summary.count += len(values)
+        if numbers:
+            least, most = min(numbers), max(numbers)  # the first of equals, as add() keeps
+            if math.isnan(summary.min) or least < summary.min:
+                summary.min, summary.min_step = least, at[numbers.index(least)]
+            if math.isnan(summary.max) or most > summary.max:
+                summary.max, summary.max_step = most, at[numbers.index(most)]

@@ -12,11 +12,15 @@ no point is lost or counted twice.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import sqlite3
-from dataclasses import astuple, dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from hyperctl.metricsfile import Point, Reading, Summary, read_new, summarize
+from hyperctl.metricsfile import Point, Reading, Summary, read_new, summarize, summarize_columns
+from hyperctl.outputscalars import last_step
 from hyperctl.pace import PROGRESS, fraction
 from hyperctl.spec import JobStatus, Objective
 
@@ -36,6 +40,7 @@ class Tail:
     lines: int = 0  # points' lines stored so far
     summaries: dict[str, Summary] | None = None
     source: str = REPORT
+    step: int | None = None  # OUTPUT: the step a `step:` line of stdout set (outputscalars.py)
 
 
 def tail_of(conn: sqlite3.Connection, job: str, n: int, source: str = REPORT) -> Tail:
@@ -45,27 +50,46 @@ def tail_of(conn: sqlite3.Connection, job: str, n: int, source: str = REPORT) ->
         " WHERE job = ? AND n = ? AND source = ?",
         (job, n, source),
     ).fetchone()
-    return Tail(offset, lines, _summaries(conn, job, n, source), source)
+    tail = Tail(offset, lines, _summaries(conn, job, n, source), source)
+    if source == OUTPUT and offset:
+        last = conn.execute(
+            "SELECT data FROM metric_chunks WHERE job = ? AND n = ? AND source = ? ORDER BY offset DESC LIMIT 1",
+            (job, n, source),
+        ).fetchone()
+        tail.step = last_step(last[0]) if last else None
+    return tail
 
 
 def add(conn: sqlite3.Connection, job: str, n: int, tail: Tail, data: bytes) -> int:
     """Take in the whole lines at the start of data (the metrics file's bytes from tail.offset
     on): store them with the summaries they change, in one transaction; move tail on. Returns
     how many bytes were taken (0: no whole line yet)."""
-    reading = read_new(data, tail.lines)
+    reading = read_new(data, tail.lines, points=False)
     if reading.used:
         store(conn, job, n, tail, reading, data[: reading.used])
     return reading.used
 
 
-def store(conn: sqlite3.Connection, job: str, n: int, tail: Tail, reading: Reading, lines: bytes) -> None:
-    """Store a reading of reading.used bytes of tail's file from tail.offset on, as lines (JSON
-    lines, as a metrics file has them), with the summaries it changes; move tail on."""
-    count = lines.count(b"\n")
-    summaries = {k: Summary(*astuple(v)) for k, v in (tail.summaries or {}).items()}  # the store's until committed
-    summarize(reading.points, summaries)
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One transaction: store() within it writes nothing until the end (several attempts' chunks
+    at one commit: a commit costs more than a chunk), and nothing at all if it fails."""
     with conn:
         conn.execute("BEGIN")
+        yield
+
+
+def store(conn: sqlite3.Connection, job: str, n: int, tail: Tail, reading: Reading, lines: bytes) -> None:
+    """Store a reading of reading.used bytes of tail's file from tail.offset on, as lines (JSON
+    lines, as a metrics file has them), with the summaries it changes, in one transaction (or in
+    the one under way: transaction()); move tail on."""
+    count = lines.count(b"\n")
+    summaries = {k: copy.copy(v) for k, v in (tail.summaries or {}).items()}  # the store's until committed
+    if reading.columns is not None:
+        summarize_columns(reading.columns, summaries)
+    else:
+        summarize(reading.points, summaries)
+    with contextlib.nullcontext() if conn.in_transaction else transaction(conn):
         conn.execute(
             "INSERT INTO metric_chunks (job, n, source, offset, stop, lines, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (job, n, tail.source, tail.offset, tail.offset + reading.used, count, lines),
@@ -73,7 +97,10 @@ def store(conn: sqlite3.Connection, job: str, n: int, tail: Tail, reading: Readi
         conn.executemany(
             f"INSERT OR REPLACE INTO metric_summaries (job, n, source, key, {_SUMMARY_COLUMNS})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(job, n, tail.source, key, *astuple(s)) for key, s in summaries.items()],
+            [
+                (job, n, tail.source, key, s.last, s.last_step, s.min, s.min_step, s.max, s.max_step, s.count)
+                for key, s in summaries.items()
+            ],
         )
     tail.offset += reading.used
     tail.lines += count

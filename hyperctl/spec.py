@@ -180,6 +180,15 @@ class SchedulerSpec:
 
 
 @dataclass(frozen=True)
+class MetricsSpec:
+    """How jobs' metrics are found besides report(): `output` is whether the scalars a job prints
+    are read (True: `key: number` lines; False: not), or the patterns that find them
+    (outputscalars.py)."""
+
+    output: bool | list[str | dict[str, str]] = True
+
+
+@dataclass(frozen=True)
 class BatchSpec:
     """A whole batch, validated and normalised."""
 
@@ -189,6 +198,7 @@ class BatchSpec:
     backend: BackendSpec = BackendSpec()
     daemon: DaemonSpec = DaemonSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
+    metrics: MetricsSpec = MetricsSpec()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -198,6 +208,7 @@ class BatchSpec:
             "backend": vars(self.backend),
             "daemon": vars(self.daemon),
             "scheduler": self.scheduler.to_dict(),
+            "metrics": vars(self.metrics),
         }
 
     @classmethod
@@ -209,4 +220,5 @@ class BatchSpec:
             backend=BackendSpec(**d["backend"]),
             daemon=DaemonSpec(**d["daemon"]),
             scheduler=SchedulerSpec.from_dict(d.get("scheduler", {})),
+            metrics=MetricsSpec(**d.get("metrics", {})),
         )

@@ -116,4 +116,4 @@ def test_collect_of_a_silent_job_sends_only_its_exit_code(tmp_path: Path) -> Non
 
     assert reader.finish() is None
     assert reader.exit_code() == 0
-    assert sorted(p.name for p in home.iterdir()) == ["exitcode", "stderr", "stdout"]  # empty ones made too
+    assert sorted(p.name for p in home.iterdir()) == ["exitcode", "metrics", "stderr", "stdout"]  # empty ones made too

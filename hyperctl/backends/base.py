@@ -140,6 +140,9 @@ class Executor(ABC):
     # Whether an attempt's files are in the local batch folder while it runs (else they come
     # home when it ends, and follow() streams them meanwhile).
     files_here: ClassVar[bool] = True
+    # Set by the scheduler: the attempt files it reads while attempts run (metrics, stdout). An
+    # executor whose files are elsewhere brings their new bytes home as they grow.
+    live_files: tuple[str, ...] = ("metrics",)
     # Set by the scheduler: told when a machine stops answering, so no job goes there for a while,
     # and when one answers (again, or at last), with its capacity as found.
     on_machine_down: Callable[[str, str], None] | None = None

@@ -14,16 +14,18 @@ event loop, and collect.py files the attempt that comes home.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import urllib.parse
-from collections.abc import AsyncGenerator, Callable
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 from hyperctl.attemptfiles import FileEnd, parse_exit_code
-from hyperctl.backends import sshscripts
+from hyperctl.backends import mirror, sshscripts
 from hyperctl.backends.base import IDENTITY_ENV, MAX_PARAMS_ARG, Executor, Handle, Launch, Machine
 from hyperctl.backends.collect import AttemptReader, extract
 from hyperctl.backends.sshchannel import JobChannel, stream
@@ -74,6 +76,10 @@ class RemoteExecutor(Executor):
         self.watchdog: asyncio.Task[None] | None = None
         self.locks: dict[str, asyncio.Lock] = {}
         self.lib = job_side_lib()
+        self.channels: dict[Handle, JobChannel] = {}  # each running attempt's channel
+        self.mirrors: dict[str, asyncio.Task[None]] = {}  # by machine, while jobs run there
+        self.mirror_idle: dict[str, asyncio.Event] = {}  # by machine: set while no mirror request is in flight
+        self.opening: Counter[str] = Counter()  # by machine: starts opening sessions now
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any]) -> RemoteExecutor:
@@ -164,6 +170,8 @@ class RemoteExecutor(Executor):
     async def close(self) -> None:
         if self.watchdog is not None:
             self.watchdog.cancel()
+        for task in list(self.mirrors.values()):
+            task.cancel()
         for remote in self.remotes.values():
             for client in remote.clients:
                 client.close()
@@ -217,8 +225,6 @@ class RemoteExecutor(Executor):
         if _on_loopback(env.get("HYPERCTL_SERVER_PORTAL", "")):
             del env["HYPERCTL_SERVER_PORTAL"]  # the daemon's loopback is not the host's
         params = launch.params_json if len(launch.params_json) <= MAX_PARAMS_ARG else ""
-        if launch.execution.assets or not params:
-            await self._in_thread(self._upload, transport, paths, launch)
         send_home = self._send_home(paths, launch)
         command = sshscripts.spawn(
             paths,
@@ -230,12 +236,16 @@ class RemoteExecutor(Executor):
             launch.execution.shell,
         )
         stdin = sshscripts.spawn_input(token, env, params)
-        chan = await self._in_thread(open_exec, transport, command, stdin)
+        async with self._opening(remote.machine.name):
+            if launch.execution.assets or not params:
+                await self._in_thread(self._upload, transport, paths, launch)
+            chan = await self._in_thread(open_exec, transport, command, stdin)
         channel = JobChannel(launch, chan, True, self._channel_closed)
         line = await channel.first  # the pid, read on the event loop with what follows
         if not line.isdigit():
             raise OSError(f"{remote.machine.name}: the job did not start: {chan.recv_stderr(4096).decode().strip()}")
         handle = self._new_handle(launch, int(line), None)
+        self.channels[handle] = channel
         self._track(remote, handle)
         channel.attach(handle)
         return handle
@@ -250,10 +260,13 @@ class RemoteExecutor(Executor):
 
     def _watch_channel(self, handle: Handle, chan: paramiko.Channel) -> None:
         """Watch a reattached job's channel, whose first line (the watching script's verdict) is read."""
-        JobChannel(handle.launch, chan, False, self._channel_closed).attach(handle)
+        channel = self.channels[handle] = JobChannel(handle.launch, chan, False, self._channel_closed)
+        channel.attach(handle)
 
     async def _channel_closed(self, handle: Handle, reader: AttemptReader, status: int | None) -> None:
         tar = reader.finish()
+        if reader.complete:
+            mirror.remove_live(handle.launch.attempt_dir, self.live_files)
         if tar is not None:
             try:
                 await self._in_thread(extract, tar, handle.launch.home)
@@ -288,10 +301,68 @@ class RemoteExecutor(Executor):
         self._exited(handle, None, None)
 
     def _track(self, remote: RemoteMachine, handle: Handle) -> None:
-        self.running[remote.machine.name].add(handle)
-        handle.done.add_done_callback(lambda _: self.running[remote.machine.name].discard(handle))
+        name = remote.machine.name
+        self.running[name].add(handle)
+        handle.done.add_done_callback(lambda _: self._untrack(name, handle))
         if self.watchdog is None:
             self.watchdog = asyncio.ensure_future(self._watch_liveness())
+        if name not in self.mirrors and self.live_files:
+            self.mirrors[name] = asyncio.ensure_future(self._mirror(remote))
+
+    def _untrack(self, name: str, handle: Handle) -> None:
+        self.running[name].discard(handle)
+        self.channels.pop(handle, None)
+
+    async def _mirror(self, remote: RemoteMachine) -> None:
+        """While jobs run on the machine, bring their files' new bytes home (mirror.py)."""
+        name = remote.machine.name
+        try:
+            while self.running[name]:
+                await asyncio.sleep(mirror.MIRROR_EVERY)
+                await self._mirror_once(remote)
+        finally:
+            self.mirrors.pop(name, None)  # no await since the loop's check: a new job starts a new one
+
+    @contextlib.asynccontextmanager
+    async def _opening(self, machine: str) -> AsyncIterator[None]:
+        """A job's start opens its sessions: never while the machine's mirror request holds one
+        (an sshd at MaxSessions would refuse the start), and no request begins meanwhile."""
+        idle = self.mirror_idle.get(machine)
+        if idle is not None:
+            await idle.wait()
+        self.opening[machine] += 1
+        try:
+            yield
+        finally:
+            self.opening[machine] -= 1
+
+    def _mirrored(self, handle: Handle) -> bool:
+        """Whether the attempt's files are still brought home as they grow: not once its end's
+        collection (the whole files) has begun."""
+        channel = self.channels.get(handle)
+        return channel is not None and channel.reader.sizes is None and not handle.done.done()
+
+    async def _mirror_once(self, remote: RemoteMachine) -> None:
+        name = remote.machine.name
+        files = [(h, file) for h in self.running[name] if self._mirrored(h) for file in self.live_files]
+        for start in range(0, len(files), mirror.PER_REQUEST):  # a command line has a length limit
+            part = files[start : start + mirror.PER_REQUEST]
+            transport = remote.transport
+            if transport is None or not transport.is_active() or self.opening[name]:
+                return  # a start opens sessions now: the rest waits for the next time
+            idle = self.mirror_idle.setdefault(name, asyncio.Event())
+            idle.clear()
+            try:  # one in flight per machine: a hung link is closed by the liveness check, which ends it
+                await mirror.bring_home(
+                    [(h.launch.attempt_dir, self._paths(remote, h.launch).attempt, file) for h, file in part],
+                    functools.partial(self._in_thread, run, transport),
+                    lambda i: self._mirrored(part[i][0]),  # noqa: B023 - used before the loop goes on
+                )
+            except (OSError, paramiko.SSHException, EOFError) as e:  # a refused session too: next time
+                logger.debug("machine %s: running jobs' files not brought home now: %s", name, e)
+                return
+            finally:
+                idle.set()
 
     async def _watch_liveness(self) -> None:
         while True:
@@ -372,6 +443,8 @@ class RemoteExecutor(Executor):
 
         await self._in_thread(receive)
         tar = reader.finish()
+        if reader.complete:
+            mirror.remove_live(launch.attempt_dir, self.live_files)
         if tar is not None:
             await self._in_thread(extract, tar, launch.home)
 

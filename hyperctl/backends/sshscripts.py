@@ -142,8 +142,9 @@ def spawn(
         "IFS= read -r HYPERCTL_JOB_TOKEN && export HYPERCTL_JOB_TOKEN && IFS= read -r _hc_env && "
         "_hc_nl='\n' && eval \"$_hc_env\" && umask 077 && "
         f"{_refuse_foreign(batch, batch / '.hyperctl')}"
-        # An exitcode left by an earlier batch of this name is emptied: never mistaken for this one's.
-        f"mkdir -p {dirs} && : > {_q(str(paths.attempt / 'exitcode'))} && "
+        # An exitcode and metrics left by an earlier batch of this name are emptied: never mistaken
+        # for this one's.
+        f"mkdir -p {dirs} && : > {_q(str(paths.attempt / 'exitcode'))} && : > {_q(str(paths.attempt / 'metrics'))} && "
         f'export PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}"{_q(str(lib_dir))} && '
         f"setsid -w /bin/sh -c {_q('echo $$; ' + LAUNCHER)} hyperctl-job {' '.join(_q(str(a)) for a in args)} "
         # What the job left outside its process group ends with it too (this shell is the only
@@ -188,11 +189,14 @@ def collect(paths: RemotePaths, download: bool | list[str], assets: Iterable[str
     if paths.data == paths.working:  # names, not patterns: an asset may be called `*`
         exclude += [_literal(os.path.basename(a.rstrip("/"))) for a in assets]
     names = " ".join(ATTEMPT_FILES)
-    # Most short jobs print nothing: then shell builtins alone send the exit code, no stat nor cat.
+    empty = "0\\n" * (len(ATTEMPT_FILES) - 1)  # the sizes of the files before exitcode, all empty
+    # Most short jobs print and report nothing: then shell builtins alone send the exit code, no
+    # stat nor cat. A job that reported nothing has no metrics file: an empty one is sent.
     script = (
-        f"cd {_q(str(paths.attempt))} && if [ -s stdout ] || [ -s stderr ]; then stat -c %s {names} && cat {names}; "
-        "elif read -r c < exitcode; then printf '0\\n0\\n%s\\n%s\\n' $((${#c} + 1)) \"$c\"; "
-        "else printf '0\\n0\\n0\\n'; fi"
+        f"cd {_q(str(paths.attempt))} && if [ -s stdout ] || [ -s stderr ] || [ -s metrics ]; then "
+        f"{{ [ -e metrics ] || (umask 077; : > metrics); }} && stat -c %s {names} && cat {names}; "
+        f"elif read -r c < exitcode; then printf '{empty}%s\\n%s\\n' $((${{#c}} + 1)) \"$c\"; "
+        f"else printf '{empty}0\\n'; fi"
     )
     if download is False:
         return script
@@ -265,6 +269,22 @@ def group_alive(pgid: int, identity: dict[str, str]) -> str:
     return (
         f"ps -e -o pgid=,stat= | awk '$1 == {int(pgid)} && $2 !~ /^Z/' | grep -q . || "
         f'[ -n "$({carriers(identity)})" ]'
+    )
+
+
+def mirror(files: list[tuple[PurePosixPath, int]], file_limit: int, total_limit: int) -> str:
+    """Print the new bytes of running attempts' files, each from its offset (what is home of it
+    already): for each file grown past it, a line `INDEX LENGTH`, then LENGTH bytes (at most
+    file_limit, and total_limit for all); missing files and those not grown print nothing. One
+    stat for every file: only grown ones cost more."""
+    cases = " ".join(f"{_q(str(path))}) i={i} o={int(offset)};;" for i, (path, offset) in enumerate(files))
+    words = " ".join(_q(str(path)) for path, _ in files)
+    return (
+        f"b={int(total_limit)}; stat -c '%s %n' -- {words} 2>/dev/null | while read -r s f; do "
+        f'case "$f" in {cases} *) continue;; esac; '
+        f'[ "$s" -gt "$o" ] || continue; n=$((s - o)); [ $n -le {int(file_limit)} ] || n={int(file_limit)}; '
+        "[ $n -le $b ] || n=$b; [ $n -gt 0 ] || break; b=$((b - n)); "
+        'echo "$i $n"; tail -c +$((o + 1)) -- "$f" | head -c $n; done'
     )
 
 

@@ -1,8 +1,11 @@
-"""The daemon's reading of running local attempts' metrics files into the store (metricstore).
+"""The daemon's reading of running attempts' metrics files, and of the scalars their stdout
+prints (outputscalars.py), into the store (metricstore).
 
 Event-driven where it can be: nothing runs while no attempt runs; while some do, one timer reads
 the new bytes of every file at a bounded interval (so a curve is live within that), and each
-attempt's file is read once more at its end, before its end is recorded.
+attempt's files are read once more at its end, before its end is recorded. A remote attempt's
+files are read the same way: while it runs, from the copies the executor appends their new bytes
+to (backends/mirror.py); at its end, as they came home whole.
 """
 
 from __future__ import annotations
@@ -10,42 +13,75 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from hyperctl import metricstore
+from hyperctl.backends.mirror import live_copy
+from hyperctl.outputscalars import OutputScalars
 from hyperctl.pace import PROGRESS, fraction
 
 READ_EVERY = 0.5  # seconds between reads while attempts run
 _BLOCK = 1 << 20  # bytes read at once (a line longer than this is skipped)
+_TICK_BLOCKS = 16  # blocks of one file a tick reads at most: a chatty job never holds the loop long
+FILES = {metricstore.REPORT: "metrics", metricstore.OUTPUT: "stdout"}  # each source's file in the attempt folder
 
-Key = tuple[str, int]  # a job and an attempt number
+Key = tuple[str, int, str]  # a job, an attempt number, a source
 
 
 class MetricsReader:
-    def __init__(self, conn: sqlite3.Connection, on_fault: Callable[[Exception], None]) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, on_fault: Callable[[Exception], None], scalars: OutputScalars | None = None
+    ) -> None:
         self.conn = conn
         self.on_fault = on_fault  # the store could not take a chunk: the scheduler says why
+        self.scalars = scalars  # how stdout's scalars are found (None: they are not)
         self.tails: dict[Key, metricstore.Tail] = {}
         self.paths: dict[Key, Path] = {}
+        self.mid_line: set[Key] = set()  # stdout in a line longer than a block: skipped to its end
+        self.live: set[tuple[str, int]] = set()  # attempts whose files grow as copies until they come home
         self.timer: asyncio.TimerHandle | None = None
 
-    def watch(self, job: str, n: int, path: Path, fresh: bool = False) -> None:
-        """Read this attempt's metrics file from where the store has it (fresh: an attempt just
-        started, with nothing stored: no query), until done()."""
-        try:
-            self.tails[job, n] = metricstore.Tail(summaries={}) if fresh else metricstore.tail_of(self.conn, job, n)
-        except sqlite3.Error as e:
-            self.on_fault(e)
-            return
-        self.paths[job, n] = path
+    def sources(self) -> tuple[str, ...]:
+        return metricstore.SOURCES if self.scalars is not None else (metricstore.REPORT,)
+
+    def files(self) -> tuple[str, ...]:
+        """The attempt files read while attempts run."""
+        return tuple(FILES[source] for source in self.sources())
+
+    def watch(self, job: str, n: int, attempt_dir: Path, fresh: bool = False, live: bool = False) -> None:
+        """Read this attempt's files from where the store has them (fresh: an attempt just
+        started, with nothing stored: no query), until done(). live: its files come home at its
+        end, and meanwhile their copies grow beside them (backends/mirror.py)."""
+        if live:
+            self.live.add((job, n))
+        for source in self.sources():
+            try:
+                tail = (
+                    metricstore.Tail(summaries={}, source=source)
+                    if fresh
+                    else metricstore.tail_of(self.conn, job, n, source)
+                )
+            except sqlite3.Error as e:
+                self.on_fault(e)
+                return
+            self.tails[job, n, source] = tail
+            self.paths[job, n, source] = attempt_dir / FILES[source]
         self._arm()
 
     def done(self, job: str, n: int) -> None:
         """The attempt ended: its last points, then no more reading."""
-        if (job, n) in self.tails:
-            self._read((job, n))
-            del self.tails[job, n], self.paths[job, n]
+        for source in self.sources():
+            key = (job, n, source)
+            if key in self.tails:
+                try:
+                    self._read(key)
+                except sqlite3.Error as e:
+                    self.on_fault(e)
+                del self.tails[key], self.paths[key]
+                self.mid_line.discard(key)
+        self.live.discard((job, n))
         if not self.tails and self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -53,13 +89,18 @@ class MetricsReader:
     def progress(self) -> dict[str, float]:
         """The progress (0..1, pace.fraction) each attempt being read reported last, by job: from
         memory, no query (the store holds the same: each chunk is stored with its summaries)."""
-        found = ((job, _progress(tail)) for (job, _), tail in self.tails.items())
+        found = ((job, self.progress_of(job, n)) for job, n in {(job, n) for job, n, _ in self.tails})
         return {job: value for job, value in found if value is not None}
 
     def progress_of(self, job: str, n: int) -> float | None:
-        """The progress attempt n of job reported last, while it is read (a dict lookup)."""
-        tail = self.tails.get((job, n))
-        return _progress(tail) if tail is not None else None
+        """The progress attempt n of job reported last, while it is read (a dict lookup a
+        source; the first source's wins, as in metricstore)."""
+        for source in self.sources():
+            tail = self.tails.get((job, n, source))
+            value = _progress(tail) if tail is not None else None
+            if value is not None:
+                return value
+        return None
 
     def _arm(self) -> None:
         if self.timer is None and self.tails:
@@ -67,28 +108,80 @@ class MetricsReader:
 
     def _tick(self) -> None:
         self.timer = None
-        for key in list(self.tails):
-            self._read(key)
+        # Every attempt's chunks at one commit; if it fails, the reading goes back to where the
+        # store stands, and is done again next time.
+        before = {key: (t.offset, t.lines, t.summaries, t.step) for key, t in self.tails.items()}
+        mid_line = set(self.mid_line)
+        try:
+            with metricstore.transaction(self.conn):
+                for key in list(self.tails):
+                    self._read(key, _TICK_BLOCKS)
+        except sqlite3.Error as e:
+            for key, (offset, lines, summaries, step) in before.items():
+                tail = self.tails[key]
+                tail.offset, tail.lines, tail.summaries, tail.step = offset, lines, summaries, step
+            self.mid_line = mid_line
+            self.on_fault(e)
         self._arm()
 
-    def _read(self, key: Key) -> None:
+    def _read(self, key: Key, blocks: int | None = None) -> None:
+        """Read the file's new bytes into the store (at most `blocks` blocks; None: to its end).
+        Raises sqlite3.Error when the store does not take them."""
         tail = self.tails[key]
-        try:
-            fd = os.open(self.paths[key], os.O_RDONLY | os.O_CLOEXEC)
+        path = self.paths[key]
+        try:  # one stat for a file with nothing new: most of them, most of the time
+            size = os.stat(path).st_size
         except OSError:
-            return  # nothing reported yet
+            if key[:2] not in self.live:
+                return  # nothing reported yet
+            path = live_copy(path.parent, path.name)  # its copy as it grows, until the whole file came home
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                return
+        if size <= tail.offset:
+            return
         try:
-            while data := os.pread(fd, _BLOCK, tail.offset):
-                if metricstore.add(self.conn, key[0], key[1], tail, data) == 0:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        take = self._take_report if key[2] == metricstore.REPORT else self._take_output
+        try:
+            while (blocks is None or blocks > 0) and (data := os.pread(fd, _BLOCK, tail.offset)):
+                blocks = None if blocks is None else blocks - 1
+                if take(key, tail, data) == 0:
                     if len(data) < _BLOCK:
                         break  # a line still being written
                     tail.offset += len(data)  # one line longer than a block: not a point anyone reported
-        except sqlite3.Error as e:
-            self.on_fault(e)
+                    self.mid_line.add(key)
         except OSError:
             pass
         finally:
             os.close(fd)
+
+    def _take_report(self, key: Key, tail: metricstore.Tail, data: bytes) -> int:
+        return metricstore.add(self.conn, key[0], key[1], tail, data)
+
+    def _take_output(self, key: Key, tail: metricstore.Tail, data: bytes) -> int:
+        """Store the scalars of stdout's whole lines at the start of data; the bytes taken."""
+        skipped = 0
+        if key in self.mid_line:  # the rest of a line too long to read: not scalars
+            newline = data.find(b"\n")
+            if newline < 0:
+                return 0
+            self.mid_line.discard(key)
+            skipped = newline + 1
+            tail.offset += skipped
+            data = data[skipped:]
+        assert self.scalars is not None
+        counts = {k: s.count for k, s in (tail.summaries or {}).items()}
+        reading, lines, step = self.scalars.read(data, tail.step, counts, round(time.time(), 3))
+        if lines:
+            metricstore.store(self.conn, key[0], key[1], tail, reading, lines)
+            tail.step = step
+        else:  # no scalar there: nothing to store, the reading goes on after it
+            tail.offset += reading.used
+        return skipped + reading.used
 
 
 def _progress(tail: metricstore.Tail) -> float | None:

@@ -25,6 +25,7 @@ from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.daemon.portal import job_portal
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import CURRENT, BatchDir, Layout
+from hyperctl.outputscalars import OutputScalars
 from hyperctl.reporting import METRICS_ENV
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
 from hyperctl.store import JobRecord, Store
@@ -62,8 +63,11 @@ class Scheduler:
         self.spec = spec
         self.batch_dir = batch_dir
         self.store = store
-        self.metrics = MetricsReader(store.conn, lambda e: logger.warning("metrics not stored: %s", e))
+        self.metrics = MetricsReader(
+            store.conn, lambda e: logger.warning("metrics not stored: %s", e), OutputScalars.of(spec.metrics.output)
+        )
         self.executor = executor
+        executor.live_files = self.metrics.files()
         self.env = env  # what every job sees: batch name, portal
         self.job_token = job_token
         self.pool = Pool(executor.machines())
@@ -264,8 +268,7 @@ class Scheduler:
         return await self._watch(job.name, n, handle)
 
     async def _watch(self, name: str, n: int, handle: Handle, fresh: bool = True) -> tuple[JobStatus, int | None]:
-        if self.executor.files_here:  # a remote attempt's come home at its end
-            self.metrics.watch(name, n, handle.launch.attempt_dir / "metrics", fresh)
+        self.metrics.watch(name, n, handle.launch.attempt_dir, fresh, live=not self.executor.files_here)
         exit = await self.executor.wait(handle)
         self.metrics.done(name, n)  # its last points, before its end
         status = final_status(exit)
@@ -369,9 +372,8 @@ class Scheduler:
             self._requeue_unstarted(name)
             return
         status = final_status(found)
-        if self.executor.files_here:  # what it reported while no daemon read it
-            self.metrics.watch(name, last.n, launch.attempt_dir / "metrics")
-            self.metrics.done(name, last.n)
+        self.metrics.watch(name, last.n, launch.attempt_dir)  # what it reported while no daemon read it
+        self.metrics.done(name, last.n)
         self.store.end_attempt(name, last.n, status, found.exit_code, found.signal, found.reason, found.ended)
         self._ended(name, status, found.exit_code)
 
