@@ -77,10 +77,14 @@ class BatchDir:
         self.daemon_log = self.internal / "daemon.log"
 
     @functools.cached_property
+    def key(self) -> str:
+        """What tells this batch from any other, whatever their names: a digest of its real path."""
+        return hashlib.sha256(os.path.realpath(self.path).encode(errors="surrogateescape")).hexdigest()[:32]
+
+    @functools.cached_property
     def token_file(self) -> Path:
         """The batch token: out of the batch folder, which its jobs can read (see the module's doc)."""
-        key = hashlib.sha256(os.path.realpath(self.path).encode(errors="surrogateescape")).hexdigest()[:32]
-        return token_folder() / key
+        return token_folder() / self.key
 
     def create(self) -> None:
         """Make (or check) the batch folder and its .hyperctl, private to the user (privatefs)."""

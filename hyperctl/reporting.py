@@ -8,7 +8,7 @@ The file is the truth (the daemon reads it by offset): one JSON object per line,
 `t` is when it was reported (seconds since the epoch), `step` an integer, every other key a
 metric (a number; NaN and infinities are written as JSON's NaN, Infinity, -Infinity). A shell
 job may append such lines itself: `echo '{"step": 1, "loss": 0.5}' >> "$HYPERCTL_METRICS_FILE"`
-(t is then when the daemon read it). A last line without its newline (a job killed mid-write)
+(without t, the point has no time). A last line without its newline (a job killed mid-write)
 is not read.
 
 report() never blocks on the network and never fails the job: a value that is not a number is

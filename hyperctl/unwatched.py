@@ -73,13 +73,15 @@ class Unwatched:
 
     def _alive(self, job: str, a: Attempt) -> bool:
         from hyperctl.backends import procfs
-        from hyperctl.backends.base import IDENTITY_ENV
+        from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER_ENV
 
         if not procfs.available():
             return True  # cannot tell: as the store says
-        markers = dict(zip(IDENTITY_ENV, (self.batch_dir.name, job, str(a.n))))
-        pid = a.pid if a.pid is not None else procfs.find_launcher(markers)
-        return pid is not None and procfs.is_launcher(pid, markers, a.pid_started if a.pid is not None else None)
+        if a.pid is not None:
+            launcher = dict(zip(LAUNCHER_ENV, (self.batch_dir.name, job, str(a.n))))
+            return procfs.is_launcher(a.pid, launcher, a.pid_started)
+        pid = procfs.find_launcher(dict(zip(IDENTITY_ENV, (self.batch_dir.key, job, str(a.n)))))
+        return pid is not None
 
     def told(self, view: dict[str, Any], job: str, status: JobStatus, attempt: Attempt | None) -> dict[str, Any]:
         """A job's view (views.job_view), or its last attempt's, with what its files tell, and why."""

@@ -73,13 +73,17 @@ def test_a_retried_attempt_starts_its_steps_again_and_each_attempt_keeps_its_own
 
 
 def test_csv_and_the_table_show_each_metric_in_a_column(tmp_path: Path, batches: Path) -> None:
-    code = "import hyperctl\nhyperctl.report(loss=0.5)\nhyperctl.report(loss=0.25, acc=0.75)\n"
+    code = "import hyperctl\nhyperctl.report(loss=0.5)\nhyperctl.report(loss=1 / 3, Acc=0.75)\n"
     run_batch(tmp_path, {"j": python(tmp_path, "j", code)})
 
     as_csv = hyperctl("job", "metrics", "b", "j", "--csv")
     rows = list(csv.reader(io.StringIO(as_csv.stdout)))
-    assert rows[0] == ["step", "t", "acc", "loss"]
-    assert [(r[0], r[2], r[3]) for r in rows[1:]] == [("0", "", "0.5"), ("1", "0.75", "0.25")]
+    assert rows[0] == ["step", "t", "Acc", "loss"]
+    assert [(r[0], r[2], r[3]) for r in rows[1:]] == [("0", "", "0.5"), ("1", "0.75", str(1 / 3))]
     shown = hyperctl("job", "metrics", "b", "j")
     assert shown.returncode == 0
-    assert shown.stdout.split("\n")[0].split() == ["STEP", "ACC", "LOSS"]
+    assert [line.split() for line in shown.stdout.splitlines()] == [
+        ["STEP", "Acc", "loss"],
+        ["0", "-", "0.5"],
+        ["1", "0.75", "0.3333"],
+    ]

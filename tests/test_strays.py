@@ -64,3 +64,30 @@ def test_a_stray_ends_soon_after_its_job_while_the_batch_goes_on(tmp_path: Path,
         assert run.wait(timeout=60) == 0
     finally:
         run.kill()
+
+
+def test_batches_of_one_name_in_two_data_dirs_never_end_each_other_s_jobs(tmp_path: Path, batches: Path) -> None:
+    """The identity a job's processes carry names its batch by folder, not by name: a kill of a
+    job in one data dir leaves a job of the same names in another alone."""
+    gate = tmp_path / "gate"
+    runs = []
+    try:
+        for n in (1, 2):
+            pid_file = tmp_path / f"pid-{n}"
+            waits = f"echo $$ > {pid_file}; while [ ! -e {gate} ]; do sleep 0.05; done"
+            doc = {"name": "b", "jobs": [{"name": "j", "execution": {"command": waits}}], "daemon": {"port": 0}}
+            config = write_json(tmp_path / f"b{n}.json", doc)
+            runs.append(start_hyperctl("run", "--config", str(config), "--batches-data-dir", str(tmp_path / f"d{n}")))
+            wait_for(lambda f=pid_file: f.exists() and f.read_text().strip(), f"batch {n}'s job to run")
+        (first,) = pids_in(tmp_path / "pid-1")
+
+        killed = hyperctl("job", "kill", "b", "j", "--batches-data-dir", str(tmp_path / "d2"))
+
+        assert killed.returncode == 0, killed.stderr
+        assert runs[1].wait(timeout=60) == 1
+        assert process_alive(first)
+        gate.touch()
+        assert runs[0].wait(timeout=60) == 0
+    finally:
+        for run in runs:
+            run.kill()

@@ -45,8 +45,13 @@ kill -TERM 0 2>/dev/null
 exit "$_hc_code"
 """
 PARAMS_ENV = "_HC_PARAMS"  # how the launcher gets the params it writes
-# What tells one attempt's processes from any other's: set in every job's environment.
-IDENTITY_ENV = ("HYPERCTL_BATCH_NAME", "HYPERCTL_JOB_NAME", "HYPERCTL_ATTEMPT")
+# What tells one attempt's processes from any other's: set in every job's environment; a search
+# of every process finds them by it. The batch by its key (layout.BatchDir.key), not its name:
+# batches of one name in two data dirs run apart.
+IDENTITY_ENV = ("HYPERCTL_BATCH_ID", "HYPERCTL_JOB_NAME", "HYPERCTL_ATTEMPT")
+# What tells that a known pid (with its start time) is still the attempt's launcher, when a
+# daemon adopts it again: the batch by name, which launchers of hyperctl 0.2.0 carry too.
+LAUNCHER_ENV = ("HYPERCTL_BATCH_NAME", "HYPERCTL_JOB_NAME", "HYPERCTL_ATTEMPT")
 # Params longer than this are written by the daemon, not passed to the launcher: a variable of
 # the environment may not exceed 128 KiB.
 MAX_PARAMS_ARG = 64 * 1024

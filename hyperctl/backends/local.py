@@ -20,6 +20,7 @@ from hyperctl.backends import procfs
 from hyperctl.backends.base import (
     IDENTITY_ENV,
     LAUNCHER,
+    LAUNCHER_ENV,
     MAX_PARAMS_ARG,
     PARAMS_ENV,
     Executor,
@@ -309,9 +310,9 @@ class LocalExecutor(Executor):
     async def _reattach(self, launch: Launch, pid: int | None, pid_started: float | None) -> Handle | None:
         if not procfs.available():
             return None
-        markers = {k: launch.env[k] for k in IDENTITY_ENV}
+        markers = {k: launch.env[k] for k in LAUNCHER_ENV}
         if pid is None:  # the daemon died before it saved the pid
-            pid = procfs.find_launcher(markers)
+            pid = procfs.find_launcher({k: launch.env[k] for k in IDENTITY_ENV})
         if pid is None or not procfs.is_launcher(pid, markers, pid_started):
             return None
         handle = self._new_handle(launch, pid, pid_started)

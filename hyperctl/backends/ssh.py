@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from hyperctl.attemptfiles import FileEnd, parse_exit_code
 from hyperctl.backends import mirror, sshscripts
-from hyperctl.backends.base import IDENTITY_ENV, MAX_PARAMS_ARG, Executor, Handle, Launch, Machine
+from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER_ENV, MAX_PARAMS_ARG, Executor, Handle, Launch, Machine
 from hyperctl.backends.collect import AttemptReader, extract
 from hyperctl.backends.sshchannel import JobChannel, stream
 from hyperctl.backends.sshconn import (
@@ -422,7 +422,8 @@ class RemoteExecutor(Executor):
         """A channel on which sshscripts.reattach() has said `adopted` (and waits for the job) or
         `gone`; what the attempt left follows on it."""
         transport = await self._transport(remote)
-        script = sshscripts.reattach(pid, _identity(launch), self._send_home(self._paths(remote, launch), launch))
+        launcher = {k: launch.env[k] for k in LAUNCHER_ENV}  # pid and its start time: as 0.2.0 started it too
+        script = sshscripts.reattach(pid, launcher, self._send_home(self._paths(remote, launch), launch))
         chan, first = await self._in_thread(first_line, transport, script)
         return first, chan
 

@@ -16,10 +16,18 @@ from typing import Any
 from hyperctl.errors import HyperctlError
 from hyperctl.jobsidelib import add_to_pythonpath, write_job_side_lib
 from hyperctl.output import say
+from hyperctl.reporting import METRICS_ENV
 
 NAME = "try"  # the job's name, for scripts that print or use it
 # A job's variables that only a batch gives: not passed on from a shell that is itself in a job.
-_BATCH_ONLY = ("HYPERCTL_SERVER_PORTAL", "HYPERCTL_JOB_TOKEN", "HYPERCTL_BATCH_NAME", "HYPERCTL_ATTEMPT")
+_BATCH_ONLY = (
+    "HYPERCTL_SERVER_PORTAL",
+    "HYPERCTL_JOB_TOKEN",
+    "HYPERCTL_BATCH_NAME",
+    "HYPERCTL_BATCH_ID",
+    "HYPERCTL_ATTEMPT",
+    METRICS_ENV,  # report() says it records nothing, rather than add to the enclosing job's
+)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser) -> None:

@@ -2,7 +2,8 @@
 prints (outputscalars.py), into the store (metricstore).
 
 Event-driven where it can be: nothing runs while no attempt runs; while some do, one timer reads
-the new bytes of every file at a bounded interval (so a curve is live within that), and each
+the new bytes of every file at a bounded interval (0.5 s while any file grows, doubling up to 2 s
+while none does: a curve is live within that, and quiet jobs cost few wake-ups), and each
 attempt's files are read once more at its end, before its end is recorded. A remote attempt's
 files are read the same way: while it runs, from the copies the executor appends their new bytes
 to (backends/mirror.py); at its end, as they came home whole.
@@ -22,7 +23,8 @@ from hyperctl.backends.mirror import live_copy
 from hyperctl.outputscalars import OutputScalars
 from hyperctl.pace import PROGRESS, fraction
 
-READ_EVERY = 0.5  # seconds between reads while attempts run
+READ_EVERY = 0.5  # seconds between reads while attempts run and report
+READ_QUIET_MAX = 2.0  # while none does, the interval doubles up to this: fewer wake-ups beside quiet jobs
 _BLOCK = 1 << 20  # bytes read at once (a line longer than this is skipped)
 _TICK_BLOCKS = 16  # blocks of one file a tick reads at most: a chatty job never holds the loop long
 FILES = {metricstore.REPORT: "metrics", metricstore.OUTPUT: "stdout"}  # each source's file in the attempt folder
@@ -42,6 +44,7 @@ class MetricsReader:
         self.mid_line: set[Key] = set()  # stdout in a line longer than a block: skipped to its end
         self.live: set[tuple[str, int]] = set()  # attempts whose files grow as copies until they come home
         self.timer: asyncio.TimerHandle | None = None
+        self.interval = READ_EVERY
 
     def sources(self) -> tuple[str, ...]:
         return metricstore.SOURCES if self.scalars is not None else (metricstore.REPORT,)
@@ -68,6 +71,7 @@ class MetricsReader:
                 return
             self.tails[job, n, source] = tail
             self.paths[job, n, source] = attempt_dir / FILES[source]
+        self.interval = READ_EVERY  # a new attempt may report at once
         self._arm()
 
     def done(self, job: str, n: int) -> None:
@@ -104,7 +108,7 @@ class MetricsReader:
 
     def _arm(self) -> None:
         if self.timer is None and self.tails:
-            self.timer = asyncio.get_running_loop().call_later(READ_EVERY, self._tick)
+            self.timer = asyncio.get_running_loop().call_later(self.interval, self._tick)
 
     def _tick(self) -> None:
         self.timer = None
@@ -122,6 +126,8 @@ class MetricsReader:
                 tail.offset, tail.lines, tail.summaries, tail.step = offset, lines, summaries, step
             self.mid_line = mid_line
             self.on_fault(e)
+        moved = any(self.tails[key].offset != offset for key, (offset, *_) in before.items() if key in self.tails)
+        self.interval = READ_EVERY if moved else min(self.interval * 2, READ_QUIET_MAX)
         self._arm()
 
     def _read(self, key: Key, blocks: int | None = None) -> None:

@@ -126,6 +126,11 @@ def bind(host: str, port: int) -> tuple[list[socket.socket], str | None]:
         raise
 
 
+def batch_env(spec: BatchSpec, batch_dir: BatchDir) -> dict[str, str]:
+    """What every job of the batch sees of it (backends/base.py IDENTITY_ENV: its key)."""
+    return {"HYPERCTL_BATCH_NAME": spec.name, "HYPERCTL_BATCH_ID": batch_dir.key}
+
+
 def _make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> Any:
     from hyperctl.daemon.app import make_app  # Tornado: only once somebody connects
 
@@ -231,7 +236,7 @@ async def _serve(
             ready=None,
             fault=None,
         )
-        env = {"HYPERCTL_BATCH_NAME": spec.name, "HYPERCTL_SERVER_PORTAL": portal}
+        env = {**batch_env(spec, batch_dir), "HYPERCTL_SERVER_PORTAL": portal}
         scheduler = Scheduler(spec, batch_dir, store, executor, env, tokens.for_job)
         in_flight = InFlight()
         server = Listener(sockets, lambda: _make_app(scheduler, tokens, in_flight), spec.daemon.request_timeout)
@@ -309,7 +314,7 @@ async def _kill_offline(batch_dir: BatchDir, jobs: set[str] | None) -> list[str]
     lock.acquire()  # no daemon may start this batch meanwhile
     store = Store(batch_dir.db)
     try:
-        env = {"HYPERCTL_BATCH_NAME": spec.name}
+        env = batch_env(spec, batch_dir)
         scheduler = Scheduler(spec, batch_dir, store, executor, env, Tokens("").for_job)
         scheduler.paused = True  # reattach and record, start nothing
         await scheduler.start()
