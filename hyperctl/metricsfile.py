@@ -184,3 +184,29 @@ def summarize_columns(columns: Columns, summaries: dict[str, Summary]) -> None:
                 summary.min, summary.min_step = least, at[numbers.index(least)]
             if math.isnan(summary.max) or most > summary.max:
                 summary.max, summary.max_step = most, at[numbers.index(most)]
+
+
+MAX_POINTS_PER_REQUEST = 1000  # points one request of the API may add (as MLflow's log_batch caps it)
+
+
+def lines_from_body(body: Any, now: float) -> tuple[bytes, int]:
+    """The metrics file's lines for points sent to the API (a JSON object, or an array of them,
+    as report() writes them; t is now when left out), and how many; ValueError naming what is
+    wrong (`[2].loss: ...`), and then nothing is written."""
+    points = body if isinstance(body, list) else [body]
+    if not all(isinstance(p, dict) for p in points) or not points:
+        raise ValueError("the body must be a point (a JSON object of metrics) or an array of them")
+    if len(points) > MAX_POINTS_PER_REQUEST:
+        raise ValueError(f"{len(points)} points in one request: at most {MAX_POINTS_PER_REQUEST}")
+    lines = []
+    for i, point in enumerate(points):
+        where = f"[{i}]" if isinstance(body, list) else "the point"
+        for key, value in point.items():
+            if key == "step" and type(value) is not int:
+                raise ValueError(f"{where}.step: must be a whole number, not {value!r}")
+            if type(value) not in _NUMBERS:
+                raise ValueError(f"{where}.{key}: must be a number, not {value!r}")
+        if not set(point) - set(RESERVED):
+            raise ValueError(f"{where}: no metric (a number besides t and step)")
+        lines.append(json.dumps({"t": round(now, 6), **point}, separators=(",", ":")) + "\n")
+    return "".join(lines).encode(), len(lines)

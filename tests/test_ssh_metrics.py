@@ -104,3 +104,26 @@ def test_live_metrics_survive_a_dropped_connection(hosts: list[Host], shared: Pa
 
     assert run.wait(timeout=30) == 0, run.communicate()[1]
     assert metrics() == [{"step": i, "loss": float(i + 1)} for i in range(3)]
+
+
+def test_a_remote_job_s_report_through_the_api_lands_in_its_file_on_the_host(
+    hosts: list[Host], shared: Path, batches: Path
+) -> None:
+    from hyperctl.daemon.auth import Tokens
+    from tests.conftest import batch_token, wait_for_portal
+    from tests.test_report_api import post
+
+    gate = shared / "gate"
+    run = start(shared, hosts, f"while [ ! -e {gate} ]; do sleep 0.05; done")
+    portal = wait_for_portal(run)
+    wait_for(lambda: status() == "running", "the remote job to run")
+
+    sent = post(portal, "m", Tokens(batch_token(batches, "r")).for_job("m"), b'{"step": 2, "loss": 0.125}')
+
+    assert sent == (200, {"job": "m", "attempt": 1, "points": 1})
+    wait_for(lambda: metrics() == [{"step": 2, "loss": 0.125}], "the point, live from the host", 20)
+    gate.touch()
+    assert run.wait(timeout=30) == 0, run.communicate()[1]
+    on_host = hosts[0].home / REMOTE_ROOT / "r" / ".hyperctl" / "jobs" / "m" / "attempt-1" / "metrics"
+    assert [json.loads(line)["loss"] for line in on_host.read_text().splitlines()] == [0.125]
+    assert metrics() == [{"step": 2, "loss": 0.125}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hyperctl import privatefs
 from hyperctl.attemptfiles import FileEnd, parse_exit_code
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir, Layout
@@ -186,6 +188,17 @@ class Executor(ABC):
     @abstractmethod
     async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
         """A file of the attempt's folder (exitcode, stdout), or None when it does not exist."""
+
+    async def append_to_attempt(self, handle: Handle, name: str, data: bytes) -> None:
+        """Append data to a file of the running attempt's folder where the attempt has it (its
+        metrics, for a job that reports through the API); OSError when it cannot."""
+        fd = privatefs.open_file(handle.launch.attempt_dir / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            view = memoryview(data)
+            while view:  # a local file takes it at once: no wait worth a thread
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
 
     async def _attempt_end(self, launch: Launch) -> FileEnd | None:
         """What the attempt's exitcode file says, when it has ended (with when, where known)."""

@@ -464,6 +464,13 @@ class RemoteExecutor(Executor):
             await chunks.aclose()
             chan.close()
 
+    async def append_to_attempt(self, handle: Handle, name: str, data: bytes) -> None:
+        remote = self.remotes[handle.launch.machine.name]
+        path = self._paths(remote, handle.launch).attempt / name
+        status, out = await self._exec(remote, sshscripts.append(path), data)
+        if status != 0:
+            raise OSError(f"{handle.launch.machine.name}: {path}: {out.strip() or f'exit {status}'}")
+
     async def _read_attempt_file(self, launch: Launch, name: str) -> str | None:
         remote = self.remotes[launch.machine.name]
         status, out = await self._exec(remote, sshscripts.read_file(self._paths(remote, launch).attempt / name))

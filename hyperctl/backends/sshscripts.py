@@ -238,6 +238,12 @@ def read_file(path: PurePosixPath, limit: int = 4096) -> str:
     return f"head -c {int(limit)} {_q(str(path))} 2>/dev/null"
 
 
+def append(path: PurePosixPath) -> str:
+    """Append stdin to a file (made private if new); say why on stdout and exit non-zero when it
+    cannot (its folder gone: the attempt has ended there)."""
+    return f"umask 077; cat >> {_q(str(path))} 2>&1"
+
+
 def read_end(path: PurePosixPath) -> str:
     """Print an exitcode file's mtime (whole seconds since the epoch) on a line, then the file;
     exit non-zero when it does not exist."""

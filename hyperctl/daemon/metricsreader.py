@@ -106,6 +106,10 @@ class MetricsReader:
                 return value
         return None
 
+    def soon(self) -> None:
+        """New bytes are on their way (a report through the API): read at the shortest interval."""
+        self.interval = READ_EVERY
+
     def _arm(self) -> None:
         if self.timer is None and self.tails:
             self.timer = asyncio.get_running_loop().call_later(self.interval, self._tick)

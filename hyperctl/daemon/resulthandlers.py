@@ -9,6 +9,7 @@ them (NaN, Infinity), as `--json` does.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import tornado.web
@@ -20,6 +21,7 @@ from hyperctl.comparison import compare
 from hyperctl.daemon.handlers import ApiHandler
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir
+from hyperctl.metricsfile import lines_from_body
 from hyperctl.store import Store
 from hyperctl.storefaults import StoreError
 
@@ -39,7 +41,7 @@ def _compare(batch_dir: BatchDir, **asked: Any) -> bytes:
 
 class JobMetricsHandler(ApiHandler):
     """GET .../job/{name}/metrics[?attempt=K&key=NAME]: an attempt's points and summaries (the last
-    attempt's by default); a job's own token reads its own."""
+    attempt's by default); a job's own token reads its own. POST: the job reports (below)."""
 
     async def get(self, name: str) -> None:
         self.require_job_token(name)
@@ -55,6 +57,26 @@ class JobMetricsHandler(ApiHandler):
         if body is None:  # gone from the store since the check
             raise tornado.web.HTTPError(404, reason=f"no job named '{name}' in this batch")
         self.send_json(body)
+
+    # POST: a point or an array of them, as report() writes them, appended to the running
+    # attempt's metrics file where the job has it (the file is the truth, read as every report
+    # is). Only the job itself, with its own token: no one reports for another.
+    async def post(self, name: str) -> None:
+        if self.reader() != name:
+            raise tornado.web.HTTPError(403, reason="only the job itself reports its metrics, with its own token")
+        handle = self.scheduler.running.get(name)
+        if handle is None:
+            raise tornado.web.HTTPError(409, reason=f"job '{name}' is not running: only a running attempt reports")
+        try:
+            lines, count = lines_from_body(json.loads(self.request.body or b"null"), time.time())
+        except ValueError as e:  # JSON's own errors too
+            raise tornado.web.HTTPError(400, reason=str(e)) from None
+        try:
+            await self.scheduler.executor.append_to_attempt(handle, "metrics", lines)
+        except (OSError, HyperctlError) as e:
+            raise tornado.web.HTTPError(503, reason=f"the metrics file could not take them: {e}") from None
+        self.scheduler.metrics.soon()
+        self.send({"job": name, "attempt": handle.launch.attempt, "points": count})
 
 
 class CompareHandler(ApiHandler):
