@@ -298,22 +298,25 @@ def _cgroup_dirs(nodes: list[str]) -> list[Path]:
 
 def _leftover_pids(cluster: SlurmCluster) -> set[int]:
     """Processes of the cluster still running in the root namespace once its daemons are gone:
-    whatever is in its cgroups, and its slurmstepds (they hold its SLURM_CONF) with their sessions."""
+    whatever is in its cgroups, whatever holds its SLURM_CONF or a file of it open, and every process
+    of its slurmstepds' sessions (the jobs). A slurmstepd's own environment is overwritten by its
+    title, but it keeps its slurmd's log open."""
     pids: set[int] = set()
     for top in _cgroup_dirs(cluster.nodes):
         for procs in top.rglob("cgroup.procs"):
             with suppress(OSError):
                 pids.update(int(p) for p in procs.read_text().split())
-    mark = f"SLURM_CONF={cluster.conf}".encode()
+    mark, inside = f"SLURM_CONF={cluster.conf}".encode(), f"{cluster.root}/"
     sessions: set[int] = set()
     for proc in Path("/proc").glob("[0-9]*"):
         with suppress(OSError):
-            stepd = os.readlink(proc / "exe").endswith("slurmstepd")
-            if stepd and mark in (proc / "environ").read_bytes().split(b"\0"):
+            if mark in (proc / "environ").read_bytes().split(b"\0") or any(
+                os.readlink(fd).startswith(inside) for fd in (proc / "fd").iterdir()
+            ):
                 pids.add(int(proc.name))
-                sessions.add(os.getsid(int(proc.name)))
-    sessions.discard(os.getsid(0))
-    sessions.discard(1)
+                if Path(os.readlink(proc / "exe")).name.startswith("slurmstepd"):
+                    sessions.add(os.getsid(int(proc.name)))
+    sessions -= {os.getsid(0), 0, 1}
     for proc in Path("/proc").glob("[0-9]*"):
         with suppress(OSError):
             if os.getsid(int(proc.name)) in sessions:
@@ -331,19 +334,15 @@ def _stop(cluster: SlurmCluster, bridge: str, namespaces: list[str]) -> None:
             if ids := cluster.run("squeue", "-h", "-o", "%A", check=False, timeout=10).stdout.split():
                 cluster.run("scancel", *ids, check=False, timeout=10)
                 _wait(3, "jobs cancelled", lambda: not cluster.run("squeue", "-h", "-t", "R,CG,S").stdout)
-    # TERM all at once (each takes 1.5-2 s to exit; one after another was 12 s), KILL what is left.
-    live = [d for d in cluster._daemons.values() if d.poll() is None]
-    for daemon in live:
-        daemon.terminate()
-    end = time.monotonic() + 10
-    for daemon in live:
-        try:
-            daemon.wait(timeout=max(0.1, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
+    # KILL, not TERM: on TERM a daemon takes up to 2 s to exit, and nothing it would save is kept.
+    for daemon in cluster._daemons.values():
+        if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
-    for ns in namespaces:
+    for k, ns in enumerate(namespaces, start=1):
         _kill_namespace(ns)
+        # The veth first: a namespace's links go only once the kernel has freed it, which it does later.
+        _run("ip", "link", "del", f"{bridge[:-2]}v{k}", check=False)
         _run("ip", "netns", "del", ns, check=False)
     # Left in the root namespace (only when a job outlived its slurmd there): kill until none is left.
     for _ in range(50):
