@@ -11,6 +11,11 @@ Faults: `crash(node)` (every process of the node dies at once), `kill_slurmd(nod
 on, orphaned); `revive(node)` starts its slurmd again (it rejoins idle: ReturnToService=2).
 With SlurmdTimeout=5 and MessageTimeout=2, Slurm marks a dead node down after about 10 s.
 
+No accounting: slurmdbd with a MariaDB of its own would add 2-4 s to the start (and MariaDB to
+what the tests install); sacct answers "accounting storage is disabled", squeue and scontrol show
+ended jobs for MinJobAge (`min_job_age`; 2 in the `slurm_short_age` fixture), and jobcomp/filetxt
+writes one line per ended run in `root/log/jobcomp.txt`.
+
 Nothing in /etc, /run or /var is used; names, addresses and ports are this test process's own,
 so two test runs (or this fixture and the SSH hosts' one) never meet. Stopping cancels every job,
 ends every daemon by its pid, kills what is left in the cluster's namespaces and cgroups, and
@@ -40,14 +45,16 @@ MEMORY_MB = 4000  # per node; DefMemPerCPU=100 lets jobs share a node (else each
 _clusters = itertools.count()  # a letter per cluster of this process: two may run at once
 
 
-class SlurmUnavailable(RuntimeError):
-    """This machine cannot run the test cluster (not root, Slurm not installed): one line why."""
+class SlurmClusterError(RuntimeError):
+    """The test cluster cannot run on this machine (not root, Slurm not installed) or did not start:
+    one line why."""
 
 
 @dataclass
 class SlurmCluster:
     """A running test cluster. `env` is what sbatch, squeue, scancel, sacct, scontrol, sdiag need."""
 
+    prefix: str  # of every name the cluster takes: nodes, namespaces, links, cgroups (slurm_<node>)
     root: Path  # everything of the cluster: config, state, logs, munge key, `shared`
     conf: Path
     nodes: list[str]  # nodes[0] shares the root namespace (its jobs reach 127.0.0.1); the others do not
@@ -57,6 +64,7 @@ class SlurmCluster:
     proctrack: str  # "cgroup" (every process of a job is tracked) or "linuxproc" (its process tree)
     _daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
     _felled: set[str] = field(default_factory=set, repr=False)  # nodes whose slurmd a test killed
+    _namespaces: list[str] = field(default_factory=list, repr=False)  # made so far: stop removes them
     _slurmd_argv: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @property
@@ -69,7 +77,7 @@ class SlurmCluster:
 
     def run(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run a Slurm command (`sbatch`, `squeue`, ...) against this cluster."""
-        return subprocess.run(argv, env=self.environ(), check=check, capture_output=True, text=True, timeout=timeout)
+        return _run(*argv, check=check, env=self.environ(), timeout=timeout)
 
     def sbatch(self, *args: str) -> str:
         """Submit a job (sbatch's options and `--wrap CMD` or a script); its id."""
@@ -162,10 +170,13 @@ def _tail(logs: Path, name: str) -> str:
     return " | ".join(line.strip() for line in lines) or "no log"
 
 
-def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(argv, capture_output=True, text=True)
+def _run(
+    *argv: str, check: bool = True, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
     if check and done.returncode != 0:
-        raise RuntimeError(f"slurm test cluster: {' '.join(argv)}: {done.stderr.strip() or done.returncode}")
+        why = " ".join(done.stderr.split()) or f"exit {done.returncode}"
+        raise RuntimeError(f"slurm test cluster: {' '.join(argv)}: {why}")
     return done
 
 
@@ -175,12 +186,12 @@ def _path() -> str:
 
 
 def check_machine() -> None:
-    """Raise SlurmUnavailable with one line why when this machine cannot run the test cluster."""
+    """Raise SlurmClusterError with one line why when this machine cannot run the test cluster."""
     if os.geteuid() != 0:
-        raise SlurmUnavailable("the Slurm test cluster needs root (network namespaces, munge, slurmd)")
+        raise SlurmClusterError("the Slurm test cluster needs root (network namespaces, munge, slurmd)")
     missing = [p for p in PROGRAMS if shutil.which(p, path=_path()) is None]
     if missing:
-        raise SlurmUnavailable(f"{', '.join(missing)} missing: {INSTALL}")
+        raise SlurmClusterError(f"{', '.join(missing)} missing: {INSTALL}")
 
 
 def _free_ports(count: int) -> list[int]:
@@ -216,7 +227,7 @@ def _write_config(cluster: SlurmCluster, ports: list[int], slurmd_timeout: int, 
     # slurmd wait forever, a regular file is taken with an error line. /dev/null's numbers will do.
     for k in range(GPUS):
         os.mknod(root / "gpu" / f"nvidia{k}", 0o666 | 0o020000, os.makedev(1, 3))
-    listed = f"{cluster.nodes[0][:-1]}[0-{len(nodes) - 1}]"
+    listed = f"{cluster.prefix}[0-{len(nodes) - 1}]"
     track = cluster.proctrack
     lines = [
         "ClusterName=hctest",
@@ -325,7 +336,7 @@ def _leftover_pids(cluster: SlurmCluster) -> set[int]:
     return pids
 
 
-def _stop(cluster: SlurmCluster, bridge: str, namespaces: list[str]) -> None:
+def _stop(cluster: SlurmCluster) -> None:
     ctld = cluster._daemons.get("slurmctld")
     if ctld is not None and ctld.poll() is None:
         # Jobs first, while the slurmds still run to end them (in 0.02-0.2 s). Not for long: a job on a
@@ -339,10 +350,10 @@ def _stop(cluster: SlurmCluster, bridge: str, namespaces: list[str]) -> None:
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
-    for k, ns in enumerate(namespaces, start=1):
+    for k, ns in enumerate(cluster._namespaces, start=1):
         _kill_namespace(ns)
         # The veth first: a namespace's links go only once the kernel has freed it, which it does later.
-        _run("ip", "link", "del", f"{bridge[:-2]}v{k}", check=False)
+        _run("ip", "link", "del", f"{cluster.prefix}v{k}", check=False)
         _run("ip", "netns", "del", ns, check=False)
     # Left in the root namespace (only when a job outlived its slurmd there): kill until none is left.
     for _ in range(50):
@@ -353,7 +364,7 @@ def _stop(cluster: SlurmCluster, bridge: str, namespaces: list[str]) -> None:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.02)
-    _run("ip", "link", "del", bridge, check=False)
+    _run("ip", "link", "del", f"{cluster.prefix}br", check=False)
     # Deepest first: a cgroup goes once its children and processes have.
     for top in _cgroup_dirs(cluster.nodes):
         for path in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
@@ -384,6 +395,7 @@ def slurm_cluster(
     controller = f"10.{250 + serial % 5}.{serial // 5 % 250}.1"
     root = Path(tempfile.mkdtemp(prefix="hyperctl-slurm-"))
     cluster = SlurmCluster(
+        prefix=prefix,
         root=root,
         conf=root / "etc" / "slurm.conf",
         nodes=[f"{prefix}{k}" for k in range(nodes)],
@@ -392,52 +404,60 @@ def slurm_cluster(
         min_job_age=min_job_age,
         proctrack="cgroup" if _cgroups_v1() else "linuxproc",
     )
-    bridge = f"{prefix}br"
-    namespaces: list[str] = []
     try:
-        _write_config(cluster, _free_ports(2), slurmd_timeout, message_timeout)
-        _run("ip", "link", "add", bridge, "type", "bridge")
-        _run("ip", "addr", "add", f"{controller}/24", "dev", bridge)
-        _run("ip", "link", "set", bridge, "up")
-        for k, node in enumerate(cluster.nodes[1:], start=1):
-            outside, inside = f"{prefix}v{k}", f"{prefix}i{k}"
-            _run("ip", "netns", "add", node)
-            namespaces.append(node)
-            _run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
-            _run("ip", "link", "set", inside, "netns", node)
-            _run("ip", "link", "set", outside, "master", bridge, "up")
-            _run("ip", "-n", node, "addr", "add", f"{_address(cluster, k)}/24", "dev", inside)
-            _run("ip", "-n", node, "link", "set", inside, "up")
-            _run("ip", "-n", node, "link", "set", "lo", "up")
-            _run("ip", "-n", node, "route", "add", "default", "via", controller)
-        munge = root / "munge"
-        cluster._spawn(
-            "munged",
-            ["setpriv", "--reuid=munge", "--regid=munge", "--init-groups", "munged", "-F"]
-            + [f"--socket={munge / 'run' / 'munge.socket.2'}", f"--key-file={munge / 'munge.key'}"]
-            + [f"--pid-file={munge / 'run' / 'munged.pid'}", f"--log-file={root / 'log' / 'munged.log'}"]
-            + [f"--seed-file={munge / 'lib' / 'munged.seed'}"],
-        )
-        _wait(10, "munged", (munge / "run" / "munge.socket.2").is_socket, cluster)
-        cluster._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(cluster.conf)])
-        for node in cluster.nodes:
-            # nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroups from slurmd.
-            enter = [] if cluster.namespace(node) is None else ["nsenter", f"--net=/run/netns/{node}"]
-            cluster._slurmd_argv[node] = [*enter, "slurmd", "-D", "-f", str(cluster.conf), "-N", node]
-            cluster._spawn(f"slurmd-{node}", cluster._slurmd_argv[node])
-
-        def all_idle() -> bool:
-            found = cluster.run("sinfo", "-h", "-N", "-p", "debug", "-o", "%t", check=False).stdout.split()
-            return found == ["idle"] * nodes
-
-        _wait(60, "every node idle", all_idle, cluster)
-        # The main scheduler first runs ~3 s after slurmctld starts: a job submitted before waits for
-        # it. A probe job that has run proves the whole path (munge, controller, a node, slurmstepd).
-        probe = cluster.sbatch("--job-name=slurm-cluster-probe", "-o", "/dev/null", "--wrap", "true")
-        cluster.wait_state(probe, "COMPLETED")
+        try:
+            _start(cluster, slurmd_timeout, message_timeout)
+        except RuntimeError as error:
+            raise SlurmClusterError(str(error)) from None
         yield cluster
     finally:
         try:
-            _stop(cluster, bridge, namespaces)
+            _stop(cluster)
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _start(cluster: SlurmCluster, slurmd_timeout: int, message_timeout: int) -> None:
+    """Make the network, start the daemons, and wait until every node is idle and a probe job has run."""
+    prefix, controller, root, nodes = cluster.prefix, cluster.controller, cluster.root, len(cluster.nodes)
+    bridge = f"{prefix}br"
+    _write_config(cluster, _free_ports(2), slurmd_timeout, message_timeout)
+    _run("ip", "link", "add", bridge, "type", "bridge")
+    _run("ip", "addr", "add", f"{controller}/24", "dev", bridge)
+    _run("ip", "link", "set", bridge, "up")
+    for k, node in enumerate(cluster.nodes[1:], start=1):
+        outside, inside = f"{prefix}v{k}", f"{prefix}i{k}"
+        _run("ip", "netns", "add", node)
+        cluster._namespaces.append(node)
+        _run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
+        _run("ip", "link", "set", inside, "netns", node)
+        _run("ip", "link", "set", outside, "master", bridge, "up")
+        _run("ip", "-n", node, "addr", "add", f"{_address(cluster, k)}/24", "dev", inside)
+        _run("ip", "-n", node, "link", "set", inside, "up")
+        _run("ip", "-n", node, "link", "set", "lo", "up")
+        _run("ip", "-n", node, "route", "add", "default", "via", controller)
+    munge = root / "munge"
+    cluster._spawn(
+        "munged",
+        ["setpriv", "--reuid=munge", "--regid=munge", "--init-groups", "munged", "-F"]
+        + [f"--socket={munge / 'run' / 'munge.socket.2'}", f"--key-file={munge / 'munge.key'}"]
+        + [f"--pid-file={munge / 'run' / 'munged.pid'}", f"--log-file={root / 'log' / 'munged.log'}"]
+        + [f"--seed-file={munge / 'lib' / 'munged.seed'}"],
+    )
+    _wait(10, "munged", (munge / "run" / "munge.socket.2").is_socket, cluster)
+    cluster._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(cluster.conf)])
+    for node in cluster.nodes:
+        # nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroups from slurmd.
+        enter = [] if cluster.namespace(node) is None else ["nsenter", f"--net=/run/netns/{node}"]
+        cluster._slurmd_argv[node] = [*enter, "slurmd", "-D", "-f", str(cluster.conf), "-N", node]
+        cluster._spawn(f"slurmd-{node}", cluster._slurmd_argv[node])
+
+    def all_idle() -> bool:
+        found = cluster.run("sinfo", "-h", "-N", "-p", "debug", "-o", "%t", check=False).stdout.split()
+        return found == ["idle"] * nodes
+
+    _wait(60, "every node idle", all_idle, cluster)
+    # The main scheduler first runs ~3 s after slurmctld starts: a job submitted before waits for
+    # it. A probe job that has run proves the whole path (munge, controller, a node, slurmstepd).
+    probe = cluster.sbatch("--job-name=slurm-cluster-probe", "-o", "/dev/null", "--wrap", "true")
+    cluster.wait_state(probe, "COMPLETED")

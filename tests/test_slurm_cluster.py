@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import process_alive, wait_for
-from tests.slurmcluster import SlurmCluster, slurm_cluster
+from tests.conftest import process_alive, slurm_cluster_or_fail, wait_for
+from tests.slurmcluster import SlurmCluster
 
 
 @pytest.fixture
@@ -104,10 +104,14 @@ def test_a_short_min_job_age_makes_squeue_forget_ended_jobs(slurm_short_age: Slu
     assert gone.returncode == 1 and "Invalid job id specified" in gone.stderr
 
 
+class Failed(Exception):
+    """A test failing while its cluster runs."""
+
+
 def test_stop_after_a_failure_leaves_nothing_behind() -> None:
     """Jobs running on a live node, orphaned on the root namespace's node and on a crashed one:
     a failing test body, and afterwards no process, namespace, link, cgroup or file of the cluster."""
-    with pytest.raises(ZeroDivisionError), slurm_cluster(nodes=3) as cluster:
+    with pytest.raises(Failed), slurm_cluster_or_fail(nodes=3) as cluster:
         pids = cluster.shared / "pids"
         script = f"sleep 300 & echo $! >>{pids}; wait"
         jobs = [cluster.sbatch("-w", node, "-o", "/dev/null", "--wrap", script) for node in cluster.nodes]
@@ -118,10 +122,9 @@ def test_stop_after_a_failure_leaves_nothing_behind() -> None:
         daemons = [d.pid for d in cluster._daemons.values()]
         cluster.kill_slurmd(cluster.nodes[0])
         cluster.crash(cluster.nodes[1])
-        1 / 0  # noqa: B018 (the test fails here)
+        raise Failed
     assert not [pid for pid in started + daemons if process_alive(pid)]
-    assert not [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
-                if ns.startswith(cluster.nodes[0][:-1])]  # fmt: skip
-    assert cluster.nodes[0][:-1] not in subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
-    assert not list(Path("/sys/fs/cgroup").glob(f"*/slurm_{cluster.nodes[0][:-1]}*"))
+    for listing in (["ip", "netns", "list"], ["ip", "link"]):
+        assert cluster.prefix not in subprocess.run(listing, capture_output=True, text=True).stdout
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/slurm_{cluster.prefix}*"))
     assert not cluster.root.exists()
