@@ -17,8 +17,8 @@ ended jobs for MinJobAge (`min_job_age`; 2 in the `slurm_short_age` fixture), an
 writes one line per ended run in `root/log/jobcomp.txt`.
 
 Nothing in /etc, /run or /var is used; names, addresses and ports are this test process's own,
-so two test runs (or this fixture and the SSH hosts' one) never meet. Stopping cancels every job,
-ends every daemon by its pid, kills what is left in the cluster's namespaces and cgroups, and
+so two test runs (or this fixture and the SSH hosts' one) never meet. Stopping cancels every job
+(when every node is up), kills every daemon by its pid, kills what is left in the cluster's namespaces and cgroups, and
 removes the namespaces, the bridge, the cgroups and the folder.
 """
 
@@ -122,12 +122,15 @@ class SlurmCluster:
         assert self._daemons[f"slurmd-{node}"].poll() is not None, f"{node}: its slurmd still runs"
         self._spawn(f"slurmd-{node}", self._slurmd_argv[node])
         self._felled.discard(node)
-        _wait(within, f"{node} back", lambda: self.node_state(node) in ("idle", "mix", "alloc"), self)
+        self.wait_node(node, "idle", "mix", "alloc", within=within)
 
     def wait_state(self, job_id: str, *states: str, within: float = 30) -> str:
         """Wait until the job is in one of `states` (as squeue shows them); that state."""
-        _wait(within, f"job {job_id} {'/'.join(states)}", lambda: self.job_state(job_id) in states, self)
-        return self.job_state(job_id)
+        return _wait_value(within, f"job {job_id} {'/'.join(states)}", lambda: self.job_state(job_id), states, self)
+
+    def wait_node(self, node: str, *states: str, within: float = 30) -> str:
+        """Wait until the node is in one of `states` (as sinfo shows them: `down*`, `idle`...); that state."""
+        return _wait_value(within, f"{node} {'/'.join(states)}", lambda: self.node_state(node), states, self)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         with open(self.root / "log" / f"{name}.out", "ab") as log:  # the daemon keeps its own copy
@@ -158,7 +161,21 @@ def _wait(within: float, what: str, check: Callable[[], bool], cluster: SlurmClu
         if time.monotonic() > end:
             logs = f" ({_tail(cluster.root / 'log', 'slurmctld')})" if cluster is not None else ""
             raise RuntimeError(f"slurm test cluster: {what}: not after {within:.0f} s{logs}")
-        time.sleep(0.05)
+        time.sleep(0.1)  # each check is a Slurm command (an RPC to slurmctld): 10 a second at most
+
+
+def _wait_value(
+    within: float, what: str, value: Callable[[], str], wanted: tuple[str, ...], cluster: SlurmCluster
+) -> str:
+    seen = ""
+
+    def check() -> bool:
+        nonlocal seen
+        seen = value()
+        return seen in wanted
+
+    _wait(within, what, check, cluster)
+    return seen
 
 
 def _tail(logs: Path, name: str) -> str:
@@ -338,9 +355,9 @@ def _leftover_pids(cluster: SlurmCluster) -> set[int]:
 
 def _stop(cluster: SlurmCluster) -> None:
     ctld = cluster._daemons.get("slurmctld")
-    if ctld is not None and ctld.poll() is None:
-        # Jobs first, while the slurmds still run to end them (in 0.02-0.2 s). Not for long: a job on a
-        # crashed node stays COMPLETING until Slurm finds the node dead; what is left is killed below.
+    if ctld is not None and ctld.poll() is None and not cluster._felled:
+        # Jobs first, while the slurmds run to end them (0.1-2 s). Not with a node down: its jobs stay
+        # COMPLETING until Slurm finds it dead (10 s); they, and all else left, are killed below.
         with suppress(subprocess.SubprocessError, RuntimeError):
             if ids := cluster.run("squeue", "-h", "-o", "%A", check=False, timeout=10).stdout.split():
                 cluster.run("scancel", *ids, check=False, timeout=10)

@@ -22,14 +22,10 @@ def out(slurm: SlurmCluster) -> Path:
     return folder
 
 
-def names_states(cluster: SlurmCluster, name: str) -> list[str]:
-    return cluster.run("squeue", "-h", "-t", "all", "--name", name, "-o", "%T").stdout.split()
-
-
 def test_twenty_jobs_spread_over_nodes_and_write_to_the_shared_folder(slurm: SlurmCluster, out: Path) -> None:
-    for k in range(20):
-        slurm.sbatch("--job-name=twenty", "-o", f"{out}/{k}.out", "--wrap", "echo $SLURMD_NODENAME; hostname")
-    wait_for(lambda: names_states(slurm, "twenty") == ["COMPLETED"] * 20, "20 jobs completed")
+    script = "echo $SLURMD_NODENAME; hostname"
+    jobs = [slurm.sbatch("-o", f"{out}/{k}.out", "--wrap", script) for k in range(20)]
+    assert [slurm.wait_state(job, "COMPLETED", "FAILED") for job in jobs] == ["COMPLETED"] * 20
     nodes = [(out / f"{k}.out").read_text().split()[0] for k in range(20)]
     assert set(nodes) <= set(slurm.nodes) and len(set(nodes)) >= 2, nodes
     # sdiag counts the controller's RPCs (slurmctld's load); sacct needs accounting, which is off.
@@ -74,7 +70,7 @@ def test_a_crashed_node_fails_or_requeues_its_jobs_and_comes_back(slurm: SlurmCl
         slurm.wait_state(job, "RUNNING")
     wait_for(lambda: (out / "once").exists() and (out / "again").exists(), "both jobs started")
     slurm.crash(node)
-    wait_for(lambda: slurm.node_state(node) == "down*", f"{node} down", deadline=40)
+    slurm.wait_node(node, "down*", within=40)
     # As the notes measured: --no-requeue ends NODE_FAIL; a requeueable job waits to run again.
     assert slurm.wait_state(once, "NODE_FAIL") == "NODE_FAIL"
     assert slurm.wait_state(again, "PENDING") == "PENDING"
@@ -99,7 +95,7 @@ def test_a_job_goes_on_without_its_slurmd(slurm: SlurmCluster, out: Path) -> Non
 def test_a_short_min_job_age_makes_squeue_forget_ended_jobs(slurm_short_age: SlurmCluster) -> None:
     job = slurm_short_age.sbatch("-o", "/dev/null", "--wrap", "true")
     slurm_short_age.wait_state(job, "COMPLETED")
-    wait_for(lambda: slurm_short_age.job_state(job) == "", "squeue forgot the job", deadline=20)
+    slurm_short_age.wait_state(job, "", within=20)  # '': squeue no longer knows it
     gone = slurm_short_age.run("squeue", "-j", job, check=False)
     assert gone.returncode == 1 and "Invalid job id specified" in gone.stderr
 
