@@ -51,6 +51,13 @@ def test_fake_gpus_have_distinct_indices(slurm: SlurmCluster, out: Path) -> None
     assert refused.returncode == 1 and "Requested node configuration is not available" in refused.stderr
 
 
+def test_a_job_of_another_user_runs_as_that_user(slurm: SlurmCluster, out: Path) -> None:
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    submitted = slurm.run(*as_nobody, "sbatch", "--parsable", "-o", f"{out}/who", "--wrap", "id -un")
+    assert slurm.wait_state(submitted.stdout.strip(), "COMPLETED", "FAILED") == "COMPLETED"
+    assert (out / "who").read_text() == "nobody\n"
+
+
 def test_scancel_ends_a_running_job_and_its_processes(slurm: SlurmCluster, out: Path) -> None:
     job = slurm.sbatch("-w", slurm.nodes[2], "-o", "/dev/null", "--wrap", f"sleep 300 & echo $! >{out}/pid; wait")
     slurm.wait_state(job, "RUNNING")
