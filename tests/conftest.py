@@ -20,6 +20,7 @@ import pytest
 
 from hyperctl.daemon.auth import read_token
 from hyperctl.layout import BatchDir
+from tests.slurmcluster import SlurmCluster, SlurmClusterError, slurm_cluster
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -55,6 +56,33 @@ def shared() -> Iterator[Path]:
     os.chmod(folder, 0o777)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def slurm_cluster_or_fail(**options: int) -> Iterator[SlurmCluster]:
+    """A Slurm test cluster (tests/slurmcluster.py), or the test fails with one line why (never a skip)."""
+    reason = ""
+    try:
+        with slurm_cluster(**options) as cluster:
+            yield cluster
+    except (SlurmClusterError, RuntimeError) as error:
+        reason = str(error)
+    if reason:  # out of the except: no "during handling of the above exception"
+        pytest.fail(reason, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[SlurmCluster]:
+    """A real 4-node Slurm cluster (tests/slurmcluster.py), started once for the session."""
+    with slurm_cluster_or_fail() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def slurm_short_age() -> Iterator[SlurmCluster]:
+    """Another cluster whose squeue forgets an ended job within seconds (MinJobAge=2)."""
+    with slurm_cluster_or_fail(min_job_age=2) as cluster:
+        yield cluster
 
 
 def kill_leftovers(batches: Path) -> None:
