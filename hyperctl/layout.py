@@ -36,6 +36,11 @@ INTERNAL = ".hyperctl"
 ATTEMPT_FILES = ("stdout", "stderr", "metrics", "exitcode")
 
 
+def live_copy(attempt_dir: Path, name: str) -> Path:
+    """Where a running remote attempt's file `name` is copied as it grows (backends/mirror.py)."""
+    return attempt_dir / f"{name}.live"
+
+
 class Layout(IntEnum):
     """Where an attempt's records are, relative to the batch folder."""
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hyperctl.metricsfile import Point, Reading, Summary, read_new, summarize, summarize_columns
-from hyperctl.outputscalars import last_step
 from hyperctl.pace import PROGRESS, fraction
 from hyperctl.spec import JobStatus, Objective
 
@@ -56,6 +55,8 @@ def tail_of(conn: sqlite3.Connection, job: str, n: int, source: str = REPORT) ->
             "SELECT data FROM metric_chunks WHERE job = ? AND n = ? AND source = ? ORDER BY offset DESC LIMIT 1",
             (job, n, source),
         ).fetchone()
+        from hyperctl.outputscalars import last_step  # only where stdout is read for scalars
+
         tail.step = last_step(last[0]) if last else None
     return tail
 

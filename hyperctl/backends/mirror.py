@@ -19,16 +19,12 @@ from pathlib import Path, PurePosixPath
 
 from hyperctl import privatefs
 from hyperctl.backends import sshscripts
+from hyperctl.layout import live_copy
 
 MIRROR_EVERY = 1.0  # seconds between requests while jobs run on a machine
 FILE_LIMIT = 4 << 20  # bytes of one file per request: a chatty stdout catches up over several
 TOTAL_LIMIT = 16 << 20  # bytes of all files per request: what the daemon holds at once
 PER_REQUEST = 128  # files per request: its command line (two paths a file) stays far below 128 KiB
-
-
-def live_copy(attempt_dir: Path, name: str) -> Path:
-    """Where a running remote attempt's file `name` is copied as it grows."""
-    return attempt_dir / f"{name}.live"
 
 
 def remove_live(attempt_dir: Path, names: tuple[str, ...]) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hyperctl import metricstore
-from hyperctl.backends.mirror import live_copy
+from hyperctl.layout import live_copy
 from hyperctl.outputscalars import OutputScalars
 from hyperctl.pace import PROGRESS, fraction
 
