@@ -1,12 +1,13 @@
 """The daemon's reading of running attempts' metrics files, and of the scalars their stdout
 prints (outputscalars.py), into the store (metricstore).
 
-Event-driven where it can be: nothing runs while no attempt runs; while some do, one timer reads
-the new bytes of every file at a bounded interval (0.5 s while any file grows, doubling up to 2 s
-while none does: a curve is live within that, and quiet jobs cost few wake-ups), and each
-attempt's files are read once more at its end, before its end is recorded. A remote attempt's
-files are read the same way: while it runs, from the copies the executor appends their new bytes
-to (backends/mirror.py); at its end, as they came home whole.
+Event-driven: nothing runs while no attempt runs, nor while running attempts write nothing.
+Each attempt's folder is watched (dirwatch.py, inotify); a change calls one read of every file's
+new bytes READ_EVERY later (a curve is live within that, however often the job writes), and each
+attempt's files are read once more at its end, before its end is recorded. Where a folder cannot
+be watched, its files are looked at every READ_EVERY, doubling up to READ_QUIET_MAX while none
+grows. A remote attempt's files are read the same way: while it runs, from the copies the
+executor appends their new bytes to (backends/mirror.py); at its end, as they came home whole.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hyperctl import metricstore
+from hyperctl.daemon.dirwatch import DirWatch
 from hyperctl.layout import live_copy
 from hyperctl.outputscalars import OutputScalars
 from hyperctl.pace import PROGRESS, fraction
@@ -45,6 +47,9 @@ class MetricsReader:
         self.live: set[tuple[str, int]] = set()  # attempts whose files grow as copies until they come home
         self.timer: asyncio.TimerHandle | None = None
         self.interval = READ_EVERY
+        self.dirwatch = DirWatch(self._changed)  # told when an attempt folder's files change
+        self.watches: dict[tuple[str, int], int] = {}  # attempt -> its folder's watch
+        self.polled: set[tuple[str, int]] = set()  # attempts with no watch: looked at every interval
 
     def sources(self) -> tuple[str, ...]:
         return metricstore.SOURCES if self.scalars is not None else (metricstore.REPORT,)
@@ -71,7 +76,13 @@ class MetricsReader:
                 return
             self.tails[job, n, source] = tail
             self.paths[job, n, source] = attempt_dir / FILES[source]
-        self.interval = READ_EVERY  # a new attempt may report at once
+        wd = self.dirwatch.add(attempt_dir)
+        if wd is None:
+            self.polled.add((job, n))
+        else:
+            self.watches[job, n] = wd
+        self.dirwatch.resume()
+        self.interval = READ_EVERY  # one look soon: what a recovered attempt wrote meanwhile
         self._arm()
 
     def done(self, job: str, n: int) -> None:
@@ -86,9 +97,15 @@ class MetricsReader:
                 del self.tails[key], self.paths[key]
                 self.mid_line.discard(key)
         self.live.discard((job, n))
-        if not self.tails and self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.polled.discard((job, n))
+        wd = self.watches.pop((job, n), None)
+        if wd is not None:
+            self.dirwatch.remove(wd)
+        if not self.tails:
+            self.dirwatch.pause()
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
 
     def progress(self) -> dict[str, float]:
         """The progress (0..1, pace.fraction) each attempt being read reported last, by job: from
@@ -110,6 +127,12 @@ class MetricsReader:
         """New bytes are on their way (a report through the API): read at the shortest interval."""
         self.interval = READ_EVERY
 
+    def _changed(self) -> None:
+        """A watched folder's files changed: read them within READ_EVERY (one read for all the
+        changes meanwhile; the watch is paused until then)."""
+        self.interval = READ_EVERY
+        self._arm()
+
     def _arm(self) -> None:
         if self.timer is None and self.tails:
             self.timer = asyncio.get_running_loop().call_later(self.interval, self._tick)
@@ -120,10 +143,11 @@ class MetricsReader:
         # store stands, and is done again next time.
         before = {key: (t.offset, t.lines, t.summaries, t.step) for key, t in self.tails.items()}
         mid_line = set(self.mid_line)
+        more = False  # a file read only in part (_TICK_BLOCKS): its rest at the next tick
         try:
             with metricstore.transaction(self.conn):
                 for key in list(self.tails):
-                    self._read(key, _TICK_BLOCKS)
+                    more = self._read(key, _TICK_BLOCKS) or more
         except sqlite3.Error as e:
             for key, (offset, lines, summaries, step) in before.items():
                 tail = self.tails[key]
@@ -131,30 +155,34 @@ class MetricsReader:
             self.mid_line = mid_line
             self.on_fault(e)
         moved = any(self.tails[key].offset != offset for key, (offset, *_) in before.items() if key in self.tails)
-        self.interval = READ_EVERY if moved else min(self.interval * 2, READ_QUIET_MAX)
-        self._arm()
+        self.interval = READ_EVERY if moved or more else min(self.interval * 2, READ_QUIET_MAX)
+        if self.tails:
+            self.dirwatch.resume()  # a change during the read: told at once, read at the next tick
+        if more or self.polled:  # else the next change calls the next read
+            self._arm()
 
-    def _read(self, key: Key, blocks: int | None = None) -> None:
-        """Read the file's new bytes into the store (at most `blocks` blocks; None: to its end).
-        Raises sqlite3.Error when the store does not take them."""
+    def _read(self, key: Key, blocks: int | None = None) -> bool:
+        """Read the file's new bytes into the store (at most `blocks` blocks; None: to its end);
+        whether it stopped for the blocks with more to read. Raises sqlite3.Error when the store
+        does not take them."""
         tail = self.tails[key]
         path = self.paths[key]
         try:  # one stat for a file with nothing new: most of them, most of the time
             size = os.stat(path).st_size
         except OSError:
             if key[:2] not in self.live:
-                return  # nothing reported yet
+                return False  # nothing reported yet
             path = live_copy(path.parent, path.name)  # its copy as it grows, until the whole file came home
             try:
                 size = os.stat(path).st_size
             except OSError:
-                return
+                return False
         if size <= tail.offset:
-            return
+            return False
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
-            return
+            return False
         take = self._take_report if key[2] == metricstore.REPORT else self._take_output
         try:
             while (blocks is None or blocks > 0) and (data := os.pread(fd, _BLOCK, tail.offset)):
@@ -168,6 +196,7 @@ class MetricsReader:
             pass
         finally:
             os.close(fd)
+        return blocks == 0 and tail.offset < size
 
     def _take_report(self, key: Key, tail: metricstore.Tail, data: bytes) -> int:
         return metricstore.add(self.conn, key[0], key[1], tail, data)
