@@ -20,6 +20,7 @@ from hyperctl.backends import create_executor
 from hyperctl.backends.base import Executor
 from hyperctl.batches import load_spec
 from hyperctl.daemon.auth import Tokens, load_or_create_token
+from hyperctl.daemon.launching import batch_env
 from hyperctl.daemon.listener import InFlight, Listener, listen
 from hyperctl.daemon.placement import check_fits
 from hyperctl.daemon.scheduler import Event, Scheduler
@@ -124,11 +125,6 @@ def bind(host: str, port: int) -> tuple[list[socket.socket], str | None]:
         if e.errno in (errno.EADDRNOTAVAIL, errno.EACCES) or isinstance(e, socket.gaierror):
             raise HyperctlError(f"daemon: cannot listen on {host}:{port}: {e.strerror or e}") from None
         raise
-
-
-def batch_env(spec: BatchSpec, batch_dir: BatchDir) -> dict[str, str]:
-    """What every job of the batch sees of it (backends/base.py IDENTITY_ENV: its key)."""
-    return {"HYPERCTL_BATCH_NAME": spec.name, "HYPERCTL_BATCH_ID": batch_dir.key}
 
 
 def _make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
 import logging
 import time
 from collections import Counter, deque
@@ -18,15 +17,14 @@ from typing import Any
 
 from hyperctl import metricstore
 from hyperctl.backends.base import Executor, Exit, Handle, Launch, Machine, MachineUnavailableError
+from hyperctl.daemon.launching import make_launch
 from hyperctl.daemon.machines import Machines
 from hyperctl.daemon.metricsreader import MetricsReader
 from hyperctl.daemon.outcome import FAILURES, INTERRUPTED, final_status, shell_code, should_retry
 from hyperctl.daemon.placement import Pool, Slot
-from hyperctl.daemon.portal import job_portal
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import CURRENT, BatchDir, Layout
 from hyperctl.outputscalars import OutputScalars
-from hyperctl.reporting import METRICS_ENV
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
 from hyperctl.store import JobRecord, Store
 from hyperctl.storefaults import StoreError
@@ -285,43 +283,7 @@ class Scheduler:
     def _launch(
         self, job: JobSpec, n: int, slot: Slot, timeout: float | None = None, layout: Layout = CURRENT
     ) -> Launch:
-        data_dir = job.execution.data_dir or str(self.batch_dir.job_dir(job.name))
-        working_dir = job.execution.working_dir or data_dir
-        params_file = self.batch_dir.params_file(job.name, layout)
-        params_json = json.dumps(job.params)
-        token = self.job_token(job.name)
-        env = {
-            **job.execution.env,
-            **self.env,
-            "HYPERCTL_JOB_NAME": job.name,
-            "HYPERCTL_JOB_DATA_DIR": data_dir,
-            "HYPERCTL_JOB_WORKING_DIR": working_dir,
-            "HYPERCTL_JOB_PARAMS_FILE": str(params_file),
-            METRICS_ENV: str(self.batch_dir.attempt_dir(job.name, n, layout) / "metrics"),
-            "HYPERCTL_JOB_TOKEN": token,
-            "HYPERCTL_ATTEMPT": str(n),
-        }
-        api = self.env.get("HYPERCTL_SERVER_PORTAL")
-        if api:  # its capability in the address: Hypernets' client sends no token
-            env["HYPERCTL_SERVER_PORTAL"] = job_portal(api, token)
-        if slot.machine.gpus:  # a machine with GPUs: a job sees only its own, or none
-            env["CUDA_VISIBLE_DEVICES"] = env["HYPERCTL_GPUS"] = ",".join(map(str, slot.gpus))
-        return Launch(
-            job=job.name,
-            attempt=n,
-            command=job.execution.command,
-            working_dir=working_dir,
-            data_dir=data_dir,
-            batch_dir=self.batch_dir,
-            layout=layout,
-            params_json=params_json,
-            env=env,
-            machine=slot.machine,
-            execution=job.execution,
-            gpus=slot.gpus,
-            timeout=job.execution.timeout if timeout is None else timeout,
-            kill_grace=job.execution.kill_grace,
-        )
+        return make_launch(self.batch_dir, self.env, self.job_token(job.name), job, n, slot, timeout, layout)
 
     # -- machines that fail -------------------------------------------------
     def machine_down(self, machine: str, reason: str) -> None:
