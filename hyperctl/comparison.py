@@ -230,7 +230,7 @@ def _compare(
 
     kept = list(range(len(jobs)))
     for f in filters:
-        values = jobs.column(resolve(f.ref, f"filter '{f.text}'"))
+        values = jobs.column(f.checked(resolve(f.ref, f"filter '{f.text}'")).ref)
         kept = [i for i in kept if f.keeps(values[i])]
     resolved = [SortKey(resolve(k.ref, f"sort key '{k.ref.text}'"), k.descending) for k in keys]
     several = len(batch_dirs) > 1

@@ -37,6 +37,11 @@ def attempt_number(record: JobRecord, attempt: int | None) -> int:
     return n
 
 
+def attempt_ended(record: JobRecord, n: int) -> bool:
+    """Whether attempt n of the job has ended (an earlier one, or the last one in a final status)."""
+    return n < record.attempts or record.last is None or record.last.status.final
+
+
 def batch_views(batch_dir: BatchDir, deadline: float | None = None) -> Iterator[dict[str, Any]]:
     """The running batch's view from its daemon, each time it changes (the API's long poll), until
     it is no longer running; nothing when no daemon runs it. Past `deadline` (time.monotonic()),

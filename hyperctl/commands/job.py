@@ -14,6 +14,7 @@ from typing import Any
 from hyperctl import joblogs, metricstore, steering
 from hyperctl.attemptfiles import seek_last_lines
 from hyperctl.batches import find_batch, open_batch, resolve_batches_dir
+from hyperctl.commands.jobmetrics import EXAMPLES as METRICS_EXAMPLES
 from hyperctl.commands.jobmetrics import cmd_metrics
 from hyperctl.commands.targets import add_targets
 from hyperctl.errors import HyperctlError
@@ -62,14 +63,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
     p.set_defaults(func=cmd_logs)
     p = sub.add_parser(
         "metrics",
-        parents=[one, data_dir, as_json],
+        parents=[one, data_dir],
         help="what a job reported (hyperctl.report), point by point",
-        description="Every point an attempt of the job reported with hyperctl.report() (or wrote to its metrics "
-        "file), as the daemon stored it: a column per metric.",
+        description="Every point an attempt of the job reported with hyperctl.report(), wrote to its metrics "
+        "file or printed (loss: 0.25), as the daemon stored it: a row per step, a column per metric.",
+        epilog=METRICS_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--attempt", type=whole_number(1), metavar="K", help="attempt K, from 1 (default: the last)")
     p.add_argument("--key", metavar="NAME", help="only this metric")
-    p.add_argument("--csv", action="store_true", help="CSV on stdout, for scripts and spreadsheets")
+    out = p.add_mutually_exclusive_group()  # one format, as compare takes one
+    out.add_argument("--csv", action="store_true", help="CSV on stdout, for scripts and spreadsheets")
+    out.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_metrics)
 
 

@@ -1,0 +1,119 @@
+"""What a new user meets on the way from a sweep to its best params: job metrics, compare and
+the Python API as README tells them, and the slips such a user makes (a misspelt metric or
+status, both formats at once, one expression where a list was meant)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import hyperctl, write_json
+
+# A shell job that prints its loss (stdout scalars) and writes its progress into its metrics file.
+PRINTS_AND_WRITES = """for i in 0 1 2; do
+  echo "step: $i"; echo "loss: 0.$((5 - i))"
+  echo "{\\"step\\": $i, \\"progress\\": 0.$((i + 3))}" >> "$HYPERCTL_METRICS_FILE"
+done"""
+REPORTS = "python3 -c 'import hyperctl; [hyperctl.report(loss=1 / (s + 2), acc=s / 4) for s in range(3)]'"
+
+
+def run_batch(tmp_path: Path, jobs: dict[str, str]) -> None:
+    doc = {
+        "name": "b",
+        "jobs": [
+            {"name": name, "params": {"lr": i / 10}, "execution": {"command": command}}
+            for i, (name, command) in enumerate(jobs.items(), 1)
+        ],
+        "daemon": {"port": 0},
+    }
+    done = hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
+    assert done.returncode == 0, done.stderr
+
+
+def test_job_metrics_of_a_job_that_prints_its_loss_and_writes_its_progress_is_one_row_per_step(
+    tmp_path: Path, batches: Path
+) -> None:
+    run_batch(tmp_path, {"mixed": PRINTS_AND_WRITES})
+
+    shown = hyperctl("job", "metrics", "b", "mixed")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == [
+        "STEP  loss  progress",
+        "   0   0.5       0.3",
+        "   1   0.4       0.4",
+        "   2   0.3       0.5",
+    ]
+    as_json = hyperctl("job", "metrics", "b", "mixed", "--json")
+    points = [{k: v for k, v in p.items() if k != "t"} for p in json.loads(as_json.stdout)]
+    assert points == [  # one history, in step order: a step's reported points first
+        {"step": 0, "progress": 0.3},
+        {"step": 0, "loss": 0.5},
+        {"step": 1, "progress": 0.4},
+        {"step": 1, "loss": 0.4},
+        {"step": 2, "progress": 0.5},
+        {"step": 2, "loss": 0.3},
+    ]
+
+
+def test_job_metrics_of_a_misspelt_metric_names_what_the_job_reported(tmp_path: Path, batches: Path) -> None:
+    run_batch(tmp_path, {"j": REPORTS})
+
+    misspelt = hyperctl("job", "metrics", "b", "j", "--key", "los")
+    assert misspelt.returncode == 2
+    assert misspelt.stdout == ""
+    said = "job j: attempt 1 reported no metric named 'los' (did you mean 'loss'? it reported: acc, loss)"
+    assert misspelt.stderr == f"hyperctl: error: {said}\n"
+    script = (
+        "from hyperctl import Batch\n"
+        "try:\n"
+        "    Batch('b')['j'].metrics(key='los')\n"
+        "except Exception as e:\n"
+        "    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout == said + "\n"  # the Python API says it as the command does
+
+
+def test_job_metrics_takes_one_format_and_its_help_shows_examples(tmp_path: Path, batches: Path) -> None:
+    both = hyperctl("job", "metrics", "b", "j", "--csv", "--json")
+    assert both.returncode == 2
+    assert both.stderr.splitlines()[-1] == (
+        "hyperctl job metrics: error: argument --json: not allowed with argument --csv"
+    )
+
+    shown = hyperctl("job", "metrics", "--help")
+    assert shown.returncode == 0
+    assert "examples:\n  hyperctl job metrics my-sweep lr-0.1 " in shown.stdout
+    assert "  hyperctl job metrics my-sweep lr-0.1 --key loss " in shown.stdout
+
+
+def test_compare_where_a_misspelt_status_or_text_against_a_metric_is_an_error_naming_it(
+    tmp_path: Path, batches: Path
+) -> None:
+    run_batch(tmp_path, {"j": REPORTS, "k": REPORTS})
+
+    misspelt = hyperctl("compare", "b", "--where", "status=succeded")
+    assert (misspelt.returncode, misspelt.stdout) == (2, "")
+    assert misspelt.stderr == (
+        "hyperctl: error: filter 'status=succeded': no status 'succeded' (did you mean 'succeeded'? "
+        "statuses: pending, running, succeeded, failed, killed, timeout, lost, unknown)\n"
+    )
+    text = hyperctl("compare", "b", "--where", "acc>high")
+    assert (text.returncode, text.stdout) == (2, "")
+    assert text.stderr == "hyperctl: error: filter 'acc>high': 'high' is not a number, and acc is a metric\n"
+    kept = hyperctl("compare", "b", "--where", "status!=failed", "--where", "acc>0.4", "-c", "=lr")
+    assert kept.stdout.splitlines() == ["name   lr", "j     0.1", "k     0.2"]
+
+
+def test_a_script_gives_compare_one_column_sort_or_filter_as_a_string(tmp_path: Path, batches: Path) -> None:
+    run_batch(tmp_path, {"j": REPORTS, "k": REPORTS, "m": REPORTS})
+    script = (
+        "from hyperctl import Batch\n"
+        "rows = Batch('b').compare('=lr,max acc', sort='-lr', where='lr>0.1', top=2)\n"
+        "print(rows.columns, [(r['name'], r['lr']) for r in rows])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stderr == ""
+    assert done.stdout == "['name', 'lr', 'max acc'] [('m', 0.3), ('k', 0.2)]\n"
