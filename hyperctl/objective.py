@@ -60,10 +60,13 @@ def _one_of(choices: tuple[str, ...]) -> Any:
     return check
 
 
-def best_text(objective: Objective, best: Best | None) -> str:
+def best_text(objective: Objective, best: Best | None, succeeded: int) -> str:
     """`lr-0.1 acc=0.97 (max of 4 succeeded jobs' last acc)`; with value "best", the step it was
-    at. When no succeeded job reported the metric, that (a metric misspelt in the batch or the job shows)."""
+    at. When no succeeded job reported the metric, that (a metric misspelt in the batch or the job
+    shows); when no job succeeded, that rather (the metric's name is not in question)."""
     if best is None:
+        if not succeeded:
+            return "none: no job has succeeded"
         return f"none: no succeeded job has reported {objective.metric}"
     at = f" at step {best.step}" if objective.value == "best" else ""
     which = "last" if objective.value == "last" else "least" if objective.mode == "min" else "greatest"

@@ -117,3 +117,19 @@ def test_a_script_gives_compare_one_column_sort_or_filter_as_a_string(tmp_path: 
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.stderr == ""
     assert done.stdout == "['name', 'lr', 'max acc'] [('m', 0.3), ('k', 0.2)]\n"
+
+
+def test_the_best_job_of_a_batch_where_no_job_succeeded_says_so_not_that_the_metric_is_missing(
+    tmp_path: Path, batches: Path
+) -> None:
+    doc = {
+        "name": "b",
+        "scheduler": {"objective": "max acc"},
+        "jobs": [{"name": "j", "execution": {"command": "echo 'acc: 0.9'; exit 1"}}],
+        "daemon": {"port": 0},
+    }
+    ran = hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
+    assert ran.returncode == 1
+    assert "  best: none: no job has succeeded\n" in ran.stderr
+    described = hyperctl("batch", "describe", "b")
+    assert described.stdout.splitlines()[-1] == "best         none: no job has succeeded"
