@@ -133,3 +133,17 @@ def test_the_best_job_of_a_batch_where_no_job_succeeded_says_so_not_that_the_met
     assert "  best: none: no job has succeeded\n" in ran.stderr
     described = hyperctl("batch", "describe", "b")
     assert described.stdout.splitlines()[-1] == "best         none: no job has succeeded"
+
+
+def test_compare_shows_a_long_job_name_whole_and_on_a_narrow_terminal_keeps_its_end(
+    tmp_path: Path, batches: Path
+) -> None:
+    name = "learning_rate-0.03836522179791265_max_depth-2_note-baseline-0310e39b0053"  # as a sweep names it
+    run_batch(tmp_path, {name: REPORTS})
+
+    piped = hyperctl("compare", "b", "-c", "acc")
+    assert piped.stdout.splitlines()[1].split() == [name, "0.5"]  # what `job metrics b NAME` takes
+    narrow = hyperctl("compare", "b", "-c", "acc", env={"COLUMNS": "50"})
+    shown = narrow.stdout.splitlines()[1].split()[0]
+    assert shown == "learning_rate-0.038365…-baseline-0310e39b0053"
+    assert len(narrow.stdout.splitlines()[1]) <= 50
