@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 from tests.conftest import hyperctl, write_json
+from tests.test_api import API, Runs
+from tests.test_compare_api import get, runs, served  # noqa: F401 (runs: the fixture)
 
 # A shell job that prints its loss (stdout scalars) and writes its progress into its metrics file.
 PRINTS_AND_WRITES = """for i in 0 1 2; do
@@ -147,3 +149,13 @@ def test_compare_shows_a_long_job_name_whole_and_on_a_narrow_terminal_keeps_its_
     shown = narrow.stdout.splitlines()[1].split()[0]
     assert shown == "learning_rate-0.038365…-baseline-0310e39b0053"
     assert len(narrow.stdout.splitlines()[1]) <= 50
+
+
+def test_the_api_s_metrics_of_a_misspelt_key_is_a_404_naming_what_the_attempt_reported(runs: Runs) -> None:  # noqa: F811
+    portal, token = served(runs)
+
+    assert get(portal, f"{API}/job/a/metrics", token, key="los") == (
+        404,
+        {"error": "job a: attempt 1 reported no metric named 'los' (did you mean 'loss'? it reported: acc, loss)",
+         "status": 404},
+    )  # fmt: skip
