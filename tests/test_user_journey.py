@@ -159,3 +159,10 @@ def test_the_api_s_metrics_of_a_misspelt_key_is_a_404_naming_what_the_attempt_re
         {"error": "job a: attempt 1 reported no metric named 'los' (did you mean 'loss'? it reported: acc, loss)",
          "status": 404},
     )  # fmt: skip
+
+
+def test_compare_of_an_attempt_no_job_has_says_so(tmp_path: Path, batches: Path) -> None:
+    run_batch(tmp_path, {"j": REPORTS})
+
+    shown = hyperctl("compare", "b", "--attempt", "2")
+    assert (shown.returncode, shown.stderr) == (0, "hyperctl: no job has an attempt 2\n")

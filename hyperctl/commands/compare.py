@@ -114,7 +114,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for note in table.notes:
         say(note)
     if not table.rows:
-        say("no job matches --where" if args.where else "no job to compare")
+        if args.where:
+            say("no job matches --where")
+        elif args.attempt != "last":
+            say(f"no job has an attempt {args.attempt}")
+        else:
+            say("no job to compare")
     return ExitStatus.OK
 
 
