@@ -166,3 +166,14 @@ def test_compare_of_an_attempt_no_job_has_says_so(tmp_path: Path, batches: Path)
 
     shown = hyperctl("compare", "b", "--attempt", "2")
     assert (shown.returncode, shown.stderr) == (0, "hyperctl: no job has an attempt 2\n")
+
+
+def test_job_describe_shows_the_last_value_of_each_metric_and_where_to_see_every_point(
+    tmp_path: Path, batches: Path
+) -> None:
+    run_batch(tmp_path, {"j": REPORTS, "quiet": "true"})
+
+    described = hyperctl("job", "describe", "b", "j")
+    assert described.returncode == 0
+    assert "\nmetrics   acc=0.5, loss=0.25 (last; every point: hyperctl job metrics b j)\n" in described.stdout
+    assert "metrics" not in hyperctl("job", "describe", "b", "quiet").stdout  # none reported: no line

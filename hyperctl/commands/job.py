@@ -21,10 +21,11 @@ from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.layout import BatchDir
 from hyperctl.output import emit_json, format_duration, format_time, say, table
-from hyperctl.pace import progress_text
+from hyperctl.pace import PROGRESS, progress_text
 from hyperctl.spec import JobStatus
 from hyperctl.steering import job_record as _job  # as jobmetrics.py knows it
 from hyperctl.store import Attempt, JobRecord, Store
+from hyperctl.tablefit import show
 from hyperctl.unwatched import UNKNOWN, Unwatched
 from hyperctl.views import job_eta
 
@@ -166,6 +167,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         attempts = store.attempts(args.job)
         unwatched = Unwatched.of(batch_dir, store)
         progress = metricstore.progress_of(store.conn, job=args.job).get(args.job)
+        summaries = metricstore.summaries_of(store.conn, args.job, record.attempts) if record.attempts else {}
     status, last = record.status.value, record.last
     if unwatched is not None:  # no daemon: its last attempt as its files tell
         status, last = unwatched.see(args.job, record.status, record.last)
@@ -191,6 +193,10 @@ def cmd_describe(args: argparse.Namespace) -> int:
     ]
     if progress is not None:
         fields.append(("progress", _progress(status, last, progress) or "-"))
+    reported = {k: s.last for k, s in summaries.items() if k != PROGRESS}
+    if reported:  # what a sweep is run for, beside the params: each metric's last value
+        values = ", ".join(f"{k}={show(v)}" for k, v in reported.items())
+        fields.append(("metrics", f"{values} (last; every point: hyperctl job metrics {args.batch} {args.job})"))
     print("\n".join(f"{k:<9} {v}" for k, v in fields))
     if not attempts:
         print("attempts  none yet")
