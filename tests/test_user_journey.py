@@ -177,3 +177,15 @@ def test_job_describe_shows_the_last_value_of_each_metric_and_where_to_see_every
     assert described.returncode == 0
     assert "\nmetrics   acc=0.5, loss=0.25 (last; every point: hyperctl job metrics b j)\n" in described.stdout
     assert "metrics" not in hyperctl("job", "describe", "b", "quiet").stdout  # none reported: no line
+
+
+def test_try_shows_what_the_script_reported_before_a_sweep_is_run(tmp_path: Path) -> None:
+    code = "import hyperctl\nfor i in range(3): hyperctl.report(loss=1 / (i + 1), acc=i / 4)\n"
+    tried = hyperctl("try", "--data-dir", str(tmp_path / "out"), "--", sys.executable, "-c", code)
+    assert tried.returncode == 0
+    assert tried.stderr.splitlines() == [
+        f"hyperctl: data dir {tmp_path / 'out'}",
+        "hyperctl: reported acc=0.5, loss=0.3333 (last values; 3 points)",
+    ]  # not `hyperctl.report: not inside a hyperctl job`
+    shell = hyperctl("try", "--", "sh", "-c", 'echo \'{"loss": 0.25}\' >> "$HYPERCTL_METRICS_FILE"')
+    assert shell.stderr.splitlines()[-1] == "hyperctl: reported loss=0.25 (last values; 1 point)"
