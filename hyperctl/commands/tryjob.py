@@ -37,7 +37,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
         help="run a command once as a job would, with the params given, outside any batch",
         description="Run COMMAND here, once, as a job of a batch would run: `hyperctl.get_job_params()` "
         "gives the params of --params, `hyperctl.get_job_data_dir()` the data dir; no daemon, no batch "
-        "folder. Exits with COMMAND's exit code.",
+        "folder. What it reports with `hyperctl.report()` is told at its end (each metric's last value). "
+        "Exits with COMMAND's exit code.",
     )
     p.add_argument("--params", metavar="JSON", default="{}", help="the job's params, a JSON object (default: {})")
     p.add_argument("--data-dir", metavar="DIR", help="the job's data dir (default: a new temporary folder, kept)")
