@@ -14,6 +14,7 @@ from typing import Any
 from hyperctl.metricsfile import RESERVED
 from hyperctl.metricstore import Best
 from hyperctl.spec import OBJECTIVE_MODES, OBJECTIVE_VALUES, Objective
+from hyperctl.tablefit import show_number
 from hyperctl.validation import Section, kind_of, unsendable
 
 _SHAPE = 'must be an object like {"metric": "acc", "mode": "max"}, or "max acc" / "min loss"'
@@ -71,4 +72,5 @@ def best_text(objective: Objective, best: Best | None, succeeded: int) -> str:
     at = f" at step {best.step}" if objective.value == "best" else ""
     which = "last" if objective.value == "last" else "least" if objective.mode == "min" else "greatest"
     jobs = "1 succeeded job's" if best.among == 1 else f"{best.among} succeeded jobs'"
-    return f"{best.job} {objective.metric}={best.value:.6g}{at} ({objective.mode} of {jobs} {which} {objective.metric})"
+    value = show_number(best.value)  # as compare and job metrics show it (--json: in full)
+    return f"{best.job} {objective.metric}={value}{at} ({objective.mode} of {jobs} {which} {objective.metric})"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import hyperctl, write_json
+from tests.conftest import REPO, hyperctl, write_json
 from tests.test_api import API, Runs
 from tests.test_compare_api import get, runs, served  # noqa: F401 (runs: the fixture)
 
@@ -189,3 +189,12 @@ def test_try_shows_what_the_script_reported_before_a_sweep_is_run(tmp_path: Path
     ]  # not `hyperctl.report: not inside a hyperctl job`
     shell = hyperctl("try", "--", "sh", "-c", 'echo \'{"loss": 0.25}\' >> "$HYPERCTL_METRICS_FILE"')
     assert shell.stderr.splitlines()[-1] == "hyperctl: reported loss=0.25 (last values; 1 point)"
+
+
+def test_the_metrics_example_run_as_its_command_says_names_its_best_job_as_compare_shows_it(batches: Path) -> None:
+    ran = hyperctl("run", "--template", "examples/metrics/template.yml", cwd=REPO)
+    assert ran.returncode == 0, ran.stderr
+    best = "lr-0.1_width-64-bc17cb794696 acc=0.9352 (max of 6 succeeded jobs' last acc)"
+    assert ran.stderr.splitlines()[-1] == f"  best: {best}"
+    compared = hyperctl("compare", "metrics", "--max", "acc", "--top", "1", "-c", "acc")
+    assert compared.stdout.splitlines()[1].split() == ["lr-0.1_width-64-bc17cb794696", "0.9352"]
