@@ -198,3 +198,12 @@ def test_the_metrics_example_run_as_its_command_says_names_its_best_job_as_compa
     assert ran.stderr.splitlines()[-1] == f"  best: {best}"
     compared = hyperctl("compare", "metrics", "--max", "acc", "--top", "1", "-c", "acc")
     assert compared.stdout.splitlines()[1].split() == ["lr-0.1_width-64-bc17cb794696", "0.9352"]
+
+
+def test_compare_heads_a_metric_named_as_an_attribute_last_name_even_alone(tmp_path: Path, batches: Path) -> None:
+    run_batch(tmp_path, {"a": "echo 'status: 0'", "b": "echo 'status: 1'"})  # a shell job's own status line
+
+    shown = hyperctl("compare", "b", "-c", "last status")
+    assert shown.stdout.splitlines() == ["name  last status", "a               0", "b               1"]
+    as_json = json.loads(hyperctl("compare", "b", "-c", "last status", "--json").stdout)
+    assert as_json["columns"] == ["name", "last status"]  # `status` is the job's status
