@@ -207,3 +207,15 @@ def test_compare_heads_a_metric_named_as_an_attribute_last_name_even_alone(tmp_p
     assert shown.stdout.splitlines() == ["name  last status", "a               0", "b               1"]
     as_json = json.loads(hyperctl("compare", "b", "-c", "last status", "--json").stdout)
     assert as_json["columns"] == ["name", "last status"]  # `status` is the job's status
+
+
+def test_compare_takes_its_batches_with_b_as_every_command_does(tmp_path: Path, batches: Path) -> None:
+    run_batch(tmp_path, {"j": REPORTS})
+
+    given = hyperctl("compare", "-b", "b", "-c", "acc")
+    assert (given.returncode, given.stdout.splitlines()) == (0, ["name  acc", "j     0.5"])
+    none = hyperctl("compare")
+    assert (none.returncode, none.stderr) == (
+        2,
+        "hyperctl: error: which batch? give it: BATCH [BATCH ...] (or -b BATCH, again for more)\n",
+    )
