@@ -219,3 +219,9 @@ def test_compare_takes_its_batches_with_b_as_every_command_does(tmp_path: Path, 
         2,
         "hyperctl: error: which batch? give it: BATCH [BATCH ...] (or -b BATCH, again for more)\n",
     )
+    csv_first = hyperctl("compare", "--csv", "b")
+    assert (csv_first.returncode, csv_first.stderr) == (
+        2,
+        "hyperctl: error: which batch? give it: BATCH [BATCH ...] (or -b BATCH, again for more); "
+        "--csv took 'b' for its file: give --csv FILE after the batches\n",
+    )

@@ -104,7 +104,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     batches_dir = resolve_batches_dir(args.batches_data_dir)
     names = args.batches + args.batch_options
     if not names:
-        raise HyperctlError("which batch? give it: BATCH [BATCH ...] (or -b BATCH, again for more)")
+        took = f"; --csv took '{args.csv}' for its file: give --csv FILE after the batches" if args.csv else ""
+        raise HyperctlError(f"which batch? give it: BATCH [BATCH ...] (or -b BATCH, again for more){took}")
     batch_dirs = [find_batch(batches_dir, name) for name in dict.fromkeys(names)]
     table = compare(
         batch_dirs,
