@@ -225,3 +225,19 @@ def test_compare_takes_its_batches_with_b_as_every_command_does(tmp_path: Path, 
         "hyperctl: error: which batch? give it: BATCH [BATCH ...] (or -b BATCH, again for more); "
         "--csv took 'b' for its file: give --csv FILE after the batches\n",
     )
+
+
+def test_a_template_run_as_a_batch_and_a_batch_run_as_a_template_say_which_it_is(batches: Path) -> None:
+    as_batch = hyperctl("run", "--config", "examples/metrics/template.yml", cwd=REPO)
+    assert (as_batch.returncode, as_batch.stderr) == (
+        2,
+        "hyperctl: error: jobs: required; this looks like a template (params, no jobs): "
+        "hyperctl run --template FILE, or Batch.run(..., template=True)\n",
+    )
+    as_template = hyperctl("run", "--template", "examples/quickstart/batch.json", cwd=REPO)
+    assert (as_template.returncode, as_template.stderr) == (
+        2,
+        "hyperctl: error: jobs: a batch's key, not a template's; this looks like a batch: "
+        "hyperctl run --config FILE, or Batch.run(...) without template=True\n",
+    )
+    assert not batches.exists() or not any(batches.iterdir())  # nothing started, nothing left behind
