@@ -38,7 +38,9 @@ def parse_objective(scheduler: Section) -> Objective | None:
         return None
     sec = Section(raw, where, scheduler.problems)
     metric = sec.get("metric", "string", check=_check_metric)
-    mode = sec.get("mode", "string", check=_one_of(OBJECTIVE_MODES))  # required: no guess of which way is better
+    if raw.get("mode") is None:  # required: no guess of which way is better; the line says what to write
+        sec.problems.add(sec.at("mode"), f"required: {' or '.join(OBJECTIVE_MODES)} (is a greater value better?)")
+    mode = sec.get("mode", "string", None, check=_one_of(OBJECTIVE_MODES))
     value = sec.get("value", "string", "last", check=_one_of(OBJECTIVE_VALUES))
     sec.done()
     if metric is None or mode is None or value is None:
