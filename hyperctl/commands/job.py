@@ -65,7 +65,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
     p = sub.add_parser(
         "metrics",
         parents=[one, data_dir],
-        help="what a job reported (hyperctl.report), point by point",
+        help="what a job reported or printed (loss: 0.25), point by point",
         description="Every point an attempt of the job reported with hyperctl.report(), wrote to its metrics "
         "file or printed (loss: 0.25), as the daemon stored it: a row per step, a column per metric.",
         epilog=METRICS_EXAMPLES,
