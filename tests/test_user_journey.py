@@ -91,6 +91,7 @@ def test_job_metrics_takes_one_format_and_its_help_shows_examples(tmp_path: Path
     assert "  hyperctl job metrics my-sweep lr-0.1 --key loss " in shown.stdout
     listed = hyperctl("job", "--help").stdout  # where a user looks for it: printed metrics are there too
     assert "metrics   what a job reported or printed (loss: 0.25), point by point\n" in listed
+    assert "    job       list, describe or kill jobs; read their logs and metrics\n" in hyperctl("--help").stdout
 
 
 def test_compare_where_a_misspelt_status_or_text_against_a_metric_is_an_error_naming_it(

@@ -33,7 +33,7 @@ _FOLLOW_EVERY = 0.2  # seconds between looks at a followed log (as tail -f does)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser) -> None:
-    job = commands.add_parser("job", help="list, describe or kill jobs; read their logs")
+    job = commands.add_parser("job", help="list, describe or kill jobs; read their logs and metrics")
     sub = job.add_subparsers(title="commands", metavar="COMMAND", required=True)
     in_batch = argparse.ArgumentParser(add_help=False)
     add_targets(in_batch)
