@@ -244,3 +244,12 @@ def test_a_template_run_as_a_batch_and_a_batch_run_as_a_template_say_which_it_is
         "hyperctl run --config FILE, or Batch.run(...) without template=True\n",
     )
     assert not batches.exists() or not any(batches.iterdir())  # nothing started, nothing left behind
+
+
+def test_job_list_job_describe_and_compare_name_a_job_s_duration_alike(tmp_path: Path, batches: Path) -> None:
+    run_batch(tmp_path, {"j": REPORTS})
+
+    assert "duration" in hyperctl("compare", "b").stdout.splitlines()[0].split()
+    assert "DURATION" in hyperctl("job", "list", "b").stdout.splitlines()[0].split()  # it was TOOK
+    described = hyperctl("job", "describe", "b", "j").stdout.splitlines()
+    assert "DURATION" in next(line for line in described if line.startswith("#")).split()

@@ -135,7 +135,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         if status is None or shown == status.value:
             row = [r.name, shown, r.attempts, _how(last), last and last.host, _gpus(last), _took(last, now)]
             rows.append([*row, _progress(shown, last, progress.get(r.name))])
-    headers = ["NAME", "STATUS", "ATTEMPTS", "END", "HOST", "GPUS", "TOOK", "PROGRESS"]
+    headers = ["NAME", "STATUS", "ATTEMPTS", "END", "HOST", "GPUS", "DURATION", "PROGRESS"]
     if not any(row[-1] for row in rows):  # no job reports its progress: no column of dashes
         headers, rows = headers[:-1], [row[:-1] for row in rows]
     print(table(headers, rows))
@@ -215,7 +215,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
         ]
         for a, v in zip(attempts, attempt_views)
     ]
-    print(table(["#", "STATUS", "HOST", "GPUS", "PID", "STARTED", "TOOK", "END", "STDOUT (stderr beside it)"], rows))
+    headers = ["#", "STATUS", "HOST", "GPUS", "PID", "STARTED", "DURATION", "END", "STDOUT (stderr beside it)"]
+    print(table(headers, rows))
     if unwatched is not None:  # this job's own note if it was left running, else the batch's
         note = unwatched.job_note(status) if record.status == JobStatus.RUNNING else unwatched.note()
         if note:
