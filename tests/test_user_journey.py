@@ -60,7 +60,11 @@ def test_job_metrics_of_a_job_that_prints_its_loss_and_writes_its_progress_is_on
 
 
 def test_job_metrics_of_a_misspelt_metric_names_what_the_job_reported(tmp_path: Path, batches: Path) -> None:
-    run_batch(tmp_path, {"j": REPORTS})
+    run_batch(tmp_path, {"j": REPORTS, "quiet": "true"})
+
+    for key in ((), ("--key", "loss")):  # an ended attempt that reported nothing: no "yet", no error
+        none = hyperctl("job", "metrics", "b", "quiet", *key)
+        assert (none.returncode, none.stderr) == (0, "hyperctl: job quiet: attempt 1 has reported no metrics\n")
 
     misspelt = hyperctl("job", "metrics", "b", "j", "--key", "los")
     assert misspelt.returncode == 2

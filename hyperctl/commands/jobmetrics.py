@@ -30,8 +30,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         record = _job(store, args.batch, args.job)
         n = attempt_number(record, args.attempt)
         points = metricstore.points_of(store.conn, args.job, n)
+    ended = attempt_ended(record, n)
     if args.key is not None:
-        points = metricstore.points_of_metric(points, args.key, args.job, n, attempt_ended(record, n))
+        points = metricstore.points_of_metric(points, args.key, args.job, n, ended)
     keys = sorted({k for p in points for k in p.values}) if args.key is None else [args.key]
     if args.json:
         emit_json([{"step": p.step, "t": p.t, **{k: p.values[k] for k in keys if k in p.values}} for p in points])
@@ -42,7 +43,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         out.writerows([p.step, p.t, *(p.values.get(k, "") for k in keys)] for p in points)
         return ExitStatus.OK
     if not points:
-        say(f"job {args.job}: attempt {n} reported no metrics" + (f" named {args.key} yet" if args.key else ""))
+        named = f" named {args.key}" if args.key and not ended else ""  # of an ended one: none at all
+        say(f"job {args.job}: attempt {n} has reported no metrics{named}" + ("" if ended else " yet"))
         return ExitStatus.OK
     _print(keys, points)
     return ExitStatus.OK
