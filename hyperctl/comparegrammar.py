@@ -73,7 +73,10 @@ class Ref:
         known = {PARAM: params, METRIC: metrics}.get(self.kind if self.kind != PLAIN else "")
         if self.kind == PLAIN or (known is not None and self.key not in known):
             noun = {PARAM: "param", METRIC: "metric"}.get(self.kind, "param or metric")
-            raise CompareError(f"{what}: no job has a {noun} named '{self.key}' ({_known(params, metrics)})")
+            names = {PARAM: sorted(params), METRIC: sorted(metrics)}.get(self.kind, [*ATTRIBUTES, *params, *metrics])
+            close = difflib.get_close_matches(self.key, names, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise CompareError(f"{what}: no job has a {noun} named '{self.key}' ({hint}{_known(params, metrics)})")
         return self
 
 

@@ -257,3 +257,15 @@ def test_job_list_job_describe_and_compare_name_a_job_s_duration_alike(tmp_path:
     assert "DURATION" in hyperctl("job", "list", "b").stdout.splitlines()[0].split()  # it was TOOK
     described = hyperctl("job", "describe", "b", "j").stdout.splitlines()
     assert "DURATION" in next(line for line in described if line.startswith("#")).split()
+
+
+def test_compare_of_a_misspelt_column_or_attribute_suggests_the_name(tmp_path: Path, batches: Path) -> None:
+    run_batch(tmp_path, {"j": REPORTS})
+
+    misspelt = hyperctl("compare", "b", "--where", "stauts=succeeded")
+    assert (misspelt.returncode, misspelt.stderr) == (
+        2,
+        "hyperctl: error: filter 'stauts=succeeded': no job has a param or metric named 'stauts' "
+        "(did you mean 'status'? params: lr; metrics: acc, loss)\n",
+    )
+    assert "(did you mean 'acc'? " in hyperctl("compare", "b", "-c", "max accc").stderr
