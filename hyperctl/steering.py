@@ -23,8 +23,24 @@ KILL_WITHIN = 120  # seconds for a killed batch's daemon to end
 def job_record(store: Store, batch: str, name: str) -> JobRecord:
     record = store.job(name)
     if record is None:
-        raise NoSuchJobError(f"batch '{batch}' has no job named '{name}'")
+        raise NoSuchJobError(f"batch '{batch}' has no job named '{name}'{_names_beginning(store, name)}")
     return record
+
+
+def _names_beginning(store: Store, name: str) -> str:
+    """The jobs whose names begin with `name`: a name typed without the digest that ends it
+    (`lr-0.1_width-64` for `lr-0.1_width-64-bc17cb794696`)."""
+    found = [
+        row[0]
+        for row in store.conn.execute(
+            "SELECT name FROM jobs WHERE substr(name, 1, ?) = ? ORDER BY rowid LIMIT 4", (len(name), name)
+        )
+    ]
+    if not name or not found:
+        return ""
+    if len(found) == 1:
+        return f" (did you mean '{found[0]}'?)"
+    return f" (jobs whose names begin so: {', '.join(found[:3])}{', ...' if len(found) > 3 else ''})"
 
 
 def attempt_number(record: JobRecord, attempt: int | None) -> int:

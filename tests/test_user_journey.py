@@ -269,3 +269,18 @@ def test_compare_of_a_misspelt_column_or_attribute_suggests_the_name(tmp_path: P
         "(did you mean 'status'? params: lr; metrics: acc, loss)\n",
     )
     assert "(did you mean 'acc'? " in hyperctl("compare", "b", "-c", "max accc").stderr
+
+
+def test_a_job_name_typed_without_its_digest_gets_the_names_that_begin_so(tmp_path: Path, batches: Path) -> None:
+    run_batch(tmp_path, {"lr-0.1-3f2a9c1b7d4e": REPORTS, "lr-0.2-aa": REPORTS, "lr-0.2-bb": REPORTS})
+
+    one = hyperctl("job", "metrics", "b", "lr-0.1")
+    assert (one.returncode, one.stderr) == (
+        2,
+        "hyperctl: error: batch 'b' has no job named 'lr-0.1' (did you mean 'lr-0.1-3f2a9c1b7d4e'?)\n",
+    )
+    several = hyperctl("job", "describe", "b", "lr-0.2")
+    assert several.stderr == (
+        "hyperctl: error: batch 'b' has no job named 'lr-0.2' (jobs whose names begin so: lr-0.2-aa, lr-0.2-bb)\n"
+    )
+    assert hyperctl("job", "logs", "b", "nope").stderr == "hyperctl: error: batch 'b' has no job named 'nope'\n"
