@@ -15,6 +15,7 @@ jobs have (Ref.resolve), once they are read.
 
 from __future__ import annotations
 
+import difflib
 import operator
 import re
 from collections.abc import Callable
@@ -22,9 +23,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hyperctl.errors import HyperctlError
+from hyperctl.spec import JobStatus
+from hyperctl.unwatched import UNKNOWN
 
 ATTRIBUTES = ("batch", "name", "status", "attempt", "duration", "host", "started", "ended", "exit_code")
 STATS = ("last", "min", "max", "count")
+# What a row's status may be: a job's, or unknown (a remote job of a batch whose daemon died).
+STATUSES = (*(s.value for s in JobStatus), UNKNOWN)
 ATTR, PARAM, METRIC, PLAIN = "attribute", "param", "metric", "plain"
 
 
@@ -68,7 +73,10 @@ class Ref:
         known = {PARAM: params, METRIC: metrics}.get(self.kind if self.kind != PLAIN else "")
         if self.kind == PLAIN or (known is not None and self.key not in known):
             noun = {PARAM: "param", METRIC: "metric"}.get(self.kind, "param or metric")
-            raise CompareError(f"{what}: no job has a {noun} named '{self.key}' ({_known(params, metrics)})")
+            names = {PARAM: sorted(params), METRIC: sorted(metrics)}.get(self.kind, [*ATTRIBUTES, *params, *metrics])
+            close = difflib.get_close_matches(self.key, names, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise CompareError(f"{what}: no job has a {noun} named '{self.key}' ({hint}{_known(params, metrics)})")
         return self
 
 
@@ -161,6 +169,20 @@ class Filter:
     value: Any  # a number, a string, or a compiled pattern for ~
     text: str
     written: str = ""  # the value as written
+
+    def checked(self, ref: Ref) -> Filter:
+        """This filter on its resolved column, refused where it could keep no row for a reason a
+        user would rather hear: a status that is none (status=succeded), a metric against text."""
+        if ref.kind == ATTR and ref.key == "status" and self.op in ("=", "!="):
+            if self.written not in STATUSES:
+                close = difflib.get_close_matches(self.written, STATUSES, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise CompareError(
+                    f"filter '{self.text}': no status '{self.written}' ({hint}statuses: {', '.join(STATUSES)})"
+                )
+        if ref.kind == METRIC and self.op != "~" and not _is_number(self.value):
+            raise CompareError(f"filter '{self.text}': '{self.written}' is not a number, and {ref.key} is a metric")
+        return replace(self, ref=ref)
 
     def keeps(self, value: Any) -> bool:
         if value is None or value != value:  # missing, or NaN: nothing to compare

@@ -19,6 +19,7 @@ from typing import Any
 
 from hyperctl.comparegrammar import (
     ATTR,
+    ATTRIBUTES,
     METRIC,
     PARAM,
     PLAIN,
@@ -230,7 +231,7 @@ def _compare(
 
     kept = list(range(len(jobs)))
     for f in filters:
-        values = jobs.column(resolve(f.ref, f"filter '{f.text}'"))
+        values = jobs.column(f.checked(resolve(f.ref, f"filter '{f.text}'")).ref)
         kept = [i for i in kept if f.keeps(values[i])]
     resolved = [SortKey(resolve(k.ref, f"sort key '{k.ref.text}'"), k.descending) for k in keys]
     several = len(batch_dirs) > 1
@@ -347,11 +348,13 @@ def _same(ref: Ref) -> tuple[str, str, str, bool, str | None]:
 
 def _headers(refs: list[Ref]) -> list[str]:
     """Each column's header: as Ref.header has it; where two would be alike (a param, a metric and
-    an attribute of one name), the param's is =NAME and the metric's last value's `last NAME`."""
+    an attribute of one name), the param's is =NAME and the metric's last value's `last NAME`; a
+    metric named as an attribute (a job that prints `status: 0`) is `last NAME` always, since NAME
+    is the attribute to --sort, --where and a reader."""
     plain = [ref.header for ref in refs]
     headers: list[str] = []
     for ref, header in zip(refs, plain):
-        if not ref.label and plain.count(header) > 1:
+        if not ref.label and (plain.count(header) > 1 or ref.kind == METRIC and header in ATTRIBUTES):
             if ref.kind == PARAM:
                 header = "=" + header
             elif ref.kind == METRIC and header == ref.key:

@@ -126,6 +126,11 @@ def parse_batch(data: dict[str, Any], base_dir: Path, default_name: str, name: s
     The batch name is `name` (from the command line) if given, else the document's, else
     default_name made safe.
     """
+    if isinstance(data, dict) and "jobs" not in data and "params" in data:  # one line saying what to do
+        raise ConfigError(
+            "jobs: required; this looks like a template (params, no jobs): "
+            "hyperctl run --template FILE, or Batch.run(..., template=True)"
+        )
     problems = Problems()
     data = from_legacy(data, problems)
     if name is not None:

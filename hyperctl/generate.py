@@ -23,6 +23,11 @@ _PASSED_THROUGH = ("name", "version", "backend", "daemon", "scheduler", "metrics
 
 def expand_template(template: dict[str, Any], base_dir: Path = Path(".")) -> tuple[dict[str, Any], int | None]:
     """The batch document a template stands for, and the seed used (random only)."""
+    if isinstance(template, dict) and "jobs" in template:  # a batch given as a template: say so
+        raise ConfigError(
+            "jobs: a batch's key, not a template's; this looks like a batch: "
+            "hyperctl run --config FILE, or Batch.run(...) without template=True"
+        )
     problems = Problems()
     template = template_from_legacy(template, problems)
     top = Section(template, "", problems)

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import difflib
+import heapq
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from hyperctl.errors import HyperctlError
 from hyperctl.metricsfile import Point, Reading, Summary, read_new, summarize, summarize_columns
 from hyperctl.pace import PROGRESS, fraction
 from hyperctl.spec import JobStatus, Objective
@@ -208,8 +211,9 @@ def best_job(conn: sqlite3.Connection, objective: Objective) -> Best | None:
 
 
 def points_of(conn: sqlite3.Connection, job: str, n: int) -> list[Point]:
-    """Every point attempt n of job reported, in order (per source; of a metric both reported
-    and printed, the reported points)."""
+    """Every point attempt n of job reported, in order: each source's points in their order, the
+    two sources merged by step (a job that prints `loss: 0.5` and reports its progress reads as one
+    history); of a metric both reported and printed, the reported points."""
     by_source: dict[str, list[Point]] = {}
     for source in SOURCES:
         points: list[Point] = by_source.setdefault(source, [])
@@ -221,9 +225,25 @@ def points_of(conn: sqlite3.Connection, job: str, n: int) -> list[Point]:
             points += read_new(data, lines).points
             lines += count
     reported = {key for point in by_source[REPORT] for key in point.values}
-    result = by_source[REPORT]
+    printed = []
     for point in by_source[OUTPUT]:
         values = {k: v for k, v in point.values.items() if k not in reported}
         if values:
-            result.append(Point(point.t, point.step, values))
-    return result
+            printed.append(Point(point.t, point.step, values))
+    if not printed:
+        return by_source[REPORT]
+    return list(heapq.merge(by_source[REPORT], printed, key=lambda p: p.step))  # a step's reported points first
+
+
+def points_of_metric(points: list[Point], key: str, job: str, n: int, ended: bool) -> list[Point]:
+    """The points that hold metric `key`. Of an ended attempt, a key it never reported is an error
+    naming the metrics it did report (a misspelt name shows); a running one may report it later."""
+    found = [p for p in points if key in p.values]
+    if found or not ended or not points:
+        return found
+    known = sorted({k for p in points for k in p.values})
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise HyperctlError(
+        f"job {job}: attempt {n} reported no metric named '{key}' ({hint}it reported: {', '.join(known)})"
+    )

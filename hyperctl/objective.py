@@ -14,6 +14,7 @@ from typing import Any
 from hyperctl.metricsfile import RESERVED
 from hyperctl.metricstore import Best
 from hyperctl.spec import OBJECTIVE_MODES, OBJECTIVE_VALUES, Objective
+from hyperctl.tablefit import show_number
 from hyperctl.validation import Section, kind_of, unsendable
 
 _SHAPE = 'must be an object like {"metric": "acc", "mode": "max"}, or "max acc" / "min loss"'
@@ -37,7 +38,9 @@ def parse_objective(scheduler: Section) -> Objective | None:
         return None
     sec = Section(raw, where, scheduler.problems)
     metric = sec.get("metric", "string", check=_check_metric)
-    mode = sec.get("mode", "string", check=_one_of(OBJECTIVE_MODES))  # required: no guess of which way is better
+    if raw.get("mode") is None:  # required: no guess of which way is better; the line says what to write
+        sec.problems.add(sec.at("mode"), f"required: {' or '.join(OBJECTIVE_MODES)} (is a greater value better?)")
+    mode = sec.get("mode", "string", None, check=_one_of(OBJECTIVE_MODES))
     value = sec.get("value", "string", "last", check=_one_of(OBJECTIVE_VALUES))
     sec.done()
     if metric is None or mode is None or value is None:
@@ -60,12 +63,16 @@ def _one_of(choices: tuple[str, ...]) -> Any:
     return check
 
 
-def best_text(objective: Objective, best: Best | None) -> str:
+def best_text(objective: Objective, best: Best | None, succeeded: int) -> str:
     """`lr-0.1 acc=0.97 (max of 4 succeeded jobs' last acc)`; with value "best", the step it was
-    at. When no succeeded job reported the metric, that (a metric misspelt in the batch or the job shows)."""
+    at. When no succeeded job reported the metric, that (a metric misspelt in the batch or the job
+    shows); when no job succeeded, that rather (the metric's name is not in question)."""
     if best is None:
+        if not succeeded:
+            return "none: no job has succeeded"
         return f"none: no succeeded job has reported {objective.metric}"
     at = f" at step {best.step}" if objective.value == "best" else ""
     which = "last" if objective.value == "last" else "least" if objective.mode == "min" else "greatest"
     jobs = "1 succeeded job's" if best.among == 1 else f"{best.among} succeeded jobs'"
-    return f"{best.job} {objective.metric}={best.value:.6g}{at} ({objective.mode} of {jobs} {which} {objective.metric})"
+    value = show_number(best.value)  # as compare and job metrics show it (--json: in full)
+    return f"{best.job} {objective.metric}={value}{at} ({objective.mode} of {jobs} {which} {objective.metric})"

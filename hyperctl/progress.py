@@ -189,7 +189,7 @@ def summary_lines(result: RunResult) -> list[str]:
     took = format_duration(result.elapsed)
     lines = [f"hyperctl: batch {result.batch_dir.name} {result.status.value} in {took}: {described}"]
     if result.objective is not None:
-        lines.append(f"  best: {best_text(result.objective, result.best)}")
+        lines.append(f"  best: {best_text(result.objective, result.best, result.counts.get('succeeded', 0))}")
     if result.skipped:
         lines.append(f"  {len(result.skipped)} skipped: they already succeeded with the same command and params")
     if result.dropped:

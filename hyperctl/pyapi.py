@@ -166,12 +166,16 @@ class Batch:
             self.resume(detach=detach)
         return chosen
 
-    def compare(self, columns: list[str] | None = None, **options: Any) -> Rows:
+    def compare(self, columns: list[str] | str | None = None, **options: Any) -> Rows:
         """One row per job: its params and metrics, as `hyperctl compare` shows them (columns in its
-        grammar: "=lr", "loss", "min loss", ...; options: sort, where, top, all_params, attempt)."""
+        grammar: "=lr", "loss", "min loss", ..., a list or one comma-separated string; options: sort,
+        where (each a list, or one expression), top, all_params, attempt)."""
         from hyperctl import comparison
 
-        table = comparison.compare([self._dir], columns, **options)
+        for name in ("sort", "where"):  # one expression may be given as it is, as columns may
+            if isinstance(options.get(name), str):
+                options[name] = [options[name]]
+        table = comparison.compare([self._dir], [columns] if isinstance(columns, str) else columns, **options)
         return Rows(table.rows, table.columns)
 
 
@@ -214,10 +218,12 @@ class Job:
         from hyperctl import metricstore
 
         with open_batch(self.batch.path.parent, self.batch.name) as (_, store):
-            n = steering.attempt_number(steering.job_record(store, self.batch.name, self.name), attempt)
+            record = steering.job_record(store, self.batch.name, self.name)
+            n = steering.attempt_number(record, attempt)
             points = metricstore.points_of(store.conn, self.name, n)
         if key is not None:
-            rows = [{"step": p.step, "t": p.t, key: p.values[key]} for p in points if key in p.values]
+            points = metricstore.points_of_metric(points, key, self.name, n, steering.attempt_ended(record, n))
+            rows = [{"step": p.step, "t": p.t, key: p.values[key]} for p in points]
             return Rows(rows, ["step", "t", key])
         keys = sorted({k for p in points for k in p.values})
         return Rows(({"step": p.step, "t": p.t, **p.values} for p in points), ["step", "t", *keys])

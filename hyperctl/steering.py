@@ -23,8 +23,24 @@ KILL_WITHIN = 120  # seconds for a killed batch's daemon to end
 def job_record(store: Store, batch: str, name: str) -> JobRecord:
     record = store.job(name)
     if record is None:
-        raise NoSuchJobError(f"batch '{batch}' has no job named '{name}'")
+        raise NoSuchJobError(f"batch '{batch}' has no job named '{name}'{_names_beginning(store, name)}")
     return record
+
+
+def _names_beginning(store: Store, name: str) -> str:
+    """The jobs whose names begin with `name`: a name typed without the digest that ends it
+    (`lr-0.1_width-64` for `lr-0.1_width-64-bc17cb794696`)."""
+    found = [
+        row[0]
+        for row in store.conn.execute(
+            "SELECT name FROM jobs WHERE substr(name, 1, ?) = ? ORDER BY rowid LIMIT 4", (len(name), name)
+        )
+    ]
+    if not name or not found:
+        return ""
+    if len(found) == 1:
+        return f" (did you mean '{found[0]}'?)"
+    return f" (jobs whose names begin so: {', '.join(found[:3])}{', ...' if len(found) > 3 else ''})"
 
 
 def attempt_number(record: JobRecord, attempt: int | None) -> int:
@@ -35,6 +51,11 @@ def attempt_number(record: JobRecord, attempt: int | None) -> int:
             raise HyperctlError(f"job '{record.name}' has not started yet (status {record.status.value})")
         raise HyperctlError(f"job '{record.name}' has attempts 1 to {record.attempts}, not {n}")
     return n
+
+
+def attempt_ended(record: JobRecord, n: int) -> bool:
+    """Whether attempt n of the job has ended (an earlier one, or the last one in a final status)."""
+    return n < record.attempts or record.last is None or record.last.status.final
 
 
 def batch_views(batch_dir: BatchDir, deadline: float | None = None) -> Iterator[dict[str, Any]]:

@@ -12,7 +12,8 @@ from typing import Any
 
 from hyperctl.output import format_duration, format_time, visible
 
-CELL_MOST = 60  # a longer value is cut even when the width allows it: a table is not a dump (--csv is)
+CELL_MOST = 60  # a longer value is cut even when the width allows it: a table is not a dump (--csv is);
+# not a job's name (nor its batch's), which is what one copies into `job metrics`, `job logs`
 TEXT_LEAST = 12  # a text column is cut down to this before columns are left out
 NAME_LEAST = 40  # and a job's name (or batch) to this: cut shorter, names would look alike
 GAP = "  "
@@ -82,6 +83,15 @@ def cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
+def cut_middle(text: str, width: int) -> str:
+    """text in width characters at most, … in its middle: a job's name keeps its end, the digest
+    that tells it from its like (`learning_rate-0.0383…_max_depth-2-0310e39b00b1`)."""
+    if len(text) <= width:
+        return text
+    head = max(width - 1, 0) // 2
+    return text[:head] + "…" + text[len(text) - (max(width - 1, 0) - head) :]
+
+
 def fit(
     headers: Sequence[str],
     columns: Sequence[list[str]],
@@ -91,9 +101,11 @@ def fit(
     drop_first: Sequence[str] = (),
 ) -> Fitted:
     """Render columns of cells (numbers right-aligned) within width: long text cut first (to
-    TEXT_LEAST; the first `keep` columns, which say which row it is, to NAME_LEAST), then columns
+    TEXT_LEAST; the first `keep` columns, which say which row it is, whole when they fit, else in
+    their middle to NAME_LEAST), then columns
     left out: those named in drop_first, then from the right; the first `keep` always stay."""
-    natural = [min(CELL_MOST, max([len(h), *map(len, cells)])) for h, cells in zip(headers, columns)]
+    natural = [max([len(h), *map(len, cells)]) for h, cells in zip(headers, columns)]
+    natural = [w if i < keep else min(CELL_MOST, w) for i, w in enumerate(natural)]
     widths = list(natural)
     shown = list(range(len(headers)))
     left_out: list[str] = []
@@ -119,7 +131,7 @@ def fit(
     for i in shown:
         cells, w = [headers[i], *columns[i]], widths[i]
         if max(map(len, cells)) > w:
-            cells = [cut(cell, w) for cell in cells]
+            cells = [(cut_middle if i < keep else cut)(cell, w) for cell in cells]
         padded.append([cell.rjust(w) for cell in cells] if numeric[i] else [cell.ljust(w) for cell in cells])
     text = "\n".join(GAP.join(row).rstrip() for row in zip(*padded))
     return Fitted(text, left_out)

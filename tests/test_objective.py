@@ -132,6 +132,9 @@ def test_the_hypernets_scheduler_keys_still_read_beside_an_objective(tmp_path: P
     )
 
 
+MODE_REQUIRED = "scheduler.objective.mode: required: min or max (is a greater value better?)"
+
+
 @pytest.mark.parametrize(
     ("objective", "message"),
     [
@@ -145,7 +148,8 @@ def test_the_hypernets_scheduler_keys_still_read_beside_an_objective(tmp_path: P
             'scheduler.objective: must be an object like {"metric": "acc", "mode": "max"}, '
             'or "max acc" / "min loss", not number',
         ),
-        ({"metric": "acc"}, "scheduler.objective.mode: required"),
+        ({"metric": "acc"}, MODE_REQUIRED),
+        ({"metric": "acc", "mode": None}, MODE_REQUIRED),
         ({"metric": "acc", "mode": "up"}, "scheduler.objective.mode: must be min or max, not 'up'"),
         ({"mode": "min"}, "scheduler.objective.metric: required"),
         (

@@ -164,7 +164,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if eta is not None:
         lines.append(("ETA", format_duration(eta)))
     if objective is not None:
-        lines.append(("best", best_text(objective, best)))
+        lines.append(("best", best_text(objective, best, summary.counts.get("succeeded", 0))))
     if meta.get("fault"):  # why its run stopped starting jobs (the store could not record it)
         lines.append(("stopped", f"{meta['fault']}; `hyperctl batch resume {summary.name}` goes on"))
     width = max(len(k) for k, _ in lines)

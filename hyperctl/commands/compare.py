@@ -47,7 +47,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("batches", nargs="+", metavar="BATCH", help="the batch (several: one table, with a batch column)")
+    p.add_argument("batches", nargs="*", metavar="BATCH", help="the batch (several: one table, with a batch column)")
+    p.add_argument(  # as every command takes its batch (targets.py)
+        "-b",
+        "--batch",
+        action="append",
+        default=[],
+        dest="batch_options",
+        metavar="BATCH",
+        help="a batch (or give them without -b)",
+    )
     p.add_argument(
         "-c", "--columns", action="append", metavar="COLUMNS", help="the columns to show, comma-separated (see below)"
     )
@@ -93,7 +102,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from hyperctl.comparison import compare
 
     batches_dir = resolve_batches_dir(args.batches_data_dir)
-    batch_dirs = [find_batch(batches_dir, name) for name in dict.fromkeys(args.batches)]
+    names = args.batches + args.batch_options
+    if not names:
+        took = f"; --csv took '{args.csv}' for its file: give --csv FILE after the batches" if args.csv else ""
+        raise HyperctlError(f"which batch? give it: BATCH [BATCH ...] (or -b BATCH, again for more){took}")
+    batch_dirs = [find_batch(batches_dir, name) for name in dict.fromkeys(names)]
     table = compare(
         batch_dirs,
         args.columns,
@@ -114,7 +127,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for note in table.notes:
         say(note)
     if not table.rows:
-        say("no job matches --where" if args.where else "no job to compare")
+        if args.where:
+            say("no job matches --where")
+        elif args.attempt != "last":
+            say(f"no job has an attempt {args.attempt}")
+        else:
+            say("no job to compare")
     return ExitStatus.OK
 
 

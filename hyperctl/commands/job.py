@@ -14,16 +14,18 @@ from typing import Any
 from hyperctl import joblogs, metricstore, steering
 from hyperctl.attemptfiles import seek_last_lines
 from hyperctl.batches import find_batch, open_batch, resolve_batches_dir
+from hyperctl.commands.jobmetrics import EXAMPLES as METRICS_EXAMPLES
 from hyperctl.commands.jobmetrics import cmd_metrics
 from hyperctl.commands.targets import add_targets
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.layout import BatchDir
 from hyperctl.output import emit_json, format_duration, format_time, say, table
-from hyperctl.pace import progress_text
+from hyperctl.pace import PROGRESS, progress_text
 from hyperctl.spec import JobStatus
 from hyperctl.steering import job_record as _job  # as jobmetrics.py knows it
 from hyperctl.store import Attempt, JobRecord, Store
+from hyperctl.tablefit import show
 from hyperctl.unwatched import UNKNOWN, Unwatched
 from hyperctl.views import job_eta
 
@@ -31,7 +33,7 @@ _FOLLOW_EVERY = 0.2  # seconds between looks at a followed log (as tail -f does)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser) -> None:
-    job = commands.add_parser("job", help="list, describe or kill jobs; read their logs")
+    job = commands.add_parser("job", help="list, describe or kill jobs; read their logs and metrics")
     sub = job.add_subparsers(title="commands", metavar="COMMAND", required=True)
     in_batch = argparse.ArgumentParser(add_help=False)
     add_targets(in_batch)
@@ -62,14 +64,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
     p.set_defaults(func=cmd_logs)
     p = sub.add_parser(
         "metrics",
-        parents=[one, data_dir, as_json],
-        help="what a job reported (hyperctl.report), point by point",
-        description="Every point an attempt of the job reported with hyperctl.report() (or wrote to its metrics "
-        "file), as the daemon stored it: a column per metric.",
+        parents=[one, data_dir],
+        help="what a job reported or printed (loss: 0.25), point by point",
+        description="Every point an attempt of the job reported with hyperctl.report(), wrote to its metrics "
+        "file or printed (loss: 0.25), as the daemon stored it: a row per step, a column per metric.",
+        epilog=METRICS_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--attempt", type=whole_number(1), metavar="K", help="attempt K, from 1 (default: the last)")
     p.add_argument("--key", metavar="NAME", help="only this metric")
-    p.add_argument("--csv", action="store_true", help="CSV on stdout, for scripts and spreadsheets")
+    out = p.add_mutually_exclusive_group()  # one format, as compare takes one
+    out.add_argument("--csv", action="store_true", help="CSV on stdout, for scripts and spreadsheets")
+    out.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_metrics)
 
 
@@ -129,7 +135,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         if status is None or shown == status.value:
             row = [r.name, shown, r.attempts, _how(last), last and last.host, _gpus(last), _took(last, now)]
             rows.append([*row, _progress(shown, last, progress.get(r.name))])
-    headers = ["NAME", "STATUS", "ATTEMPTS", "END", "HOST", "GPUS", "TOOK", "PROGRESS"]
+    headers = ["NAME", "STATUS", "ATTEMPTS", "END", "HOST", "GPUS", "DURATION", "PROGRESS"]
     if not any(row[-1] for row in rows):  # no job reports its progress: no column of dashes
         headers, rows = headers[:-1], [row[:-1] for row in rows]
     print(table(headers, rows))
@@ -161,6 +167,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         attempts = store.attempts(args.job)
         unwatched = Unwatched.of(batch_dir, store)
         progress = metricstore.progress_of(store.conn, job=args.job).get(args.job)
+        summaries = metricstore.summaries_of(store.conn, args.job, record.attempts) if record.attempts else {}
     status, last = record.status.value, record.last
     if unwatched is not None:  # no daemon: its last attempt as its files tell
         status, last = unwatched.see(args.job, record.status, record.last)
@@ -186,6 +193,10 @@ def cmd_describe(args: argparse.Namespace) -> int:
     ]
     if progress is not None:
         fields.append(("progress", _progress(status, last, progress) or "-"))
+    reported = {k: s.last for k, s in summaries.items() if k != PROGRESS}
+    if reported:  # what a sweep is run for, beside the params: each metric's last value
+        values = ", ".join(f"{k}={show(v)}" for k, v in reported.items())
+        fields.append(("metrics", f"{values} (last; every point: hyperctl job metrics {args.batch} {args.job})"))
     print("\n".join(f"{k:<9} {v}" for k, v in fields))
     if not attempts:
         print("attempts  none yet")
@@ -204,7 +215,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
         ]
         for a, v in zip(attempts, attempt_views)
     ]
-    print(table(["#", "STATUS", "HOST", "GPUS", "PID", "STARTED", "TOOK", "END", "STDOUT (stderr beside it)"], rows))
+    headers = ["#", "STATUS", "HOST", "GPUS", "PID", "STARTED", "DURATION", "END", "STDOUT (stderr beside it)"]
+    print(table(headers, rows))
     if unwatched is not None:  # this job's own note if it was left running, else the batch's
         note = unwatched.job_note(status) if record.status == JobStatus.RUNNING else unwatched.note()
         if note:

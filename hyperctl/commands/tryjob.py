@@ -15,7 +15,8 @@ from typing import Any
 
 from hyperctl.errors import HyperctlError
 from hyperctl.jobsidelib import add_to_pythonpath, write_job_side_lib
-from hyperctl.output import say
+from hyperctl.metricsfile import Summary, read_new, summarize
+from hyperctl.output import plural, say
 from hyperctl.reporting import METRICS_ENV
 
 NAME = "try"  # the job's name, for scripts that print or use it
@@ -26,7 +27,7 @@ _BATCH_ONLY = (
     "HYPERCTL_BATCH_NAME",
     "HYPERCTL_BATCH_ID",
     "HYPERCTL_ATTEMPT",
-    METRICS_ENV,  # report() says it records nothing, rather than add to the enclosing job's
+    METRICS_ENV,  # never the enclosing job's: try gives its own
 )
 
 
@@ -36,7 +37,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
         help="run a command once as a job would, with the params given, outside any batch",
         description="Run COMMAND here, once, as a job of a batch would run: `hyperctl.get_job_params()` "
         "gives the params of --params, `hyperctl.get_job_data_dir()` the data dir; no daemon, no batch "
-        "folder. Exits with COMMAND's exit code.",
+        "folder. What it reports with `hyperctl.report()` is told at its end (each metric's last value). "
+        "Exits with COMMAND's exit code.",
     )
     p.add_argument("--params", metavar="JSON", default="{}", help="the job's params, a JSON object (default: {})")
     p.add_argument("--data-dir", metavar="DIR", help="the job's data dir (default: a new temporary folder, kept)")
@@ -66,12 +68,15 @@ def cmd_try(args: argparse.Namespace) -> int:
     fd, params_file = tempfile.mkstemp(prefix="hyperctl-params-", suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump(params, f)
+    fd, metrics_file = tempfile.mkstemp(prefix="hyperctl-metrics-")
+    os.close(fd)
     env = {k: v for k, v in os.environ.items() if k not in _BATCH_ONLY}
     env.update(
         HYPERCTL_JOB_NAME=NAME,
         HYPERCTL_JOB_DATA_DIR=data_dir,
         HYPERCTL_JOB_WORKING_DIR=os.getcwd(),
         HYPERCTL_JOB_PARAMS_FILE=params_file,
+        **{METRICS_ENV: metrics_file},
     )
     # `import hyperctl` works in whatever Python the command runs, as in a batch's local jobs.
     lib_root = tempfile.mkdtemp(prefix="hyperctl-lib-")
@@ -84,7 +89,26 @@ def cmd_try(args: argparse.Namespace) -> int:
     finally:
         os.unlink(params_file)
         shutil.rmtree(lib_root, ignore_errors=True)
+        _say_reported(metrics_file)
     return code if code >= 0 else 128 - code  # ended by a signal: as a shell says it
+
+
+def _say_reported(metrics_file: str) -> None:
+    """What the command reported (hyperctl.report), each metric's last value: that report() works
+    before a sweep is run. The file goes: there is no batch to keep it."""
+    from hyperctl.tablefit import show
+
+    try:
+        with open(metrics_file, "rb") as f:
+            points = read_new(f.read()).points
+        os.unlink(metrics_file)
+    except OSError:
+        return
+    if points:
+        summaries: dict[str, Summary] = {}
+        summarize(points, summaries)
+        values = ", ".join(f"{k}={show(s.last)}" for k, s in sorted(summaries.items()))
+        say(f"reported {values} (last values; {plural(len(points), 'point')})")
 
 
 def _params(text: str) -> dict[str, Any]:
