@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 RESERVED = ("t", "step")
+STEPS = range(-(2**63), 2**63)  # the steps the store keeps (SQLite's integers): a line with another is no point
 
 
 @dataclass
@@ -99,10 +101,13 @@ def _point(obj: Any, n: int) -> Point | None:
         return None
     step = obj.get("step", n)
     t = obj.get("t")
-    if type(step) is not int or (t is not None and type(t) not in _NUMBERS):
+    if type(step) is not int or step not in STEPS or (t is not None and type(t) not in _NUMBERS):
         return None
     # Every line of every job goes through here: type checks inline, no call per value.
-    values = {k: v if type(v) is float else float(v) for k, v in obj.items() if type(v) in _NUMBERS}
+    try:
+        values = {k: v if type(v) is float else float(v) for k, v in obj.items() if type(v) in _NUMBERS}
+    except OverflowError:  # an integer beyond any float: not a number a store keeps
+        return None
     values.pop("t", None)
     values.pop("step", None)
     return Point(float(t) if t is not None else None, step, values) if values else None
@@ -120,8 +125,11 @@ def _columns(objects: list[Any], lines_before: int) -> tuple[Columns, int]:
         if set(map(len, objects)) != {size}:
             raise KeyError  # not the same keys in each
         steps = [o["step"] for o in objects]
-        if set(map(type, steps)) != {int} or (
-            "t" in first and not set(map(type, [o["t"] for o in objects])) <= _NUMBER_SET
+        if (
+            set(map(type, steps)) != {int}
+            or min(steps) not in STEPS
+            or max(steps) not in STEPS
+            or ("t" in first and not set(map(type, [o["t"] for o in objects])) <= _NUMBER_SET)
         ):
             raise KeyError
         columns: Columns = {}
@@ -131,6 +139,8 @@ def _columns(objects: list[Any], lines_before: int) -> tuple[Columns, int]:
             values = [o[key] for o in objects]  # a KeyError: not the same keys in each
             kinds = set(map(type, values))
             if kinds <= _NUMBER_SET:
+                if int in kinds and (min(values) < -_INT_MAX or max(values) > _INT_MAX):
+                    raise KeyError  # an integer the store cannot keep as one: by line, as a float
                 columns[key] = (values, steps)
             elif kinds & _NUMBER_SET:
                 raise KeyError  # numbers in some lines only
@@ -140,6 +150,8 @@ def _columns(objects: list[Any], lines_before: int) -> tuple[Columns, int]:
 
 
 _NUMBER_SET = set(_NUMBERS)
+_INT_MAX = 2**63 - 1
+_FLOAT_MAX = sys.float_info.max
 Columns = dict[str, tuple[list[float], list[int]]]  # a metric's values, and the step of each
 
 
@@ -202,9 +214,9 @@ def lines_from_body(body: Any, now: float) -> tuple[bytes, int]:
     for i, point in enumerate(points):
         where = f"[{i}]" if isinstance(body, list) else "the point"
         for key, value in point.items():
-            if key == "step" and type(value) is not int:
-                raise ValueError(f"{where}.step: must be a whole number, not {value!r}")
-            if type(value) not in _NUMBERS:
+            if key == "step" and (type(value) is not int or value not in STEPS):
+                raise ValueError(f"{where}.step: must be a whole number within ±2**63, not {value!r}")
+            if type(value) not in _NUMBERS or (type(value) is int and abs(value) > _FLOAT_MAX):
                 raise ValueError(f"{where}.{key}: must be a number, not {value!r}")
         if not set(point) - set(RESERVED):
             raise ValueError(f"{where}: no metric (a number besides t and step)")

@@ -64,6 +64,8 @@ def _step(step: Any) -> int:
             step = int(step)
         except (TypeError, ValueError, OverflowError):
             raise ValueError(f"step must be a whole number, not {step!r}: the point is left out") from None
+    if not -(2**63) <= step < 2**63:  # what the daemon's store keeps (SQLite's integers)
+        raise ValueError(f"step {step} is out of range (±2**63): the point is left out")
     return step
 
 
@@ -72,14 +74,14 @@ def _number(key: Any, value: Any) -> float | int | None:
         _say_once(f"key {key!r}", f"hyperctl.report: {key!r} is not a metric name (t and step are reserved): left out")
         return None
     kind = type(value)
-    if kind is float or kind is int:  # the usual case, first
+    if kind is float or (kind is int and -(2**63) < value < 2**63):  # the usual case, first
         return value
     if isinstance(value, (str, bytes, bool)) or value is None:
         _say_once(f"value {key}", f"hyperctl.report: {key}={value!r} is not a number: left out")
         return None
     try:
-        number = float(value)  # numpy and torch scalars, Decimal, Fraction
-    except (TypeError, ValueError):
+        number = float(value)  # numpy and torch scalars, Decimal, Fraction; a big int
+    except (TypeError, ValueError, OverflowError):
         _say_once(f"value {key}", f"hyperctl.report: {key}={value!r} is not a number: left out")
         return None
     return number if not math.isfinite(number) or number != int(number) else int(number)

@@ -1,0 +1,89 @@
+"""Hostile and odd metrics: what jobs write, print or send that no sane job would, and what a
+user sees then (the job's end as it would be without reporting, the points that are points)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hyperctl.metricsfile import lines_from_body, read_new
+from tests.conftest import hyperctl, write_json
+
+
+def run_shell(tmp_path: Path, *commands: str) -> Any:
+    """Run a batch of shell jobs j0, j1, ... (one per command); the completed `hyperctl run`."""
+    jobs = [{"name": f"j{i}", "execution": {"command": c}} for i, c in enumerate(commands)]
+    doc = {"name": "b", "jobs": jobs, "daemon": {"port": 0}}
+    return hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
+
+
+def job_metrics(job: str) -> list[dict[str, Any]]:
+    listed = hyperctl("job", "metrics", "b", job, "--json")
+    assert listed.returncode == 0, listed.stderr
+    return [{k: v for k, v in p.items() if k != "t"} for p in json.loads(listed.stdout)]
+
+
+def test_a_step_or_value_too_big_for_the_store_never_fails_the_job(tmp_path: Path, batches: Path) -> None:
+    big = 10**26
+    run = run_shell(
+        tmp_path,
+        f'echo \'{{"step": {big}, "loss": 1}}\' >> $HYPERCTL_METRICS_FILE;'
+        ' echo \'{"step": 2, "loss": 5}\' >> $HYPERCTL_METRICS_FILE',
+        f'echo \'{{"step": 1, "loss": {big}}}\' >> $HYPERCTL_METRICS_FILE',
+        f"echo 'step: {big}'; echo 'acc: 3'",
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert job_metrics("j0") == [{"step": 2, "loss": 5.0}]  # the line with a step no store keeps: skipped
+    assert job_metrics("j1") == [{"step": 1, "loss": float(big)}]
+    assert job_metrics("j2") == [{"step": 0, "acc": 3.0}]  # a step: line out of range sets no step
+
+
+def test_integers_beyond_any_float_or_step_are_no_point_and_the_rest_are_read() -> None:
+    huge = "1" + "0" * 400
+    lines = [
+        f'{{"step": 0, "loss": {huge}}}',  # beyond a float: the line is no point
+        f'{{"step": {huge}, "loss": 1}}',
+        '{"step": 1, "loss": 2, "tag": "x"}',
+        '{"step": 2, "loss": "x"}',  # numbers in some lines only
+    ]
+    data = ("\n".join(lines) + "\n").encode()
+
+    columns = read_new(data, points=False).columns
+    reading = read_new(data)
+
+    assert columns == {"loss": ([2.0], [1])}
+    assert [(p.step, p.values) for p in reading.points] == [(1, {"loss": 2.0})] and reading.skipped == 3
+
+
+def test_the_api_refuses_a_step_or_integer_the_store_cannot_keep_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"^\[1\]\.step: must be a whole number"):
+        lines_from_body([{"loss": 1}, {"step": 2**63, "loss": 1}], 0.0)
+    with pytest.raises(ValueError, match=r"^the point\.loss: must be a number"):
+        lines_from_body({"loss": 10**400}, 0.0)
+    assert lines_from_body({"step": -(2**63), "loss": 10**300}, 0.0)[1] == 1
+
+
+def test_report_keeps_what_it_can_of_integers_too_big_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "metrics"
+    code = (
+        "import hyperctl\n"
+        "hyperctl.report(loss=10**30, huge=10**400, acc=1)\n"
+        "hyperctl.report(loss=1, step=2**63)\n"
+        "print('went on')\n"
+    )
+    env = {**os.environ, "HYPERCTL_METRICS_FILE": str(path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+
+    assert done.returncode == 0 and done.stdout == "went on\n"
+    assert [{k: v for k, v in p.items() if k != "t"} for p in map(json.loads, path.read_text().splitlines())] == [
+        {"step": 0, "loss": 1e30, "acc": 1}
+    ]
+    assert "huge=" in done.stderr and "out of range" in done.stderr and "Traceback" not in done.stderr
