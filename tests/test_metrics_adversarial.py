@@ -87,3 +87,18 @@ def test_report_keeps_what_it_can_of_integers_too_big_and_says_so(tmp_path: Path
         {"step": 0, "loss": 1e30, "acc": 1}
     ]
     assert "huge=" in done.stderr and "out of range" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_line_longer_than_a_read_is_no_point_even_where_its_end_looks_like_one(tmp_path: Path, batches: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import os\n"
+        "with open(os.environ['HYPERCTL_METRICS_FILE'], 'w') as f:\n"
+        "    f.write('\"' + 'x' * ((1 << 20) - 2) + '\"' + '{\"step\": 7, \"loss\": 99}\\n')\n"
+        '    f.write(\'{"step": 1, "loss": 1}\\n{"acc": 5}\\n\')\n'
+    )
+
+    run = run_shell(tmp_path, f"{sys.executable} {script}")
+
+    assert run.returncode == 0, run.stderr
+    assert job_metrics("j0") == [{"step": 1, "loss": 1.0}, {"step": 2, "acc": 5.0}]  # the long line is line 0

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from hyperctl import metricstore
 from hyperctl.backends.mirror import live_copy
+from hyperctl.metricsfile import Reading
 from hyperctl.outputscalars import OutputScalars
 from hyperctl.pace import PROGRESS, fraction
 
@@ -170,6 +171,14 @@ class MetricsReader:
             os.close(fd)
 
     def _take_report(self, key: Key, tail: metricstore.Tail, data: bytes) -> int:
+        if key in self.mid_line:  # the rest of a line too long to read: no point (its end may parse as one)
+            newline = data.find(b"\n")
+            if newline < 0:
+                return 0
+            self.mid_line.discard(key)
+            # Stored as an empty line: a line of the file still, for the steps of lines without one.
+            metricstore.store(self.conn, key[0], key[1], tail, Reading(used=newline + 1, columns={}), b"\n")
+            return newline + 1 + metricstore.add(self.conn, key[0], key[1], tail, data[newline + 1 :])
         return metricstore.add(self.conn, key[0], key[1], tail, data)
 
     def _take_output(self, key: Key, tail: metricstore.Tail, data: bytes) -> int:
