@@ -7,13 +7,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hyperctl.daemon.auth import Tokens
 from hyperctl.metricsfile import lines_from_body, read_new
-from tests.conftest import hyperctl, write_json
+from tests.conftest import hyperctl, wait_for, write_json
+from tests.test_api import Runs, batch, job, wait_for_file
+from tests.test_report_api import post
 
 
 def run_shell(tmp_path: Path, *commands: str) -> Any:
@@ -102,3 +106,26 @@ def test_a_line_longer_than_a_read_is_no_point_even_where_its_end_looks_like_one
 
     assert run.returncode == 0, run.stderr
     assert job_metrics("j0") == [{"step": 1, "loss": 1.0}, {"step": 2, "acc": 5.0}]  # the long line is line 0
+
+
+@pytest.fixture
+def runs(batches: Path, tmp_path: Path) -> Iterator[Runs]:
+    started = Runs(batches, tmp_path)
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+def test_a_body_nested_too_deep_is_a_bad_request_and_the_daemon_goes_on(runs: Runs, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    doc = batch("api", job("j", wait_for_file(gate)), daemon={"port": 0, "exit_on_finish": False})
+    _, portal, token = runs.serve(doc)
+    mine = Tokens(token).for_job("j")
+    wait_for(lambda: hyperctl("job", "list", "api", "--json").stdout.count('"running"') == 1, "j to run")
+
+    status, answer = post(portal, "j", mine, b"[" * 100_000 + b"]" * 100_000)
+
+    assert status == 400 and "nested too deep" in answer["error"]
+    assert post(portal, "j", mine, b'{"loss": 1}')[0] == 200
+    gate.touch()
