@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -129,3 +130,14 @@ def test_a_body_nested_too_deep_is_a_bad_request_and_the_daemon_goes_on(runs: Ru
     assert status == 400 and "nested too deep" in answer["error"]
     assert post(portal, "j", mine, b'{"loss": 1}')[0] == 200
     gate.touch()
+
+
+def test_job_metrics_shows_a_name_s_control_characters_as_escapes(tmp_path: Path, batches: Path) -> None:
+    line = json.dumps({"step": 0, "a\nb": 1, "\u001b]0;owned\u0007x": 2})
+    run_shell(tmp_path, f"printf '%s\\n' {shlex.quote(line)} >> $HYPERCTL_METRICS_FILE")
+
+    shown = hyperctl("job", "metrics", "b", "j0")
+
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[0].split() == ["STEP", "\\x1b]0;owned\\x07x", "a\\x0ab"]
+    assert "\x1b" not in shown.stdout and len(shown.stdout.splitlines()) == 2

@@ -9,7 +9,7 @@ import sys
 from hyperctl.batches import open_batch, resolve_batches_dir
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.output import emit_json, say, table
-from hyperctl.tablefit import show
+from hyperctl.tablefit import show, show_text
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -35,6 +35,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if not points:
         say(f"job {args.job}: attempt {n} reported no metrics" + (f" named {args.key}" if args.key else ""))
         return ExitStatus.OK
-    # Metrics by the names they were reported under (case and all), their values short (--csv: whole).
-    print(table(["STEP", *keys], [[p.step, *(show(p.values.get(k)) for k in keys)] for p in points]))
+    # Metrics by the names they were reported under (case and all; a control character as its
+    # escape: a job's name for a metric never acts on the terminal), their values short (--csv: whole).
+    print(table(["STEP", *map(show_text, keys)], [[p.step, *(show(p.values.get(k)) for k in keys)] for p in points]))
     return ExitStatus.OK
