@@ -71,9 +71,13 @@ def read_new(data: bytes, lines_before: int = 0, points: bool = True) -> Reading
         return reading
     text = data[:end].decode("utf-8", errors="replace")
     try:  # the usual case: every line good, parsed by one call of the C decoder
-        objects: list[Any] = json.loads("[" + text.rstrip("\n").replace("\n", ",") + "]")
+        # The newlines stay (a string open across one is refused, as JSON has no raw newline in a
+        # string), and there must be an object a line: two broken lines never make one point.
+        objects: list[Any] = json.loads("[" + text.rstrip("\n").replace("\n", ",\n") + "]")
+        if len(objects) != text.count("\n"):
+            raise ValueError
     except ValueError:
-        objects = [_loads(line) for line in text.splitlines()]
+        objects = [_loads(line) for line in text.split("\n")[:-1]]
     if not points:
         reading.columns, reading.skipped = _columns(objects, lines_before)
         return reading

@@ -141,3 +141,14 @@ def test_job_metrics_shows_a_name_s_control_characters_as_escapes(tmp_path: Path
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines()[0].split() == ["STEP", "\\x1b]0;owned\\x07x", "a\\x0ab"]
     assert "\x1b" not in shown.stdout and len(shown.stdout.splitlines()) == 2
+
+
+def test_two_broken_lines_never_make_one_point_between_them() -> None:
+    # A shell's echo turned the \n of a name into a newline: two lines, neither an object.
+    data = b'{"step": 0, "a\nb": 1}\n{"step": 1, "loss": 2}\n{"acc": 3}\n'
+
+    reading = read_new(data)
+
+    assert [(p.step, p.values) for p in reading.points] == [(1, {"loss": 2.0}), (3, {"acc": 3.0})]
+    assert reading.skipped == 2
+    assert read_new(data, points=False).columns == {"loss": ([2], [1]), "acc": ([3], [3])}
