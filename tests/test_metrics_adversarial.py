@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from hyperctl import metricstore
 from hyperctl.daemon.auth import Tokens
 from hyperctl.metricsfile import lines_from_body, read_new
+from hyperctl.store import Store
 from tests.conftest import hyperctl, wait_for, write_json
 from tests.test_api import Runs, batch, job, wait_for_file
 from tests.test_report_api import post
@@ -152,3 +154,26 @@ def test_two_broken_lines_never_make_one_point_between_them() -> None:
     assert [(p.step, p.values) for p in reading.points] == [(1, {"loss": 2.0}), (3, {"acc": 3.0})]
     assert reading.skipped == 2
     assert read_new(data, points=False).columns == {"loss": ([2], [1]), "acc": ([3], [3])}
+
+
+def test_a_chunk_writes_the_summaries_of_its_own_metrics_only(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    try:
+        tail = metricstore.Tail(summaries={})
+        metricstore.add(
+            store.conn, "j", 1, tail, json.dumps({"step": 0, **{f"m{i}": i for i in range(1000)}}).encode() + b"\n"
+        )
+        before = store.conn.total_changes
+
+        metricstore.add(store.conn, "j", 1, tail, b'{"step": 1, "m5": -1}\n')
+
+        assert store.conn.total_changes - before == 2  # the chunk, and m5's summary
+        summaries = metricstore.summaries_of(store.conn, "j", 1)
+        assert len(summaries) == 1000 and (summaries["m5"].last, summaries["m5"].min, summaries["m5"].count) == (
+            -1,
+            -1,
+            2,
+        )
+        assert (summaries["m7"].last, summaries["m7"].count) == (7, 1)
+    finally:
+        store.close()
