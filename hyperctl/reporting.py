@@ -106,4 +106,7 @@ def _write(line: str) -> None:
 def _say_once(what: str, message: str) -> None:
     if what not in _said:
         _said.add(what)
-        print(message, file=sys.stderr)
+        try:
+            print(message, file=sys.stderr, flush=True)
+        except (OSError, ValueError, AttributeError):
+            pass  # no stderr to write to (a full disk, often the metrics file's): the note is lost, not the job

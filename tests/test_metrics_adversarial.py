@@ -177,3 +177,13 @@ def test_a_chunk_writes_the_summaries_of_its_own_metrics_only(tmp_path: Path) ->
         assert (summaries["m7"].last, summaries["m7"].count) == (7, 1)
     finally:
         store.close()
+
+
+def test_report_never_fails_the_job_when_its_stderr_is_full_too(tmp_path: Path) -> None:
+    # A full disk holds the job's stderr as well as its metrics file: the note cannot be written either.
+    code = "import hyperctl\nfor i in range(3): hyperctl.report(loss=i)\nprint('went on')"
+    env = {**os.environ, "HYPERCTL_METRICS_FILE": "/dev/full"}
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=full, text=True, env=env)
+
+    assert (done.returncode, done.stdout) == (0, "went on\n")
