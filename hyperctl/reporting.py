@@ -32,6 +32,7 @@ _fd: int | None = None
 _path: str | None = None
 _calls = 0  # a step for calls that give none: the calls of this process, from 0
 _said: set[str] = set()
+_cut = False  # the last write was cut short: the file ends in part of a line
 
 
 def report(metrics: dict[str, Any] | None = None, /, step: int | None = None, **more: Any) -> None:
@@ -88,7 +89,7 @@ def _number(key: Any, value: Any) -> float | int | None:
 
 
 def _write(line: str) -> None:
-    global _fd, _path
+    global _fd, _path, _cut
     path = os.environ.get(METRICS_ENV)
     if not path:
         _say_once("no file", f"hyperctl.report: not inside a hyperctl job (no ${METRICS_ENV}): metrics not recorded")
@@ -97,9 +98,10 @@ def _write(line: str) -> None:
         if _fd is not None:
             os.close(_fd)
         _fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        _path = path
-    data = line.encode()
-    if os.write(_fd, data) != len(data):
+        _path, _cut = path, False
+    data = b"\n" + line.encode() if _cut else line.encode()  # a cut line ends first: it never takes this one
+    _cut = os.write(_fd, data) != len(data)
+    if _cut:
         raise OSError(f"{path}: a short write (the disk is full?): a point was cut")
 
 

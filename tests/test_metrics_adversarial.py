@@ -187,3 +187,25 @@ def test_report_never_fails_the_job_when_its_stderr_is_full_too(tmp_path: Path) 
         done = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=full, text=True, env=env)
 
     assert (done.returncode, done.stdout) == (0, "went on\n")
+
+
+def test_a_point_cut_by_a_full_disk_never_takes_the_next_one_with_it(tmp_path: Path) -> None:
+    path = tmp_path / "metrics"
+    code = (
+        "import os, resource, hyperctl\n"
+        "hyperctl.report(loss=1)\n"
+        "_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize({str(path)!r}) + 10, hard))\n"
+        "hyperctl.report(loss=2)  # cut after 10 bytes: the file is full\n"
+        "hyperctl.report(loss=3)  # nothing written\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # room again\n"
+        "hyperctl.report(loss=4)\n"
+        "print('went on')\n"
+    )
+    env = {**os.environ, "HYPERCTL_METRICS_FILE": str(path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+
+    assert (done.returncode, done.stdout) == (0, "went on\n"), done.stderr
+    reading = read_new(path.read_bytes())
+    assert [(p.step, p.values) for p in reading.points] == [(0, {"loss": 1.0}), (3, {"loss": 4.0})]
+    assert reading.skipped == 1  # the cut line, alone
