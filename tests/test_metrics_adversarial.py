@@ -18,7 +18,7 @@ from hyperctl import metricstore
 from hyperctl.daemon.auth import Tokens
 from hyperctl.metricsfile import lines_from_body, read_new
 from hyperctl.store import Store
-from tests.conftest import hyperctl, wait_for, write_json
+from tests.conftest import attempt_dir, hyperctl, wait_for, write_json
 from tests.test_api import Runs, batch, job, wait_for_file
 from tests.test_report_api import post
 
@@ -209,3 +209,18 @@ def test_a_point_cut_by_a_full_disk_never_takes_the_next_one_with_it(tmp_path: P
     reading = read_new(path.read_bytes())
     assert [(p.step, p.values) for p in reading.points] == [(0, {"loss": 1.0}), (3, {"loss": 4.0})]
     assert reading.skipped == 1  # the cut line, alone
+
+
+def test_a_metrics_file_made_a_fifo_never_holds_the_daemon(runs: Runs, tmp_path: Path, batches: Path) -> None:
+    gate = tmp_path / "gate"
+    doc = batch("api", job("j", wait_for_file(gate)), daemon={"port": 0, "exit_on_finish": False})
+    _, portal, token = runs.serve(doc)
+    mine = Tokens(token).for_job("j")
+    wait_for(lambda: hyperctl("job", "list", "api", "--json").stdout.count('"running"') == 1, "j to run")
+    os.mkfifo(attempt_dir(batches, "api", "j") / "metrics")  # no one reads it: an open to write it waits
+
+    status, answer = post(portal, "j", mine, b'{"loss": 1}')
+
+    assert status == 503 and "not a regular file" in answer["error"], answer
+    assert hyperctl("job", "list", "api", "--json").returncode == 0  # the daemon answers still
+    gate.touch()
