@@ -224,3 +224,18 @@ def test_a_metrics_file_made_a_fifo_never_holds_the_daemon(runs: Runs, tmp_path:
     assert status == 503 and "not a regular file" in answer["error"], answer
     assert hyperctl("job", "list", "api", "--json").returncode == 0  # the daemon answers still
     gate.touch()
+
+
+def test_an_attempt_0_or_not_a_number_is_refused_naming_it_never_read_as_the_last(
+    tmp_path: Path, batches: Path
+) -> None:
+    from hyperctl import Batch
+    from hyperctl.errors import HyperctlError
+
+    run_shell(tmp_path, "echo '{\"loss\": 1}' >> $HYPERCTL_METRICS_FILE")
+    job0 = Batch("b")["j0"]
+
+    for attempt in (0, -1, "1", 1.0, True):
+        with pytest.raises(HyperctlError, match=r"attempt"):
+            job0.metrics(attempt=attempt)  # type: ignore[arg-type]
+    assert len(job0.metrics(attempt=1)) == 1
