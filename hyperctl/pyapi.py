@@ -166,11 +166,15 @@ class Batch:
             self.resume(detach=detach)
         return chosen
 
-    def compare(self, columns: list[str] | None = None, **options: Any) -> Rows:
+    def compare(self, columns: str | list[str] | None = None, **options: Any) -> Rows:
         """One row per job: its params and metrics, as `hyperctl compare` shows them (columns in its
-        grammar: "=lr", "loss", "min loss", ...; options: sort, where, top, all_params, attempt)."""
+        grammar: "=lr", "loss", "min loss", ...; options: sort, where, top, all_params, attempt).
+        columns, sort and where each take one string as the command's option does, or a list."""
         from hyperctl import comparison
 
+        # A string is one expression (as -c, --sort, --where take it), never its characters.
+        columns = [columns] if isinstance(columns, str) else columns
+        options.update({k: [v] for k, v in options.items() if k in ("sort", "where") and isinstance(v, str)})
         table = comparison.compare([self._dir], columns, **options)
         return Rows(table.rows, table.columns)
 

@@ -239,3 +239,15 @@ def test_an_attempt_0_or_not_a_number_is_refused_naming_it_never_read_as_the_las
         with pytest.raises(HyperctlError, match=r"attempt"):
             job0.metrics(attempt=attempt)  # type: ignore[arg-type]
     assert len(job0.metrics(attempt=1)) == 1
+
+
+def test_batch_compare_takes_one_string_as_the_command_s_options_do(tmp_path: Path, batches: Path) -> None:
+    from hyperctl import Batch
+
+    report = "echo '{\"loss\": %d}' >> $HYPERCTL_METRICS_FILE"
+    run_shell(tmp_path, report % 1, report % 2)
+
+    rows = Batch("b").compare("loss,min loss as least", sort="-loss", where="loss>0")
+
+    assert rows.columns == ["name", "loss", "least"]
+    assert [(r["name"], r["loss"]) for r in rows] == [("j1", 2.0), ("j0", 1.0)]
