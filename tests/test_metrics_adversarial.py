@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -251,3 +252,22 @@ def test_batch_compare_takes_one_string_as_the_command_s_options_do(tmp_path: Pa
 
     assert rows.columns == ["name", "loss", "least"]
     assert [(r["name"], r["loss"]) for r in rows] == [("j1", 2.0), ("j0", 1.0)]
+
+
+def test_a_progress_too_small_for_any_eta_shows_no_eta_and_breaks_no_view(tmp_path: Path, batches: Path) -> None:
+    from tests.test_progress import rows, waiting
+
+    gate = tmp_path / "gate"
+    doc = {"name": "b", "daemon": {"port": 0}, "jobs": [{"name": "j", "execution": waiting("5e-324", gate)}]}
+    started = hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)), "--detach")
+    assert started.returncode == 0, started.stderr
+    try:
+        listed = wait_for(lambda: rows("b")["j"].get("PROGRESS") == "0%" or None, "j's progress in job list")
+
+        described = hyperctl("job", "describe", "b", "j")
+        batch_described = hyperctl("batch", "describe", "b")
+    finally:
+        gate.touch()
+    assert listed  # its time left at that pace would be infinite: none is shown
+    assert described.returncode == 0 and re.search(r"^progress +0%$", described.stdout, re.M), described.stderr
+    assert batch_described.returncode == 0 and not re.search(r"^ETA +\d{6}", batch_described.stdout, re.M)
