@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,8 @@ def read_new(data: bytes, lines_before: int = 0, points: bool = True) -> Reading
             raise ValueError
     except ValueError:
         objects = [_loads(line) for line in text.split("\n")[:-1]]
+    if _HALF_CHARACTER.search(text):  # rare: one C search over the text tells
+        objects = [_whole_names(obj) for obj in objects]
     if not points:
         reading.columns, reading.skipped = _columns(objects, lines_before)
         return reading
@@ -88,6 +91,25 @@ def read_new(data: bytes, lines_before: int = 0, points: bool = True) -> Reading
         else:
             reading.points.append(point)
     return reading
+
+
+# A JSON escape of half a character (a lone surrogate, "\ud800"): a name holding one is no text
+# that a store, a terminal or a file can hold, and is left out (the line's other metrics are kept).
+_HALF_CHARACTER = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _whole_names(obj: Any) -> Any:
+    if type(obj) is not dict:
+        return obj
+    return {k: v for k, v in obj.items() if _is_text(k)}
+
+
+def _is_text(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _loads(line: str) -> Any:
@@ -218,6 +240,8 @@ def lines_from_body(body: Any, now: float) -> tuple[bytes, int]:
     for i, point in enumerate(points):
         where = f"[{i}]" if isinstance(body, list) else "the point"
         for key, value in point.items():
+            if not _is_text(key):
+                raise ValueError(f"{where}.{key!r}: not a metric name (half of a character)")
             if key == "step" and (type(value) is not int or value not in STEPS):
                 raise ValueError(f"{where}.step: must be a whole number within ±2**63, not {value!r}")
             if type(value) not in _NUMBERS or (type(value) is int and abs(value) > _FLOAT_MAX):

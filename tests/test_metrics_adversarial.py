@@ -271,3 +271,14 @@ def test_a_progress_too_small_for_any_eta_shows_no_eta_and_breaks_no_view(tmp_pa
     assert listed  # its time left at that pace would be infinite: none is shown
     assert described.returncode == 0 and re.search(r"^progress +0%$", described.stdout, re.M), described.stderr
     assert batch_described.returncode == 0 and not re.search(r"^ETA +\d{6}", batch_described.stdout, re.M)
+
+
+def test_a_name_that_is_no_text_is_left_out_and_never_fails_the_job(tmp_path: Path, batches: Path) -> None:
+    # "\ud800" is JSON, but half of a character: no store, terminal or file can hold it.
+    line = '{"\\ud800": 1, "loss": 2, "\\ud83d\\ude00": 3}'
+    run = run_shell(tmp_path, f"printf '%s\\n' {shlex.quote(line)} >> $HYPERCTL_METRICS_FILE")
+
+    assert run.returncode == 0, run.stderr
+    assert job_metrics("j0") == [{"step": 0, "loss": 2.0, "\U0001f600": 3.0}]
+    with pytest.raises(ValueError, match=r"^the point\.'\\ud800': not a metric name"):
+        lines_from_body({"\ud800": 1}, 0.0)
