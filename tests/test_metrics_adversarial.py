@@ -282,3 +282,15 @@ def test_a_name_that_is_no_text_is_left_out_and_never_fails_the_job(tmp_path: Pa
     assert job_metrics("j0") == [{"step": 0, "loss": 2.0, "\U0001f600": 3.0}]
     with pytest.raises(ValueError, match=r"^the point\.'\\ud800': not a metric name"):
         lines_from_body({"\ud800": 1}, 0.0)
+
+
+def test_compare_shows_a_metric_name_s_control_characters_as_escapes(tmp_path: Path, batches: Path) -> None:
+    line = json.dumps({"step": 0, "a\nb": 1, "\u001b[31mred": 2})
+    run_shell(tmp_path, f"printf '%s\\n' {shlex.quote(line)} >> $HYPERCTL_METRICS_FILE")
+
+    shown = hyperctl("compare", "b", env={"COLUMNS": "200"})
+
+    assert shown.returncode == 0, shown.stderr
+    header, *rows = shown.stdout.splitlines()
+    assert header.split()[-2:] == ["\\x1b[31mred", "a\\x0ab"] and len(rows) == 1
+    assert "\x1b" not in shown.stdout
