@@ -294,3 +294,13 @@ def test_compare_shows_a_metric_name_s_control_characters_as_escapes(tmp_path: P
     header, *rows = shown.stdout.splitlines()
     assert header.split()[-2:] == ["\\x1b[31mred", "a\\x0ab"] and len(rows) == 1
     assert "\x1b" not in shown.stdout
+
+
+def test_compare_s_error_naming_the_metrics_stays_one_line(tmp_path: Path, batches: Path) -> None:
+    line = json.dumps({"step": 0, "a\nb": 1, "\u001b[31mred": 2})
+    run_shell(tmp_path, f"printf '%s\\n' {shlex.quote(line)} >> $HYPERCTL_METRICS_FILE")
+
+    refused = hyperctl("compare", "b", "-c", "nosuch")
+
+    assert refused.returncode == 2
+    assert refused.stderr.endswith("metrics: \\x1b[31mred, a\\x0ab)\n") and len(refused.stderr.splitlines()) == 1
