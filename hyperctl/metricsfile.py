@@ -224,6 +224,7 @@ def summarize_columns(columns: Columns, summaries: dict[str, Summary]) -> None:
                 summary.max, summary.max_step = most, at[numbers.index(most)]
 
 
+MAX_LINE_BYTES = 1 << 20  # a longer line is no point: the daemon reads files a block of this at a time
 MAX_POINTS_PER_REQUEST = 1000  # points one request of the API may add (as MLflow's log_batch caps it)
 
 
@@ -248,5 +249,8 @@ def lines_from_body(body: Any, now: float) -> tuple[bytes, int]:
                 raise ValueError(f"{where}.{key}: must be a number, not {value!r}")
         if not set(point) - set(RESERVED):
             raise ValueError(f"{where}: no metric (a number besides t and step)")
-        lines.append(json.dumps({"t": round(now, 6), **point}, separators=(",", ":")) + "\n")
+        line = json.dumps({"t": round(now, 6), **point}, separators=(",", ":")) + "\n"
+        if len(line) > MAX_LINE_BYTES:  # its names are ASCII: a character a byte
+            raise ValueError(f"{where}: {len(line)} bytes as a line: at most {MAX_LINE_BYTES} (a longer is not read)")
+        lines.append(line)
     return "".join(lines).encode(), len(lines)

@@ -304,3 +304,8 @@ def test_compare_s_error_naming_the_metrics_stays_one_line(tmp_path: Path, batch
 
     assert refused.returncode == 2
     assert refused.stderr.endswith("metrics: \\x1b[31mred, a\\x0ab)\n") and len(refused.stderr.splitlines()) == 1
+
+
+def test_the_api_refuses_a_point_longer_than_a_line_the_daemon_reads() -> None:
+    with pytest.raises(ValueError, match=r"^\[1\]: \d+ bytes as a line: at most 1048576"):
+        lines_from_body([{"loss": 1}, {f"m{i}": i for i in range(100_000)}], 0.0)

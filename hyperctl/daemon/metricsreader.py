@@ -20,13 +20,13 @@ from pathlib import Path
 
 from hyperctl import metricstore
 from hyperctl.backends.mirror import live_copy
-from hyperctl.metricsfile import Reading
+from hyperctl.metricsfile import MAX_LINE_BYTES, Reading
 from hyperctl.outputscalars import OutputScalars
 from hyperctl.pace import PROGRESS, fraction
 
 READ_EVERY = 0.5  # seconds between reads while attempts run and report
 READ_QUIET_MAX = 2.0  # while none does, the interval doubles up to this: fewer wake-ups beside quiet jobs
-_BLOCK = 1 << 20  # bytes read at once (a line longer than this is skipped)
+_BLOCK = MAX_LINE_BYTES  # bytes read at once (a line longer than this is skipped)
 _TICK_BLOCKS = 16  # blocks of one file a tick reads at most: a chatty job never holds the loop long
 FILES = {metricstore.REPORT: "metrics", metricstore.OUTPUT: "stdout"}  # each source's file in the attempt folder
 
