@@ -27,6 +27,7 @@ from typing import Any
 
 METRICS_ENV = "HYPERCTL_METRICS_FILE"
 RESERVED = ("t", "step")
+MAX_LINE_BYTES = 1 << 20  # as metricsfile's (this module stands alone where jobs run)
 
 _fd: int | None = None
 _path: str | None = None
@@ -52,7 +53,10 @@ def report(metrics: dict[str, Any] | None = None, /, step: int | None = None, **
             if number is not None:
                 point[key] = number
         if len(point) > 2:
-            _write(json.dumps(point, separators=(",", ":")) + "\n")
+            line = json.dumps(point, separators=(",", ":")) + "\n"
+            if len(line) > MAX_LINE_BYTES:  # ASCII (json's escapes): a character a byte
+                raise ValueError(f"a point of {len(line)} bytes: the daemon reads lines of {MAX_LINE_BYTES} at most")
+            _write(line)
     except Exception as e:  # never the job's end: a report is worth less than the job
         _say_once(type(e).__name__, f"hyperctl.report: {e}")
 

@@ -309,3 +309,13 @@ def test_compare_s_error_naming_the_metrics_stays_one_line(tmp_path: Path, batch
 def test_the_api_refuses_a_point_longer_than_a_line_the_daemon_reads() -> None:
     with pytest.raises(ValueError, match=r"^\[1\]: \d+ bytes as a line: at most 1048576"):
         lines_from_body([{"loss": 1}, {f"m{i}": i for i in range(100_000)}], 0.0)
+
+
+def test_report_says_when_a_point_is_too_long_to_be_read_and_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "metrics"
+    code = "import hyperctl\nhyperctl.report(**{f'm{i}': i for i in range(100_000)})\nhyperctl.report(loss=1)\n"
+    env = {**os.environ, "HYPERCTL_METRICS_FILE": str(path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+
+    assert done.returncode == 0 and "the daemon reads lines of 1048576 at most" in done.stderr
+    assert [(p.step, p.values) for p in read_new(path.read_bytes()).points] == [(1, {"loss": 1.0})]
