@@ -19,9 +19,12 @@ from hyperctl import metricstore
 from hyperctl.daemon.auth import Tokens
 from hyperctl.metricsfile import lines_from_body, read_new
 from hyperctl.store import Store
-from tests.conftest import attempt_dir, hyperctl, wait_for, write_json
+from tests.conftest import attempt_dir, batch_token, hyperctl, wait_for, wait_for_portal, write_json
+from tests.sshhosts import Host, hosts_for_module
 from tests.test_api import Runs, batch, job, wait_for_file
 from tests.test_report_api import post
+from tests.test_ssh import job as remote_job
+from tests.test_ssh import remote_batch
 
 
 def run_shell(tmp_path: Path, *commands: str) -> Any:
@@ -319,3 +322,44 @@ def test_report_says_when_a_point_is_too_long_to_be_read_and_goes_on(tmp_path: P
 
     assert done.returncode == 0 and "the daemon reads lines of 1048576 at most" in done.stderr
     assert [(p.step, p.values) for p in read_new(path.read_bytes()).points] == [(1, {"loss": 1.0})]
+
+
+REMOTE_ROOT = f".hyperctl-test-adversarial-{os.getpid()}"
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[list[Host]]:
+    with hosts_for_module(1, REMOTE_ROOT) as found:
+        yield found
+
+
+def test_a_remote_job_s_metrics_file_made_a_fifo_never_holds_a_request(
+    hosts: list[Host], shared: Path, batches: Path
+) -> None:
+    gate = shared / "gate"
+    doc = remote_batch(
+        hosts,
+        [
+            remote_job(
+                f'F="$HYPERCTL_METRICS_FILE"; rm -f "$F"; mkfifo "$F"; while [ ! -e {gate} ]; do sleep 0.05; done',
+                name="m",
+            )
+        ],
+        remote_root=REMOTE_ROOT,
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "run", "--config", str(write_json(shared / "b.json", doc))],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        portal = wait_for_portal(run)
+        wait_for(lambda: '"running"' in hyperctl("job", "list", "r", "--json").stdout, "the remote job to run")
+        mine = Tokens(batch_token(batches, "r")).for_job("m")
+
+        status, answer = post(portal, "m", mine, b'{"loss": 1}')
+
+        assert status == 503 and "not a regular file" in answer["error"], answer
+    finally:
+        gate.touch()
+    assert run.wait(timeout=30) == 0, run.communicate()[1]
