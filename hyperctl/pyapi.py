@@ -129,6 +129,8 @@ class Batch:
     def wait(self, timeout: float | None = None) -> str:
         """Wait until the batch no longer runs (told by its daemon as it ends, no polling) and
         return its status; TimeoutError after `timeout` seconds."""
+        if timeout is not None and (type(timeout) not in (int, float) or not timeout >= 0):  # NaN too
+            raise ValueError(f"timeout: must be seconds (a number, 0 or more) or None, not {timeout!r}")
         status = steering.wait_for_end(self._dir, timeout)
         if self._daemon is not None:
             self._daemon.poll()  # reap it once it has gone

@@ -363,3 +363,15 @@ def test_a_remote_job_s_metrics_file_made_a_fifo_never_holds_a_request(
     finally:
         gate.touch()
     assert run.wait(timeout=30) == 0, run.communicate()[1]
+
+
+def test_wait_refuses_a_timeout_that_is_no_number_of_seconds_naming_it(tmp_path: Path, batches: Path) -> None:
+    from hyperctl import Batch
+
+    run_shell(tmp_path, "true")
+    batch_ = Batch("b")
+
+    for timeout in (float("nan"), -5, "3", True):
+        with pytest.raises(ValueError, match=r"^timeout: must be seconds"):
+            batch_.wait(timeout=timeout)  # type: ignore[arg-type]
+    assert batch_.wait(timeout=0) == "finished"
