@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hyperctl.errors import HyperctlError
+from hyperctl.output import visible
 from hyperctl.spec import JobStatus
 from hyperctl.unwatched import UNKNOWN
 
@@ -83,7 +84,8 @@ class Ref:
 def _known(params: set[str], metrics: set[str]) -> str:
     def names(found: set[str]) -> str:
         listed = sorted(found)
-        return ", ".join(listed[:10]) + (", ..." if len(listed) > 10 else "") if listed else "none"
+        shown = map(visible, listed[:10])  # jobs' names for metrics: the error stays one line
+        return ", ".join(shown) + (", ..." if len(listed) > 10 else "") if listed else "none"
 
     return f"params: {names(params)}; metrics: {names(metrics)}"
 

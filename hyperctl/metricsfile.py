@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 RESERVED = ("t", "step")
+STEPS = range(-(2**63), 2**63)  # the steps the store keeps (SQLite's integers): a line with another is no point
 
 
 @dataclass
@@ -69,9 +72,15 @@ def read_new(data: bytes, lines_before: int = 0, points: bool = True) -> Reading
         return reading
     text = data[:end].decode("utf-8", errors="replace")
     try:  # the usual case: every line good, parsed by one call of the C decoder
-        objects: list[Any] = json.loads("[" + text.rstrip("\n").replace("\n", ",") + "]")
+        # The newlines stay (a string open across one is refused, as JSON has no raw newline in a
+        # string), and there must be an object a line: two broken lines never make one point.
+        objects: list[Any] = json.loads("[" + text.rstrip("\n").replace("\n", ",\n") + "]")
+        if len(objects) != text.count("\n"):
+            raise ValueError
     except ValueError:
-        objects = [_loads(line) for line in text.splitlines()]
+        objects = [_loads(line) for line in text.split("\n")[:-1]]
+    if _HALF_CHARACTER.search(text):  # rare: one C search over the text tells
+        objects = [_whole_names(obj) for obj in objects]
     if not points:
         reading.columns, reading.skipped = _columns(objects, lines_before)
         return reading
@@ -82,6 +91,25 @@ def read_new(data: bytes, lines_before: int = 0, points: bool = True) -> Reading
         else:
             reading.points.append(point)
     return reading
+
+
+# A JSON escape of half a character (a lone surrogate, "\ud800"): a name holding one is no text
+# that a store, a terminal or a file can hold, and is left out (the line's other metrics are kept).
+_HALF_CHARACTER = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _whole_names(obj: Any) -> Any:
+    if type(obj) is not dict:
+        return obj
+    return {k: v for k, v in obj.items() if _is_text(k)}
+
+
+def _is_text(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _loads(line: str) -> Any:
@@ -99,10 +127,13 @@ def _point(obj: Any, n: int) -> Point | None:
         return None
     step = obj.get("step", n)
     t = obj.get("t")
-    if type(step) is not int or (t is not None and type(t) not in _NUMBERS):
+    if type(step) is not int or step not in STEPS or (t is not None and type(t) not in _NUMBERS):
         return None
     # Every line of every job goes through here: type checks inline, no call per value.
-    values = {k: v if type(v) is float else float(v) for k, v in obj.items() if type(v) in _NUMBERS}
+    try:
+        values = {k: v if type(v) is float else float(v) for k, v in obj.items() if type(v) in _NUMBERS}
+    except OverflowError:  # an integer beyond any float: not a number a store keeps
+        return None
     values.pop("t", None)
     values.pop("step", None)
     return Point(float(t) if t is not None else None, step, values) if values else None
@@ -120,8 +151,11 @@ def _columns(objects: list[Any], lines_before: int) -> tuple[Columns, int]:
         if set(map(len, objects)) != {size}:
             raise KeyError  # not the same keys in each
         steps = [o["step"] for o in objects]
-        if set(map(type, steps)) != {int} or (
-            "t" in first and not set(map(type, [o["t"] for o in objects])) <= _NUMBER_SET
+        if (
+            set(map(type, steps)) != {int}
+            or min(steps) not in STEPS
+            or max(steps) not in STEPS
+            or ("t" in first and not set(map(type, [o["t"] for o in objects])) <= _NUMBER_SET)
         ):
             raise KeyError
         columns: Columns = {}
@@ -131,6 +165,8 @@ def _columns(objects: list[Any], lines_before: int) -> tuple[Columns, int]:
             values = [o[key] for o in objects]  # a KeyError: not the same keys in each
             kinds = set(map(type, values))
             if kinds <= _NUMBER_SET:
+                if int in kinds and (min(values) < -_INT_MAX or max(values) > _INT_MAX):
+                    raise KeyError  # an integer the store cannot keep as one: by line, as a float
                 columns[key] = (values, steps)
             elif kinds & _NUMBER_SET:
                 raise KeyError  # numbers in some lines only
@@ -140,6 +176,8 @@ def _columns(objects: list[Any], lines_before: int) -> tuple[Columns, int]:
 
 
 _NUMBER_SET = set(_NUMBERS)
+_INT_MAX = 2**63 - 1
+_FLOAT_MAX = sys.float_info.max
 Columns = dict[str, tuple[list[float], list[int]]]  # a metric's values, and the step of each
 
 
@@ -186,6 +224,7 @@ def summarize_columns(columns: Columns, summaries: dict[str, Summary]) -> None:
                 summary.max, summary.max_step = most, at[numbers.index(most)]
 
 
+MAX_LINE_BYTES = 1 << 20  # a longer line is no point: the daemon reads files a block of this at a time
 MAX_POINTS_PER_REQUEST = 1000  # points one request of the API may add (as MLflow's log_batch caps it)
 
 
@@ -202,11 +241,16 @@ def lines_from_body(body: Any, now: float) -> tuple[bytes, int]:
     for i, point in enumerate(points):
         where = f"[{i}]" if isinstance(body, list) else "the point"
         for key, value in point.items():
-            if key == "step" and type(value) is not int:
-                raise ValueError(f"{where}.step: must be a whole number, not {value!r}")
-            if type(value) not in _NUMBERS:
+            if not _is_text(key):
+                raise ValueError(f"{where}.{key!r}: not a metric name (half of a character)")
+            if key == "step" and (type(value) is not int or value not in STEPS):
+                raise ValueError(f"{where}.step: must be a whole number within ±2**63, not {value!r}")
+            if type(value) not in _NUMBERS or (type(value) is int and abs(value) > _FLOAT_MAX):
                 raise ValueError(f"{where}.{key}: must be a number, not {value!r}")
         if not set(point) - set(RESERVED):
             raise ValueError(f"{where}: no metric (a number besides t and step)")
-        lines.append(json.dumps({"t": round(now, 6), **point}, separators=(",", ":")) + "\n")
+        line = json.dumps({"t": round(now, 6), **point}, separators=(",", ":")) + "\n"
+        if len(line) > MAX_LINE_BYTES:  # its names are ASCII: a character a byte
+            raise ValueError(f"{where}: {len(line)} bytes as a line: at most {MAX_LINE_BYTES} (a longer is not read)")
+        lines.append(line)
     return "".join(lines).encode(), len(lines)

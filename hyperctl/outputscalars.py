@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from hyperctl.metricsfile import RESERVED, Point, Reading
+from hyperctl.metricsfile import RESERVED, STEPS, Point, Reading
 
 KEY = r"[A-Za-z_][\w.\-/]*"
 NUMBER = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|(?i:nan|inf(?:inity)?))"
@@ -127,7 +127,7 @@ class OutputScalars:
             if value is None:
                 continue
             if key == STEP:
-                if math.isfinite(value) and value == int(value):
+                if math.isfinite(value) and value == int(value) and int(value) in STEPS:
                     step, point = int(value), None
                 continue
             if key in RESERVED:

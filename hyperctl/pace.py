@@ -21,12 +21,16 @@ def fraction(value: float | None) -> float | None:
     return min(1.0, max(0.0, value))
 
 
+_ETA_MAX = 100 * 365 * 86400.0  # seconds: an ETA beyond a century is none
+
+
 def eta(elapsed: float | None, done: float, total: float) -> float | None:
     """Seconds left if the rest goes at the pace of the `elapsed` seconds that did `done` of
     `total` (fractions count); None before anything is done, or once all is."""
     if elapsed is None or done <= 0 or done >= total:
         return None
-    return elapsed / done * (total - done)
+    left = elapsed / done * (total - done)
+    return left if left < _ETA_MAX else None  # a pace that far (or infinitely) off says nothing
 
 
 def progress_text(progress: float | None, left: float | None) -> str | None:

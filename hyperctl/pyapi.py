@@ -129,6 +129,8 @@ class Batch:
     def wait(self, timeout: float | None = None) -> str:
         """Wait until the batch no longer runs (told by its daemon as it ends, no polling) and
         return its status; TimeoutError after `timeout` seconds."""
+        if timeout is not None and (type(timeout) not in (int, float) or not timeout >= 0):  # NaN too
+            raise ValueError(f"timeout: must be seconds (a number, 0 or more) or None, not {timeout!r}")
         status = steering.wait_for_end(self._dir, timeout)
         if self._daemon is not None:
             self._daemon.poll()  # reap it once it has gone
@@ -166,16 +168,16 @@ class Batch:
             self.resume(detach=detach)
         return chosen
 
-    def compare(self, columns: list[str] | str | None = None, **options: Any) -> Rows:
+    def compare(self, columns: str | list[str] | None = None, **options: Any) -> Rows:
         """One row per job: its params and metrics, as `hyperctl compare` shows them (columns in its
-        grammar: "=lr", "loss", "min loss", ..., a list or one comma-separated string; options: sort,
-        where (each a list, or one expression), top, all_params, attempt)."""
+        grammar: "=lr", "loss", "min loss", ...; options: sort, where, top, all_params, attempt).
+        columns, sort and where each take one string as the command's option does, or a list."""
         from hyperctl import comparison
 
-        for name in ("sort", "where"):  # one expression may be given as it is, as columns may
-            if isinstance(options.get(name), str):
-                options[name] = [options[name]]
-        table = comparison.compare([self._dir], [columns] if isinstance(columns, str) else columns, **options)
+        # A string is one expression (as -c, --sort, --where take it), never its characters.
+        columns = [columns] if isinstance(columns, str) else columns
+        options.update({k: [v] for k, v in options.items() if k in ("sort", "where") and isinstance(v, str)})
+        table = comparison.compare([self._dir], columns, **options)
         return Rows(table.rows, table.columns)
 
 

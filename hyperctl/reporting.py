@@ -27,11 +27,13 @@ from typing import Any
 
 METRICS_ENV = "HYPERCTL_METRICS_FILE"
 RESERVED = ("t", "step")
+MAX_LINE_BYTES = 1 << 20  # as metricsfile's (this module stands alone where jobs run)
 
 _fd: int | None = None
 _path: str | None = None
 _calls = 0  # a step for calls that give none: the calls of this process, from 0
 _said: set[str] = set()
+_cut = False  # the last write was cut short: the file ends in part of a line
 
 
 def report(metrics: dict[str, Any] | None = None, /, step: int | None = None, **more: Any) -> None:
@@ -51,7 +53,10 @@ def report(metrics: dict[str, Any] | None = None, /, step: int | None = None, **
             if number is not None:
                 point[key] = number
         if len(point) > 2:
-            _write(json.dumps(point, separators=(",", ":")) + "\n")
+            line = json.dumps(point, separators=(",", ":")) + "\n"
+            if len(line) > MAX_LINE_BYTES:  # ASCII (json's escapes): a character a byte
+                raise ValueError(f"a point of {len(line)} bytes: the daemon reads lines of {MAX_LINE_BYTES} at most")
+            _write(line)
     except Exception as e:  # never the job's end: a report is worth less than the job
         _say_once(type(e).__name__, f"hyperctl.report: {e}")
 
@@ -64,6 +69,8 @@ def _step(step: Any) -> int:
             step = int(step)
         except (TypeError, ValueError, OverflowError):
             raise ValueError(f"step must be a whole number, not {step!r}: the point is left out") from None
+    if not -(2**63) <= step < 2**63:  # what the daemon's store keeps (SQLite's integers)
+        raise ValueError(f"step {step} is out of range (±2**63): the point is left out")
     return step
 
 
@@ -72,21 +79,21 @@ def _number(key: Any, value: Any) -> float | int | None:
         _say_once(f"key {key!r}", f"hyperctl.report: {key!r} is not a metric name (t and step are reserved): left out")
         return None
     kind = type(value)
-    if kind is float or kind is int:  # the usual case, first
+    if kind is float or (kind is int and -(2**63) < value < 2**63):  # the usual case, first
         return value
     if isinstance(value, (str, bytes, bool)) or value is None:
         _say_once(f"value {key}", f"hyperctl.report: {key}={value!r} is not a number: left out")
         return None
     try:
-        number = float(value)  # numpy and torch scalars, Decimal, Fraction
-    except (TypeError, ValueError):
+        number = float(value)  # numpy and torch scalars, Decimal, Fraction; a big int
+    except (TypeError, ValueError, OverflowError):
         _say_once(f"value {key}", f"hyperctl.report: {key}={value!r} is not a number: left out")
         return None
     return number if not math.isfinite(number) or number != int(number) else int(number)
 
 
 def _write(line: str) -> None:
-    global _fd, _path
+    global _fd, _path, _cut
     path = os.environ.get(METRICS_ENV)
     if not path:
         _say_once("no file", f"hyperctl.report: not inside a hyperctl job (no ${METRICS_ENV}): metrics not recorded")
@@ -95,13 +102,17 @@ def _write(line: str) -> None:
         if _fd is not None:
             os.close(_fd)
         _fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        _path = path
-    data = line.encode()
-    if os.write(_fd, data) != len(data):
+        _path, _cut = path, False
+    data = b"\n" + line.encode() if _cut else line.encode()  # a cut line ends first: it never takes this one
+    _cut = os.write(_fd, data) != len(data)
+    if _cut:
         raise OSError(f"{path}: a short write (the disk is full?): a point was cut")
 
 
 def _say_once(what: str, message: str) -> None:
     if what not in _said:
         _said.add(what)
-        print(message, file=sys.stderr)
+        try:
+            print(message, file=sys.stderr, flush=True)
+        except (OSError, ValueError, AttributeError):
+            pass  # no stderr to write to (a full disk, often the metrics file's): the note is lost, not the job

@@ -45,7 +45,9 @@ def _names_beginning(store: Store, name: str) -> str:
 
 def attempt_number(record: JobRecord, attempt: int | None) -> int:
     """Attempt `attempt` of the job (from 1; None: its last), checked to exist."""
-    n = attempt or record.attempts
+    if attempt is not None and (type(attempt) is not int or attempt < 1):  # 0 is no attempt, not the last
+        raise HyperctlError(f"attempt: must be a whole number from 1, not {attempt!r}")
+    n = record.attempts if attempt is None else attempt
     if n < 1 or n > record.attempts:
         if record.attempts == 0:
             raise HyperctlError(f"job '{record.name}' has not started yet (status {record.status.value})")

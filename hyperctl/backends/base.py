@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import os
 import signal
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -192,8 +194,17 @@ class Executor(ABC):
     async def append_to_attempt(self, handle: Handle, name: str, data: bytes) -> None:
         """Append data to a file of the running attempt's folder where the attempt has it (its
         metrics, for a job that reports through the API); OSError when it cannot."""
-        fd = privatefs.open_file(handle.launch.attempt_dir / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        # Not blocking: a FIFO the job made there would hold the loop in open() until someone reads it.
+        path = handle.launch.attempt_dir / name
         try:
+            fd = privatefs.open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno != errno.ENXIO:  # ENXIO: a FIFO no one reads
+                raise
+            raise OSError(f"{path} is not a regular file") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(f"{path} is not a regular file")
             view = memoryview(data)
             while view:  # a local file takes it at once: no wait worth a thread
                 view = view[os.write(fd, view) :]

@@ -240,8 +240,10 @@ def read_file(path: PurePosixPath, limit: int = 4096) -> str:
 
 def append(path: PurePosixPath) -> str:
     """Append stdin to a file (made private if new); say why on stdout and exit non-zero when it
-    cannot (its folder gone: the attempt has ended there)."""
-    return f"umask 077; cat >> {_q(str(path))} 2>&1"
+    cannot (its folder gone: the attempt has ended there; not a regular file: a FIFO the job made
+    there would hold the command, and a session of the connection, until someone reads it)."""
+    p = _q(str(path))
+    return f'umask 077; if [ -e {p} ] && [ ! -f {p} ]; then echo "not a regular file"; exit 1; fi; cat >> {p} 2>&1'
 
 
 def read_end(path: PurePosixPath) -> str:

@@ -160,7 +160,7 @@ def _csv_into(f: IO[str], headers: list[str], rows: list[dict[str, Any]]) -> Non
 def _print_table(
     headers: list[str], rows: list[dict[str, Any]], kinds: dict[str, str], keep: int, spare: tuple[str, ...]
 ) -> None:
-    from hyperctl.tablefit import fit, show_column, terminal_width
+    from hyperctl.tablefit import fit, show_column, show_text, terminal_width
 
     columns, numeric = [], []
     for h in headers:
@@ -168,7 +168,8 @@ def _print_table(
         columns.append(show_column(values, kinds.get(h)))
         numeric.append(h in kinds or bool(rows) and set(map(type, values)) <= {int, float, type(None)})
     width = terminal_width()
-    fitted = fit(headers, columns, numeric, width, keep, spare)
+    # A metric's name is a job's: its control characters shown as escapes, as its values are.
+    fitted = fit(list(map(show_text, headers)), columns, numeric, width, keep, spare)
     print(fitted.text)
     if fitted.left_out:
         say(

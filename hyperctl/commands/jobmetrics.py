@@ -11,6 +11,7 @@ from hyperctl.batches import open_batch, resolve_batches_dir
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.metricsfile import Point
 from hyperctl.output import emit_json, say
+from hyperctl.tablefit import show_text
 
 EXAMPLES = """\
 examples:
@@ -53,7 +54,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def _print(keys: list[str], points: list[Point]) -> None:
     """A row per step (the points of one step that hold different metrics, as a job that prints its
     loss and reports its progress makes, side by side), numbers right-aligned as compare shows
-    them; metrics by the names they were reported under (case and all), values short."""
+    them; metrics by the names they were reported under (case and all; a control character as its
+    escape: a job's name for a metric never acts on the terminal), values short."""
     from hyperctl.tablefit import fit, show_column
 
     rows: list[tuple[int, dict[str, Any]]] = []
@@ -64,4 +66,4 @@ def _print(keys: list[str], points: list[Point]) -> None:
             rows.append((p.step, dict(p.values)))
     columns = [show_column([step for step, _ in rows])]
     columns += [show_column([values.get(k) for _, values in rows]) for k in keys]
-    print(fit(["STEP", *keys], columns, [True] * (len(keys) + 1), None).text)
+    print(fit(["STEP", *map(show_text, keys)], columns, [True] * (len(keys) + 1), None).text)

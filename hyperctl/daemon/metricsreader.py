@@ -22,12 +22,13 @@ from pathlib import Path
 from hyperctl import metricstore
 from hyperctl.daemon.dirwatch import DirWatch
 from hyperctl.layout import live_copy
+from hyperctl.metricsfile import MAX_LINE_BYTES, Reading
 from hyperctl.outputscalars import OutputScalars
 from hyperctl.pace import PROGRESS, fraction
 
 READ_EVERY = 0.5  # seconds between reads while attempts run and report
 READ_QUIET_MAX = 2.0  # while none does, the interval doubles up to this: fewer wake-ups beside quiet jobs
-_BLOCK = 1 << 20  # bytes read at once (a line longer than this is skipped)
+_BLOCK = MAX_LINE_BYTES  # bytes read at once (a line longer than this is skipped)
 _TICK_BLOCKS = 16  # blocks of one file a tick reads at most: a chatty job never holds the loop long
 FILES = {metricstore.REPORT: "metrics", metricstore.OUTPUT: "stdout"}  # each source's file in the attempt folder
 
@@ -199,6 +200,14 @@ class MetricsReader:
         return blocks == 0 and tail.offset < size
 
     def _take_report(self, key: Key, tail: metricstore.Tail, data: bytes) -> int:
+        if key in self.mid_line:  # the rest of a line too long to read: no point (its end may parse as one)
+            newline = data.find(b"\n")
+            if newline < 0:
+                return 0
+            self.mid_line.discard(key)
+            # Stored as an empty line: a line of the file still, for the steps of lines without one.
+            metricstore.store(self.conn, key[0], key[1], tail, Reading(used=newline + 1, columns={}), b"\n")
+            return newline + 1 + metricstore.add(self.conn, key[0], key[1], tail, data[newline + 1 :])
         return metricstore.add(self.conn, key[0], key[1], tail, data)
 
     def _take_output(self, key: Key, tail: metricstore.Tail, data: bytes) -> int:

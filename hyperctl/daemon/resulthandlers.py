@@ -71,6 +71,8 @@ class JobMetricsHandler(ApiHandler):
             lines, count = lines_from_body(json.loads(self.request.body or b"null"), time.time())
         except ValueError as e:  # JSON's own errors too
             raise tornado.web.HTTPError(400, reason=str(e)) from None
+        except RecursionError:  # the C decoder's answer to [[[[...]]]]
+            raise tornado.web.HTTPError(400, reason="the body is nested too deep: a point is one JSON object") from None
         try:
             await self.scheduler.executor.append_to_attempt(handle, "metrics", lines)
         except (OSError, HyperctlError) as e:
