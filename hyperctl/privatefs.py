@@ -122,9 +122,14 @@ def write_atomic(path: Path, text: str) -> None:
     except FileNotFoundError:
         pass
     fd = open_file(tmp, os.O_WRONLY, exclusive=True)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk, a folder in its place: no part left behind
+            os.unlink(tmp)
+        raise
 
 
 def user_umask() -> int:

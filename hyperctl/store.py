@@ -512,4 +512,7 @@ class Store:
 
 def save_spec(batch_dir: BatchDir, spec: BatchSpec) -> None:
     # Owner-only: a machine's password may be in it (resume needs it to reconnect).
-    privatefs.write_atomic(batch_dir.spec_file, json.dumps(spec.to_dict()) + "\n")  # compact: the C encoder
+    try:
+        privatefs.write_atomic(batch_dir.spec_file, json.dumps(spec.to_dict()) + "\n")  # compact: the C encoder
+    except OSError as e:  # a full disk, a folder in its place
+        raise HyperctlError(f"{batch_dir.spec_file}: cannot write the batch's spec: {e.strerror or e}") from None

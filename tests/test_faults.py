@@ -349,3 +349,40 @@ def test_a_disk_that_fills_while_a_job_starts_loses_neither_the_job_nor_its_end(
     status, job_status, last = asyncio.run(main())
     assert status == BatchStatus.FAILED  # it stopped starting jobs: the batch did not finish
     assert (job_status, last) == (JobStatus.SUCCEEDED, (JobStatus.SUCCEEDED, 0))
+
+
+def test_a_resume_on_a_full_disk_says_so_in_one_line(small_disk: Path, tmp_path: Path) -> None:
+    batches = small_disk / "batches"
+    gate = tmp_path / "gate"
+    doc = {"name": "full", "jobs": [{"name": "j", "execution": {"command": f"[ -e {gate} ]"}}]}
+    assert hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc))).returncode == 1
+    batch_json = batches / "full" / ".hyperctl" / "batch.json"
+    before = batch_json.read_bytes()
+    filler = _fill(small_disk)
+
+    resumed = hyperctl("batch", "resume", "full")
+
+    assert resumed.returncode != 0
+    assert "Traceback" not in resumed.stderr
+    assert len(resumed.stderr.strip().splitlines()) == 1, resumed.stderr
+    assert "full" in resumed.stderr, resumed.stderr
+    assert batch_json.read_bytes() == before  # nothing half written
+    filler.unlink()
+    gate.touch()
+    assert hyperctl("batch", "retry", "full").returncode == 0  # once there is room
+
+
+def test_a_spec_that_cannot_be_written_is_one_line_and_leaves_no_part_behind(tmp_path: Path, batches: Path) -> None:
+    config = write_json(tmp_path / "b.json", {"name": "s", "jobs": [{"name": "j", "execution": {"command": "true"}}]})
+    assert hyperctl("run", "--config", str(config)).returncode == 0
+    internal = batches / "s" / ".hyperctl"
+    (internal / "batch.json").unlink()
+    (internal / "batch.json").mkdir()  # what a full disk does to a write, with no disk to fill
+
+    again = hyperctl("run", "--config", str(config))
+
+    assert again.returncode == 2
+    assert (
+        again.stderr == f"hyperctl: error: {internal / 'batch.json'}: cannot write the batch's spec: Is a directory\n"
+    )
+    assert not list(internal.glob(".batch.json.tmp*"))

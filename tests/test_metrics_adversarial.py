@@ -375,3 +375,18 @@ def test_wait_refuses_a_timeout_that_is_no_number_of_seconds_naming_it(tmp_path:
         with pytest.raises(ValueError, match=r"^timeout: must be seconds"):
             batch_.wait(timeout=timeout)  # type: ignore[arg-type]
     assert batch_.wait(timeout=0) == "finished"
+
+
+def test_a_metrics_file_rewritten_instead_of_appended_to_is_said_once(tmp_path: Path, batches: Path) -> None:
+    rewrites = (
+        'echo \'{"loss": 10}\' > "$HYPERCTL_METRICS_FILE"; sleep 1.5;'  # `>`, where `>>` is meant
+        ' echo \'{"loss": 2}\' > "$HYPERCTL_METRICS_FILE"; sleep 1.5;'
+        ' echo \'{"loss": 3}\' > "$HYPERCTL_METRICS_FILE"'
+    )
+
+    run = run_shell(tmp_path, rewrites)
+
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("its metrics file shrank") == 1, run.stderr
+    assert "it is appended to (>>), never rewritten" in run.stderr
+    assert job_metrics("j0")[0] == {"step": 0, "loss": 10.0}  # what was read before stays

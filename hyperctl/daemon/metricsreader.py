@@ -13,6 +13,7 @@ executor appends their new bytes to (backends/mirror.py); at its end, as they ca
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import time
@@ -25,6 +26,8 @@ from hyperctl.layout import live_copy
 from hyperctl.metricsfile import MAX_LINE_BYTES, Reading
 from hyperctl.outputscalars import OutputScalars
 from hyperctl.pace import PROGRESS, fraction
+
+logger = logging.getLogger(__name__)
 
 READ_EVERY = 0.5  # seconds between reads while attempts run and report
 READ_QUIET_MAX = 2.0  # while none does, the interval doubles up to this: fewer wake-ups beside quiet jobs
@@ -44,6 +47,7 @@ class MetricsReader:
         self.scalars = scalars  # how stdout's scalars are found (None: they are not)
         self.tails: dict[Key, metricstore.Tail] = {}
         self.paths: dict[Key, Path] = {}
+        self.shrunk: set[Key] = set()  # files found shorter than read: said once
         self.mid_line: set[Key] = set()  # stdout in a line longer than a block: skipped to its end
         self.live: set[tuple[str, int]] = set()  # attempts whose files grow as copies until they come home
         self.timer: asyncio.TimerHandle | None = None
@@ -96,6 +100,7 @@ class MetricsReader:
                 except sqlite3.Error as e:
                     self.on_fault(e)
                 del self.tails[key], self.paths[key]
+                self.shrunk.discard(key)
                 self.mid_line.discard(key)
         self.live.discard((job, n))
         self.polled.discard((job, n))
@@ -178,6 +183,18 @@ class MetricsReader:
                 size = os.stat(path).st_size
             except OSError:
                 return False
+        if size < tail.offset and key not in self.shrunk:
+            # Rewritten (`>` where `>>` was meant) or cut: what is new there cannot be told by
+            # offset. Said once; the points read before stay, the file is read on from there.
+            self.shrunk.add(key)
+            logger.warning(
+                "job %s: its %s file shrank (%d bytes, %d read before): it is appended to (>>), never"
+                " rewritten; points written in place of read ones are not read",
+                key[0],
+                path.name,
+                size,
+                tail.offset,
+            )
         if size <= tail.offset:
             return False
         try:
