@@ -28,7 +28,7 @@ import local_throughput
 import metrics_ingest
 import report_speed
 import ssh_throughput
-from common import BenchError, hyperctl, run_cli, settle, wait_for
+from common import BenchError, hyperctl, run_cli, run_detached, settle, wait_for
 
 
 @dataclass
@@ -211,9 +211,7 @@ class DetachedBatch:
         self.config = true_batch(tmp / f"{name}.json", name, jobs, jobs, command)
 
     def __enter__(self) -> DetachedBatch:
-        code, _, err = run_cli(hyperctl(self.batches, "run", "--config", str(self.config), "--detach"))
-        if code != 0:
-            raise BenchError(f"run --detach exited {code}: {err}")
+        run_detached(self.batches, self.config)
         self.internal = self.batches / self.name / ".hyperctl"
         return self
 

@@ -168,6 +168,14 @@ def terminate(sig: int, _frame: object) -> None:
     raise SystemExit(128 + sig)
 
 
+def run_detached(batches: Path, config: Path) -> float:
+    """`hyperctl run --detach` of a batch file: the seconds it took to return; BenchError unless it started."""
+    code, took, err = run_cli(hyperctl(batches, "run", "--config", str(config), "--detach"))
+    if code != 0:
+        raise BenchError(f"run --detach exited {code}: {err}")
+    return took
+
+
 class BatchFolder:
     """A batch folder read from outside: its SQLite store (read-only) and its lock."""
 

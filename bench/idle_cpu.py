@@ -34,6 +34,7 @@ from common import (
     hyperctl,
     live_group_members,
     run_cli,
+    run_detached,
     signals_deferred,
     sweep,
     terminate,
@@ -95,9 +96,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     config.write_text(json.dumps(batch_spec))
     batch = Batch(batches, NAME)
     try:
-        code, detach_s, err = run_cli(hyperctl(batches, "run", "--config", str(config), "--detach"))
-        if code != 0:
-            raise BenchError(f"run --detach exited {code}: {err}")
+        detach_s = run_detached(batches, config)
         pid = batch.meta().get("pid")
         if not isinstance(pid, int) or batch.daemon_pid() != pid:
             raise BenchError(f"the daemon's pid in the store ({pid}) does not hold the batch's lock")

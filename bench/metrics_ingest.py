@@ -28,7 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from common import BatchFolder, BenchError, hyperctl, run_cli, signals_deferred, sweep, terminate, wait_for
+from common import (
+    BatchFolder,
+    BenchError,
+    hyperctl,
+    run_cli,
+    run_detached,
+    signals_deferred,
+    sweep,
+    terminate,
+    wait_for,
+)
 
 GOAL_PERCENT = 25.0  # of one core, for the daemon
 GOAL_LAG_S = 1.0  # a point is in the store within this
@@ -93,9 +103,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     config.write_text(json.dumps(doc))
     batch = Batch(batches, NAME)
     try:
-        code, _, err = run_cli(hyperctl(batches, "run", "--config", str(config), "--detach"))
-        if code != 0:
-            raise BenchError(f"run --detach exited {code}: {err}")
+        run_detached(batches, config)
         pid = batch.meta().get("pid")
         if not isinstance(pid, int):
             raise BenchError("no daemon pid in the store")

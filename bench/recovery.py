@@ -55,6 +55,7 @@ from common import (
     hyperctl,
     live_group_members,
     run_cli,
+    run_detached,
     signals_deferred,
     sweep,
     terminate,
@@ -289,9 +290,7 @@ def start_detached(batches: Path, batch: Batch, jobs: int, sleep: int) -> None:
     """`run --detach` of `jobs` jobs of `sleep` on as many slots."""
     config = batches.parent / f"{batch.name}.json"
     write_batch(config, batch.name, [{"params": {}, "execution": {"command": f"sleep {sleep}"}}] * jobs, jobs)
-    code, _, err = run_cli(hyperctl(batches, "run", "--config", str(config), "--detach"))
-    if code != 0:
-        raise BenchError(f"run --detach exited {code}: {err}")
+    run_detached(batches, config)
 
 
 def all_running(batch: Batch, n: int) -> bool:

@@ -58,6 +58,19 @@ def shared() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture
+def runs(batches: Path, tmp_path: Path) -> Iterator[Any]:
+    """Real `hyperctl run` processes a test starts (tests/test_api.py's Runs), killed with their
+    jobs at its end."""
+    from tests.test_api import Runs  # it imports this module
+
+    started = Runs(batches, tmp_path)
+    try:
+        yield started
+    finally:
+        started.close()
+
+
 @contextlib.contextmanager
 def slurm_cluster_or_fail(**options: int) -> Iterator[SlurmCluster]:
     """A Slurm test cluster (tests/slurmcluster.py), or the test fails with one line why (never a skip)."""

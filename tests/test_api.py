@@ -14,7 +14,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,15 +131,6 @@ class Runs:
                 proc.kill()
             proc.communicate()
         kill_jobs(self.batches, self.since)
-
-
-@pytest.fixture
-def runs(batches: Path, tmp_path: Path) -> Iterator[Runs]:
-    runs = Runs(batches, tmp_path)
-    try:
-        yield runs
-    finally:
-        runs.close()
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:

@@ -5,27 +5,14 @@ from __future__ import annotations
 import json
 import math
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.conftest import hyperctl, wait_for
 from tests.test_api import API, Runs, batch, call, job
 from tests.test_compare import RETRIED, reporting
 
 TOKEN_TO_FILE = 'echo "$HYPERCTL_JOB_TOKEN" > "$HYPERCTL_JOB_DATA_DIR/token"; '
-
-
-@pytest.fixture
-def runs(batches: Path, tmp_path: Path) -> Iterator[Runs]:
-    """test_api's: real `hyperctl run` processes and their jobs, killed at the test's end."""
-    started = Runs(batches, tmp_path)
-    try:
-        yield started
-    finally:
-        started.close()
 
 
 def served(runs: Runs) -> tuple[str, str]:

@@ -115,15 +115,6 @@ def test_a_line_longer_than_a_read_is_no_point_even_where_its_end_looks_like_one
     assert job_metrics("j0") == [{"step": 1, "loss": 1.0}, {"step": 2, "acc": 5.0}]  # the long line is line 0
 
 
-@pytest.fixture
-def runs(batches: Path, tmp_path: Path) -> Iterator[Runs]:
-    started = Runs(batches, tmp_path)
-    try:
-        yield started
-    finally:
-        started.close()
-
-
 def test_a_body_nested_too_deep_is_a_bad_request_and_the_daemon_goes_on(runs: Runs, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     doc = batch("api", job("j", wait_for_file(gate)), daemon={"port": 0, "exit_on_finish": False})

@@ -7,26 +7,14 @@ import json
 import math
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from hyperctl.daemon.auth import Tokens
 from tests.conftest import hyperctl, wait_for
 from tests.test_api import API, Runs, batch, job, wait_for_file
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-@pytest.fixture
-def runs(batches: Path, tmp_path: Path) -> Iterator[Runs]:
-    started = Runs(batches, tmp_path)
-    try:
-        yield started
-    finally:
-        started.close()
 
 
 def post(portal: str, name: str, token: str | None, body: bytes) -> tuple[int, dict[str, Any]]:
