@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import attempt_dir, batch_token, hyperctl, read_stdout, wait_for, write_json
 from tests.hypernets_venv import venv_python
 from tests.sshhosts import Host, hosts_for_module
-from tests.test_api import Runs, batch, finish, job, runs, wait_for_file  # noqa: F401 (runs: a fixture)
+from tests.test_api import Runs, batch, finish, job, wait_for_file
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.conftest import REPO, hyperctl, write_json
 from tests.test_api import API, Runs
-from tests.test_compare_api import get, runs, served  # noqa: F401 (runs: the fixture)
+from tests.test_compare_api import get, served
 
 # A shell job that prints its loss (stdout scalars) and writes its progress into its metrics file.
 PRINTS_AND_WRITES = """for i in 0 1 2; do
