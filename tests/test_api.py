@@ -620,3 +620,30 @@ def test_batch_kill_stops_a_daemon_kept_up_after_the_batch(runs: Runs) -> None:
     assert time.monotonic() - start < 10  # not the CLI's 120 s wait for a daemon that never ends
     code, stderr = finish(proc)
     assert code == 0, stderr  # it had finished: the kill only stopped its daemon
+
+
+def test_a_long_poll_under_way_when_the_daemon_stops_gets_the_batch_as_it_ended(runs: Runs) -> None:
+    """Not an error once the store is closed: the daemon answers its waiting polls as it stops."""
+    import threading
+
+    _, portal, token = runs.serve(batch("ends", job("j", "true"), daemon={"port": 0, "exit_on_finish": False}))
+    wait_for(lambda: call(portal, f"{API}/batch", token)[1]["status"] != "running", "the batch to end")
+    version = call(portal, f"{API}/batch", token)[1]["version"]  # nothing will change it: the poll waits
+    answers: list[tuple[int, dict[str, Any]]] = []
+    poll = threading.Thread(
+        target=lambda: answers.append(call(portal, f"{API}/batch?wait_after={version}&timeout=20", token))
+    )
+    poll.start()
+    time.sleep(0.3)  # the poll is waiting in the daemon
+
+    started = time.monotonic()
+    kill = urllib.request.Request(
+        f"{portal}{API}/batch/kill", data=b"", method="POST", headers={"Authorization": f"Bearer {token}"}
+    )
+    with _OPENER.open(kill, timeout=DEADLINE) as answer:
+        assert answer.status == 202
+    poll.join(timeout=30)
+
+    assert answers and answers[0][0] == 200, answers
+    assert answers[0][1]["status"] == "finished"
+    assert time.monotonic() - started < 5  # at once, not after its timeout

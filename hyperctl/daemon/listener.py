@@ -76,6 +76,12 @@ class Listener:
         for sock in self.sockets:
             loop.remove_reader(sock.fileno())
 
+    async def close_connections(self, timeout: float) -> None:
+        """Close the connections left open (kept alive between requests), within timeout seconds."""
+        if self.server is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.server.close_all_connections(), timeout)
+
     def stop(self) -> None:
         """Take no new connections (the requests under way are still answered)."""
         if self.server is not None:

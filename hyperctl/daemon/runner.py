@@ -259,7 +259,10 @@ async def _serve(
         finally:
             restore()
             server.stop()  # no new connections; answer the requests under way (a kill's answer)
+            scheduler.wake_waiters()
             await in_flight.drained(timeout=_DRAIN_WITHIN)
+            # No request on a connection kept alive may reach the store once it is closed.
+            await server.close_connections(timeout=_DRAIN_WITHIN)
         _set_meta(scheduler, pid=None, portal=None)
         return RunResult(
             status=status,

@@ -378,6 +378,11 @@ class Scheduler:
             self._changed.set_result(None)
         self._changed = asyncio.get_running_loop().create_future()
 
+    def wake_waiters(self) -> None:
+        """The daemon stops: every long poll answers now, with the batch as it ended, while the
+        store is still open (not at its timeout, after the store has closed)."""
+        self._bump()
+
     async def wait_change(self, after: int, timeout: float) -> None:
         """Return once the version passes `after`, or after timeout seconds."""
         if self.version > after:
