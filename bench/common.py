@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -166,6 +167,15 @@ def signals_deferred() -> Iterator[None]:
 def terminate(sig: int, _frame: object) -> None:
     """SIGTERM ends the benchmark like Ctrl-C: through its clean-up."""
     raise SystemExit(128 + sig)
+
+
+def standalone_tmp(name: str) -> Path:
+    """What a benchmark run on its own starts with: Linux's /proc checked, SIGTERM ending it
+    through its clean-up, and a fresh temporary folder (the caller removes it)."""
+    if not os.path.isdir("/proc"):
+        sys.exit("bench: needs /proc (Linux)")
+    signal.signal(signal.SIGTERM, terminate)
+    return Path(tempfile.mkdtemp(prefix=f"hyperctl-bench-{name}-"))
 
 
 def run_detached(batches: Path, config: Path) -> float:

@@ -18,11 +18,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,8 +33,8 @@ from common import (
     run_cli,
     run_detached,
     signals_deferred,
+    standalone_tmp,
     sweep,
-    terminate,
     wait_for,
 )
 
@@ -174,10 +171,7 @@ def print_report(r: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not os.path.isdir("/proc"):
-        sys.exit("bench: needs /proc (Linux)")
-    signal.signal(signal.SIGTERM, terminate)
-    tmp = Path(tempfile.mkdtemp(prefix="hyperctl-bench-idle-"))
+    tmp = standalone_tmp("idle")
     try:
         print(f"bench: {args.jobs} jobs, measuring for {args.seconds:g} s ...", file=sys.stderr, flush=True)
         result = measure(args, tmp)

@@ -17,12 +17,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,8 +32,8 @@ from common import (
     run_cli,
     run_detached,
     signals_deferred,
+    standalone_tmp,
     sweep,
-    terminate,
     wait_for,
 )
 
@@ -155,10 +152,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not os.path.isdir("/proc"):
-        sys.exit("bench: needs /proc (Linux)")
-    signal.signal(signal.SIGTERM, terminate)
-    tmp = Path(tempfile.mkdtemp(prefix="hyperctl-bench-ingest-"))
+    tmp = standalone_tmp("ingest")
     try:
         result = measure(args, tmp)
     except BenchError as e:

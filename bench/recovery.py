@@ -40,7 +40,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,8 +56,8 @@ from common import (
     run_cli,
     run_detached,
     signals_deferred,
+    standalone_tmp,
     sweep,
-    terminate,
     wait_for,
 )
 
@@ -481,10 +480,7 @@ def checks_passed(readopt: dict[str, Any], ended: dict[str, Any]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not os.path.isdir("/proc"):
-        sys.exit("bench: needs /proc (Linux)")
-    signal.signal(signal.SIGTERM, terminate)
-    tmp = Path(tempfile.mkdtemp(prefix="hyperctl-bench-recovery-"))
+    tmp = standalone_tmp("recovery")
     try:
         kills = random_kills(args, tmp)
         print("bench: kill -9 with every job running, resume --detach ...", file=sys.stderr, flush=True)
