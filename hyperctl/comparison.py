@@ -1,22 +1,21 @@
 """The compare table: one row per job of one or several batches, its params beside what it reported.
 
-Read in bulk: per batch, one query for the jobs and their attempts and one over metric_summaries
-(never per job, never a point), so a 100,000-job batch compares in under a second. No HTTP
-and no printing here: the CLI (commands/compare.py), the API and the Python API show the Table.
+Read in bulk (comparedata.py: one query per batch, never per job, never a point) and kept column
+by column, so a 100,000-job batch compares in under a second. No HTTP and no printing here: the
+CLI (commands/compare.py), the API and the Python API show the Table.
 """
 
 from __future__ import annotations
 
 import gc
-import json
-import sqlite3
-import time
+import operator
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import chain
+from functools import cached_property
 from typing import Any
 
+from hyperctl.comparedata import SUMMARY, Jobs
 from hyperctl.comparegrammar import (
     ATTR,
     ATTRIBUTES,
@@ -32,135 +31,28 @@ from hyperctl.comparegrammar import (
     parse_sort,
 )
 from hyperctl.layout import BatchDir
-from hyperctl.metricstore import REPORT
-from hyperctl.spec import JobStatus
-from hyperctl.store import Store
-from hyperctl.storefaults import fault_of
-
-# A summary column of metric_summaries, by what a column asks of a metric (its stat, its step or not).
-_SUMMARY = {
-    ("last", False): "last",
-    ("last", True): "last_step",
-    ("min", False): "min",
-    ("min", True): "min_step",
-    ("max", False): "max",
-    ("max", True): "max_step",
-    ("count", False): "count",
-}
-_REAL = {"last", "min", "max"}  # the columns of values (NULL: NaN); the others are steps and counts
-_NAN = float("nan")
 
 
 @dataclass
 class Table:
-    """What compare shows: headers, and one dict per row keyed by them (str, int, float or None;
-    NaN is a float NaN)."""
+    """What compare shows: headers, and the cells column by column (str, int, float or None; NaN
+    is a float NaN); rows, one dict per row keyed by the headers, are made when asked."""
 
     columns: list[str]
-    rows: list[dict[str, Any]]
+    cells: list[list[Any]]  # one list per header, all as long
     kinds: dict[str, str] = field(default_factory=dict)  # header -> "duration" or "time": how to show it
     attempt: str = "last"
     notes: list[str] = field(default_factory=list)  # one line each, for a person (stderr): a dead daemon's batch
+
+    @cached_property
+    def rows(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row)) for row in zip(*self.cells)]
 
     def to_dict(self) -> dict[str, Any]:
         return {"columns": self.columns, "rows": self.rows}
 
 
-_ATTRIBUTES = ("batch", "name", "status", "attempt", "host", "started", "ended", "exit_code")  # as read
 _KINDS = {"duration": "duration", "started": "time", "ended": "time"}
-
-
-class _Jobs:
-    """The jobs of the batches, column by column (a list per attribute, a dict per job of its
-    params and one of its metrics), so that a column of 100,000 jobs is one list comprehension."""
-
-    def __init__(self, stats: list[str]) -> None:
-        self.stats = stats  # the summary columns each metric holds (with one, the value is that column's)
-        self.attrs: dict[str, list[Any]] = {key: [] for key in _ATTRIBUTES}
-        self.params: list[dict[str, Any]] = []
-        self.metrics: list[dict[str, Any]] = []
-        self.cache: dict[tuple[str, str, str, bool], list[Any]] = {}
-        self._param_names: list[str] | None = None
-        self.notes: list[str] = []  # for a person: a batch whose daemon died
-
-    def __len__(self) -> int:
-        return len(self.params)
-
-    def add(self, batch: str, rows: list[tuple[Any, ...]]) -> None:
-        """Jobs: rows of name, status, attempt, host, started, ended, exit_code, params (JSON)."""
-        for key, values in zip(_ATTRIBUTES[1:], zip(*rows)):
-            self.attrs[key] += values
-        self.attrs["batch"] += [batch] * len(rows)
-        # One C-decoder call for every job's params, not one call each.
-        self._param_names = None
-        self.params += json.loads("[" + ",".join(row[-1] for row in rows) + "]") if rows else []
-        self.metrics += [{} for _ in rows]
-
-    def add_metrics(self, start: int, summaries: Iterable[tuple[Any, ...]]) -> None:
-        """The summaries of the jobs added from `start` on: rows of job, n, source, key and
-        self.stats; only those of each job's attempt, a metric both reported and printed as
-        reported (metricstore.SOURCES)."""
-        index = {name: i for i, name in enumerate(self.attrs["name"][start:], start)}
-        attempt, metrics = self.attrs["attempt"], self.metrics
-        if len(self.stats) == 1:  # the usual case (each metric's last value), in a loop of its own
-            real = self.stats[0] in _REAL
-            for job, n, source, key, value in summaries:
-                i = index.get(job)
-                if i is not None and attempt[i] == n and (source == REPORT or key not in metrics[i]):
-                    metrics[i][key] = _NAN if value is None and real else value  # SQLite keeps a NaN as NULL
-            return
-        reals = [stat in _REAL for stat in self.stats]
-        for job, n, source, key, *values in summaries:
-            i = index.get(job)
-            if i is not None and attempt[i] == n and (source == REPORT or key not in metrics[i]):
-                metrics[i][key] = [_NAN if v is None and real else v for v, real in zip(values, reals)]
-
-    def column(self, ref: Ref) -> list[Any]:
-        """A resolved column's value for every job."""
-        key = (ref.kind, ref.key, ref.stat, ref.step)
-        if key not in self.cache:
-            self.cache[key] = self._column(ref)
-        return self.cache[key]
-
-    def _column(self, ref: Ref) -> list[Any]:
-        if ref.kind == ATTR:
-            if ref.key == "duration":
-                return self._durations()
-            return self.attrs[ref.key]
-        name = ref.key
-        if ref.kind == PARAM:
-            values = [p.get(name) for p in self.params]
-            if {dict, list} & set(map(type, values)):
-                values = [_scalar(v) for v in values]
-            return values
-        if len(self.stats) == 1:
-            return [m.get(name) for m in self.metrics]
-        at = self.stats.index(_SUMMARY[ref.stat, ref.step])
-        return [None if (s := m.get(name)) is None else s[at] for m in self.metrics]
-
-    def _durations(self) -> list[float | None]:
-        now = time.time()
-        a = self.attrs
-        return [
-            (e - s if e is not None else (now - s if status == "running" else None)) if s is not None else None
-            for s, e, status in zip(a["started"], a["ended"], a["status"])
-        ]  # a lost attempt's end is unknown: no duration
-
-    def param_names(self) -> list[str]:
-        """Every param, in the order the jobs have them."""
-        if self._param_names is None:
-            self._param_names = list(dict.fromkeys(chain.from_iterable(self.params)))
-        return self._param_names
-
-    def metric_names(self) -> set[str]:
-        return set(chain.from_iterable(self.metrics))
-
-
-def _scalar(value: Any) -> Any:
-    """A param's value as a table holds it: a list or an object as compact JSON."""
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
-    return value
 
 
 def compare(
@@ -217,10 +109,10 @@ def _compare(
     n: int | None,
 ) -> Table:
     asked = (chosen or []) + [k.ref for k in keys] + [f.ref for f in filters]
-    stats = sorted({_SUMMARY[r.stat, r.step] for r in asked if r.kind == METRIC} | {"last"})
-    jobs = _Jobs(stats)
+    stats = sorted({SUMMARY[r.stat, r.step] for r in asked if r.kind == METRIC} | {"last"})
+    jobs = Jobs(stats)
     for batch_dir in batch_dirs:
-        _read(batch_dir, n, jobs)
+        jobs.read(batch_dir, n)
     params, metrics = set(jobs.param_names()), jobs.metric_names()
 
     labels = {ref.label: ref for ref in chosen or () if ref.label}  # `--sort -best` of `-c 'max acc as best'`
@@ -245,10 +137,18 @@ def _compare(
     if top is not None:
         kept = kept[:top]
     headers = _headers(refs)
-    picked = [[values[i] for i in kept] for values in (jobs.column(ref) for ref in refs)]
-    rows = [dict(zip(headers, row)) for row in zip(*picked)] if picked else [{} for _ in kept]
+    cells = [_picked(values, kept) for values in map(jobs.column, refs)]
     kinds = {h: _KINDS[r.key] for h, r in zip(headers, refs) if r.kind == ATTR and r.key in _KINDS}
-    return Table(headers, rows, kinds, attempt, jobs.notes)
+    return Table(headers, cells, kinds, attempt, jobs.notes)
+
+
+def _picked(values: list[Any], kept: list[int]) -> list[Any]:
+    """The values of the kept rows, in their order (in C: a 100,000-row column at a time)."""
+    if len(kept) < 2:
+        return [values[i] for i in kept]
+    if len(kept) == len(values) and kept[-1] == len(values) - 1 and kept == list(range(len(values))):
+        return list(values)
+    return list(operator.itemgetter(*kept)(values))
 
 
 def _attempt_number(attempt: str) -> int | None:
@@ -263,63 +163,6 @@ def _attempt_number(attempt: str) -> int | None:
     return n
 
 
-def _read(batch_dir: BatchDir, n: int | None, jobs: _Jobs) -> None:
-    """Add the batch's jobs in its order, each with attempt n (None: its last) and that attempt's
-    metrics: one query for the jobs, one over metric_summaries. With a number n, jobs without
-    that attempt are left out."""
-    store = Store(batch_dir.db, readonly=True)  # a StoreError (damaged, newer) says what, in one line
-    which = "j.attempts" if n is None else "?"
-    status = "j.status" if n is None else "a.status"  # the job's (pending again for a retry), or that attempt's
-    join = "LEFT JOIN" if n is None else "JOIN"
-    args: tuple[Any, ...] = () if n is None else (n,)
-    try:
-        rows = store.conn.execute(
-            f"SELECT j.name, {status}, a.n, a.host, a.started, a.ended, a.exit_code,"
-            " COALESCE(json_extract(j.spec, '$.params'), '{}')"
-            f" FROM jobs j {join} attempts a ON a.job = j.name AND a.n = {which} ORDER BY j.position",
-            args,
-        ).fetchall()
-        if n is None:
-            rows = _as_files_tell(batch_dir, store, rows, jobs.notes)
-        start = len(jobs)
-        jobs.add(batch_dir.name, rows)
-        # Every attempt's (those not asked for are fewer than a join per job would cost).
-        summaries = store.conn.execute(
-            f"SELECT job, n, source, key, {', '.join(jobs.stats)} FROM metric_summaries"
-            + ("" if n is None else " WHERE n = ?"),
-            args,
-        )
-        jobs.add_metrics(start, summaries)
-    except sqlite3.Error as e:
-        raise fault_of(batch_dir.db, e) from None
-    finally:
-        store.close()
-
-
-def _as_files_tell(
-    batch_dir: BatchDir, store: Store, rows: list[tuple[Any, ...]], notes: list[str]
-) -> list[tuple[Any, ...]]:
-    """With no daemon to record their ends, the jobs a dead daemon left running as their files
-    tell (unwatched.py, as `job list` shows them), and its note."""
-    from hyperctl.unwatched import Unwatched
-
-    unwatched = Unwatched.of(batch_dir, store)
-    if unwatched is None:
-        return rows
-    told = {}
-    running = JobStatus.RUNNING.value
-    for row in store.job_rows(JobStatus.RUNNING) if any(r[1] == running for r in rows) else ():
-        shown, last = unwatched.see(row.name, row.status, row.last)
-        if shown != row.status.value:
-            told[row.name] = (shown, last.ended if last else None)
-    if told:
-        rows = [(r[0], *told[r[0]][:1], *r[2:5], told[r[0]][1], *r[6:]) if r[0] in told else r for r in rows]
-    note = unwatched.note()
-    if note:
-        notes.append(note)
-    return rows
-
-
 def _identity(refs: list[Ref], several: bool) -> list[Ref]:
     """The columns that say which job a row is, unless the chosen columns have them already."""
     have = {r.key for r in refs if r.kind == ATTR}
@@ -327,14 +170,18 @@ def _identity(refs: list[Ref], several: bool) -> list[Ref]:
     return [Ref(ATTR, key) for key in wanted if key not in have]
 
 
-def _default_columns(jobs: _Jobs, kept: list[int], several: bool, all_params: bool) -> list[Ref]:
+def _default_columns(jobs: Jobs, kept: list[int], several: bool, all_params: bool) -> list[Ref]:
     refs = [Ref(ATTR, key) for key in (("batch",) if several else ()) + ("name", "status", "duration", "host")]
     for key in jobs.param_names():
         ref = Ref(PARAM, key)
         if all_params or _varies(jobs.column(ref), kept):
             refs.append(ref)
-    shown = set(chain.from_iterable(jobs.metrics[i] for i in kept))
-    return refs + [Ref(METRIC, key) for key in sorted(shown)]
+    shown = [key for key in sorted(jobs.metric_names()) if _any_value(jobs.column(Ref(METRIC, key)), kept)]
+    return refs + [Ref(METRIC, key) for key in shown]
+
+
+def _any_value(values: list[Any], kept: list[int]) -> bool:
+    return any(values[i] is not None for i in kept)
 
 
 def _varies(values: list[Any], kept: list[int]) -> bool:

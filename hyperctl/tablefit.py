@@ -24,6 +24,18 @@ def show_number(value: float) -> str:
     return str(int(value)) if value.is_integer() and -1e6 < value < 1e6 else f"{value:.4g}"
 
 
+def _show_numbers(values: list[float]) -> list[str]:
+    """show_number of each value, formatted in C: "%.4g" is show_number's text but for the whole
+    numbers from 10,000 to a million (1.235e+05 where 123456 is wanted) and -0, mended after."""
+    cells = list(map(_G4.__mod__, values))
+    for i in [i for i, cell in enumerate(cells) if "e" in cell or cell == "-0"]:
+        cells[i] = show_number(values[i])
+    return cells
+
+
+_G4 = "%.4g"
+
+
 def show_text(text: str) -> str:
     return text if text.isprintable() else visible(text)
 
@@ -53,7 +65,9 @@ def show_column(values: list[Any], kind: str | None = None) -> list[str]:
     type in one pass, and the values that repeat (a status, a host, a param) shown once."""
     types = set(map(type, values))
     if kind is None and types == {float}:
-        return list(map(show_number, values))  # a metric: mostly distinct values
+        return _show_numbers(values)  # a metric: mostly distinct values
+    if kind is None and types == {str} and "".join(values).isprintable():
+        return values  # names, hosts: shown as they are
     shower = _KIND[kind] if kind else (_SHOW[types.pop()] if len(types) == 1 and next(iter(types)) in _SHOW else show)
     memo: dict[Any, str] = {}
     return [memo[v] if v in memo else memo.setdefault(v, shower(v)) for v in values]
@@ -127,11 +141,13 @@ def fit(
                 break
             shown.remove(i)
             left_out.append(headers[i])
-    padded = []  # column by column: a 100,000-row table is a few list comprehensions
+    kept = []
     for i in shown:
         cells, w = [headers[i], *columns[i]], widths[i]
         if max(map(len, cells)) > w:
             cells = [(cut_middle if i < keep else cut)(cell, w) for cell in cells]
-        padded.append([cell.rjust(w) for cell in cells] if numeric[i] else [cell.ljust(w) for cell in cells])
-    text = "\n".join(GAP.join(row).rstrip() for row in zip(*padded))
+        kept.append(cells)
+    # A row is one %-format of its cells (padded in C): a 100,000-row table in a few C loops.
+    line = GAP.join(f"%{'' if numeric[i] else '-'}{widths[i]}s" for i in shown)
+    text = "\n".join(map(str.rstrip, map(line.__mod__, zip(*kept))))
     return Fitted(text, left_out)

@@ -437,3 +437,79 @@ def test_the_python_api_compares_with_the_same_code(results: Results) -> None:
         {"name": "lr-0.05", "lr": 0.05, "max acc": 0.95},
         {"name": "lr-0.2", "lr": 0.2, "max acc": 0.9},
     ]
+
+
+# -- the two ways a batch's metrics are read ------------------------------------------------------
+def _table(batch_dirs: list[Any], columns: list[str] | None, **how: Any) -> dict[str, Any]:
+    from hyperctl.comparison import compare
+
+    table = compare(batch_dirs, columns, **how)
+    return json.loads(json.dumps(table.to_dict()))  # NaN as NaN, as the CLI's --json has it
+
+
+@pytest.mark.parametrize(
+    "columns, how",
+    [
+        (None, {}),
+        (["=lr", "loss", "min loss", "min loss step", "max acc", "count loss", "acc step"], {"sort": ["-acc"]}),
+        (None, {"attempt": "1", "where": ["acc>0"]}),
+        (None, {"sort": ["loss"], "top": 3}),
+    ],
+)
+def test_a_batch_with_many_metrics_read_as_rows_compares_as_one_read_joined(
+    results: Results, monkeypatch: pytest.MonkeyPatch, columns: list[str] | None, how: dict[str, Any]
+) -> None:
+    """Up to JOINED_MOST metrics, one query joins them to the jobs; past it, a batch's summaries are
+    read as rows. The two give the same tables (NaN, missing values, attempts, several batches)."""
+    from hyperctl import comparedata
+    from hyperctl.layout import BatchDir
+
+    batch_dirs = [BatchDir(results.batches, "sweep"), BatchDir(results.batches, "other")]
+    joined = _table(batch_dirs, columns, **how)
+    monkeypatch.setattr(comparedata, "JOINED_MOST", 0)
+    assert repr(_table(batch_dirs, columns, **how)) == repr(joined)  # repr: NaN equals NaN
+    assert joined["rows"]
+
+
+def test_a_metric_both_reported_and_printed_is_the_reported_one_however_many_metrics(
+    tmp_path: Path, batches: Path
+) -> None:
+    from hyperctl import comparedata
+
+    many = {f"m{i:02}": i for i in range(comparedata.JOINED_MOST + 5)}
+    code = "import hyperctl\nhyperctl.report(loss=0.5, acc=float('nan'))\nprint('loss: 9'); print('printed: 3')"
+    jobs = [
+        job("both", {"k": 1}, f"{PY} -c {shlex.quote(code)}"),
+        job("printed", {"k": 2}, "echo 'loss: 7'; echo 'acc: 0.25'"),
+    ]
+    for name, more in (("few", {}), ("many", many)):
+        extra = [job("wide", {"k": 3}, reporting(more))] if more else []
+        doc = {"name": name, "daemon": {"port": 0}, "jobs": jobs + extra}
+        assert hyperctl("run", "--config", str(write_json(tmp_path / f"{name}.json", doc))).returncode == 0
+
+        done = hyperctl("compare", name, "-c", "loss,acc,printed,count loss", "--json")
+        rows = json.loads(done.stdout)["rows"]
+        assert repr(rows[:2]) == repr(
+            [
+                {"name": "both", "loss": 0.5, "acc": NAN, "printed": 3.0, "count loss": 1},
+                {"name": "printed", "loss": 7.0, "acc": 0.25, "printed": None, "count loss": 1},
+            ]
+        ), name
+    shown = json.loads(hyperctl("compare", "many", "--json").stdout)
+    assert [c for c in shown["columns"] if c.startswith("m")] == list(many)
+    assert shown["rows"][2]["m07"] == 7 and shown["rows"][0]["m07"] is None
+
+
+def test_numbers_formatted_in_bulk_read_as_one_at_a_time() -> None:
+    """The table formats a column of floats in C ("%.4g"), mending the whole numbers it would
+    write in e-notation: each cell as show_number has it, the edges included."""
+    import random
+
+    from hyperctl.tablefit import show_column, show_number
+
+    rng = random.Random(12)
+    values = [0.0, -0.0, NAN, math.inf, -math.inf, 5e-324, 1e300, 999_999.0, 1e6, -999_999.0, 12345.5, 99995.0]
+    values += [rng.uniform(-10, 10) * 10 ** rng.randint(-20, 20) for _ in range(2000)]
+    values += [float(rng.randint(-2_000_000, 2_000_000)) for _ in range(2000)]
+    assert show_column(values) == [show_number(v) for v in values]
+    assert show_column([123456.0, 0.5, -0.0]) == ["123456", "0.5", "0"]

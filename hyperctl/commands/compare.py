@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import operator
 import sys
 from typing import IO, Any
 
@@ -119,14 +118,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(table.to_dict())
     elif args.csv is not None:
-        _write_csv(table.columns, table.rows, args.csv)
+        _write_csv(table.columns, table.cells, args.csv)
     else:
         # Of the default columns, these say least about results: they make room first.
         spare = () if args.columns else ("host", "duration", "status")
-        _print_table(table.columns, table.rows, table.kinds, 2 if len(batch_dirs) > 1 else 1, spare)
+        _print_table(table.columns, table.cells, table.kinds, 2 if len(batch_dirs) > 1 else 1, spare)
     for note in table.notes:
         say(note)
-    if not table.rows:
+    if not any(table.cells):
         if args.where:
             say("no job matches --where")
         elif args.attempt != "last":
@@ -136,37 +135,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
-def _write_csv(headers: list[str], rows: list[dict[str, Any]], where: str) -> None:
+def _write_csv(headers: list[str], cells: list[list[Any]], where: str) -> None:
     """Every row, full precision (a float as Python writes it back exactly), None as empty."""
     if where == "-":
-        _csv_into(sys.stdout, headers, rows)
+        _csv_into(sys.stdout, headers, cells)
         return
     try:
         with open(where, "w", newline="") as f:
-            _csv_into(f, headers, rows)
+            _csv_into(f, headers, cells)
     except OSError as e:
         raise HyperctlError(f"--csv {where}: cannot write it: {e.strerror or e}") from None
-    say(f"wrote {plural(len(rows), 'row')} to {where}")
+    say(f"wrote {plural(len(cells[0]) if cells else 0, 'row')} to {where}")
 
 
-def _csv_into(f: IO[str], headers: list[str], rows: list[dict[str, Any]]) -> None:
+def _csv_into(f: IO[str], headers: list[str], cells: list[list[Any]]) -> None:
     out = csv.writer(f)
     out.writerow(headers)
-    if headers:
-        cells = operator.itemgetter(*headers)  # a row's cells in one C call
-        out.writerows(map(cells, rows) if len(headers) > 1 else ([cells(row)] for row in rows))
+    out.writerows(zip(*cells))
 
 
 def _print_table(
-    headers: list[str], rows: list[dict[str, Any]], kinds: dict[str, str], keep: int, spare: tuple[str, ...]
+    headers: list[str], cells: list[list[Any]], kinds: dict[str, str], keep: int, spare: tuple[str, ...]
 ) -> None:
     from hyperctl.tablefit import fit, show_column, show_text, terminal_width
 
     columns, numeric = [], []
-    for h in headers:
-        values = [row[h] for row in rows]
+    for h, values in zip(headers, cells):
         columns.append(show_column(values, kinds.get(h)))
-        numeric.append(h in kinds or bool(rows) and set(map(type, values)) <= {int, float, type(None)})
+        numeric.append(h in kinds or bool(values) and set(map(type, values)) <= {int, float, type(None)})
     width = terminal_width()
     # A metric's name is a job's: its control characters shown as escapes, as its values are.
     fitted = fit(list(map(show_text, headers)), columns, numeric, width, keep, spare)
