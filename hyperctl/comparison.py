@@ -7,13 +7,14 @@ CLI (commands/compare.py), the API and the Python API show the Table.
 
 from __future__ import annotations
 
+import csv
 import gc
 import operator
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import IO, Any
 
 from hyperctl.comparedata import SUMMARY, Jobs
 from hyperctl.comparegrammar import (
@@ -50,6 +51,12 @@ class Table:
 
     def to_dict(self) -> dict[str, Any]:
         return {"columns": self.columns, "rows": self.rows}
+
+    def write_csv(self, f: IO[str]) -> None:
+        """Every row, full precision (a float as Python writes it back exactly), None as empty."""
+        out = csv.writer(f)
+        out.writerow(self.columns)
+        out.writerows(zip(*self.cells))
 
 
 _KINDS = {"duration": "duration", "started": "time", "ended": "time"}

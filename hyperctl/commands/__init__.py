@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from hyperctl.commands import batch, compare, generate, hosts, job, run, tryjob
+from hyperctl.commands import batch, compare, generate, hosts, job, run, tryjob, ui
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
@@ -17,4 +17,5 @@ COMMANDS: list[Register] = [
     hosts.register,
     tryjob.register,
     compare.register,
+    ui.register,
 ]

@@ -6,26 +6,21 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from hyperctl import exitstatus, metricstore, pace
+from hyperctl import exitstatus
 from hyperctl.batches import (
     find_batch,
     list_batches,
-    load_spec,
-    open_batch,
     resolve_batches_dir,
     summarize,
 )
 from hyperctl.commands.targets import add_targets
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
-from hyperctl.objective import best_text
 from hyperctl.output import emit_json, format_duration, format_time, plural, say, table
 from hyperctl.spec import JobStatus
 
 _ENDED = ("finished", "failed", "killed")
-_FINAL = {s.value for s in JobStatus if s.final}
 _RUN_JSON = "print the run's summary as JSON on stdout, as `run --json` does"
 
 
@@ -112,37 +107,12 @@ def _others(counts: dict[str, int]) -> str:
 
 def cmd_describe(args: argparse.Namespace) -> int:
     from hyperctl.commands.hosts import machine_line, machines_of
+    from hyperctl.overview import overview
 
-    batches_dir = resolve_batches_dir(args.batches_data_dir)
-    batch_dir = find_batch(batches_dir, args.batch)
-    summary = summarize(batch_dir)
-    if summary.status == "damaged":
-        raise HyperctlError(summary.problem or "damaged")
-    spec = load_spec(batch_dir)
-    objective = spec.scheduler.objective
-    with open_batch(batches_dir, args.batch) as (_, store):
-        meta = store.meta()
-        best = metricstore.best_job(store.conn, objective) if objective else None
-        # Running jobs' reported progress counts toward the ETA: 2 jobs half done are one job's worth.
-        running_progress = sum(metricstore.progress_of(store.conn, JobStatus.RUNNING).values(), 0.0)
-    end = summary.ended if summary.status != "running" else time.time()
-    elapsed = end - summary.started if summary.started and end else None
-    done = sum(n for s, n in summary.counts.items() if s in _FINAL)
-    eta = pace.eta(elapsed, done + running_progress, summary.total) if summary.status == "running" else None
-    machines = machines_of(batch_dir)
-    view: dict[str, Any] = {
-        **summary.to_dict(),
-        "source": meta.get("source"),
-        "backend": {"type": spec.backend.type, "conf": _redacted(spec.backend.conf)},
-        "machines": machines,
-        "daemon": vars(spec.daemon),
-        "scheduler": spec.scheduler.to_dict(),
-        "elapsed": elapsed,
-        "eta": eta,
-        "running_progress": running_progress,
-        "best": best.to_dict(objective) if best and objective else None,
-        "stopped": meta.get("fault"),
-    }
+    batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.batch)
+    found = overview(batch_dir)
+    summary, machines, elapsed = found.summary, machines_of(batch_dir), found.elapsed
+    view = {**found.to_dict(), "machines": machines}
     if args.json:
         emit_json(view)
         return ExitStatus.OK
@@ -153,34 +123,26 @@ def cmd_describe(args: argparse.Namespace) -> int:
             summary.status + (f" (daemon pid {summary.daemon_pid}, {summary.portal})" if summary.portal else ""),
         ),
         ("folder", str(summary.path)),
-        ("from", meta.get("source") or "-"),
+        ("from", found.source or "-"),
         ("jobs", f"{summary.total}: " + (", ".join(f"{n} {s}" for s, n in summary.counts.items() if n) or "none")),
-        ("backend", spec.backend.type),
+        ("backend", found.spec.backend.type),
         *[(f"  {m['name']}", machine_line(m)) for m in machines],
         ("started", format_time(summary.started)),
         ("ended", format_time(summary.ended) if summary.status != "running" else "-"),
         ("elapsed", format_duration(elapsed) if elapsed is not None else "-"),
     ]
-    if eta is not None:
-        lines.append(("ETA", format_duration(eta)))
-    if objective is not None:
-        lines.append(("best", best_text(objective, best, summary.counts.get("succeeded", 0))))
-    if meta.get("fault"):  # why its run stopped starting jobs (the store could not record it)
-        lines.append(("stopped", f"{meta['fault']}; `hyperctl batch resume {summary.name}` goes on"))
+    if found.eta is not None:
+        lines.append(("ETA", format_duration(found.eta)))
+    best = found.best_text()
+    if best is not None:
+        lines.append(("best", best))
+    if found.stopped:
+        lines.append(("stopped", f"{found.stopped}; `hyperctl batch resume {summary.name}` goes on"))
     width = max(len(k) for k, _ in lines)
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in lines))
     if summary.note:
         say(summary.note)
     return ExitStatus.OK
-
-
-def _redacted(value: Any) -> Any:
-    """The conf with every password and key passphrase replaced: never shown."""
-    if isinstance(value, dict):
-        return {k: ("***" if k in ("password", "passphrase") else _redacted(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redacted(v) for v in value]
-    return value
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

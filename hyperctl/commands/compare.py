@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
 from hyperctl.batches import find_batch, resolve_batches_dir
 from hyperctl.commands.job import whole_number
 from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.output import emit_json, plural, say
+
+if TYPE_CHECKING:  # compare's own modules load when it runs
+    from hyperctl.comparison import Table
 
 EXAMPLES = """\
 columns (-c, comma-separated; Guild's grammar):
@@ -118,7 +120,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(table.to_dict())
     elif args.csv is not None:
-        _write_csv(table.columns, table.cells, args.csv)
+        _write_csv(table, args.csv)
     else:
         # Of the default columns, these say least about results: they make room first.
         spare = () if args.columns else ("host", "duration", "status")
@@ -135,23 +137,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
-def _write_csv(headers: list[str], cells: list[list[Any]], where: str) -> None:
-    """Every row, full precision (a float as Python writes it back exactly), None as empty."""
+def _write_csv(table: Table, where: str) -> None:
     if where == "-":
-        _csv_into(sys.stdout, headers, cells)
+        table.write_csv(sys.stdout)
         return
     try:
         with open(where, "w", newline="") as f:
-            _csv_into(f, headers, cells)
+            table.write_csv(f)
     except OSError as e:
         raise HyperctlError(f"--csv {where}: cannot write it: {e.strerror or e}") from None
-    say(f"wrote {plural(len(cells[0]) if cells else 0, 'row')} to {where}")
-
-
-def _csv_into(f: IO[str], headers: list[str], cells: list[list[Any]]) -> None:
-    out = csv.writer(f)
-    out.writerow(headers)
-    out.writerows(zip(*cells))
+    say(f"wrote {plural(len(table.cells[0]) if table.cells else 0, 'row')} to {where}")
 
 
 def _print_table(

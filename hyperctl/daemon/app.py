@@ -14,6 +14,7 @@ from hyperctl.daemon.handlers import (
     JobListHandler,
     JobLogHandler,
     JobViews,
+    LoginLinkHandler,
     MachineListHandler,
     NotFoundHandler,
 )
@@ -21,16 +22,21 @@ from hyperctl.daemon.hypernets import ROUTE_ANY, ROUTE_JOB, HypernetsJobHandler,
 from hyperctl.daemon.listener import InFlight
 from hyperctl.daemon.resulthandlers import CompareHandler, JobMetricsHandler
 from hyperctl.daemon.scheduler import Scheduler
+from hyperctl.web.routes import web_routes
+from hyperctl.web.site import Site
 
 API = "/hyperctl/api"
 _JOB = r"(?P<name>[^/]+)"
 
 
-def make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> JobViewFastPath:
+def make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight, site: Site | None = None) -> JobViewFastPath:
+    """The API, and the dashboard's pages (web/) when a site is given."""
     views = JobViews(scheduler)
     state = {"scheduler": scheduler, "tokens": tokens, "in_flight": in_flight, "views": views}
+    pages = web_routes(site) if site is not None else []
     app = tornado.web.Application(
         [
+            *pages,
             (f"{API}/job", JobListHandler, state),
             (f"{API}/job/{_JOB}", JobHandler, state),
             (f"{API}/job/{_JOB}/kill", JobKillHandler, state),
@@ -41,6 +47,7 @@ def make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> JobVi
             (f"{API}/batch/kill", BatchKillHandler, state),
             (f"{API}/machine", MachineListHandler, state),
             (ROUTE_JOB, HypernetsJobHandler, state),  # a job's portal (daemon/portal.py)
+            (f"{API}/login", LoginLinkHandler, {**state, "site": site}),
             (ROUTE_ANY, HypernetsOtherHandler, state),
         ],
         default_handler_class=NotFoundHandler,

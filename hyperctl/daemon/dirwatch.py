@@ -14,7 +14,8 @@ import asyncio
 import ctypes
 import ctypes.util
 import os
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 _IN_MODIFY = 0x2  # a file in the folder was written (appended: a metrics file, stdout)
@@ -26,9 +27,16 @@ _IN_CLOEXEC = os.O_CLOEXEC
 _MASK = _IN_MODIFY | _IN_MOVED_TO | _IN_CREATE | _IN_ONLYDIR
 
 
+MODIFIED, MOVED_IN, CREATED = _IN_MODIFY, _IN_MOVED_TO, _IN_CREATE
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name
+
+
 class DirWatch:
-    def __init__(self, on_change: Callable[[], None]) -> None:
+    def __init__(self, on_change: Callable[[], None], wanted: Callable[[int, str], bool] | None = None) -> None:
         self.on_change = on_change  # something changed in a watched folder (called once, until resume())
+        # Which changes count, by their mask and file name (None: every one): a reader of a SQLite
+        # store makes its -shm and -wal files, and that is no change to tell of.
+        self.wanted = wanted
         self.fd: int | None = None
         self.reading = False  # the descriptor is in the event loop
         try:
@@ -74,10 +82,21 @@ class DirWatch:
 
     def _readable(self) -> None:
         assert self.fd is not None
+        wanted = self.wanted is None  # which file it was does not matter: the reader looks at all
         try:
-            while os.read(self.fd, 1 << 16):  # which file it was does not matter: the reader looks at all
-                pass
+            while data := os.read(self.fd, 1 << 16):
+                wanted = wanted or any(self._wanted(data))
         except BlockingIOError:
             pass
-        self.pause()
-        self.on_change()
+        if wanted:
+            self.pause()
+            self.on_change()
+
+    def _wanted(self, data: bytes) -> Iterator[bool]:
+        assert self.wanted is not None
+        at = 0
+        while at < len(data):
+            _, mask, _, length = _EVENT.unpack_from(data, at)
+            name = data[at + _EVENT.size : at + _EVENT.size + length].rstrip(b"\0")
+            yield self.wanted(mask, os.fsdecode(name))
+            at += _EVENT.size + length

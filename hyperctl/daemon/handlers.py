@@ -17,6 +17,7 @@ from hyperctl.daemon.listener import InFlight
 from hyperctl.daemon.scheduler import NotFollowableError, Scheduler
 from hyperctl.spec import BatchStatus, JobStatus
 from hyperctl.storefaults import StoreError
+from hyperctl.web.site import Site
 
 logger = logging.getLogger(__name__)
 
@@ -230,3 +231,18 @@ class MachineListHandler(ApiHandler):
         """Every machine: up, or down and why (backing off); its running jobs and what they use."""
         self.require_batch_token()
         self.send({"machines": self.scheduler.machines_view()})
+
+
+class LoginLinkHandler(ApiHandler):
+    """A new one-time login link to the dashboard (web/login.py), for the batch token only: what
+    `hyperctl batch dashboard` prints."""
+
+    def initialize(self, site: Site | None = None, **state: Any) -> None:  # type: ignore[override]
+        super().initialize(**state)
+        self.site = site
+
+    def post(self) -> None:
+        self.require_batch_token()
+        if self.site is None:
+            raise tornado.web.HTTPError(404, reason="this daemon serves no dashboard")
+        self.send({"url": self.site.login_url()})

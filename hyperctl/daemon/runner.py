@@ -31,6 +31,8 @@ from hyperctl.output import plural
 from hyperctl.spec import BatchSpec, BatchStatus, JobStatus, Objective
 from hyperctl.store import JobRecord, Store, save_spec
 from hyperctl.storefaults import StoreError
+from hyperctl.web.login import Logins, secret_of
+from hyperctl.web.site import Site
 
 _DRAIN_WITHIN = 5.0  # seconds the daemon waits, when it stops, for requests under way
 
@@ -57,6 +59,7 @@ class RunInfo:
     before: dict[str, int]  # counts by status at the start: what progress leaves out
     port_note: str | None
     scheduler: Scheduler
+    dashboard: str  # a one-time login link to its pages
 
 
 @dataclass
@@ -127,10 +130,10 @@ def bind(host: str, port: int) -> tuple[list[socket.socket], str | None]:
         raise
 
 
-def _make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight) -> Any:
+def _make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight, site: Site) -> Any:
     from hyperctl.daemon.app import make_app  # Tornado: only once somebody connects
 
-    return make_app(scheduler, tokens, in_flight)
+    return make_app(scheduler, tokens, in_flight, site)
 
 
 def portal_url(host: str, port: int) -> str:
@@ -235,11 +238,29 @@ async def _serve(
         env = {**batch_env(spec, batch_dir), "HYPERCTL_SERVER_PORTAL": portal}
         scheduler = Scheduler(spec, batch_dir, store, executor, env, tokens.for_job)
         in_flight = InFlight()
-        server = Listener(sockets, lambda: _make_app(scheduler, tokens, in_flight), spec.daemon.request_timeout)
+        site = Site(
+            options.batches_dir,
+            Logins(secret_of(tokens.batch_token)),
+            host=spec.daemon.host,
+            port=sockets[0].getsockname()[1],
+            scheduler=scheduler,
+            read_only=False,
+        )
+        server = Listener(sockets, lambda: _make_app(scheduler, tokens, in_flight, site), spec.daemon.request_timeout)
         if observer is not None:
             scheduler.listeners.append(observer.event)
             counts = store.counts()
-            info = RunInfo(batch_dir, portal, len(spec.jobs), synced.kept, synced.dropped, counts, port_note, scheduler)
+            info = RunInfo(
+                batch_dir,
+                portal,
+                len(spec.jobs),
+                synced.kept,
+                synced.dropped,
+                counts,
+                port_note,
+                scheduler,
+                site.login_url(),
+            )
             observer.started(info)
         for machine, why in down.items():  # unreachable at start (said after the batch's header)
             scheduler.machine_down(machine, why)
@@ -260,6 +281,7 @@ async def _serve(
             restore()
             server.stop()  # no new connections; answer the requests under way (a kill's answer)
             scheduler.wake_waiters()
+            site.close()  # the pages' live streams end now
             await in_flight.drained(timeout=_DRAIN_WITHIN)
             # No request on a connection kept alive may reach the store once it is closed.
             await server.close_connections(timeout=_DRAIN_WITHIN)
