@@ -111,6 +111,10 @@ class Client:
     def kill_batch(self) -> dict[str, Any]:
         return dict(self.request("POST", "batch/kill"))
 
+    def dashboard_link(self) -> str:
+        """A new one-time login link to the daemon's pages."""
+        return str(self.request("POST", "login")["url"])
+
 
 def live_client(batch_dir: BatchDir) -> Client:
     """A client of the batch's live daemon; NoDaemonError when none runs it."""

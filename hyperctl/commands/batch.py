@@ -71,6 +71,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
     p.add_argument("--detach", action="store_true", help="run in the background")
     p.add_argument("--json", action="store_true", help=_RUN_JSON)
     p.set_defaults(func=cmd_retry)
+    p = sub.add_parser(
+        "dashboard",
+        parents=[named, data_dir, as_json],
+        help="print a new login link to a running batch's dashboard",
+        description="Ask the batch's daemon for a new one-time login link to its pages (each link works once, "
+        "for 10 minutes). A batch no daemon runs has none: `hyperctl ui` serves every batch's pages, read-only.",
+    )
+    p.set_defaults(func=cmd_dashboard)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -218,3 +226,21 @@ def cmd_retry(args: argparse.Namespace) -> int:
         return ExitStatus.OK
     say(f"retrying {plural(len(chosen), 'job')} of batch {args.batch}" + _names(chosen))
     return _resume(batches_dir, args.batch, args.detach, args.json)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from hyperctl.batches import NoDaemonError
+    from hyperctl.client import DaemonUnreachableError, live_client
+
+    batch_dir = find_batch(resolve_batches_dir(args.batches_data_dir), args.batch)
+    try:
+        url = live_client(batch_dir).dashboard_link()
+    except (NoDaemonError, DaemonUnreachableError):
+        raise HyperctlError(
+            f"no daemon runs batch '{batch_dir.name}': `hyperctl ui` serves its pages (read-only)"
+        ) from None
+    if args.json:
+        emit_json({"name": batch_dir.name, "url": url})
+    else:
+        print(url)
+    return ExitStatus.OK

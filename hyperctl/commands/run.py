@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hyperctl import exitstatus
+from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.output import emit_json, say
 from hyperctl.spec import BatchSpec
@@ -96,10 +97,21 @@ def run_in_foreground(spec: BatchSpec, options: RunOptions, as_json: bool) -> in
     return exitstatus.for_batch(result.status)
 
 
-def _emit_summary(batch_dir: BatchDir) -> None:
+def _emit_summary(batch_dir: BatchDir, **more: str | None) -> None:
     from hyperctl.batches import summarize
 
-    emit_json({**summarize(batch_dir).to_dict(), "log": str(batch_dir.daemon_log)})
+    emit_json({**summarize(batch_dir).to_dict(), "log": str(batch_dir.daemon_log), **more})
+
+
+def _dashboard_link(batch_dir: BatchDir) -> str | None:
+    """A one-time login link to the daemon's pages, asked of it as `batch dashboard` asks; None
+    when it cannot be asked (it has ended meanwhile): `batch dashboard` asks again later."""
+    from hyperctl.client import live_client
+
+    try:
+        return live_client(batch_dir).dashboard_link()
+    except HyperctlError:
+        return None
 
 
 def _ended_at_once(
@@ -131,9 +143,12 @@ def detach(spec: BatchSpec, options: RunOptions, as_json: bool = False) -> int:
         return _ended_at_once(started.daemon, log_path, started.log_start, batch_dir if as_json else None)
     data_dir = "" if options.batches_dir == resolve_batches_dir(None) else f" --batches-data-dir {options.batches_dir}"
     say(f"batch {spec.name} runs in the background (pid {started.daemon.pid}, API at {started.portal})")
+    link = _dashboard_link(batch_dir)
     if as_json:
-        _emit_summary(batch_dir)
+        _emit_summary(batch_dir, dashboard=link)
         return ExitStatus.OK
+    if link is not None:
+        say(f"dashboard: {link}")
     print(
         f"  hyperctl batch watch {spec.name}{data_dir}\n"
         f"  hyperctl job list {spec.name}{data_dir}\n"

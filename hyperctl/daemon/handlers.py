@@ -159,12 +159,19 @@ class JobHandler(ApiHandler):
 class JobKillHandler(ApiHandler):
     async def post(self, name: str) -> None:
         self.require_batch_token()
-        self.job_or_404(name)
-        before = self.scheduler.status_of(name)
-        if before.final:
-            raise tornado.web.HTTPError(409, reason=f"job '{name}' already ended: {before.value}")
-        await self.scheduler.kill_job(name)
+        await kill_job(self.scheduler, name)
         self.send(self.scheduler.job_view(name))
+
+
+async def kill_job(scheduler: Scheduler, name: str) -> JobStatus:
+    """Kill a job as `job kill` asks (the API's and the dashboard's): 404 when the batch has no such
+    job, 409 when it has ended; returns once it is killed."""
+    if not scheduler.has_job(name):
+        raise tornado.web.HTTPError(404, reason=f"no job named '{name}' in this batch")
+    before = scheduler.status_of(name)
+    if before.final:
+        raise tornado.web.HTTPError(409, reason=f"job '{name}' already ended: {before.value}")
+    return await scheduler.kill_job(name)
 
 
 class BatchHandler(ApiHandler):

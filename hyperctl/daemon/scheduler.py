@@ -464,6 +464,13 @@ class Scheduler:
         machines = [machine_record(m) for m in self.pool.machines]
         return machines_view(machines, placed_by_daemon(self.running, self.specs), self.pool.down)
 
+    def running_here(self) -> dict[str, int] | None:
+        """Each running attempt's pid, which leads its session, when jobs run on this machine (the
+        local backend): what the dashboard samples CPU and memory of. None when they run elsewhere."""
+        if self.executor.kind != "local":
+            return None
+        return {name: handle.pid for name, handle in self.running.items()}
+
     def counts_now(self) -> dict[str, int]:
         """Jobs by status as they are now, from memory: no query."""
         return {status.value: n for status, n in self.counts.items()}

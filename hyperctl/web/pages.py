@@ -64,6 +64,11 @@ class PartHandler(PageHandler):
         if part is None:
             super().render_page(template, **values)
             return
+        self.render_part(template, part, **values)
+
+    def render_part(self, template: str, part: str, **values: Any) -> None:
+        """One block of a template: a live part of a page (served by its page, or by its own URL:
+        `data-src`, for a part in a template of its own that the page includes)."""
         compiled = TEMPLATES.get_template(template)
         if part not in compiled.blocks:
             raise tornado.web.HTTPError(404, reason=f"no part '{part}' of this page")

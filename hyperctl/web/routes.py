@@ -7,7 +7,9 @@ from typing import Any
 
 import tornado.web
 
+from hyperctl.web.actions import action_routes
 from hyperctl.web.login import LOGIN_PATH
+from hyperctl.web.machines import machines_routes
 from hyperctl.web.pages import (
     BatchListHandler,
     BatchPageHandler,
@@ -48,6 +50,8 @@ def web_routes(site: Site) -> list[Any]:
         (rf"/b/{_BATCH}", BatchPageHandler, state),
         (rf"/b/{_BATCH}/export\.(?P<form>csv|json)", ExportHandler, state),
         (r"/ui/events", EventsHandler, state),
+        *machines_routes(site, _BATCH),
+        *action_routes(site, _BATCH),
         (r"/static/(.*)", StaticHandler, {"path": str(STATIC), "site": site}),
         (r"/(favicon\.ico)", StaticHandler, {"path": str(STATIC), "site": site}),
     ]

@@ -7,6 +7,8 @@ const hyperctl = (() => {
   const parts = new Map(); // name -> {section, every, busy, again, last}
 
   function partUrl(name, search) {
+    const src = parts.has(name) && parts.get(name).section.dataset.src; // a part with a URL of its own
+    if (src) return src + "?part=" + encodeURIComponent(name);
     const params = new URLSearchParams(search === undefined ? location.search : search);
     params.set("part", name);
     return location.pathname + "?" + params.toString();
