@@ -1,0 +1,91 @@
+"""The machines part of a batch page (web/machines.py, web/usage.py): each machine's state, its
+running jobs and GPUs, and what they use now: CPU % and RSS of each job's processes (psutil), GPU
+use from nvidia-smi (a stand-in script on PATH here), sampled only when the part is asked for."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import hyperctl, write_json
+from tests.test_web_actions import Browser, detached, running, sleepers
+
+SMI = """#!/bin/sh
+echo "$1" >> {calls}
+case "$1" in
+  --query-gpu=index,*) printf '0, 35, 1200, 16000\\n1, [N/A], 5000, 16000\\n' ;;
+  --query-compute-apps=*) for f in {pids}/*; do [ -f "$f" ] && printf '%s, 700\\n' "$(cat "$f")"; done ;;
+esac
+"""
+
+
+def stand_in_smi(tmp_path: Path) -> tuple[dict[str, str], Path, Path]:
+    """An nvidia-smi that answers for GPUs 0 and 1, and says each pid a job wrote in `pids` holds 700
+    MiB; it logs each call. The PATH to give the daemon, the log, the folder of pids."""
+    folder, calls, pids = tmp_path / "bin", tmp_path / "smi-calls", tmp_path / "pids"
+    folder.mkdir()
+    pids.mkdir()
+    smi = folder / "nvidia-smi"
+    smi.write_text(SMI.format(calls=calls, pids=pids))
+    smi.chmod(0o755)
+    return {"PATH": f"{folder}:{os.environ['PATH']}"}, calls, pids
+
+
+def test_the_machines_part_shows_state_jobs_gpus_and_what_each_job_uses(tmp_path: Path, batches: Path) -> None:
+    env, calls, pids = stand_in_smi(tmp_path)
+    doc = sleepers("m", "idle")
+    doc["backend"]["conf"]["gpu"] = [0, 1]  # declared: the daemon runs no nvidia-smi to find them
+    # A job that burns CPU (for a few seconds at most) on GPU 0, and holds memory.
+    spin = "import time; b = bytearray(40 << 20); t = time.time() + 20\nwhile time.time() < t: pass"
+    busy = f"echo $$ > {pids}/busy; python3 -c '{spin}'"
+    doc["jobs"].append({"name": "busy", "resource": {"gpu": 1}, "execution": {"command": busy}})
+    page = Browser(detached(tmp_path, doc, env))
+    running("m", "idle", "busy")
+    shown = page.get("/b/m").text
+    assert 'data-src="/b/m/machines"' in shown and "reading the machines" in shown
+    assert not calls.exists()  # the page painted without sampling anything
+
+    part = page.get("/b/m/machines?part=machines").text
+    row = re.search(r'<tr class="machine" data-machine="localhost">(.*?)</tr>', part, re.S).group(1)
+    assert '<span class="state up">up</span>' in row
+    assert "<td>0 of 0,1</td>" in row  # GPUs in use of the machine's
+    assert "GPU 0: 35 % · 1200/16000 MiB" in row and "GPU 1: n/a · 5000/16000 MiB" in row
+    busy_row = re.search(r'<tr class="job-use" data-job="busy">(.*?)</tr>', part, re.S).group(1)
+    cpu = float(re.search(r'cpu-use">([\d.]+) %', busy_row).group(1))
+    rss = re.search(r'class="num rss">([\d.]+) MB', busy_row)
+    assert cpu > 5, busy_row  # it spins (a core's worth, less what a busy test machine takes); idle: 0.0
+    assert rss is not None and float(rss.group(1)) >= 40, busy_row  # the 40 MB it holds
+    assert "<td>700 MiB</td>" in busy_row  # its GPU memory, from nvidia-smi's compute apps
+    idle_row = re.search(r'<tr class="job-use" data-job="idle">(.*?)</tr>', part, re.S).group(1)
+    assert 'cpu-use">0.0 %' in idle_row and re.search(r'class="num rss">[\d.]+ MB', idle_row)  # sleep: no CPU
+    machine_cpu = float(re.search(r'cpu-use">([\d.]+) %', row).group(1))
+    assert machine_cpu >= cpu  # the machine's: its jobs' summed
+
+    page.get("/b/m/machines?part=machines")  # within 5 s: the same sample, nvidia-smi not run again
+    assert calls.read_text().splitlines() == [
+        "--query-gpu=index,utilization.gpu,memory.used,memory.total",
+        "--query-compute-apps=pid,used_memory",
+    ]
+    hyperctl("batch", "kill", "m")
+
+
+def test_without_a_daemon_the_machines_are_read_from_the_store_state_unknown_not_sampled(
+    tmp_path: Path, batches: Path
+) -> None:
+    doc = {**sleepers("s", "a"), "jobs": [{"name": "a", "execution": {"command": "true"}}]}
+    assert hyperctl("run", "--config", str(write_json(tmp_path / "s.json", doc))).returncode == 0
+    argv = [sys.executable, "-m", "hyperctl", "ui", "--port", "0"]
+    ui = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert ui.stdout is not None
+        page = Browser(re.search(r"(http://\S+/login\?token=\S+)", ui.stdout.readline()).group(1))  # type: ignore[union-attr]
+        part = page.get("/b/s/machines?part=machines").text
+        assert '<span class="state unknown">unknown</span> <span class="why">no daemon runs this batch</span>' in part
+        assert "not sampled: no daemon runs this batch here" in part
+        assert page.get("/b/nope/machines?part=machines").status == 404
+    finally:
+        ui.terminate()
+        ui.communicate(timeout=10)
