@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import hyperctl, write_json
-from tests.test_web_actions import Browser, detached, running, sleepers
+from tests.test_web_actions import detached, logged_in, running, sleepers
+from tests.webclient import ui
 
 SMI = """#!/bin/sh
 echo "$1" >> {calls}
@@ -42,7 +41,7 @@ def test_the_machines_part_shows_state_jobs_gpus_and_what_each_job_uses(tmp_path
     spin = "import time; b = bytearray(40 << 20); t = time.time() + 20\nwhile time.time() < t: pass"
     busy = f"echo $$ > {pids}/busy; python3 -c '{spin}'"
     doc["jobs"].append({"name": "busy", "resource": {"gpu": 1}, "execution": {"command": busy}})
-    page = Browser(detached(tmp_path, doc, env))
+    page = logged_in(detached(tmp_path, doc, env))
     running("m", "idle", "busy")
     shown = page.get("/b/m").text
     assert 'data-src="/b/m/machines"' in shown and "reading the machines" in shown
@@ -77,15 +76,9 @@ def test_without_a_daemon_the_machines_are_read_from_the_store_state_unknown_not
 ) -> None:
     doc = {**sleepers("s", "a"), "jobs": [{"name": "a", "execution": {"command": "true"}}]}
     assert hyperctl("run", "--config", str(write_json(tmp_path / "s.json", doc))).returncode == 0
-    argv = [sys.executable, "-m", "hyperctl", "ui", "--port", "0"]
-    ui = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert ui.stdout is not None
-        page = Browser(re.search(r"(http://\S+/login\?token=\S+)", ui.stdout.readline()).group(1))  # type: ignore[union-attr]
+    with ui(batches) as server:
+        page = server.session()
         part = page.get("/b/s/machines?part=machines").text
         assert '<span class="state unknown">unknown</span> <span class="why">no daemon runs this batch</span>' in part
         assert "not sampled: no daemon runs this batch here" in part
         assert page.get("/b/nope/machines?part=machines").status == 404
-    finally:
-        ui.terminate()
-        ui.communicate(timeout=10)

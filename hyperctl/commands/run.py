@@ -148,7 +148,7 @@ def detach(spec: BatchSpec, options: RunOptions, as_json: bool = False) -> int:
         _emit_summary(batch_dir, dashboard=link)
         return ExitStatus.OK
     if link is not None:
-        say(f"dashboard: {link}")
+        say(f"dashboard at {link}")
     print(
         f"  hyperctl batch watch {spec.name}{data_dir}\n"
         f"  hyperctl job list {spec.name}{data_dir}\n"
