@@ -4,10 +4,26 @@ use from nvidia-smi (a stand-in script on PATH here), sampled only when the part
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from pathlib import Path
 
+from tornado.httpclient import AsyncHTTPClient
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from hyperctl.backends.base import Machine
+from hyperctl.backends.local import LocalExecutor
+from hyperctl.daemon.app import make_app
+from hyperctl.daemon.auth import Tokens
+from hyperctl.daemon.listener import InFlight
+from hyperctl.daemon.scheduler import Scheduler
+from hyperctl.layout import BatchDir
+from hyperctl.spec import BatchSpec, BatchStatus, Execution, JobSpec, Resource
+from hyperctl.store import Store
+from hyperctl.web.login import Logins
+from hyperctl.web.site import Site
 from tests.conftest import hyperctl, write_json
 from tests.test_web_actions import detached, logged_in, running, sleepers
 from tests.webclient import ui
@@ -82,3 +98,43 @@ def test_without_a_daemon_the_machines_are_read_from_the_store_state_unknown_not
         assert '<span class="state unknown">unknown</span> <span class="why">no daemon runs this batch</span>' in part
         assert "not sampled: no daemon runs this batch here" in part
         assert page.get("/b/nope/machines?part=machines").status == 404
+
+
+def test_a_machine_down_shows_why_in_the_part(tmp_path: Path) -> None:
+    """A machine in backoff (as the SSH backend reports one it cannot reach) is down, with why, and
+    its running job still shows. Driven in-process (a local batch has no machine to lose): the
+    daemon's app with its pages, real HTTP."""
+    job = JobSpec("j", {}, Execution("sleep 60"), Resource(gpu=1))
+    batch_dir = BatchDir(tmp_path, "s")
+    batch_dir.internal.mkdir(parents=True)
+    store = Store(batch_dir.db)
+    store.sync_jobs([job])
+    tokens = Tokens("secret")
+
+    async def main() -> str:
+        executor = LocalExecutor(Machine("box", cpu=2, ram=0, gpus=(0, 1)))
+        scheduler = Scheduler(BatchSpec(name="s", jobs=[job]), batch_dir, store, executor, {}, tokens.for_job)
+        await scheduler.start()
+        [sock] = bind_sockets(0, address="127.0.0.1")
+        site = Site(tmp_path, Logins(), port=sock.getsockname()[1], scheduler=scheduler, read_only=False)
+        server = HTTPServer(make_app(scheduler, tokens, InFlight(), site))
+        server.add_sockets([sock])
+        client = AsyncHTTPClient()
+        try:
+            while "j" not in scheduler.running:
+                await asyncio.sleep(0.01)
+            assert executor.on_machine_down is not None
+            executor.on_machine_down("box", "cannot connect to 127.0.0.1:1: connection refused")
+            login = await client.fetch(site.login_url(), follow_redirects=False, raise_error=False)
+            cookie = login.headers["Set-Cookie"].split(";", 1)[0]
+            url = f"{site.base_url()}/b/s/machines?part=machines"
+            return (await client.fetch(url, headers={"Cookie": cookie})).body.decode()
+        finally:
+            server.stop()
+            await scheduler.stop(BatchStatus.KILLED, grace=0)
+
+    part = asyncio.run(main())
+    store.close()
+    why = "cannot connect to 127.0.0.1:1: connection refused"
+    assert f'<span class="state down">down</span> <span class="why">{why}</span>' in part
+    assert '<tr class="job-use" data-job="j">' in part and "<td>0 of 0,1</td>" in part
