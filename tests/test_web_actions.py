@@ -92,6 +92,8 @@ def test_a_job_killed_from_its_page_is_killed_and_the_others_go_on(tmp_path: Pat
     answer = post(page, "/ui/api/b/k/j/a/kill", csrf)
     assert (answer.status, json.loads(answer.text)["status"]) == (200, "killed"), answer.text
     assert statuses("k") == {"a": "killed", "b": "running"}
+    summary = page.get("/b/k?part=summary")  # the parts the page fetches again after an action
+    assert summary.status == 200 and '<span class="count killed" data-status="killed">1 killed</span>' in summary.text
     shown = page.get("/b/k?part=table").text
     assert '<tr data-job="a" class="killed">' in shown
     assert 'data-action="/ui/api/b/k/j/a/kill"' not in shown  # no kill button for an ended job
@@ -147,3 +149,57 @@ def test_hyperctl_ui_shows_no_action_and_refuses_one(tmp_path: Path, batches: Pa
         assert json.loads(answer.text)["error"].startswith("these pages are read-only (hyperctl ui)")
         assert post(page, "/ui/api/b/u/j/a/kill", csrf).status == 405
         assert post(page, "/ui/api/b/u/kill", {}).status == 403  # no CSRF: refused before anything
+
+
+# -- in a real browser (tests/browser.py) -------------------------------------------------------------
+def test_a_job_killed_from_the_page_after_confirming_turns_killed_in_the_table(
+    tmp_path: Path, batches: Path, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    from tests.browser import LIVE_MS, screenshot
+
+    link = detached(tmp_path, sleepers("kp", "a", "b"))
+    running("kp", "a", "b")
+    page.goto(link)
+    page.goto(link.split("/login", 1)[0] + "/b/kp")
+    row = page.locator('tr[data-job="a"]')
+    expect(row.locator(".status")).to_have_text("running")
+
+    row.locator("button.kill-job").click()
+    dialog = page.locator("dialog#confirm-action")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("#confirm-text")).to_contain_text("Kill job a?")
+    screenshot(page, "confirm-kill")
+    page.locator("#confirm-cancel").click()  # thought better of it: nothing happens
+    expect(dialog).to_be_hidden()
+    assert statuses("kp") == {"a": "running", "b": "running"}
+
+    row.locator("button.kill-job").click()
+    page.locator("#confirm-ok").click()
+    expect(page.locator("#action-result")).to_have_text("job a: killed")
+    expect(row.locator(".status")).to_have_text("killed", timeout=LIVE_MS)
+    expect(row.locator("button.kill-job")).to_have_count(0)
+    expect(page.locator('tr[data-job="b"] .status')).to_have_text("running")
+    assert statuses("kp") == {"a": "killed", "b": "running"}
+    screenshot(page, "killed")
+
+
+def test_the_batch_killed_from_the_page_stops_and_the_page_says_it_is_no_longer_live(
+    tmp_path: Path, batches: Path, page: Any, page_problems: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    link = detached(tmp_path, sleepers("kbp", "a"))
+    running("kbp", "a")
+    page_problems.allow(r"net::ERR_")  # the daemon is gone: the page's next requests find no server
+    page.goto(link)
+    page.goto(link.split("/login", 1)[0] + "/b/kbp")
+    expect(page.locator("#live")).to_have_class(re.compile(r"\bon\b"))
+    page.locator("#kill-batch").click()
+    expect(page.locator("#confirm-text")).to_contain_text("Kill batch kbp?")
+    page.locator("#confirm-ok").click()
+    expect(page.locator("#action-result")).to_contain_text("killing batch kbp")
+    wait_for(lambda: json.loads(hyperctl("batch", "list", "--json").stdout)[0]["status"] == "killed", "killed")
+    expect(page.locator("#live")).to_have_class(re.compile(r"\boff\b"))
+    assert statuses("kbp") == {"a": "killed"}

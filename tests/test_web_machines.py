@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
@@ -138,3 +139,27 @@ def test_a_machine_down_shows_why_in_the_part(tmp_path: Path) -> None:
     why = "cannot connect to 127.0.0.1:1: connection refused"
     assert f'<span class="state down">down</span> <span class="why">{why}</span>' in part
     assert '<tr class="job-use" data-job="j">' in part and "<td>0 of 0,1</td>" in part
+
+
+def test_the_page_shows_the_gpus_and_the_running_jobs_use(tmp_path: Path, batches: Path, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    from tests.browser import screenshot
+
+    env, calls, pids = stand_in_smi(tmp_path)
+    doc = sleepers("mp", "idle")
+    doc["backend"]["conf"]["gpu"] = [0, 1]
+    spin = "import time; b = bytearray(40 << 20); t = time.time() + 20\nwhile time.time() < t: pass"
+    doc["jobs"].append({"name": "busy", "resource": {"gpu": 1}, "execution": {"command": f"python3 -c '{spin}'"}})
+    link = detached(tmp_path, doc, env)
+    running("mp", "idle", "busy")
+    page.goto(link)
+    page.goto(link.split("/login", 1)[0] + "/b/mp")
+    machine = page.locator('#machines tr.machine[data-machine="localhost"]')
+    expect(machine.locator(".state")).to_have_text("up")
+    expect(machine.locator('.gpu[data-gpu="0"]')).to_have_text("GPU 0: 35 % · 1200/16000 MiB")
+    busy = page.locator('#machines tr.job-use[data-job="busy"]')
+    expect(busy.locator(".cpu-use")).to_have_text(re.compile(r"^\d+\.\d %$"))
+    assert float(busy.locator(".cpu-use").inner_text().split()[0]) > 5
+    expect(busy.locator(".rss")).to_have_text(re.compile(r"^\d+\.\d MB$"))
+    screenshot(page, "machines")
