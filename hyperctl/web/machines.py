@@ -19,7 +19,7 @@ from hyperctl.web.pages import PartHandler
 from hyperctl.web.site import Site
 from hyperctl.web.usage import GpuUse, JobUse, Sampler, Snapshot
 
-NOT_LOCAL = "not sampled: the jobs run on remote machines (only the daemon's own machine is sampled)"
+NOT_LOCAL = "not sampled: a remote machine (only the machine the daemon runs on is sampled)"
 NO_DAEMON = "not sampled: no daemon runs this batch here"
 
 
