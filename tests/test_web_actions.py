@@ -76,6 +76,13 @@ def test_run_detach_prints_a_login_link_and_batch_dashboard_asks_for_another(tmp
     as_json = hyperctl("batch", "dashboard", "dash", "--json")
     assert as_json.returncode == 0 and json.loads(as_json.stdout)["url"].startswith(page.base + "/login?token=")
 
+    config = write_json(tmp_path / "dash2.json", sleepers("dash2", "a"))
+    for_scripts = hyperctl("run", "--config", str(config), "--detach", "--json")
+    assert for_scripts.returncode == 0, for_scripts.stderr
+    shown = json.loads(for_scripts.stdout)
+    assert shown["name"] == "dash2" and link_in(shown["dashboard"]) == shown["dashboard"]
+    assert logged_in(shown["dashboard"]).get("/b/dash2").status == 200
+
     assert hyperctl("batch", "kill", "dash").returncode == 0
     gone = hyperctl("batch", "dashboard", "dash")
     assert gone.returncode == 2
