@@ -98,6 +98,9 @@ const curves = (() => {
       this.data = null;
       this.loading = false;
       this.again = false;
+      this.loaded = 0;
+      this.took = 0;
+      this.timer = null;
       const url = new URLSearchParams(location.search);
       const f = this.form.elements;
       const metric = url.get("metric") || root.dataset.metric;
@@ -119,7 +122,7 @@ const curves = (() => {
       });
       let resizing = null;
       window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(() => this.draw(), 100); });
-      document.addEventListener("hyperctl:updated", () => { if (this.live()) this.load(); });
+      document.addEventListener("hyperctl:updated", () => { if (this.live()) this.later(); });
       this.load();
     }
 
@@ -156,10 +159,17 @@ const curves = (() => {
       history.replaceState(null, "", location.pathname + (query ? "?" + query : ""));
     }
 
+    later() { // a live reload: no sooner than 1 s, or 4 times the last load's time, after the last
+      const wait = this.loaded + Math.max(1000, 4 * this.took) - performance.now();
+      if (wait <= 0) { this.load(); return; }
+      if (!this.timer) this.timer = setTimeout(() => { this.timer = null; this.load(); }, wait);
+    }
+
     async load() {
       if (this.loading) { this.again = true; return; }
       this.loading = true;
       this.again = false;
+      const began = performance.now();
       try {
         const answer = await fetch(this.root.dataset.source + "?" + this.query().toString(), {credentials: "same-origin"});
         const body = await answer.json();
@@ -179,6 +189,8 @@ const curves = (() => {
         this.notes.textContent = "the server does not answer";
       } finally {
         this.loading = false;
+        this.loaded = performance.now();
+        this.took = this.loaded - began;
         if (this.again) this.load();
       }
     }
