@@ -10,7 +10,7 @@ const curves = (() => {
   const COLORS = ["#1f6ac0", "#d2452f", "#2e9e5b", "#d98b1f", "#7d4fb0", "#1a9aa8", "#b0406f", "#6b7a1f", "#5f6b76", "#c06a1f"];
   const HEIGHT = 340;
   const MARGIN = {left: 64, right: 16, top: 12, bottom: 36};
-  const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+  const TIME_STEPS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 
   function el(name, attrs, parent) {
     const node = document.createElementNS(SVG, name);
@@ -60,7 +60,8 @@ const curves = (() => {
     return ticks;
   }
 
-  function duration(s) {
+  function duration(s, span) {
+    if (span < 10) return `${fmt(Number(s.toFixed(3)))} s`;
     const sign = s < 0 ? "-" : "";
     s = Math.round(Math.abs(s));
     const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
@@ -69,7 +70,7 @@ const curves = (() => {
 
   function clock(t, span) {
     const d = new Date(t * 1000);
-    const hms = d.toTimeString().slice(0, 8);
+    const hms = d.toTimeString().slice(0, 8) + (span < 10 ? "." + String(d.getMilliseconds()).padStart(3, "0") : "");
     return span > 86400 ? `${d.getMonth() + 1}-${d.getDate()} ${hms.slice(0, 5)}` : hms;
   }
 
@@ -241,7 +242,7 @@ const curves = (() => {
       const span = xhi - xlo;
       const xticks = data.x === "step" ? linearTicks(xlo, xhi, Math.max(2, Math.floor(plotW / 90))).filter((t) => Number.isInteger(t) || span < 10)
         : timeTicks(xlo, xhi, Math.max(2, Math.floor(plotW / 110)));
-      const xlabel = data.x === "wall" ? (t) => clock(t, span) : data.x === "relative" ? duration : fmt;
+      const xlabel = data.x === "wall" ? (t) => clock(t, span) : data.x === "relative" ? (t) => duration(t, span) : fmt;
       for (const t of xticks) {
         const x = sx(t);
         el("line", {class: "grid", x1: x, x2: x, y1: MARGIN.top, y2: MARGIN.top + plotH}, axes);
@@ -261,9 +262,8 @@ const curves = (() => {
       this.hover(svg, series, sx, sy, {xlabel, logy, width, plotH});
       for (const s of series) {
         const out = Object.entries(s.left_out || {}).map(([why, n]) => `${n} ${why}`);
-        if (s.shown < s.total - Object.values(s.left_out || {}).reduce((a, b) => a + b, 0)) {
-          out.push(`${s.total.toLocaleString()} points shown as ${s.shown.toLocaleString()} (min and max per bucket)`);
-        }
+        const kept = s.total - Object.values(s.left_out || {}).reduce((a, b) => a + b, 0);
+        if (s.shown < kept) out.push(`${kept.toLocaleString()} points shown as ${s.shown.toLocaleString()} (min and max per bucket)`);
         if (out.length) notes.push(`${s.job} #${s.attempt}: ${out.join(", ")}`);
       }
       this.drawLegend(series, notes);
