@@ -42,7 +42,8 @@ def finished_ui(tmp_path: Path, batches: Path) -> Iterator[Ui]:
 
 def test_the_job_page_tails_the_log_live(runs: Runs, tmp_path: Path, page: Page) -> None:
     go = tmp_path / "go"
-    command = f"echo first; echo to-stderr >&2; {wait_for_file(go)}; echo 'second <b>bold</b>'; sleep 600"
+    report = f"{PY} -c 'import hyperctl; [hyperctl.report(loss=1 / (i + 1), step=i) for i in range(5)]'"
+    command = f"echo first; echo to-stderr >&2; {wait_for_file(go)}; echo 'second <b>bold</b>'; {report}; sleep 600"
     proc = runs.start(batch("live", job("talker", command, {"lr": 0.5})))
     assert proc.stderr is not None
     link = next(found for line in iter(proc.stderr.readline, "") if (found := link_in(line)))
@@ -54,6 +55,8 @@ def test_the_job_page_tails_the_log_live(runs: Runs, tmp_path: Path, page: Page)
     go.touch()
     expect(page.locator("#log")).to_have_text("first\nsecond <b>bold</b>\n", timeout=LIVE_MS)  # text, not HTML
     expect(page.locator("#log b")).to_have_count(0)
+    # Its first points, reported now, are drawn as they come (the curves follow the batch's changes).
+    expect(page.locator("svg.curve-svg path.curve.line")).to_have_attribute("data-points", "5", timeout=5_000)
     screenshot(page, "job-page")
     page.click("#tab-stderr")
     expect(page.locator("#log")).to_have_text("to-stderr\n")

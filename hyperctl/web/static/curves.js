@@ -240,7 +240,7 @@ const curves = (() => {
       }
       // x ticks
       const span = xhi - xlo;
-      const xticks = data.x === "step" ? linearTicks(xlo, xhi, Math.max(2, Math.floor(plotW / 90))).filter((t) => Number.isInteger(t) || span < 10)
+      const xticks = data.x === "step" ? linearTicks(xlo, xhi, Math.max(2, Math.floor(plotW / 90))).filter(Number.isInteger)
         : timeTicks(xlo, xhi, Math.max(2, Math.floor(plotW / 110)));
       const xlabel = data.x === "wall" ? (t) => clock(t, span) : data.x === "relative" ? (t) => duration(t, span) : fmt;
       for (const t of xticks) {
