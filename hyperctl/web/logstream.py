@@ -95,19 +95,23 @@ class LogHandler(PartHandler):
         """Send until done, the page goes, or the server stops: whichever comes first."""
         task = asyncio.ensure_future(sending)
         closing = asyncio.ensure_future(_closing(self.site))
+        cut = False
         try:
             await asyncio.wait([task, closing, self._gone], return_when=asyncio.FIRST_COMPLETED)
         finally:
             closing.cancel()
             if not task.done():
+                cut = True
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, tornado.iostream.StreamClosedError):
                     await task
-        if task.done() and not task.cancelled():
+        if cut and not self._gone.done():  # the server stops: the page is told, and reconnects no more
+            self.write(_event("end", {"why": "the server stopped", "again": False}))
+        elif not cut:
             task.result()  # its error, if any
 
     async def event(self, kind: str, data: Any, id: int | None = None) -> None:
-        self.write(f"event: {kind}\n" + (f"id: {id}\n" if id is not None else "") + f"data: {json.dumps(data)}\n\n")
+        self.write(_event(kind, data, id))
         await self.flush()
 
     async def _send(
@@ -196,6 +200,10 @@ class LogHandler(PartHandler):
             watch.close()
             if f is not None:
                 f.close()
+
+
+def _event(kind: str, data: Any, id: int | None = None) -> str:
+    return f"event: {kind}\n" + (f"id: {id}\n" if id is not None else "") + f"data: {json.dumps(data)}\n\n"
 
 
 async def _woken(woken: asyncio.Event, watch: DirWatch, timeout: float) -> None:
