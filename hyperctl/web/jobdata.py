@@ -74,7 +74,7 @@ def job_page(batch_dir: BatchDir, name: str, now: float) -> JobPage:
             shown[last.n] = status
         if record.status == JobStatus.RUNNING:
             note = unwatched.job_note(status)
-    rows = [AttemptRow(a, shown[a.n], _duration(a, now), end_of(a)) for a in attempts]
+    rows = [AttemptRow(a, shown[a.n], a.duration(now), end_of(a)) for a in attempts]
     return JobPage(
         batch_dir.name,
         record,
@@ -84,12 +84,6 @@ def job_page(batch_dir: BatchDir, name: str, now: float) -> JobPage:
         sorted(metrics, key=lambda m: (m == PROGRESS, m)),
         runs_here(batch_dir),
     )
-
-
-def _duration(a: Attempt, now: float) -> float | None:
-    if a.started is None or (a.ended is None and a.status.final):  # lost: its end is unknown
-        return None
-    return (a.ended or now) - a.started
 
 
 def end_of(a: Attempt) -> str:
