@@ -93,6 +93,8 @@ def test_jobs_picked_in_the_table_are_overlaid(finished_ui: Ui, page: Page, tmp_
     page.check('input.pick[value="slow"]')
     page.check('input.pick[value="zero"]')
     assert "pick=slow%2Czero" in page.url or "pick=slow,zero" in page.url
+    expect(page.locator("#compare-curves")).to_have_text("compare curves (2)")
+    screenshot(page, "batch-picks")
     page.click("#compare-curves")
     page.wait_for_url(re.compile(r"/b/sweep/curves\?jobs=slow(%2C|,)zero"))
     expect(page.locator("svg.curve-svg path.curve.line")).to_have_count(2)
