@@ -3,7 +3,9 @@ from the attempt's file as it grows), from `hyperctl ui` and from a running batc
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 import signal
 import sys
@@ -156,3 +158,26 @@ def test_open_logs_end_at_once_when_the_server_stops(runs: Runs, tmp_path: Path,
         assert [e.data["why"] for e in log] in ([], ["the server stopped"])
         assert served.process.wait(timeout=10) == 0
         assert time.monotonic() - started < 1.5  # not its 2 s wait for connections to close
+
+
+def _inotify_fds(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    found = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            found += os.readlink(fd) == "anon_inode:inotify"
+    return found
+
+
+def test_a_log_the_page_leaves_stops_being_watched(runs: Runs, tmp_path: Path, batches: Path) -> None:
+    daemon_session(runs.start(batch("leave", job("j", f"echo started; {wait_for_file(tmp_path / 'never')}"))))
+    with ui(batches) as served:
+        session = served.session()
+        before = _inotify_fds(served.process.pid)
+        logs = [Events(session, f"/ui/log?batch=leave&job=j&stream={s}") for s in ("stdout", "stdout", "stderr")]
+        for log in logs:
+            log.until(lambda e: e.kind == "head")
+        assert _inotify_fds(served.process.pid) == before + 3  # one watch of the attempt folder a log
+        for log in logs:
+            log.close()
+        wait_for(lambda: _inotify_fds(served.process.pid) == before, "the logs' watches to end")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import attempt_dir, write_json
+from tests.conftest import attempt_dir, wait_for, write_json
 from tests.sseclient import Events, daemon_session
 from tests.sshhosts import Host, hosts_for_module
-from tests.test_ssh import REMOTE_ROOT, job, remote_batch
+from tests.test_ssh import REMOTE_ROOT, job, remote_batch, tails_on
 from tests.webclient import ui
 
 
@@ -49,6 +49,12 @@ def test_a_remote_job_s_log_is_read_on_its_host_while_it_runs(hosts: list[Host],
                 f"job j runs on {hosts[0].address}: its stdout comes home when it ends (this page reads it then)"
             )
             assert end.data["elsewhere"] is True and elsewhere.text() == ""
+        # A page that leaves stops the `tail` reading its log on the host.
+        other = Events(session, "/ui/log?batch=r&job=j&stream=stderr")
+        other.until(lambda e: e.kind == "head")
+        wait_for(lambda: tails_on("stderr"), "a tail of stderr on the host")
+        other.close()
+        wait_for(lambda: not tails_on("stderr"), "the host's tail of stderr to stop")
         gate.touch()
         log.until(lambda e: e.kind == "end")  # as the job ends there (or as its batch's daemon stops)
         assert log.text() == "one\ntwo\n"
