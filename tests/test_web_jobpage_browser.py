@@ -62,6 +62,21 @@ def test_the_job_page_tails_the_log_live(runs: Runs, tmp_path: Path, page: Page)
     expect(page.locator("#log")).to_have_text("to-stderr\n")
 
 
+def test_a_waiting_job_s_log_opens_as_it_starts(runs: Runs, tmp_path: Path, page: Page) -> None:
+    """One cpu, two jobs: the second waits for the first; its page shows its log once it starts."""
+    go = tmp_path / "go"
+    jobs = [job("first", wait_for_file(go)), job("second", "echo hello from second; sleep 600")]
+    proc = runs.start({**batch("queue", *jobs), "backend": {"type": "local", "conf": {"cpu": 1}}})
+    assert proc.stderr is not None
+    link = next(found for line in iter(proc.stderr.readline, "") if (found := link_in(line)))
+    page.goto(link + "&next=/b/queue/j/second")
+    expect(page.locator("#job-status")).to_have_text("pending")
+    expect(page.locator("#log-state")).to_have_text("no attempt yet: its log shows once it starts")
+    go.touch()
+    expect(page.locator("#job-status")).to_have_text("running", timeout=5_000)
+    expect(page.locator("#log")).to_have_text("hello from second\n", timeout=5_000)
+
+
 def test_a_curve_is_drawn_from_the_reported_points(finished_ui: Ui, page: Page, tmp_path: Path) -> None:
     page.goto(finished_ui.link + "&next=/b/sweep/j/slow")
     curve = page.locator("svg.curve-svg path.curve.line")

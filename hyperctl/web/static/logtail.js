@@ -109,7 +109,7 @@
       if (source === null && !attemptPick.value && (now !== attempts || goneHome)) open();
       attempts = now;
     });
-    open();
+    if (attempts) open(); else state.textContent = "no attempt yet: its log shows once it starts";
   }
 
   document.addEventListener("DOMContentLoaded", () => {
