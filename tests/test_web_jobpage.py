@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import hyperctl, wait_for, write_json
+from tests.conftest import attempt_dir, hyperctl, wait_for, write_json
 from tests.sseclient import Events, daemon_session
 from tests.test_api import Runs, batch, job, wait_for_file
 from tests.webclient import Session, ui
@@ -108,6 +108,17 @@ def test_the_log_shows_control_characters_as_escapes(tmp_path: Path, batches: Pa
         log = Events(served.session(), "/ui/log?batch=noisy&job=j")
         log.until(lambda e: e.kind == "end")
         assert log.text() == "\\x1b[31mred\\x1b[0m <script>x</script> \\x0d50%\n"
+
+
+def test_a_log_removed_after_the_job_ended_is_said(tmp_path: Path, batches: Path) -> None:
+    run_to_end(tmp_path, batch("gone", job("j", "echo hi")))
+    (attempt_dir(batches, "gone", "j") / "stdout").unlink()
+    with ui(batches) as served:
+        log = Events(served.session(), "/ui/log?batch=gone&job=j")
+        end = log.until(lambda e: e.kind == "end")
+        note = next(e.data for e in log.seen if e.kind == "note")
+        assert note.startswith("job 'j': attempt 1 left no stdout (") and note.endswith("is missing: deleted?)")
+        assert end.data == {"why": "attempt 1 ended", "again": False}
 
 
 def test_bad_log_requests_name_the_field(tmp_path: Path, batches: Path) -> None:
