@@ -8,6 +8,7 @@ from typing import Any
 import tornado.web
 
 from hyperctl.web.actions import action_routes
+from hyperctl.web.jobpages import job_routes
 from hyperctl.web.login import LOGIN_PATH
 from hyperctl.web.machines import machines_routes
 from hyperctl.web.pages import (
@@ -50,6 +51,7 @@ def web_routes(site: Site) -> list[Any]:
         (rf"/b/{_BATCH}", BatchPageHandler, state),
         (rf"/b/{_BATCH}/export\.(?P<form>csv|json)", ExportHandler, state),
         (r"/ui/events", EventsHandler, state),
+        *job_routes(site),
         *machines_routes(site, _BATCH),
         *action_routes(site, _BATCH),
         (r"/static/(.*)", StaticHandler, {"path": str(STATIC), "site": site}),

@@ -1,6 +1,6 @@
 // Actions of a daemon's own batch (kill a job, kill the batch): each asks first in a <dialog>, then
 // POSTs with the page's CSRF token (hyperctl.csrf()); what the server answers is said beside the
-// buttons, and the job table and summary are fetched again (the change also comes over the events).
+// buttons, and the page's parts are fetched again (the change also comes over the events).
 "use strict";
 
 (() => {
@@ -37,8 +37,7 @@
       say("the server does not answer", true);
     } finally {
       button.disabled = false;
-      hyperctl.refresh("table");
-      hyperctl.refresh("summary");
+      for (const section of document.querySelectorAll("[data-part]")) hyperctl.refresh(section.dataset.part);
     }
   }
 
