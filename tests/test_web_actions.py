@@ -210,3 +210,23 @@ def test_the_batch_killed_from_the_page_stops_and_the_page_says_it_is_no_longer_
     wait_for(lambda: json.loads(hyperctl("batch", "list", "--json").stdout)[0]["status"] == "killed", "killed")
     expect(page.locator("#live")).to_have_class(re.compile(r"\boff\b"))
     assert statuses("kbp") == {"a": "killed"}
+
+
+def test_a_job_killed_from_its_own_page_after_confirming(tmp_path: Path, batches: Path, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    from tests.browser import LIVE_MS, screenshot
+
+    link = detached(tmp_path, sleepers("kj", "a", "b"))  # b keeps the batch, and its daemon, up
+    running("kj", "a", "b")
+    page.goto(link)
+    page.goto(link.split("/login", 1)[0] + "/b/kj/j/a")
+    expect(page.locator("#job-status")).to_have_text("running")
+    page.locator("button.kill-job").click()
+    expect(page.locator("#confirm-text")).to_contain_text("Kill job a?")
+    page.locator("#confirm-ok").click()
+    expect(page.locator("#action-result")).to_have_text("job a: killed")
+    expect(page.locator("#job-status")).to_have_text("killed", timeout=LIVE_MS)
+    expect(page.locator("button.kill-job")).to_have_count(0)
+    assert statuses("kj") == {"a": "killed", "b": "running"}
+    screenshot(page, "job-killed")
