@@ -54,6 +54,14 @@ def _local(url: str) -> str:
     return url
 
 
+def render_block(template: str, part: str, values: dict[str, Any]) -> str:
+    """One block of a page's template, alone (a 404 naming it if the page has none)."""
+    compiled = TEMPLATES.get_template(template)
+    if part not in compiled.blocks:
+        raise tornado.web.HTTPError(404, reason=f"no part '{part}' of this page")
+    return "".join(compiled.blocks[part](compiled.new_context(values)))
+
+
 class PartHandler(PageHandler):
     """A page whose blocks can be rendered alone (?part=NAME)."""
 
@@ -64,12 +72,9 @@ class PartHandler(PageHandler):
         if part is None:
             super().render_page(template, **values)
             return
-        compiled = TEMPLATES.get_template(template)
-        if part not in compiled.blocks:
-            raise tornado.web.HTTPError(404, reason=f"no part '{part}' of this page")
-        context = compiled.new_context({"site": self.site, "csrf": "", **values})
+        html = render_block(template, part, {"site": self.site, "csrf": "", **values})
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish("".join(compiled.blocks[part](context)))
+        self.finish(html)
 
     def batch_dir(self, name: str) -> BatchDir:
         try:
@@ -92,7 +97,7 @@ class BatchPageHandler(PartHandler):
         batch_dir = self.batch_dir(name)
         arguments = {k: self.get_query_argument(k) for k in self.request.query_arguments}
         try:
-            query = TableQuery.of(arguments)
+            query = TableQuery.of(arguments, self.get_query_arguments("where"))
         except HyperctlError as e:
             raise tornado.web.HTTPError(400, reason=str(e)) from None
         view = await self.in_thread(overview, batch_dir)
@@ -123,7 +128,7 @@ class ExportHandler(PartHandler):
         batch_dir = self.batch_dir(name)
         arguments = {k: self.get_query_argument(k) for k in self.request.query_arguments}
         try:
-            query = TableQuery.of(arguments)
+            query = TableQuery.of(arguments, self.get_query_arguments("where"))
             _, table = await self.in_thread(job_table, batch_dir, query)
         except HyperctlError as e:
             raise tornado.web.HTTPError(400, reason=str(e)) from None
