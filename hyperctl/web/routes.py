@@ -15,6 +15,7 @@ from hyperctl.web.pages import (
     ExportHandler,
     LoginHandler,
 )
+from hyperctl.web.params import params_routes
 from hyperctl.web.site import Site
 
 STATIC = Path(__file__).with_name("static")
@@ -48,6 +49,7 @@ def web_routes(site: Site) -> list[Any]:
         (rf"/b/{_BATCH}", BatchPageHandler, state),
         (rf"/b/{_BATCH}/export\.(?P<form>csv|json)", ExportHandler, state),
         (r"/ui/events", EventsHandler, state),
+        *params_routes(site, _BATCH),
         (r"/static/(.*)", StaticHandler, {"path": str(STATIC), "site": site}),
         (r"/(favicon\.ico)", StaticHandler, {"path": str(STATIC), "site": site}),
     ]
