@@ -69,6 +69,7 @@ class Grid:
     url: str
     cookie: str
     batches: Path
+    env: dict[str, str]
 
     def get(self, path: str, cookie: bool = True) -> tuple[int, str]:
         request = urllib.request.Request(self.url + path)
@@ -123,7 +124,7 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
         line = ui.stdout.readline()
         found = re.search(r"(http://[^/\s]+)(/login\?token=\S+)", line)
         assert found, line + ui.stderr.read() if ui.stderr else ""
-        yield Grid(found.group(1), _session_cookie(found.group(1) + found.group(2)), batches)
+        yield Grid(found.group(1), _session_cookie(found.group(1) + found.group(2)), batches, env)
     finally:
         ui.send_signal(signal.SIGTERM)
         assert ui.wait(timeout=10) == 0
@@ -329,6 +330,36 @@ def test_another_metric_chosen_and_the_legend(opened: Any) -> None:
     page.select_option("#pc-x", "depth")
     expect(page.locator("#sc-axes .pc-title").first).to_have_text("depth")
     expect(page.locator("#sc-note")).to_have_text("3 jobs without a value not shown")
+
+
+def test_a_job_that_reports_is_drawn_live(grid: Grid, page: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    from tests.browser import LIVE_MS
+
+    go = tmp_path / "go"
+    waits = f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+    jobs = [
+        {
+            "name": f"x-{x}",
+            "params": {"x": x},
+            "execution": {
+                "command": f"{shlex.quote(sys.executable)} -c "
+                + shlex.quote((waits if x == 3 else "") + f"import hyperctl\nhyperctl.report(acc={x / 10})")
+            },
+        }
+        for x in (1, 2, 3)
+    ]
+    doc = {"name": "live", "jobs": jobs, "daemon": {"port": 0}, "backend": {"type": "local", "conf": {"cpu": 3}}}
+    (tmp_path / "live.json").write_text(json.dumps(doc))
+    started = hyperctl("run", "--config", str(tmp_path / "live.json"), "--detach", env=grid.env)
+    assert started.returncode == 0, started.stderr
+    page.context.add_cookies([{"name": "hyperctl_session", "value": grid.cookie, "url": grid.url}])
+    page.goto(grid.url + "/b/live/params")
+    expect(page.locator("#pc-legend-none")).to_contain_text("(1 job)", timeout=10_000)  # x-3 has reported nothing
+    go.touch()
+    expect(page.locator("#pc-legend-none")).to_contain_text("(0 jobs)", timeout=LIVE_MS + 1000 + 5000)
+    expect(page.locator("#job-table tbody tr.succeeded")).to_have_count(3)
 
 
 def test_the_batch_page_links_to_it(grid: Grid, page: Any) -> None:
