@@ -83,7 +83,8 @@ class Progress:
         self.say(f"hyperctl: batch {name}: {plural(todo, 'job')} to run{also}; folder {folder}")
         if run.port_note:
             self.say(f"hyperctl: {run.port_note}")
-        self.say(f"hyperctl: API at {run.portal}; dashboard: {run.dashboard}")
+        self.say(f"hyperctl: API at {run.portal}")
+        self.say(f"hyperctl: dashboard at {run.dashboard}")
         self.draw(force=True)
         if self.tty:
             self._tick()

@@ -312,10 +312,16 @@ def test_a_local_job_is_not_streamed_its_log_is_in_the_batch_folder(runs: Runs) 
 
 def test_unknown_path_is_404_json(runs: Runs) -> None:
     _, portal, token = runs.serve(two_sleepers())
-    for path in ["/", f"{API}/nope", f"{API}", f"{API}/job/first/nope", f"{API}/job/", "/favicon.ico"]:
+    for path in [f"{API}/nope", f"{API}", f"{API}/job/first/nope", f"{API}/job/", "/nope"]:
         for bearer in (token, None):
             status, body = call(portal, path, bearer)
             assert status == 404, (path, body)
+    # The dashboard's pages are at / (web/): without its cookie, not even the batch token opens them.
+    for bearer in (token, None):
+        request = urllib.request.Request(portal + "/", headers={"Authorization": f"Bearer {bearer}"} if bearer else {})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _OPENER.open(request, timeout=DEADLINE)
+        assert refused.value.code == 401
 
 
 def test_wrong_method_is_405_json(runs: Runs) -> None:
