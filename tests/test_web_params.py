@@ -8,12 +8,8 @@ import json
 import os
 import re
 import shlex
-import signal
-import subprocess
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import hyperctl, kill_leftovers
+from tests.webclient import Session, ui
 
 # acc from the params; NaN where lr=1 with sgd; nothing reported (and exit 3) for one of those.
 TRAIN = """\
@@ -64,43 +61,26 @@ def expected_acc(lr: float, depth: int, opt: str) -> float | None:
 
 @dataclass
 class Grid:
-    """The grid's batch, and `hyperctl ui` serving it (a session cookie from its login link)."""
+    """The grid's batch, and `hyperctl ui` serving it (logged in once: its session cookie)."""
 
     url: str
-    cookie: str
+    session: Session
     batches: Path
     env: dict[str, str]
 
+    @property
+    def cookie(self) -> str:
+        found = self.session.cookie("hyperctl_session")
+        assert found is not None and found.value
+        return found.value
+
     def get(self, path: str, cookie: bool = True) -> tuple[int, str]:
-        request = urllib.request.Request(self.url + path)
-        if cookie:
-            request.add_header("Cookie", f"hyperctl_session={self.cookie}")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                return answer.status, answer.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
+        answer = (self.session if cookie else Session(self.url)).get(path)
+        return answer.status, answer.text
 
     def json(self, query: str = "", cookie: bool = True) -> tuple[int, dict[str, Any]]:
         status, body = self.get("/ui/api/b/grid/params" + query, cookie)
         return status, json.loads(body)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-def _session_cookie(link: str) -> str:
-    """Open the one-time login link as a browser would: its answer sets the session cookie."""
-    opener = urllib.request.build_opener(_NoRedirect)
-    try:
-        opener.open(link, timeout=30)
-    except urllib.error.HTTPError as error:  # the redirect, not followed
-        found = re.search(r"hyperctl_session=([^;]+)", error.headers.get("Set-Cookie", ""))
-        assert error.code == 302 and found, (error.code, error.headers)
-        return found.group(1)
-    raise AssertionError("the login link set no cookie")
 
 
 @pytest.fixture(scope="module")
@@ -112,22 +92,10 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
     (root / "t.yml").write_text(TEMPLATE.format(python=shlex.quote(sys.executable)))
     done = hyperctl("run", "--template", str(root / "t.yml"), env=env)
     assert done.returncode == 1, done.stderr  # one job fails on purpose
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "hyperctl", "ui", "--port", "0"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     try:
-        assert ui.stdout is not None
-        line = ui.stdout.readline()
-        found = re.search(r"(http://[^/\s]+)(/login\?token=\S+)", line)
-        assert found, line + ui.stderr.read() if ui.stderr else ""
-        yield Grid(found.group(1), _session_cookie(found.group(1) + found.group(2)), batches, env)
+        with ui(batches) as served:
+            yield Grid(served.base, served.session(), batches, env)
     finally:
-        ui.send_signal(signal.SIGTERM)
-        assert ui.wait(timeout=10) == 0
         kill_leftovers(batches)
 
 
