@@ -25,8 +25,8 @@ from hyperctl import metricstore, privatefs  # noqa: E402
 from hyperctl.comparison import compare  # noqa: E402
 from hyperctl.layout import BatchDir  # noqa: E402
 from hyperctl.metricsfile import Point, Reading  # noqa: E402
-from hyperctl.spec import Execution, JobSpec  # noqa: E402
-from hyperctl.store import Store  # noqa: E402
+from hyperctl.spec import BatchSpec, Execution, JobSpec  # noqa: E402
+from hyperctl.store import Store, save_spec  # noqa: E402
 
 METRICS = ("loss", "acc", "val_loss")
 POINTS = 10  # per job: the summaries are what compare reads, whatever the points
@@ -54,6 +54,8 @@ def build(batches: Path, name: str, jobs: int) -> BatchDir:
             " VALUES (?, 1, 'succeeded', 'localhost', '[]', ?, ?, 0, 2)",
             [(spec.name, now - 60 - i % 50, now) for i, spec in enumerate(specs)],
         )
+    store.set_meta(status="finished", started=now - 120, ended=now)
+    save_spec(batch_dir, BatchSpec(name, specs))  # a batch as `run` leaves it: `describe`, the dashboard read it
     for i, spec in enumerate(specs):
         points = [
             Point(now, step, {"loss": 1 / (step + 1 + i % 7), "acc": math.tanh((step + i % 13) / 10), "val_loss": 0.5})

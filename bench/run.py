@@ -8,7 +8,9 @@ wrk), jobside (`import hyperctl` in a job), cli (--help, `job list` of 10,000 jo
 100,000-job grid), idle (daemon CPU beside 100 sleeping jobs), ingest (daemon CPU while 100 jobs report
 1,000 points/s each), output (100 MB of stdout), report (`hyperctl.report()` in a job vs MLflow and W&B
 offline: their virtualenv is built on first use), compare (`hyperctl compare` of a 100,000-job and a
-1,000-job store with 3 metrics each).
+1,000-job store with 3 metrics each), web (the dashboard in headless Chromium: a 10,000-job batch's
+page, a job's end seen on an open page, an open page's cost to an idle daemon; needs
+chromium-headless-shell and playwright, as the tests do).
 --quick runs smaller and fewer. --hypernets adds the tool hyperctl replaces, Hypernets' hyperctl 0.3.2 from
 PyPI, to the local case (in a virtualenv built on first use under ~/.cache/hyperctl-bench). Peers run in the
 same process, pair by pair, so ratios hold even when the machine's speed drifts. Needs: xargs; optionally
@@ -37,7 +39,7 @@ import cases  # noqa: E402
 import hypernets_peer  # noqa: E402
 from common import BenchError, as_installed, settle  # noqa: E402
 
-CASES = ("local", "ssh", "api", "jobside", "cli", "scale", "idle", "ingest", "output", "report", "compare")
+CASES = ("local", "ssh", "api", "jobside", "cli", "scale", "idle", "ingest", "output", "report", "compare", "web")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
+from typing import Any, Optional
 
 from hyperctl.comparegrammar import ATTR, PARAM, Ref
 from hyperctl.layout import BatchDir
@@ -207,6 +207,17 @@ class Jobs:
                 kept = [_NAN if v is None and real else v for v, real in zip(values, reals)]  # SQLite: NaN is NULL
                 by_job[i] = kept[0] if len(kept) == 1 else kept
         return found
+
+
+Reader = Callable[[list[BatchDir], Optional[int], list[str]], Jobs]  # batches, attempt n, stats -> their jobs
+
+
+def read_jobs(batch_dirs: list[BatchDir], n: int | None, stats: list[str]) -> Jobs:
+    """The batches' jobs, each with attempt n (None: its last) and these summary columns."""
+    jobs = Jobs(stats)
+    for batch_dir in batch_dirs:
+        jobs.read(batch_dir, n)
+    return jobs
 
 
 def _joined(pairs: list[tuple[str, str]], stats: list[str], attempt: str) -> tuple[str, str, tuple[Any, ...]]:

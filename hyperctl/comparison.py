@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import IO, Any
 
-from hyperctl.comparedata import SUMMARY, Jobs
+from hyperctl.comparedata import SUMMARY, Jobs, Reader, read_jobs
 from hyperctl.comparegrammar import (
     ATTR,
     ATTRIBUTES,
@@ -72,6 +72,7 @@ def compare(
     top: int | None = None,
     all_params: bool = False,
     attempt: str = "last",
+    reader: Reader | None = None,
 ) -> Table:
     """The compare table of these batches' jobs (see comparegrammar for the expressions).
 
@@ -80,7 +81,8 @@ def compare(
     keep the batches' order unless sorted; a missing or NaN value sorts last either way. attempt:
     "last", or a number K (only the jobs that have an attempt K). A bad expression, or one that
     names nothing the jobs have, raises CompareError naming it; nothing is read before the
-    expressions are parsed.
+    expressions are parsed. reader: how the jobs are read (comparedata.read_jobs; the dashboard
+    keeps what it read while the stores do not change).
     """
     chosen = parse_columns(columns) if columns else None
     keys = [parse_sort(text) for text in sort]
@@ -89,7 +91,7 @@ def compare(
         raise CompareError(f"top: must be 0 or more, not {top}")
     n = _attempt_number(attempt)
     with _no_gc():
-        return _compare(batch_dirs, chosen, keys, filters, top, all_params, attempt, n)
+        return _compare(batch_dirs, chosen, keys, filters, top, all_params, attempt, n, reader)
 
 
 @contextmanager
@@ -115,12 +117,11 @@ def _compare(
     all_params: bool,
     attempt: str,
     n: int | None,
+    reader: Reader | None,
 ) -> Table:
     asked = (chosen or []) + [k.ref for k in keys] + [f.ref for f in filters]
     stats = sorted({SUMMARY[r.stat, r.step] for r in asked if r.kind == METRIC} | {"last"})
-    jobs = Jobs(stats)
-    for batch_dir in batch_dirs:
-        jobs.read(batch_dir, n)
+    jobs = (reader or read_jobs)(batch_dirs, n, stats)
     params, metrics = set(jobs.param_names()), jobs.metric_names()
 
     labels = {ref.label: ref for ref in chosen or () if ref.label}  # `--sort -best` of `-c 'max acc as best'`

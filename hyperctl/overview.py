@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hyperctl import metricstore, pace
-from hyperctl.batches import BatchSummary, load_spec, summarize
+from hyperctl.batches import BatchSummary, load_settings, summarize
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir
 from hyperctl.metricstore import Best
@@ -23,7 +23,7 @@ FINAL = {s.value for s in JobStatus if s.final}
 @dataclass
 class Overview:
     summary: BatchSummary
-    spec: BatchSpec
+    spec: BatchSpec  # without its jobs (batches.load_settings)
     source: str | None
     elapsed: float | None
     eta: float | None  # running only
@@ -61,7 +61,7 @@ def overview(batch_dir: BatchDir, summary: BatchSummary | None = None) -> Overvi
     summary = summary or summarize(batch_dir)
     if summary.status == "damaged":
         raise HyperctlError(summary.problem or "damaged")
-    spec = load_spec(batch_dir)
+    spec = load_settings(batch_dir)  # its jobs are not needed
     objective = spec.scheduler.objective
     store = Store(batch_dir.db, readonly=True)
     try:

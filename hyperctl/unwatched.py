@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import Counter
+from functools import cached_property
 from typing import Any
 
 from hyperctl.attemptfiles import read_end
@@ -29,9 +30,14 @@ class Unwatched:
     def __init__(self, batch_dir: BatchDir, interrupted: bool) -> None:
         self.batch_dir = batch_dir
         self.interrupted = interrupted  # the store says the batch runs: its daemon died
-        self.here = runs_here(batch_dir)
         self.seen: Counter[str] = Counter()
         self._known: dict[tuple[str, int], tuple[str, Attempt]] = {}  # each attempt is looked at once
+
+    @cached_property
+    def here(self) -> bool:
+        """Whether its jobs run on this machine: read once a running job is looked at (no job
+        runs in a finished batch, and its spec need not be read)."""
+        return runs_here(self.batch_dir)
 
     @classmethod
     def of(cls, batch_dir: BatchDir, store: Store) -> Unwatched | None:

@@ -127,6 +127,11 @@ def test_a_part_of_a_page_is_rendered_alone_for_live_updates(sweep: Path) -> Non
         assert part.status == 200 and not part.text.lstrip().startswith("<!doctype")
         assert rows_of(part.text)[0] == "lr-0.05"
         assert user.get("/b/sweep?part=nosuch").status == 404
+        summary = user.get("/b/sweep?part=summary")
+        assert summary.status == 200 and 'aria-label="5 succeeded, 1 failed"' in summary.text
+        assert "<table" not in summary.text
+        listed = user.get("/?part=batches")
+        assert listed.status == 200 and 'data-batch="sweep"' in listed.text and "<h1>" not in listed.text
 
 
 def test_a_large_batch_is_shown_a_page_at_a_time(tmp_path: Path, batches: Path) -> None:
@@ -236,3 +241,18 @@ def test_ui_help_and_a_port_in_use(batches: Path) -> None:
         finally:
             second.terminate()
             second.wait(timeout=10)
+
+
+def test_the_table_kept_between_sorts_is_read_again_once_the_batch_changes(sweep: Path, tmp_path: Path) -> None:
+    """The pages keep what they read of a batch while its store does not change (another sort of a
+    10,000-job table reads nothing): a change, however small, is read."""
+    with ui(sweep) as server:
+        user = server.session()
+        assert rows_of(user.get("/b/sweep?sort=-acc").text)[0] == "lr-0.05"
+        assert rows_of(user.get("/b/sweep?sort=acc&status=succeeded").text)[0] == "lr-0.1"  # from what was kept
+        jobs = [reporting_job("lr-0.1", {"lr": 0.1, "depth": 3}, acc=0.99, loss=0.5)]  # changed: it runs again
+        jobs += [reporting_job(f"lr-{lr}", {"lr": lr, "depth": 3}, acc=lr * 2, loss=1 - lr) for lr in (0.2, 0.3, 0.4)]
+        jobs.append(reporting_job("lr-0.05", {"lr": 0.05, "depth": 5}, acc=0.9, loss=0.05))
+        jobs.append({"name": "broken", "params": {"lr": 0.5, "depth": 5}, "execution": {"command": "exit 3"}})
+        run_batch(tmp_path, "sweep", jobs, scheduler={"objective": {"metric": "acc", "mode": "max"}})
+        assert rows_of(user.get("/b/sweep?sort=-acc").text)[0] == "lr-0.1"

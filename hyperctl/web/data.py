@@ -10,17 +10,23 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import sqlite3
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from hyperctl.batches import BatchSummary, list_batches
+from hyperctl.comparedata import Jobs, read_jobs
 from hyperctl.comparegrammar import STATUSES
 from hyperctl.comparison import Table, compare
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir
 from hyperctl.overview import Overview, overview
+from hyperctl.spec import JobStatus
 from hyperctl.tablefit import show_column
 
 PAGE_SIZE = 100  # rows a page of the job table shows
@@ -156,10 +162,58 @@ def _numbers(values: list[Any]) -> bool:
     return bool(present) and all(type(v) in (int, float) for v in present)
 
 
+class ReadCache:
+    """What the job table read of each batch, kept while its store does not change: another sort,
+    filter or page of a 10,000-job table costs no read. SQLite's `data_version` (of a connection
+    kept open for it) moves with every commit of any other connection: exact, and cheap to ask.
+    A batch with running jobs is read each time (their durations move, and a dead daemon's jobs
+    are seen as their files tell)."""
+
+    def __init__(self, most: int = 4) -> None:
+        self.most = most
+        self._lock = threading.Lock()
+        # (store, attempt, stats) -> (connection, its data_version then, the store's inode, the jobs read)
+        self._kept: OrderedDict[tuple[str, int | None, tuple[str, ...]], tuple[sqlite3.Connection, int, int, Jobs]]
+        self._kept = OrderedDict()
+
+    def __call__(self, batch_dirs: list[BatchDir], n: int | None, stats: list[str]) -> Jobs:
+        if len(batch_dirs) != 1:
+            return read_jobs(batch_dirs, n, stats)
+        db = batch_dirs[0].db
+        key = (str(db), n, tuple(stats))
+        try:
+            inode = os.stat(db).st_ino
+            with self._lock:
+                kept = self._kept.pop(key, None)
+                if kept is not None and kept[2] != inode:  # the batch was made anew
+                    kept[0].close()
+                    kept = None
+                conn = kept[0] if kept else sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
+                (version,) = conn.execute("PRAGMA data_version").fetchone()
+                if kept is not None and kept[1] == version:
+                    self._kept[key] = kept
+                    return kept[3]
+        except (OSError, sqlite3.Error):
+            return read_jobs(batch_dirs, n, stats)  # its faults are read_jobs' to say
+        jobs = read_jobs(batch_dirs, n, stats)
+        if JobStatus.RUNNING.value in jobs.attrs["status"]:
+            conn.close()
+            return jobs
+        with self._lock:
+            self._kept[key] = (conn, version, inode, jobs)
+            while len(self._kept) > self.most:
+                self._kept.popitem(last=False)[1][0].close()
+        return jobs
+
+
+READS = ReadCache()
+
+
 def _matching(batch_dir: BatchDir, query: TableQuery) -> Table:
     columns = [query.columns] if query.columns else None
     where = ([f"status={query.status}"] if query.status else []) + query.where
-    table = compare([batch_dir], columns, sort=[query.sort] if query.sort else [], where=where)
+    sort = [query.sort] if query.sort else []
+    table = compare([batch_dir], columns, sort=sort, where=where, reader=READS)
     if query.text:
         wanted = query.text.lower()
         shown = [show_column(values, table.kinds.get(h)) for h, values in zip(table.columns, table.cells)]

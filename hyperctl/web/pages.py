@@ -100,25 +100,22 @@ class BatchPageHandler(PartHandler):
             query = TableQuery.of(arguments, self.get_query_arguments("where"))
         except HyperctlError as e:
             raise tornado.web.HTTPError(400, reason=str(e)) from None
-        view = await self.in_thread(overview, batch_dir)
-        table, error = None, None
-        try:
-            table, _ = await self.in_thread(job_table, batch_dir, query)
-        except HyperctlError as e:  # a column, sort key that names nothing: said above the table
-            error = str(e)
-        counts = view.summary.counts
-        total = view.summary.total or 1
-        self.render_page(
-            "batch.html",
-            batch=batch_dir.name,
-            view=view,
-            best=view.best_text(),
-            parts=[(s, counts[s], 100.0 * counts[s] / total) for s in ordered(counts) if counts[s]],
-            statuses=STATUSES,
-            query=query,
-            table=table,
-            error=error,
-        )
+        part = arguments.get("part")
+        values: dict[str, Any] = {"batch": batch_dir.name, "query": query, "statuses": STATUSES}
+        if part in (None, "summary"):  # a live part reads only what it shows
+            view = await self.in_thread(overview, batch_dir)
+            counts, total = view.summary.counts, view.summary.total or 1
+            values.update(
+                view=view,
+                best=view.best_text(),
+                parts=[(s, counts[s], 100.0 * counts[s] / total) for s in ordered(counts) if counts[s]],
+            )
+        if part in (None, "table"):
+            try:
+                values["table"], _ = await self.in_thread(job_table, batch_dir, query)
+            except HyperctlError as e:  # a column or sort key that names nothing: said above the table
+                values["error"] = str(e)
+        self.render_page("batch.html", **values)
 
 
 class ExportHandler(PartHandler):
