@@ -82,6 +82,14 @@ class PartHandler(PageHandler):
         except HyperctlError as e:
             raise tornado.web.HTTPError(404, reason=str(e)) from None
 
+    def table_query(self) -> TableQuery:
+        """The job table's state as the URL gives it (a 400 naming what is wrong)."""
+        arguments = {k: self.get_query_argument(k) for k in self.request.query_arguments}
+        try:
+            return TableQuery.of(arguments, self.get_query_arguments("where"))
+        except HyperctlError as e:
+            raise tornado.web.HTTPError(400, reason=str(e)) from None
+
     async def in_thread(self, fn: Any, *args: Any) -> Any:
         """A read of stores (a compare of 10,000 jobs) off the IOLoop, which serves the batch."""
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -95,12 +103,8 @@ class BatchListHandler(PartHandler):
 class BatchPageHandler(PartHandler):
     async def get(self, name: str) -> None:
         batch_dir = self.batch_dir(name)
-        arguments = {k: self.get_query_argument(k) for k in self.request.query_arguments}
-        try:
-            query = TableQuery.of(arguments, self.get_query_arguments("where"))
-        except HyperctlError as e:
-            raise tornado.web.HTTPError(400, reason=str(e)) from None
-        part = arguments.get("part")
+        query = self.table_query()
+        part = self.get_query_argument("part", None)
         values: dict[str, Any] = {"batch": batch_dir.name, "query": query, "statuses": STATUSES}
         if part in (None, "summary"):  # a live part reads only what it shows
             view = await self.in_thread(overview, batch_dir)
@@ -123,9 +127,8 @@ class ExportHandler(PartHandler):
 
     async def get(self, name: str, form: str) -> None:
         batch_dir = self.batch_dir(name)
-        arguments = {k: self.get_query_argument(k) for k in self.request.query_arguments}
+        query = self.table_query()
         try:
-            query = TableQuery.of(arguments, self.get_query_arguments("where"))
             _, table = await self.in_thread(job_table, batch_dir, query)
         except HyperctlError as e:
             raise tornado.web.HTTPError(400, reason=str(e)) from None

@@ -27,7 +27,7 @@ from hyperctl.comparison import Table, compare
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir
 from hyperctl.spec import Objective
-from hyperctl.web.data import TableQuery, job_table
+from hyperctl.web.data import READS, TableQuery, job_table
 from hyperctl.web.pages import PartHandler, render_block
 from hyperctl.web.site import Site
 
@@ -55,7 +55,7 @@ def params_data(batch_dir: BatchDir, metric: str | None, stat: str | None) -> di
     that is none, raises CompareError naming it."""
     if stat is not None and stat not in STATS:
         raise CompareError(f"stat: must be {', '.join(STATS[:-1])} or {STATS[-1]}, not '{stat}'")
-    table = compare([batch_dir])  # the varying params, and each metric's last value
+    table = compare([batch_dir], reader=READS)  # the varying params, each metric's last value
     objective = objective_of(batch_dir)
     params = [(h, ref) for h, ref in table.shows.items() if ref.kind == PARAM]
     metrics = sorted(ref.key for ref in table.shows.values() if ref.kind == METRIC)
@@ -150,7 +150,7 @@ def _metric_values(batch_dir: BatchDir, table: Table, names: list[str], metric: 
     if stat == "last":
         header = next(h for h, ref in table.shows.items() if ref.kind == METRIC and ref.key == metric)
         return _column(table, header)
-    other = compare([batch_dir], [".name", f"{stat} {metric} as value"])
+    other = compare([batch_dir], [".name", f"{stat} {metric} as value"], reader=READS)
     by_name = dict(zip(_column(other, "name"), _column(other, "value")))
     return [by_name.get(name) for name in names]
 
@@ -165,23 +165,17 @@ class ParamsPageHandler(PartHandler):
 
     async def get(self, name: str) -> None:
         batch_dir = self.batch_dir(name)
-        arguments = {k: self.get_query_argument(k) for k in self.request.query_arguments}
+        query = ParamsQuery(**vars(self.table_query()), view=_view(self))
+        values: dict[str, Any] = {"site": self.site, "csrf": "", "batch": batch_dir.name, "query": query}
         try:
-            base = TableQuery.of(arguments, self.get_query_arguments("where"))
-        except HyperctlError as e:
-            raise tornado.web.HTTPError(400, reason=str(e)) from None
-        query = ParamsQuery(**vars(base), view=_view(self))
-        table, error = None, None
-        try:
-            table, _ = await self.in_thread(job_table, batch_dir, query)
-        except HyperctlError as e:  # a filter that names nothing: said above the table
-            error = str(e)
-        values = {"site": self.site, "csrf": "", "batch": batch_dir.name, "query": query, "table": table}
+            values["table"], _ = await self.in_thread(job_table, batch_dir, query)
+        except HyperctlError as e:  # a filter that names nothing: said above the table, as the batch page does
+            values["error"] = str(e)
         self.render_page(
             "params.html",
             batch=batch_dir.name,
             query=query,
-            table_html=Markup(render_block("batch.html", "table", {**values, "error": error})),
+            table_html=Markup(render_block("batch.html", "table", values)),
         )
 
 
