@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sys
 import urllib.parse
 from collections.abc import Iterator
@@ -157,6 +158,16 @@ def test_without_the_cookie_the_json_is_401(grid: Grid) -> None:
     assert "log in with the link" in doc["error"]
     status, _ = grid.get("/b/grid/params", cookie=False)
     assert status == 401
+
+
+def test_a_damaged_store_is_503_saying_so(grid: Grid) -> None:
+    broken = grid.batches / "broken"
+    shutil.copytree(grid.batches / "grid", broken, ignore=shutil.ignore_patterns("*.db-wal", "*.db-shm", "lock"))
+    (broken / ".hyperctl" / "state.db").write_bytes(b"not a database, at all" * 100)
+    status, body = grid.get("/ui/api/b/broken/params")
+    doc = json.loads(body)
+    assert status == 503 and doc["status"] == 503
+    assert "state.db" in doc["error"] and "\n" not in doc["error"]
 
 
 def test_the_table_part_keeps_the_jobs_the_filters_keep(grid: Grid) -> None:

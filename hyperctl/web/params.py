@@ -188,7 +188,7 @@ class ParamsApiHandler(PartHandler):
         stat = self.get_query_argument("stat", "").strip() or None
         try:
             self.send(await self.in_thread(params_data, batch_dir, metric, stat))
-        except HyperctlError as e:
+        except CompareError as e:  # a metric or stat that is none; a store's fault is a 503 (write_error)
             raise tornado.web.HTTPError(400, reason=str(e)) from None
 
 
