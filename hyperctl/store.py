@@ -197,6 +197,13 @@ class Attempt:
     reason: str | None = None
     layout: Layout = CURRENT  # where its records are (layout.py)
 
+    def duration(self, now: float) -> float | None:
+        """Seconds it ran (so far, while it runs); None before it started, or when it ended at an
+        unknown time (lost)."""
+        if self.started is None or (self.ended is None and self.status.final):
+            return None
+        return (self.ended or now) - self.started
+
 
 @dataclass
 class JobRecord:

@@ -20,6 +20,9 @@ import pytest
 
 from hyperctl.daemon.auth import read_token
 from hyperctl.layout import BatchDir
+
+# A real browser for the tests of web pages: fixtures `page`, `page_problems`, `browser` (tests/browser.py).
+from tests.browser import _browser_session, browser, page, page_problems  # noqa: F401
 from tests.slurmcluster import SlurmCluster, SlurmClusterError, slurm_cluster
 
 REPO = Path(__file__).resolve().parent.parent

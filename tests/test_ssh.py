@@ -644,7 +644,7 @@ def test_job_logs_follows_a_running_remote_job(hosts: list[Host], shared: Path, 
     assert quitter.stdout is not None and quitter.stdout.readline() == b"err\n"
     quitter.kill()
     quitter.wait()
-    wait_for(lambda: not _tails_on("stderr"), "the host's tail of stderr to stop")
+    wait_for(lambda: not tails_on("stderr"), "the host's tail of stderr to stop")
     gate.touch()
 
     assert follow.wait(timeout=30) == 0
@@ -653,7 +653,7 @@ def test_job_logs_follows_a_running_remote_job(hosts: list[Host], shared: Path, 
     assert hyperctl("job", "logs", "-b", "r", "-j", "j").stdout == "one\ntwo\n"
 
 
-def _tails_on(name: str) -> bool:
+def tails_on(name: str) -> bool:
     return any(
         p.info["name"] == "tail" and any(a.endswith(f"/{name}") for a in p.info["cmdline"] or [])
         for p in psutil.process_iter(["name", "cmdline"])

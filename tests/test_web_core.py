@@ -256,3 +256,18 @@ def test_the_table_kept_between_sorts_is_read_again_once_the_batch_changes(sweep
         jobs.append({"name": "broken", "params": {"lr": 0.5, "depth": 5}, "execution": {"command": "exit 3"}})
         run_batch(tmp_path, "sweep", jobs, scheduler={"objective": {"metric": "acc", "mode": "max"}})
         assert rows_of(user.get("/b/sweep?sort=-acc").text)[0] == "lr-0.1"
+
+
+@pytest.mark.parametrize("where", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "b/sweep"])
+def test_a_login_link_never_sends_its_user_to_another_site(sweep: Path, where: str) -> None:
+    from urllib.parse import quote
+
+    with ui(sweep) as server:
+        answer = Session(server.base).get(f"{server.link}&next={quote(where)}")
+        assert answer.status == 200 and "<h1>Batches</h1>" in answer.text  # sent to / instead
+
+
+def test_a_login_link_takes_its_user_to_the_page_it_names(sweep: Path) -> None:
+    with ui(sweep) as server:
+        answer = Session(server.base).get(f"{server.link}&next=/b/sweep%3Fstatus%3Dfailed")
+        assert answer.status == 200 and rows_of(answer.text) == ["broken"]

@@ -95,9 +95,8 @@ def whole_number(least: int) -> Callable[[str], int]:
 
 
 def _took(a: Attempt | None, now: float) -> str:
-    if a is None or a.started is None or (a.ended is None and a.status.final):  # lost: its end is unknown
-        return "-"
-    return format_duration((a.ended or now) - a.started)
+    took = a.duration(now) if a is not None else None
+    return "-" if took is None else format_duration(took)
 
 
 def _how(a: Attempt | None) -> str:

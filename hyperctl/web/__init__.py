@@ -7,4 +7,6 @@ pagebase.py the handlers' base: Host check, security headers, the session, templ
 data.py     what the pages show, read from the batches' stores
 pages.py    the pages and the JSON they fetch; events.py the live updates (Server-Sent Events)
 routes.py   the URLs, mounted by the daemon's app and by `hyperctl ui`
+jobpages.py a job's page and the curves (jobdata.py, curvedata.py: what they show); logstream.py
+            a job's log, live
 """

@@ -49,8 +49,8 @@ class LoginHandler(PageHandler):
 def _local(url: str) -> str:
     """A path of this server only: a login link never sends its user elsewhere."""
     parts = urlsplit(url)
-    if parts.scheme or parts.netloc or not url.startswith("/") or url.startswith("//"):
-        return "/"
+    if parts.scheme or parts.netloc or not url.startswith("/") or url[1:2] in ("/", "\\"):
+        return "/"  # `//host` and `/\host` are another site to a browser
     return url
 
 
@@ -64,8 +64,6 @@ def render_block(template: str, part: str, values: dict[str, Any]) -> str:
 
 class PartHandler(PageHandler):
     """A page whose blocks can be rendered alone (?part=NAME)."""
-
-    template = ""
 
     def render_page(self, template: str, **values: Any) -> None:
         part = self.get_query_argument("part", None)

@@ -28,6 +28,7 @@ from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir
 from hyperctl.spec import Objective
 from hyperctl.web.data import READS, TableQuery, job_table
+from hyperctl.web.pagebase import API_PREFIX
 from hyperctl.web.pages import PartHandler, render_block
 from hyperctl.web.site import Site
 
@@ -196,5 +197,5 @@ def params_routes(site: Site, batch: str) -> list[Any]:
     state = {"site": site}
     return [
         (rf"/b/{batch}/params", ParamsPageHandler, state),
-        (rf"/ui/api/b/{batch}/params", ParamsApiHandler, state),
+        (rf"{API_PREFIX}b/{batch}/params", ParamsApiHandler, state),
     ]

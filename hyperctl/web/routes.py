@@ -7,6 +7,7 @@ from typing import Any
 
 import tornado.web
 
+from hyperctl.web.jobpages import job_routes
 from hyperctl.web.login import LOGIN_PATH
 from hyperctl.web.pages import (
     BatchListHandler,
@@ -50,6 +51,7 @@ def web_routes(site: Site) -> list[Any]:
         (rf"/b/{_BATCH}/export\.(?P<form>csv|json)", ExportHandler, state),
         (r"/ui/events", EventsHandler, state),
         *params_routes(site, _BATCH),
+        *job_routes(site),
         (r"/static/(.*)", StaticHandler, {"path": str(STATIC), "site": site}),
         (r"/(favicon\.ico)", StaticHandler, {"path": str(STATIC), "site": site}),
     ]
