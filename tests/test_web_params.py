@@ -341,6 +341,17 @@ def test_a_job_that_reports_is_drawn_live(grid: Grid, page: Any, tmp_path: Path)
     expect(page.locator("#job-table tbody tr.succeeded")).to_have_count(3)
 
 
+def test_jobs_picked_in_the_narrowed_table_open_their_curves(opened: Any) -> None:
+    page = opened
+    _drag(page, "=opt", _tick_y(page, "=opt", "adam") - 10, _tick_y(page, "=opt", "adam") + 10)
+    first, second = _rows(page, 12)[:2]
+    page.check(f'input.pick[value="{first}"]')
+    page.check(f'input.pick[value="{second}"]')
+    page.click("#compare-curves")
+    page.wait_for_url("**/b/grid/curves?*")
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)["jobs"] == [f"{first},{second}"]
+
+
 def test_the_batch_page_links_to_it(grid: Grid, page: Any) -> None:
     page.context.add_cookies([{"name": "hyperctl_session", "value": grid.cookie, "url": grid.url}])
     page.goto(grid.url + "/b/grid")
