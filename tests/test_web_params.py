@@ -352,6 +352,30 @@ def test_jobs_picked_in_the_narrowed_table_open_their_curves(opened: Any) -> Non
     assert urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)["jobs"] == [f"{first},{second}"]
 
 
+def test_a_category_with_regex_characters_is_kept_exactly(grid: Grid, page: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    tags = ["a.b|c", "x(y)*", "a-b", "a.b"]  # a.b|c as a pattern would keep all of a.b, c and a-b
+    report = f"{shlex.quote(sys.executable)} -c " + shlex.quote("import hyperctl\nhyperctl.report(acc=0.5)")
+    jobs = [{"name": f"t{i}", "params": {"tag": tag}, "execution": {"command": report}} for i, tag in enumerate(tags)]
+    doc = {"name": "tags", "jobs": jobs, "daemon": {"port": 0}, "backend": {"type": "local", "conf": {"cpu": 2}}}
+    (tmp_path / "tags.json").write_text(json.dumps(doc))
+    done = hyperctl("run", "--config", str(tmp_path / "tags.json"), env=grid.env)
+    assert done.returncode == 0, done.stderr
+    page.context.add_cookies([{"name": "hyperctl_session", "value": grid.cookie, "url": grid.url}])
+    page.goto(grid.url + "/b/tags/params")
+    page.wait_for_selector("#pc[data-drawn='4']", state="attached")
+    y = _tick_y(page, "=tag", "a.b|c")
+    _drag(page, "=tag", y - 6, y + 6)
+    assert _rows(page, 1) == ["t0"]
+    where = urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)["where"]
+    assert where == ["=tag~^(a\\.b\\|c)$"]
+    page.goto(page.url)
+    page.wait_for_selector("#pc[data-drawn='4']", state="attached")
+    assert _rows(page, 1) == ["t0"]
+    expect(page.locator(".pc-brush")).to_have_count(1)
+
+
 def test_the_batch_page_links_to_it(grid: Grid, page: Any) -> None:
     page.context.add_cookies([{"name": "hyperctl_session", "value": grid.cookie, "url": grid.url}])
     page.goto(grid.url + "/b/grid")
