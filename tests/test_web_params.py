@@ -376,6 +376,22 @@ def test_a_category_with_regex_characters_is_kept_exactly(grid: Grid, page: Any,
     expect(page.locator(".pc-brush")).to_have_count(1)
 
 
+def test_a_link_naming_a_metric_no_job_has_says_so_and_shows_the_default(
+    grid: Grid, page: Any, page_problems: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    page_problems.expect(r"status of 400")  # the JSON's answer, as the browser logs it
+    page.context.add_cookies([{"name": "hyperctl_session", "value": grid.cookie, "url": grid.url}])
+    page.goto(grid.url + "/b/grid/params?metric=accc&stat=max")
+    page.wait_for_selector("#pc[data-drawn='24']", state="attached")
+    expect(page.locator("#pc-problem")).to_contain_text("metric: no job has a metric named 'accc' (did you mean 'acc'?")
+    expect(page.locator("#pc-problem")).to_contain_text("the default metric is shown instead")
+    expect(page.locator("#pc-metric")).to_have_value("acc")
+    expect(page.locator(".pc-axis.metric .pc-title")).to_have_text("last acc")
+    assert "metric" not in urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)
+
+
 def test_the_batch_page_links_to_it(grid: Grid, page: Any) -> None:
     page.context.add_cookies([{"name": "hyperctl_session", "value": grid.cookie, "url": grid.url}])
     page.goto(grid.url + "/b/grid")

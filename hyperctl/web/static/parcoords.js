@@ -231,8 +231,22 @@ const parcoords = (() => {
     try {
       const answer = await fetch(els.chart.dataset.api + "?" + p.toString(), {credentials: "same-origin"});
       const body = await answer.json();
-      if (!answer.ok) { problem(body.error || `error ${answer.status}`); return; }
-      problem("");
+      if (!answer.ok) {
+        const why = body.error || `error ${answer.status}`;
+        if (answer.status === 400 && (view.metric || view.stat)) {
+          // a metric or stat that is none (a link from before a change): said, and the default shown
+          view.fallback = why;
+          view.metric = view.stat = "";
+          changed(false);
+          view.again = true;
+          view.lastLoad = 0;
+        } else {
+          problem(why);
+        }
+        return;
+      }
+      problem(view.fallback ? `${view.fallback}: the default metric is shown instead` : "");
+      view.fallback = "";
       const filters = view.data ? where() : readUrl();
       view.data = body;
       view.rows = body.names.length;
