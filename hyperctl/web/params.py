@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import tornado.web
 from markupsafe import Markup
 
-from hyperctl.batches import load_spec
+from hyperctl.batches import load_settings
 from hyperctl.comparegrammar import METRIC, PARAM, CompareError, Ref, _text
 from hyperctl.comparison import Table, compare
 from hyperctl.errors import HyperctlError
@@ -85,24 +84,13 @@ def params_data(batch_dir: BatchDir, metric: str | None, stat: str | None) -> di
     }
 
 
-_objectives: dict[Path, tuple[tuple[int, int], Objective | None]] = {}  # spec file -> (its mtime and size, ...)
-
-
 def objective_of(batch_dir: BatchDir) -> Objective | None:
-    """The batch's objective, read again only when its spec changes: the spec of 10,000 jobs
-    takes longer to read than the compare (0.2 s); None if it cannot be read (the chart still
-    draws, with the first metric)."""
-    path = batch_dir.spec_file
+    """The batch's objective (batches.load_settings: read again only when its spec changes); None
+    if it cannot be read (the chart still draws, with the first metric)."""
     try:
-        info = path.stat()
-        stamp = (info.st_mtime_ns, info.st_size)
-        if path not in _objectives or _objectives[path][0] != stamp:
-            if len(_objectives) > 100:
-                _objectives.clear()
-            _objectives[path] = (stamp, load_spec(batch_dir).scheduler.objective)
-    except (OSError, HyperctlError):
+        return load_settings(batch_dir).scheduler.objective
+    except HyperctlError:
         return None
-    return _objectives[path][1]
 
 
 @dataclass
