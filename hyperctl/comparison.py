@@ -44,6 +44,7 @@ class Table:
     kinds: dict[str, str] = field(default_factory=dict)  # header -> "duration" or "time": how to show it
     attempt: str = "last"
     notes: list[str] = field(default_factory=list)  # one line each, for a person (stderr): a dead daemon's batch
+    shows: dict[str, Ref] = field(default_factory=dict)  # header -> what it shows (a param, a metric: a chart)
 
     @cached_property
     def rows(self) -> list[dict[str, Any]]:
@@ -147,7 +148,7 @@ def _compare(
     headers = _headers(refs)
     cells = [_picked(values, kept) for values in map(jobs.column, refs)]
     kinds = {h: _KINDS[r.key] for h, r in zip(headers, refs) if r.kind == ATTR and r.key in _KINDS}
-    return Table(headers, cells, kinds, attempt, jobs.notes)
+    return Table(headers, cells, kinds, attempt, jobs.notes, dict(zip(headers, refs)))
 
 
 def _picked(values: list[Any], kept: list[int]) -> list[Any]:

@@ -74,14 +74,16 @@ class TableQuery:
     text: str = ""  # only the rows with a cell holding this text (any case)
     columns: str = ""  # compare columns, comma-separated ("" : the default ones)
     page: int = 1
+    where: list[str] = field(default_factory=list)  # compare filters, all kept (`=lr>=0.01`): a brush's
 
     @classmethod
-    def of(cls, arguments: dict[str, str]) -> TableQuery:
+    def of(cls, arguments: dict[str, str], where: list[str] | None = None) -> TableQuery:
         query = cls(
             sort=arguments.get("sort", "").strip(),
             status=arguments.get("status", "").strip(),
             text=arguments.get("q", "").strip(),
             columns=arguments.get("columns", "").strip(),
+            where=[w.strip() for w in where or () if w.strip()],
         )
         page = arguments.get("page", "1")
         query.page = int(page) if page.isdigit() and int(page) > 0 else 1
@@ -98,8 +100,9 @@ class TableQuery:
             "q": values["text"],
             "columns": values["columns"],
             "page": values["page"] if values["page"] != 1 else "",
+            "where": values["where"],
         }
-        return "?" + urlencode({k: v for k, v in pairs.items() if v})
+        return "?" + urlencode({k: v for k, v in pairs.items() if v}, doseq=True)
 
     def sorted_by(self, header: str) -> str:
         """The sort a click on a column's header asks for (a header is a compare expression):
@@ -208,7 +211,7 @@ READS = ReadCache()
 
 def _matching(batch_dir: BatchDir, query: TableQuery) -> Table:
     columns = [query.columns] if query.columns else None
-    where = [f"status={query.status}"] if query.status else []
+    where = ([f"status={query.status}"] if query.status else []) + query.where
     sort = [query.sort] if query.sort else []
     table = compare([batch_dir], columns, sort=sort, where=where, reader=READS)
     if query.text:

@@ -54,6 +54,14 @@ def _local(url: str) -> str:
     return url
 
 
+def render_block(template: str, part: str, values: dict[str, Any]) -> str:
+    """One block of a page's template, alone (a 404 naming it if the page has none)."""
+    compiled = TEMPLATES.get_template(template)
+    if part not in compiled.blocks:
+        raise tornado.web.HTTPError(404, reason=f"no part '{part}' of this page")
+    return "".join(compiled.blocks[part](compiled.new_context(values)))
+
+
 class PartHandler(PageHandler):
     """A page whose blocks can be rendered alone (?part=NAME)."""
 
@@ -67,18 +75,23 @@ class PartHandler(PageHandler):
     def render_part(self, template: str, part: str, **values: Any) -> None:
         """One block of a template: a live part of a page (served by its page, or by its own URL:
         `data-src`, for a part in a template of its own that the page includes)."""
-        compiled = TEMPLATES.get_template(template)
-        if part not in compiled.blocks:
-            raise tornado.web.HTTPError(404, reason=f"no part '{part}' of this page")
-        context = compiled.new_context({"site": self.site, "csrf": "", **values})
+        html = render_block(template, part, {"site": self.site, "csrf": "", **values})
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish("".join(compiled.blocks[part](context)))
+        self.finish(html)
 
     def batch_dir(self, name: str) -> BatchDir:
         try:
             return find_batch(self.site.batches_dir, name)
         except HyperctlError as e:
             raise tornado.web.HTTPError(404, reason=str(e)) from None
+
+    def table_query(self) -> TableQuery:
+        """The job table's state as the URL gives it (a 400 naming what is wrong)."""
+        arguments = {k: self.get_query_argument(k) for k in self.request.query_arguments}
+        try:
+            return TableQuery.of(arguments, self.get_query_arguments("where"))
+        except HyperctlError as e:
+            raise tornado.web.HTTPError(400, reason=str(e)) from None
 
     async def in_thread(self, fn: Any, *args: Any) -> Any:
         """A read of stores (a compare of 10,000 jobs) off the IOLoop, which serves the batch."""
@@ -93,12 +106,8 @@ class BatchListHandler(PartHandler):
 class BatchPageHandler(PartHandler):
     async def get(self, name: str) -> None:
         batch_dir = self.batch_dir(name)
-        arguments = {k: self.get_query_argument(k) for k in self.request.query_arguments}
-        try:
-            query = TableQuery.of(arguments)
-        except HyperctlError as e:
-            raise tornado.web.HTTPError(400, reason=str(e)) from None
-        part = arguments.get("part")
+        query = self.table_query()
+        part = self.get_query_argument("part", None)
         values: dict[str, Any] = {"batch": batch_dir.name, "query": query, "statuses": STATUSES}
         if part in (None, "summary"):  # a live part reads only what it shows
             view = await self.in_thread(overview, batch_dir)
@@ -121,9 +130,8 @@ class ExportHandler(PartHandler):
 
     async def get(self, name: str, form: str) -> None:
         batch_dir = self.batch_dir(name)
-        arguments = {k: self.get_query_argument(k) for k in self.request.query_arguments}
+        query = self.table_query()
         try:
-            query = TableQuery.of(arguments)
             _, table = await self.in_thread(job_table, batch_dir, query)
         except HyperctlError as e:
             raise tornado.web.HTTPError(400, reason=str(e)) from None

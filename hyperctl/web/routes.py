@@ -18,6 +18,7 @@ from hyperctl.web.pages import (
     ExportHandler,
     LoginHandler,
 )
+from hyperctl.web.params import params_routes
 from hyperctl.web.site import Site
 
 STATIC = Path(__file__).with_name("static")
@@ -51,6 +52,7 @@ def web_routes(site: Site) -> list[Any]:
         (rf"/b/{_BATCH}", BatchPageHandler, state),
         (rf"/b/{_BATCH}/export\.(?P<form>csv|json)", ExportHandler, state),
         (r"/ui/events", EventsHandler, state),
+        *params_routes(site, _BATCH),
         *job_routes(site),
         *machines_routes(site, _BATCH),
         *action_routes(site, _BATCH),

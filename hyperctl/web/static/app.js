@@ -57,6 +57,8 @@ const hyperctl = (() => {
     events.addEventListener("open", () => live(true));
     events.addEventListener("error", () => live(false, "reconnecting..."));
     events.addEventListener("change", () => { for (const name of parts.keys()) refresh(name); });
+    // A page's own script (a chart drawn from JSON) hears of the change too.
+    events.addEventListener("change", () => document.dispatchEvent(new CustomEvent("hyperctl:change")));
   }
 
   // -- the job table: sort, filter, pages, in place ------------------------------------------------
