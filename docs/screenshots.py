@@ -68,6 +68,8 @@ def main() -> int:
                 }
                 for name, path in shots.items():
                     page.goto(base + path, wait_until="networkidle")
+                    if name == "batch":  # its machines part comes after the page (it samples what jobs use)
+                        page.wait_for_selector("#machine-table")
                     page.screenshot(path=str(args.output / f"{name}.png"), full_page=name != "batch")
                 page.goto(base + "/b/lr-width?sort=-acc", wait_until="networkidle")
                 rows = page.locator("#job-table tbody tr")
