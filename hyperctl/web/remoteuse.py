@@ -17,12 +17,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from hyperctl.backends.sshconn import HostUnreachableError
 from hyperctl.web.usage import EVERY, JobUse, Snapshot, parse_apps, parse_gpus
 
 TIMEOUT = 5.0  # seconds a machine may take to answer, else the part says it did not
 _STAT = re.compile(r"^(\d+) \(.*\) (.*)$")
 
-Ask = Callable[[str, list[int], float], Awaitable[str]]  # RemoteExecutor.usage: machine, sessions, timeout
+# RemoteExecutor.usage: machine, sessions, timeout -> sshscripts.usage's output, or HostUnreachableError
+Ask = Callable[[str, list[int], float], Awaitable[str]]
 
 
 @dataclass
@@ -57,7 +59,7 @@ class RemoteSampler:
                 return host.last
             try:
                 out = await ask(machine, sorted(set(pids.values())), TIMEOUT)
-            except Exception as e:  # noqa: BLE001 - whatever the cause, the part says it
+            except HostUnreachableError as e:  # no connection, no answer in time, an error: said
                 host.last = f"not sampled: {machine} {e}"
             else:
                 host.last = self._read(host, out, pids)
