@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -26,11 +24,8 @@ from hyperctl.layout import BatchDir
 from hyperctl.spec import BatchSpec, BatchStatus, Execution, JobSpec, Resource
 from hyperctl.store import Store
 from hyperctl.web.login import Logins
-from hyperctl.web.machines import NOT_LOCAL
 from hyperctl.web.site import Site
 from tests.conftest import hyperctl, write_json
-from tests.sshhosts import Host, hosts_for_module
-from tests.test_ssh import remote_batch
 from tests.test_web_actions import detached, logged_in, running, sleepers
 from tests.webclient import ui
 
@@ -168,29 +163,3 @@ def test_the_page_shows_the_gpus_and_the_running_jobs_use(tmp_path: Path, batche
     assert float(busy.locator(".cpu-use").inner_text().split()[0]) > 5
     expect(busy.locator(".rss")).to_have_text(re.compile(r"^\d+\.\d MB$"))
     screenshot(page, "machines")
-
-
-REMOTE_ROOT = f".hyperctl-test-web-machines-{os.getpid()}"
-
-
-@pytest.fixture(scope="module")
-def hosts() -> Iterator[list[Host]]:
-    with hosts_for_module(1, REMOTE_ROOT) as found:
-        yield found
-
-
-def test_jobs_on_an_ssh_host_show_and_are_said_not_sampled(
-    hosts: list[Host], shared: Path, tmp_path: Path, batches: Path
-) -> None:
-    doc = remote_batch(
-        hosts, [{"name": "r1", "execution": {"command": "sleep 300"}}], name="rm", remote_root=REMOTE_ROOT
-    )
-    page = logged_in(detached(shared, doc))
-    running("rm", "r1")
-    part = page.get("/b/rm/machines?part=machines").text
-    row = re.search(r'<tr class="machine" data-machine="([^"]+)">(.*?)</tr>', part, re.S)
-    assert row is not None and row.group(1) == hosts[0].address, part
-    assert '<span class="state up">up</span>' in row.group(2)
-    assert NOT_LOCAL in row.group(2)  # said plainly, not a 0 %
-    assert '<tr class="job-use" data-job="r1">' in part
-    hyperctl("batch", "kill", "rm")

@@ -80,6 +80,7 @@ class RemoteExecutor(Executor):
         self.mirrors: dict[str, asyncio.Task[None]] = {}  # by machine, while jobs run there
         self.mirror_idle: dict[str, asyncio.Event] = {}  # by machine: set while no mirror request is in flight
         self.opening: Counter[str] = Counter()  # by machine: starts opening sessions now
+        self.sampling: dict[str, asyncio.Future[tuple[int, bytes, bytes]]] = {}  # by machine: its usage request
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any]) -> RemoteExecutor:
@@ -363,6 +364,33 @@ class RemoteExecutor(Executor):
                 return
             finally:
                 idle.set()
+
+    async def usage(self, machine: str, sessions: list[int], timeout: float) -> str:
+        """What the sessions' processes and the GPUs of a machine use (sshscripts.usage's output),
+        asked over its connection, never a new one. One request in flight per machine: a host that
+        hangs holds one thread, not one per page view. HostUnreachableError says why not."""
+        remote = self.remotes[machine]
+        transport = remote.transport
+        if transport is None or not transport.is_active():
+            raise HostUnreachableError("not connected")
+        if self.opening[machine]:  # an sshd at MaxSessions would refuse the start a session
+            raise HostUnreachableError("jobs are starting there now: sampled next time")
+        pending = self.sampling.get(machine)
+        if pending is None or pending.done():
+            stdin = (sshscripts.env_line(remote.environments) + "\n").encode()
+            pending = asyncio.ensure_future(self._in_thread(run, transport, sshscripts.usage(sessions), stdin))
+            pending.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
+            self.sampling[machine] = pending
+        try:
+            status, out, err = await asyncio.wait_for(asyncio.shield(pending), timeout)
+        except asyncio.TimeoutError:
+            raise HostUnreachableError(f"did not answer within {timeout:g} s") from None
+        except (OSError, paramiko.SSHException, EOFError) as e:
+            raise HostUnreachableError(" ".join(str(e).split()) or type(e).__name__) from None
+        if status != 0:
+            said = " ".join(err.decode(errors="replace").split())[:200]
+            raise HostUnreachableError(f"sampling failed (exit {status})" + (f": {said}" if said else ""))
+        return out.decode(errors="replace")
 
     async def _watch_liveness(self) -> None:
         while True:

@@ -299,3 +299,23 @@ def mirror(files: list[tuple[PurePosixPath, int]], file_limit: int, total_limit:
 def ping() -> str:
     """Exit 0 at once: the liveness check of a connection (a silent host never answers)."""
     return "true"
+
+
+USAGE_GPU_QUERY = "--query-gpu=index,utilization.gpu,memory.used,memory.total --format=csv,noheader,nounits"
+USAGE_APPS_QUERY = "--query-compute-apps=pid,used_memory --format=csv,noheader,nounits"
+
+
+def usage(sessions: Iterable[int]) -> str:
+    """Print what the processes of the sessions (attempts' pids: each leads one) and the GPUs use
+    now, run with the machine's environment (env_line() on stdin: its PATH may be where nvidia-smi
+    is). Lines: `@clock CLK_TCK PAGESIZE UPTIME`; then /proc/PID/stat of each process of the
+    sessions; then, where there is an nvidia-smi, `@gpus`, its GPU lines (or its error), `@smi
+    EXIT`, and its compute apps. web/remoteuse.py reads it."""
+    match = " || ".join(f"$2 == {int(s)}" for s in sessions) or "0"
+    return (
+        "IFS= read -r _hc_env; _hc_nl='\n'; eval \"$_hc_env\"; "
+        'echo "@clock $(getconf CLK_TCK) $(getconf PAGESIZE) $(cut -d" " -f1 /proc/uptime)"; '
+        f"for p in $(ps -e -o pid=,sid= | awk {_q(f'{match} {{print $1}}')}); do cat /proc/$p/stat 2>/dev/null; done; "
+        "if command -v nvidia-smi >/dev/null 2>&1; then echo @gpus; "
+        f'nvidia-smi {USAGE_GPU_QUERY} 2>&1; echo "@smi $?"; nvidia-smi {USAGE_APPS_QUERY} 2>/dev/null; fi; true'
+    )

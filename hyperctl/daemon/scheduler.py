@@ -471,6 +471,13 @@ class Scheduler:
             return None
         return {name: handle.pid for name, handle in self.running.items()}
 
+    def running_on(self) -> dict[str, dict[str, int]]:
+        """Each machine's running attempts: job -> pid, which leads the attempt's session there."""
+        on: dict[str, dict[str, int]] = {}
+        for name, handle in self.running.items():
+            on.setdefault(handle.launch.machine.name, {})[name] = handle.pid
+        return on
+
     def counts_now(self) -> dict[str, int]:
         """Jobs by status as they are now, from memory: no query."""
         return {status.value: n for status, n in self.counts.items()}

@@ -1,12 +1,13 @@
 """The machines part of a batch page: each machine, up or down and why, its running jobs, the GPUs
 they hold, and what they use now (usage.py).
 
-A daemon's own batch is read from its scheduler (machines_view: state known, and its local jobs
-sampled); any other batch as `hyperctl hosts` reads it (commands/hosts.machines_of: from its
-daemon if one runs, else from its store, state unknown), not sampled. The part has a URL of its
-own (machines.html's `data-src`): the batch page paints without waiting for a sample, and the
-page's script asks for it every usage.EVERY seconds while the page is visible; nobody looking,
-nothing is sampled.
+A daemon's own batch is read from its scheduler (machines_view: state known, and its jobs
+sampled: local ones by usage.py, those on SSH machines by remoteuse.py, each machine that is up);
+any other batch as `hyperctl hosts` reads it (commands/hosts.machines_of: from its daemon if one
+runs, else from its store, state unknown), not sampled. The part has a URL of its own
+(machines.html's `data-src`): the batch page paints without waiting for a sample, and the page's
+script asks for it every usage.EVERY seconds while the page is visible; nobody looking, nothing is
+sampled.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hyperctl.backends.ssh import RemoteExecutor
 from hyperctl.commands.hosts import cpu_text, gpus_text, machines_of, ram_text
 from hyperctl.web.pages import PartHandler
+from hyperctl.web.remoteuse import RemoteSampler
 from hyperctl.web.site import Site
 from hyperctl.web.usage import GpuUse, JobUse, Sampler, Snapshot
 
-NOT_LOCAL = "not sampled: a remote machine (only the machine the daemon runs on is sampled)"
+NOT_UP = "not sampled: the machine is down"
 NO_DAEMON = "not sampled: no daemon runs this batch here"
 
 
@@ -48,11 +51,16 @@ class MachineLine:
     not_sampled: str | None = None  # why nothing was sampled
 
 
-def machine_lines(views: list[dict[str, Any]], snapshot: Snapshot | None, not_sampled: str | None) -> list[MachineLine]:
-    """The machines (views.machines_view) with the sample: every job of a sample runs on the one
-    machine sampled (the local backend has one)."""
+def machine_lines(
+    views: list[dict[str, Any]], samples: dict[str, Snapshot | str], otherwise: str | None
+) -> list[MachineLine]:
+    """The machines (views.machines_view) with each one's sample, or why it has none (`otherwise`
+    for a machine not in samples)."""
     lines = []
     for view in views:
+        sample = samples.get(view["name"], otherwise)
+        snapshot = sample if isinstance(sample, Snapshot) else None
+        not_sampled = sample if isinstance(sample, str) else None
         state = view["state"] or "unknown"
         line = MachineLine(
             name=view["name"],
@@ -89,31 +97,39 @@ def size_text(size: int | None) -> str:
 class MachinesPartHandler(PartHandler):
     """GET /b/NAME/machines: the machines part alone (what machines.html's section fetches)."""
 
-    def initialize(self, site: Site, sampler: Sampler) -> None:  # type: ignore[override]
+    def initialize(self, site: Site, sampler: Sampler, remote: RemoteSampler) -> None:  # type: ignore[override]
         super().initialize(site)
         self.sampler = sampler
+        self.remote = remote
 
     async def get(self, name: str) -> None:
         batch_dir = self.batch_dir(name)
         scheduler = self.site.scheduler
-        snapshot = None
+        samples: dict[str, Snapshot | str] = {}
+        otherwise: str | None = NOT_UP
         if scheduler is not None and self.site.own_batch == batch_dir.name:
             views, pids = scheduler.machines_view(), scheduler.running_here()
-            not_sampled = NOT_LOCAL if pids is None else None
-            if pids is not None:
+            executor = scheduler.executor
+            if pids is not None:  # the local backend: its one machine is this one
                 snapshot = await self.sampler.snapshot(pids)
+                samples = {view["name"]: snapshot for view in views}
+            elif isinstance(executor, RemoteExecutor):
+                up = [view["name"] for view in views if view["state"] == "up" and view["name"] in executor.remotes]
+                samples = await self.remote.snapshots(executor.usage, scheduler.running_on(), up)
         else:
             views = await self.in_thread(machines_of, batch_dir)
-            not_sampled = NO_DAEMON
+            otherwise = NO_DAEMON
+        taken = [s.taken for s in samples.values() if isinstance(s, Snapshot)]
         self.render_part(
             "machines.html",
             "machines",
             batch=batch_dir.name,
-            machines=machine_lines(views, snapshot, not_sampled),
-            taken=snapshot.taken if snapshot is not None else None,
+            machines=machine_lines(views, samples, otherwise),
+            taken=max(taken) if taken else None,
             size=size_text,
         )
 
 
 def machines_routes(site: Site, batch: str) -> list[Any]:
-    return [(rf"/b/{batch}/machines", MachinesPartHandler, {"site": site, "sampler": Sampler()})]
+    samplers = {"sampler": Sampler(), "remote": RemoteSampler()}
+    return [(rf"/b/{batch}/machines", MachinesPartHandler, {"site": site, **samplers})]

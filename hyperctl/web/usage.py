@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from hyperctl.backends.sshscripts import USAGE_APPS_QUERY, USAGE_GPU_QUERY
+
 EVERY = 5.0  # seconds: a page asking more often gets the last sample
 STALE = 30.0  # seconds: an older sample is no base for a CPU %: looked at twice again
 PRIME = 0.5  # seconds between the two looks of a first sample
 SMI_TIMEOUT = 5.0  # seconds nvidia-smi may take, else the GPUs are "not sampled" with why
-GPU_QUERY = ("--query-gpu=index,utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits")
-APPS_QUERY = ("--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits")
+GPU_QUERY = tuple(USAGE_GPU_QUERY.split())  # what SSH machines are asked too (sshscripts.usage)
+APPS_QUERY = tuple(USAGE_APPS_QUERY.split())
 
 
 @dataclass
@@ -131,18 +133,28 @@ async def gpu_snapshot() -> tuple[list[GpuUse], dict[int, int], str | None]:
     gpus_out, why = await _run(smi, *GPU_QUERY)
     if gpus_out is None:
         return [], {}, why
+    apps_out, _ = await _run(smi, *APPS_QUERY)
+    return parse_gpus(gpus_out), parse_apps(apps_out or ""), None
+
+
+def parse_gpus(out: str) -> list[GpuUse]:
+    """nvidia-smi's GPU_QUERY answer: one GPU a line."""
     gpus = []
-    for line in gpus_out.splitlines():
+    for line in out.splitlines():
         cells = [c.strip() for c in line.split(",")]
         if len(cells) == 4 and cells[0].isdigit():
             gpus.append(GpuUse(int(cells[0]), _number(cells[1]), _whole(cells[2]), _whole(cells[3])))
-    apps_out, _ = await _run(smi, *APPS_QUERY)
+    return gpus
+
+
+def parse_apps(out: str) -> dict[int, int]:
+    """nvidia-smi's APPS_QUERY answer: the GPU memory (MiB) each pid holds, over all GPUs."""
     apps: dict[int, int] = {}
-    for line in (apps_out or "").splitlines():
+    for line in out.splitlines():
         cells = [c.strip() for c in line.split(",")]
         if len(cells) == 2 and cells[0].isdigit() and _whole(cells[1]) is not None:
             apps[int(cells[0])] = apps.get(int(cells[0]), 0) + (_whole(cells[1]) or 0)
-    return gpus, apps, None
+    return apps
 
 
 async def _run(*argv: str) -> tuple[str | None, str]:
