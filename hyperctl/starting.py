@@ -150,12 +150,11 @@ def resume_run(batches_dir: Path, name: str) -> Resumed:
     return Resumed(spec, options, note)
 
 
-RETRIED = (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.LOST, JobStatus.KILLED)
-
-
 def requeue(batch_dir: BatchDir, jobs: list[str] | None = None, failed_only: bool = False) -> list[str]:
     """Make jobs pending again for a retry: these (by name), else every one that did not succeed
     (failed_only: not the killed ones). Returns their names (none: nothing to retry)."""
+    from hyperctl.daemon.outcome import RETRIED
+
     name = batch_dir.name
     holder = daemon_pid(batch_dir)
     if holder is not None:

@@ -15,6 +15,8 @@ _REASON_STATUS = {
     INTERRUPTED: JobStatus.KILLED,
 }
 FAILURES = (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.LOST)  # what retries and halt_on_failures count
+# Ended without success: what `batch retry` and the daemon's retry (daemon/retrying.py) run again.
+RETRIED = (*FAILURES, JobStatus.KILLED)
 
 
 def final_status(exit: Exit) -> JobStatus:

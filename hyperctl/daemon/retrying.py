@@ -1,0 +1,63 @@
+"""Which ended jobs a running batch's daemon takes back for a retry (the API's and the dashboard's
+"retry failed jobs"), or why it takes none. Scheduler.retry makes them pending again.
+
+A halted batch (halt_on_failures) refuses: it starts no job, so a retried one would only wait; a
+batch that is being stopped, or whose store cannot record the run, refuses too. A batch that has
+ended (its daemon kept up by exit_on_finish: false) is retried as any ended batch is: `hyperctl
+batch retry NAME --failed`, which starts a daemon for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hyperctl.daemon.outcome import RETRIED
+from hyperctl.errors import HyperctlError, NoSuchJobError
+
+if TYPE_CHECKING:
+    from hyperctl.daemon.scheduler import Scheduler
+
+
+class RetryRefusedError(HyperctlError):
+    """The batch takes no job back now, or not the ones named: why, in one line (HTTP 409)."""
+
+
+def why_not(scheduler: Scheduler) -> str | None:
+    """Why this batch takes no job back now; None when it does."""
+    name = scheduler.spec.name
+    if scheduler.done.done():
+        return f"batch '{name}' has ended: retry its jobs with `hyperctl batch retry {name} --failed`"
+    if scheduler.stopping is not None:
+        return f"batch '{name}' is being stopped ({scheduler.stopping.value}): no job starts again"
+    if scheduler.halted:
+        limit = scheduler.spec.scheduler.halt_on_failures
+        return (
+            f"batch '{name}' halted after {scheduler.failures} failures (halt_on_failures: {limit}) and starts no "
+            f"job: once it has ended, `hyperctl batch retry {name} --failed`"
+        )
+    if scheduler.fault is not None:
+        return f"batch '{name}' cannot record its run ({scheduler.fault}): once that is fixed, `hyperctl batch resume`"
+    if scheduler.paused:
+        return f"batch '{name}' starts no job now"
+    return None
+
+
+def chosen(scheduler: Scheduler, jobs: list[str] | None) -> list[str]:
+    """The jobs to take back: these (each must have ended without success), else every one that
+    did not succeed (failed, timeout, killed, lost), in the batch's order."""
+    refusal = why_not(scheduler)
+    if refusal is not None:
+        raise RetryRefusedError(refusal)
+    if not jobs:
+        return [name for name, status in scheduler.status.items() if status in RETRIED]
+    names = list(dict.fromkeys(jobs))
+    for name in names:
+        if not scheduler.has_job(name):
+            raise NoSuchJobError(f"no job named '{name}' in this batch")
+        status = scheduler.status_of(name)
+        if status not in RETRIED:
+            raise RetryRefusedError(
+                f"job '{name}' is {status.value}: only jobs that ended without success (failed, timeout, killed, "
+                "lost) are retried"
+            )
+    return names
