@@ -200,9 +200,13 @@ class BatchKillHandler(ApiHandler):
 class BatchRetryHandler(ApiHandler):
     def post(self) -> None:
         """Run ended jobs that did not succeed again: those named (a JSON body {"jobs": [...]}, or
-        ?job=NAME, repeated), else every failed, timed-out, killed or lost one."""
+        ?job=NAME, repeated), else every failed, timed-out, killed or lost one (?failed=1: not the
+        killed ones, as `batch retry --failed`)."""
         self.require_batch_token()
-        self.send(retry_jobs(self.scheduler, job_names(self.request)))
+        failed = self.get_query_argument("failed", "0")
+        if failed not in ("0", "1"):
+            raise tornado.web.HTTPError(400, reason=f"failed: must be 0 or 1, not '{failed}'")
+        self.send(retry_jobs(self.scheduler, job_names(self.request), failed == "1"))
 
 
 def job_names(request: tornado.httputil.HTTPServerRequest) -> list[str] | None:
@@ -223,11 +227,11 @@ def job_names(request: tornado.httputil.HTTPServerRequest) -> list[str] | None:
     return [*named, *jobs] or None
 
 
-def retry_jobs(scheduler: Scheduler, jobs: list[str] | None) -> dict[str, Any]:
+def retry_jobs(scheduler: Scheduler, jobs: list[str] | None, failed_only: bool = False) -> dict[str, Any]:
     """Retry as the API and the dashboard ask (Scheduler.retry): 404 for a job the batch does not
     have, 409 when the batch or a job named cannot be retried now; what was retried, and a line."""
     try:
-        chosen = scheduler.retry(jobs)
+        chosen = scheduler.retry(jobs, failed_only)
     except NoSuchJobError as e:
         raise tornado.web.HTTPError(404, reason=str(e)) from None
     except RetryRefusedError as e:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from hyperctl.daemon.outcome import RETRIED
 from hyperctl.errors import HyperctlError, NoSuchJobError
+from hyperctl.spec import JobStatus
 
 if TYPE_CHECKING:
     from hyperctl.daemon.scheduler import Scheduler
@@ -26,7 +27,10 @@ def why_not(scheduler: Scheduler) -> str | None:
     """Why this batch takes no job back now; None when it does."""
     name = scheduler.spec.name
     if scheduler.done.done():
-        return f"batch '{name}' has ended: retry its jobs with `hyperctl batch retry {name} --failed`"
+        return (
+            f"batch '{name}' has ended: stop its daemon (`hyperctl batch kill {name}`), then retry its jobs with "
+            f"`hyperctl batch retry {name} --failed`"
+        )
     if scheduler.stopping is not None:
         return f"batch '{name}' is being stopped ({scheduler.stopping.value}): no job starts again"
     if scheduler.halted:
@@ -42,14 +46,16 @@ def why_not(scheduler: Scheduler) -> str | None:
     return None
 
 
-def chosen(scheduler: Scheduler, jobs: list[str] | None) -> list[str]:
+def chosen(scheduler: Scheduler, jobs: list[str] | None, failed_only: bool = False) -> list[str]:
     """The jobs to take back: these (each must have ended without success), else every one that
-    did not succeed (failed, timeout, killed, lost), in the batch's order."""
+    did not succeed (failed, timeout, killed, lost; failed_only: not the killed ones), in the batch's
+    order; as `hyperctl batch retry` chooses for an ended batch (starting.requeue)."""
     refusal = why_not(scheduler)
     if refusal is not None:
         raise RetryRefusedError(refusal)
     if not jobs:
-        return [name for name, status in scheduler.status.items() if status in RETRIED]
+        wanted = set(RETRIED) - {JobStatus.KILLED} if failed_only else set(RETRIED)
+        return [name for name, status in scheduler.status.items() if status in wanted]
     names = list(dict.fromkeys(jobs))
     for name in names:
         if not scheduler.has_job(name):

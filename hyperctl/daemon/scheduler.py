@@ -507,12 +507,12 @@ class Scheduler:
             await asyncio.shield(task)
         return self.status[name]
 
-    def retry(self, jobs: list[str] | None = None) -> list[str]:
+    def retry(self, jobs: list[str] | None = None, failed_only: bool = False) -> list[str]:
         """Run ended jobs that did not succeed again: these, else every one (retrying.chosen says
         which, or refuses: RetryRefusedError, NoSuchJobError). Each is pending again, in its place;
         its next attempt's number follows its last; if it fails again, that counts as any failure
         (halt_on_failures). Returns their names."""
-        chosen = retrying.chosen(self, jobs)
+        chosen = retrying.chosen(self, jobs, failed_only)
         if chosen:
             self.store.requeue(chosen)  # as `batch retry` does: their attempts and logs are kept
             for name in chosen:
