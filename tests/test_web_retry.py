@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from hyperctl.daemon.auth import Tokens
-from tests.conftest import attempt_dir, batch_token, hyperctl, process_alive, wait_for, write_json
+from tests.conftest import (
+    attempt_dir,
+    batch_token,
+    hyperctl,
+    process_alive,
+    start_hyperctl,
+    wait_for,
+    wait_for_portal,
+    write_json,
+)
 from tests.test_api import wait_for_file
 from tests.test_web_actions import csrf_of, detached, logged_in, post, statuses
 from tests.webclient import Session, link_in
@@ -238,3 +247,23 @@ def test_failed_jobs_retried_from_the_page_after_confirming_turn_succeeded_live(
     page_problems.allow(r"net::ERR_")  # the batch ends and its daemon with it: the page's events stop
     go.touch()
     wait_for(lambda: batch_listed("rb")["status"] == "finished", "the batch to finish")
+
+
+def test_hyperctl_run_counts_a_job_retried_through_its_daemon_once(tmp_path: Path, batches: Path) -> None:
+    go = tmp_path / "go"
+    proc = start_hyperctl("run", "--config", str(write_json(tmp_path / "f.json", sweep("f", go))))
+    try:
+        base = wait_for_portal(proc)
+        first_round_over("f")
+        assert retry(base, batch_token(batches, "f"))[1]["retried"] == ["flaky", "broken"]
+        wait_for(lambda: statuses("f")["flaky"] == "succeeded" and len(attempts("f", "broken")) == 2, "the retries")
+        go.touch()
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, stderr  # broken failed again
+    ends = [line for line in stderr.splitlines() if line.startswith("[")]
+    assert len(ends) == 6 and ends[-1] == "[4/4] waiter succeeded", stderr  # not [6/4]
+    assert "[3/4] broken failed" in ends or "[3/4] flaky succeeded" in ends, stderr
