@@ -19,6 +19,11 @@ FAILURES = (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.LOST)  # what retries
 RETRIED = (*FAILURES, JobStatus.KILLED)
 
 
+def retried(failed_only: bool = False) -> tuple[JobStatus, ...]:
+    """What a retry takes back by default: every end without success; failed_only (--failed): not kills."""
+    return FAILURES if failed_only else RETRIED
+
+
 def final_status(exit: Exit) -> JobStatus:
     """The status an attempt's end gives its job: hyperctl's reason for ending it, else its exit code."""
     if exit.reason in _REASON_STATUS:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hyperctl.daemon.outcome import RETRIED
+from hyperctl.daemon.outcome import RETRIED, retried
 from hyperctl.errors import HyperctlError, NoSuchJobError
-from hyperctl.spec import JobStatus
 
 if TYPE_CHECKING:
     from hyperctl.daemon.scheduler import Scheduler
@@ -40,7 +39,10 @@ def why_not(scheduler: Scheduler) -> str | None:
             f"job: once it has ended, `hyperctl batch retry {name} --failed`"
         )
     if scheduler.fault is not None:
-        return f"batch '{name}' cannot record its run ({scheduler.fault}): once that is fixed, `hyperctl batch resume`"
+        return (
+            f"batch '{name}' cannot record its run ({scheduler.fault}): once that is fixed, "
+            f"`hyperctl batch resume {name}`"
+        )
     if scheduler.paused:
         return f"batch '{name}' starts no job now"
     return None
@@ -54,7 +56,7 @@ def chosen(scheduler: Scheduler, jobs: list[str] | None, failed_only: bool = Fal
     if refusal is not None:
         raise RetryRefusedError(refusal)
     if not jobs:
-        wanted = set(RETRIED) - {JobStatus.KILLED} if failed_only else set(RETRIED)
+        wanted = retried(failed_only)
         return [name for name, status in scheduler.status.items() if status in wanted]
     names = list(dict.fromkeys(jobs))
     for name in names:
