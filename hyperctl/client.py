@@ -8,7 +8,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from hyperctl.batches import NoDaemonError, daemon_pid
 from hyperctl.errors import ApiError as ApiError  # its home before errors.py had it
@@ -16,6 +16,9 @@ from hyperctl.errors import HyperctlError, api_error
 
 if TYPE_CHECKING:
     from hyperctl.layout import BatchDir
+
+
+Query = Union[dict[str, Any], list[tuple[str, Any]]]  # a list names a key more than once (?job=a&job=b)
 
 
 class DaemonUnreachableError(HyperctlError):
@@ -43,7 +46,7 @@ class Client:
         # The daemon is never behind a proxy, whatever http_proxy says.
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def request(self, method: str, path: str, query: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+    def request(self, method: str, path: str, query: Query | None = None, timeout: float | None = None) -> Any:
         with self._open(method, path, query, timeout or self.timeout) as response:
             return json.load(response)
 
@@ -67,7 +70,7 @@ class Client:
             query["lines"] = lines
         return self.stream(f"job/{urllib.parse.quote(name)}/log", query)
 
-    def _open(self, method: str, path: str, query: dict[str, Any] | None, timeout: float | None) -> Any:
+    def _open(self, method: str, path: str, query: Query | None, timeout: float | None) -> Any:
         url = f"{self.portal}/hyperctl/api/{path}"
         if query:
             url += "?" + urllib.parse.urlencode(query)
@@ -110,6 +113,11 @@ class Client:
 
     def kill_batch(self) -> dict[str, Any]:
         return dict(self.request("POST", "batch/kill"))
+
+    def retry(self, jobs: list[str] | None = None, failed_only: bool = False) -> list[str]:
+        """Jobs of the running batch that ended without success, pending again (POST batch/retry)."""
+        query = [("job", j) for j in jobs or []] + ([("failed", "1")] if failed_only else [])
+        return list(self.request("POST", "batch/retry", query)["retried"])
 
     def dashboard_link(self) -> str:
         """A new one-time login link to the daemon's pages."""

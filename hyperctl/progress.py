@@ -52,7 +52,6 @@ class Progress:
         self.tty = tty
         self.info: RunInfo | None = None
         self.start = time.monotonic()
-        self.ended = 0
         self.last_draw = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.closed = False
@@ -101,11 +100,13 @@ class Progress:
         if not event.status.final:
             self.draw()
             return
-        self.ended += 1
         if not self.tty:
             assert self.info is not None
+            # From the counts, as the bar: a job retried through the daemon (batch/retry) ends twice
+            # but is one of the jobs to do.
+            done = _ended(self.info.scheduler.counts_now()) - _ended(self.info.before)
             todo = self.info.total - _ended(self.info.before)
-            self.say(f"[{self.ended}/{todo}] {event.job} {event.status.value}")
+            self.say(f"[{done}/{todo}] {event.job} {event.status.value}")
         self.draw(force=event.status != JobStatus.SUCCEEDED)
 
     def _failed(self, job: str, status: JobStatus, again: bool) -> None:

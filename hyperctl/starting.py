@@ -150,12 +150,11 @@ def resume_run(batches_dir: Path, name: str) -> Resumed:
     return Resumed(spec, options, note)
 
 
-RETRIED = (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.LOST, JobStatus.KILLED)
-
-
 def requeue(batch_dir: BatchDir, jobs: list[str] | None = None, failed_only: bool = False) -> list[str]:
     """Make jobs pending again for a retry: these (by name), else every one that did not succeed
     (failed_only: not the killed ones). Returns their names (none: nothing to retry)."""
+    from hyperctl.daemon.outcome import retried
+
     name = batch_dir.name
     holder = daemon_pid(batch_dir)
     if holder is not None:
@@ -175,7 +174,7 @@ def requeue(batch_dir: BatchDir, jobs: list[str] | None = None, failed_only: boo
                     f"died): `hyperctl batch resume {name}` sees it to its end; retry it after"
                 )
         else:
-            wanted = set(RETRIED) - {JobStatus.KILLED} if failed_only else set(RETRIED)
+            wanted = retried(failed_only)
             chosen = [job for job, r in records.items() if r.status in wanted]
         if chosen:
             store.requeue(chosen)

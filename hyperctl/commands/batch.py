@@ -6,9 +6,11 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hyperctl import exitstatus
 from hyperctl.batches import (
+    daemon_pid,
     find_batch,
     list_batches,
     resolve_batches_dir,
@@ -19,6 +21,9 @@ from hyperctl.errors import HyperctlError
 from hyperctl.exitstatus import ExitStatus
 from hyperctl.output import emit_json, format_duration, format_time, plural, say, table
 from hyperctl.spec import JobStatus
+
+if TYPE_CHECKING:
+    from hyperctl.layout import BatchDir
 
 _ENDED = ("finished", "failed", "killed")
 _RUN_JSON = "print the run's summary as JSON on stdout, as `run --json` does"
@@ -60,9 +65,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], data
     p = sub.add_parser(
         "retry",
         parents=[named, data_dir],
-        help="run a finished batch's failed, killed or timed-out jobs again",
+        help="run a batch's failed, killed or timed-out jobs again",
         description="Make jobs pending again and resume the batch: by default every job that did not succeed; "
-        "--failed leaves killed jobs out; --job picks jobs by name.",
+        "--failed leaves killed jobs out; --job picks jobs by name. A batch whose daemon runs it takes them "
+        "back itself (--json: {name, retried}).",
     )
     p.add_argument("--failed", action="store_true", help="only failed, timed-out and lost jobs (not killed ones)")
     p.add_argument(
@@ -220,12 +226,32 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from hyperctl.starting import requeue
 
     batches_dir = resolve_batches_dir(args.batches_data_dir)
-    chosen = requeue(find_batch(batches_dir, args.batch), args.job, args.failed)
+    batch_dir = find_batch(batches_dir, args.batch)
+    if daemon_pid(batch_dir) is not None:
+        return _retry_running(batch_dir, args)
+    chosen = requeue(batch_dir, args.job, args.failed)
     if not chosen:
         say(f"batch {args.batch}: no job to retry")
         return ExitStatus.OK
     say(f"retrying {plural(len(chosen), 'job')} of batch {args.batch}" + _names(chosen))
     return _resume(batches_dir, args.batch, args.detach, args.json)
+
+
+def _retry_running(batch_dir: BatchDir, args: argparse.Namespace) -> int:
+    """A running batch: its daemon takes the jobs back (POST batch/retry) and runs them."""
+    from hyperctl.client import live_client
+
+    chosen = live_client(batch_dir).retry(args.job, args.failed)
+    if args.json:
+        emit_json({"name": batch_dir.name, "retried": chosen})
+    elif not chosen:
+        say(f"batch {batch_dir.name}: no job to retry")
+    else:
+        say(
+            f"retrying {plural(len(chosen), 'job')} of running batch {batch_dir.name}{_names(chosen)}: its daemon "
+            f"runs them (hyperctl batch watch {batch_dir.name})"
+        )
+    return ExitStatus.OK
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

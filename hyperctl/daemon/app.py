@@ -9,6 +9,7 @@ from hyperctl.daemon.fastpath import JobViewFastPath
 from hyperctl.daemon.handlers import (
     BatchHandler,
     BatchKillHandler,
+    BatchRetryHandler,
     JobHandler,
     JobKillHandler,
     JobListHandler,
@@ -45,6 +46,7 @@ def make_app(scheduler: Scheduler, tokens: Tokens, in_flight: InFlight, site: Si
             (f"{API}/compare", CompareHandler, state),
             (f"{API}/batch", BatchHandler, state),
             (f"{API}/batch/kill", BatchKillHandler, state),
+            (f"{API}/batch/retry", BatchRetryHandler, state),
             (f"{API}/machine", MachineListHandler, state),
             (ROUTE_JOB, HypernetsJobHandler, state),  # a job's portal (daemon/portal.py)
             (f"{API}/login", LoginLinkHandler, {**state, "site": site}),

@@ -10,11 +10,15 @@ from collections.abc import AsyncGenerator
 from http import HTTPStatus
 from typing import Any
 
+import tornado.httputil
 import tornado.web
 
 from hyperctl.daemon.auth import EVERY_JOB, Tokens, bearer
 from hyperctl.daemon.listener import InFlight
+from hyperctl.daemon.retrying import RetryRefusedError
 from hyperctl.daemon.scheduler import NotFollowableError, Scheduler
+from hyperctl.errors import NoSuchJobError
+from hyperctl.output import plural
 from hyperctl.spec import BatchStatus, JobStatus
 from hyperctl.storefaults import StoreError
 from hyperctl.web.site import Site
@@ -191,6 +195,50 @@ class BatchKillHandler(ApiHandler):
         self.require_batch_token()
         self.scheduler.request_stop(BatchStatus.KILLED)
         self.send(self.scheduler.batch_view(), 202)
+
+
+class BatchRetryHandler(ApiHandler):
+    def post(self) -> None:
+        """Run ended jobs that did not succeed again: those named (a JSON body {"jobs": [...]}, or
+        ?job=NAME, repeated), else every failed, timed-out, killed or lost one (?failed=1: not the
+        killed ones, as `batch retry --failed`)."""
+        self.require_batch_token()
+        failed = self.get_query_argument("failed", "0")
+        if failed not in ("0", "1"):
+            raise tornado.web.HTTPError(400, reason=f"failed: must be 0 or 1, not '{failed}'")
+        self.send(retry_jobs(self.scheduler, job_names(self.request), failed == "1"))
+
+
+def job_names(request: tornado.httputil.HTTPServerRequest) -> list[str] | None:
+    """The jobs a request names: ?job=NAME (repeated), or a JSON body {"jobs": ["NAME", ...]}; None
+    when it names none. 400 when the body is not that."""
+    named = [v.decode("utf-8", "replace") for v in request.query_arguments.get("job", [])]
+    if not request.body.strip():
+        return named or None
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise tornado.web.HTTPError(400, reason='body: must be JSON, {"jobs": ["NAME", ...]}') from None
+    if not isinstance(body, dict) or set(body) - {"jobs"}:
+        raise tornado.web.HTTPError(400, reason='body: must be {"jobs": ["NAME", ...]}')
+    jobs = body.get("jobs", [])
+    if not isinstance(jobs, list) or not all(isinstance(j, str) for j in jobs):
+        raise tornado.web.HTTPError(400, reason="jobs: must be a list of job names")
+    return [*named, *jobs] or None
+
+
+def retry_jobs(scheduler: Scheduler, jobs: list[str] | None, failed_only: bool = False) -> dict[str, Any]:
+    """Retry as the API and the dashboard ask (Scheduler.retry): 404 for a job the batch does not
+    have, 409 when the batch or a job named cannot be retried now; what was retried, and a line."""
+    try:
+        chosen = scheduler.retry(jobs, failed_only)
+    except NoSuchJobError as e:
+        raise tornado.web.HTTPError(404, reason=str(e)) from None
+    except RetryRefusedError as e:
+        raise tornado.web.HTTPError(409, reason=str(e)) from None
+    shown = ", ".join(chosen[:5]) + (", ..." if len(chosen) > 5 else "")
+    message = f"retrying {plural(len(chosen), 'job')}: {shown}" if chosen else "no job to retry"
+    return {"retried": chosen, "message": message}
 
 
 class JobLogHandler(ApiHandler):

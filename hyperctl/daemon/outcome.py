@@ -15,6 +15,13 @@ _REASON_STATUS = {
     INTERRUPTED: JobStatus.KILLED,
 }
 FAILURES = (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.LOST)  # what retries and halt_on_failures count
+# Ended without success: what `batch retry` and the daemon's retry (daemon/retrying.py) run again.
+RETRIED = (*FAILURES, JobStatus.KILLED)
+
+
+def retried(failed_only: bool = False) -> tuple[JobStatus, ...]:
+    """What a retry takes back by default: every end without success; failed_only (--failed): not kills."""
+    return FAILURES if failed_only else RETRIED
 
 
 def final_status(exit: Exit) -> JobStatus:

@@ -17,6 +17,7 @@ from typing import Any
 
 from hyperctl import metricstore
 from hyperctl.backends.base import Executor, Exit, Handle, Launch, Machine, MachineUnavailableError
+from hyperctl.daemon import retrying
 from hyperctl.daemon.launching import make_launch
 from hyperctl.daemon.machines import Machines
 from hyperctl.daemon.metricsreader import MetricsReader
@@ -512,6 +513,21 @@ class Scheduler:
                 await self.executor.kill(handle)
             await asyncio.shield(task)
         return self.status[name]
+
+    def retry(self, jobs: list[str] | None = None, failed_only: bool = False) -> list[str]:
+        """Run ended jobs that did not succeed again: these, else every one (retrying.chosen says
+        which, or refuses: RetryRefusedError, NoSuchJobError). Each is pending again, in its place;
+        its next attempt's number follows its last; if it fails again, that counts as any failure
+        (halt_on_failures). Returns their names."""
+        chosen = retrying.chosen(self, jobs, failed_only)
+        if chosen:
+            self.store.requeue(chosen)  # as `batch retry` does: their attempts and logs are kept
+            for name in chosen:
+                self.kill_requested.discard(name)  # killed before: this time it runs
+                self._set_status(name, JobStatus.PENDING)
+                self._enqueue(name)
+            self.dispatch()
+        return chosen
 
     def request_stop(self, status: BatchStatus, grace: float | None = None) -> None:
         """stop(), from a handler or a signal: returns at once."""

@@ -1,13 +1,10 @@
-"""Actions from the pages: kill a job, kill the batch. A daemon's pages only, for its own batch.
+"""Actions from the pages: kill a job, kill the batch, retry its failed jobs. A daemon's pages
+only, for its own batch.
 
 Each is a POST that PageHandler.prepare has checked already: the Host, the session cookie (401
 without: a job's token, or the batch token, in an Authorization header opens no page) and the
-CSRF header (403). They call what the API's handlers call (daemon/handlers.kill_job,
-Scheduler.request_stop): one way to kill, whoever asks.
-
-Retrying failed jobs is not here: `batch retry` (starting.requeue) refuses a batch whose daemon
-runs, and a running daemon has no way to take jobs back; the page says to run `hyperctl batch
-retry` once the batch has ended.
+CSRF header (403). They call what the API's handlers call (daemon/handlers.kill_job, retry_jobs,
+Scheduler.request_stop): one way to act, whoever asks.
 """
 
 from __future__ import annotations
@@ -61,9 +58,17 @@ class BatchKillActionHandler(ActionHandler):
         )
 
 
+class BatchRetryActionHandler(ActionHandler):
+    def post(self, name: str) -> None:
+        from hyperctl.daemon.handlers import retry_jobs
+
+        self.send(retry_jobs(self.own(name), None))  # every job that did not succeed
+
+
 def action_routes(site: Site, batch: str) -> list[Any]:
     state = {"site": site}
     return [
         (rf"{API_PREFIX}b/{batch}/kill", BatchKillActionHandler, state),
+        (rf"{API_PREFIX}b/{batch}/retry", BatchRetryActionHandler, state),
         (rf"{API_PREFIX}b/{batch}/j/(?P<job>[^/]+)/kill", JobKillActionHandler, state),
     ]
