@@ -158,15 +158,16 @@ class Batch:
         return self
 
     def retry(self, jobs: list[str] | None = None, *, failed: bool = False, detach: bool = False) -> list[str]:
-        """Run a finished batch's jobs again, as `hyperctl batch retry`: these jobs, else every one
-        that did not succeed (failed=True: not the killed ones). Returns the jobs retried (none:
-        nothing was started)."""
-        from hyperctl.starting import requeue
+        """Run the batch's jobs that did not succeed again, as `hyperctl batch retry`: these jobs,
+        else every one (failed=True: not the killed ones). A running batch's daemon runs them at
+        once; an ended batch is resumed (detach as resume() takes it). Returns the jobs retried
+        (none: nothing was started)."""
+        from hyperctl.steering import retry_jobs
 
-        chosen = requeue(self._dir, jobs, failed)
-        if chosen:
+        retried = retry_jobs(self._dir, jobs, failed)
+        if retried.jobs and not retried.by_daemon:
             self.resume(detach=detach)
-        return chosen
+        return retried.jobs
 
     def compare(self, columns: str | list[str] | None = None, **options: Any) -> Rows:
         """One row per job: its params and metrics, as `hyperctl compare` shows them (columns in its

@@ -184,3 +184,23 @@ def kill_job(batch_dir: BatchDir, job: str) -> JobKill:
 def _record(batch_dir: BatchDir, job: str) -> JobRecord:
     with open_batch(batch_dir.path.parent, batch_dir.name) as (_, store):
         return job_record(store, batch_dir.name, job)
+
+
+@dataclass
+class Retried:
+    jobs: list[str]  # the jobs taken back
+    by_daemon: bool  # its daemon runs them now; else they are pending in the folder: resume runs them
+
+
+def retry_jobs(batch_dir: BatchDir, jobs: list[str] | None, failed_only: bool) -> Retried:
+    """Take back ended jobs that did not succeed (these, else every one; failed_only: not the
+    killed ones), as `batch retry` and the Python API's retry() do: a running batch's daemon runs
+    them at once (POST batch/retry); a batch no daemon runs has them pending again, for a resume.
+    A job that cannot be retried is a one-line error naming it."""
+    if daemon_pid(batch_dir) is not None:
+        from hyperctl.client import live_client
+
+        return Retried(live_client(batch_dir).retry(jobs, failed_only), by_daemon=True)
+    from hyperctl.starting import requeue
+
+    return Retried(requeue(batch_dir, jobs, failed_only), by_daemon=False)

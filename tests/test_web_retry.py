@@ -267,3 +267,16 @@ def test_hyperctl_run_counts_a_job_retried_through_its_daemon_once(tmp_path: Pat
     ends = [line for line in stderr.splitlines() if line.startswith("[")]
     assert len(ends) == 6 and ends[-1] == "[4/4] waiter succeeded", stderr  # not [6/4]
     assert "[3/4] broken failed" in ends or "[3/4] flaky succeeded" in ends, stderr
+
+
+def test_the_python_api_retries_a_running_batch_through_its_daemon(tmp_path: Path, batches: Path) -> None:
+    """Batch.retry() is `batch retry`: on a running batch, its daemon takes the jobs back at once."""
+    from hyperctl import Batch
+
+    detached(tmp_path, sweep("py", tmp_path / "go"))
+    first_round_over("py")
+    batch = Batch("py")
+    assert batch.retry(failed=True) == ["flaky", "broken"]
+    wait_for(lambda: statuses("py")["flaky"] == "succeeded" and len(attempts("py", "broken")) == 2, "the retries")
+    assert statuses("py")["waiter"] == "running" and len(attempts("py", "ok")) == 1  # the batch ran on meanwhile
+    assert hyperctl("batch", "kill", "py").returncode == 0

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from hyperctl import exitstatus
 from hyperctl.batches import (
-    daemon_pid,
     find_batch,
     list_batches,
     resolve_batches_dir,
@@ -23,7 +22,7 @@ from hyperctl.output import emit_json, format_duration, format_time, plural, say
 from hyperctl.spec import JobStatus
 
 if TYPE_CHECKING:
-    from hyperctl.layout import BatchDir
+    pass
 
 _ENDED = ("finished", "failed", "killed")
 _RUN_JSON = "print the run's summary as JSON on stdout, as `run --json` does"
@@ -223,35 +222,28 @@ def _resume(batches_dir: Path, name: str, detach: bool, as_json: bool) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from hyperctl.starting import requeue
+    from hyperctl.steering import retry_jobs
 
     batches_dir = resolve_batches_dir(args.batches_data_dir)
     batch_dir = find_batch(batches_dir, args.batch)
-    if daemon_pid(batch_dir) is not None:
-        return _retry_running(batch_dir, args)
-    chosen = requeue(batch_dir, args.job, args.failed)
+    retried = retry_jobs(batch_dir, args.job, args.failed)
+    chosen = retried.jobs
+    if retried.by_daemon:  # a running batch: its daemon runs them now
+        if args.json:
+            emit_json({"name": batch_dir.name, "retried": chosen})
+        elif not chosen:
+            say(f"batch {batch_dir.name}: no job to retry")
+        else:
+            say(
+                f"retrying {plural(len(chosen), 'job')} of running batch {batch_dir.name}{_names(chosen)}: its daemon "
+                f"runs them (hyperctl batch watch {batch_dir.name})"
+            )
+        return ExitStatus.OK
     if not chosen:
         say(f"batch {args.batch}: no job to retry")
         return ExitStatus.OK
     say(f"retrying {plural(len(chosen), 'job')} of batch {args.batch}" + _names(chosen))
     return _resume(batches_dir, args.batch, args.detach, args.json)
-
-
-def _retry_running(batch_dir: BatchDir, args: argparse.Namespace) -> int:
-    """A running batch: its daemon takes the jobs back (POST batch/retry) and runs them."""
-    from hyperctl.client import live_client
-
-    chosen = live_client(batch_dir).retry(args.job, args.failed)
-    if args.json:
-        emit_json({"name": batch_dir.name, "retried": chosen})
-    elif not chosen:
-        say(f"batch {batch_dir.name}: no job to retry")
-    else:
-        say(
-            f"retrying {plural(len(chosen), 'job')} of running batch {batch_dir.name}{_names(chosen)}: its daemon "
-            f"runs them (hyperctl batch watch {batch_dir.name})"
-        )
-    return ExitStatus.OK
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
