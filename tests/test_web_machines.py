@@ -117,7 +117,7 @@ def test_a_machine_down_shows_why_in_the_part(tmp_path: Path) -> None:
         scheduler = Scheduler(BatchSpec(name="s", jobs=[job]), batch_dir, store, executor, {}, tokens.for_job)
         await scheduler.start()
         [sock] = bind_sockets(0, address="127.0.0.1")
-        site = Site(tmp_path, Logins(), port=sock.getsockname()[1], scheduler=scheduler, read_only=False)
+        site = Site(tmp_path, Logins(), port=sock.getsockname()[1], scheduler=scheduler)
         server = HTTPServer(make_app(scheduler, tokens, InFlight(), site))
         server.add_sockets([sock])
         client = AsyncHTTPClient()

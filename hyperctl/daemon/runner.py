@@ -244,7 +244,6 @@ async def _serve(
             host=spec.daemon.host,
             port=sockets[0].getsockname()[1],
             scheduler=scheduler,
-            read_only=False,
         )
         server = Listener(sockets, lambda: _make_app(scheduler, tokens, in_flight, site), spec.daemon.request_timeout)
         if observer is not None:

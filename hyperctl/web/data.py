@@ -42,10 +42,13 @@ class BatchRow:
 
     @property
     def bar(self) -> list[tuple[str, int, float]]:
-        """The stacked bar of its jobs by status: (status, count, percent of all), in STATUS_ORDER."""
-        total = self.summary.total or 1
-        counts = self.summary.counts
-        return [(s, counts[s], 100.0 * counts[s] / total) for s in ordered(counts) if counts[s]]
+        return status_bar(self.summary.counts)
+
+
+def status_bar(counts: dict[str, int]) -> list[tuple[str, int, float]]:
+    """A stacked bar of jobs by status: (status, count, percent of all), in STATUS_ORDER."""
+    total = sum(counts.values()) or 1
+    return [(s, counts[s], 100.0 * counts[s] / total) for s in ordered(counts) if counts[s]]
 
 
 def ordered(counts: dict[str, int]) -> list[str]:

@@ -19,7 +19,7 @@ from hyperctl.comparegrammar import STATUSES
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir
 from hyperctl.overview import overview
-from hyperctl.web.data import TableQuery, batch_rows, export, job_table, ordered
+from hyperctl.web.data import TableQuery, batch_rows, export, job_table, status_bar
 from hyperctl.web.events import KEEPALIVE
 from hyperctl.web.login import COOKIE, SESSION_LIFE
 from hyperctl.web.pagebase import TEMPLATES, PageHandler
@@ -111,12 +111,7 @@ class BatchPageHandler(PartHandler):
         values: dict[str, Any] = {"batch": batch_dir.name, "query": query, "statuses": STATUSES}
         if part in (None, "summary"):  # a live part reads only what it shows
             view = await self.in_thread(overview, batch_dir)
-            counts, total = view.summary.counts, view.summary.total or 1
-            values.update(
-                view=view,
-                best=view.best_text(),
-                parts=[(s, counts[s], 100.0 * counts[s] / total) for s in ordered(counts) if counts[s]],
-            )
+            values.update(view=view, best=view.best_text(), parts=status_bar(view.summary.counts))
         if part in (None, "table"):
             try:
                 values["table"], _ = await self.in_thread(job_table, batch_dir, query)

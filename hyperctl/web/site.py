@@ -24,9 +24,7 @@ class Site:
     logins: Logins
     host: str = "127.0.0.1"  # the address it listens on
     port: int = 0  # set once bound
-    scheduler: Scheduler | None = None  # a daemon's: its batch, live
-    read_only: bool = True  # `hyperctl ui`: no action
-    extra_hosts: tuple[str, ...] = field(default=())  # names a user gave for a non-loopback address
+    scheduler: Scheduler | None = None  # a daemon's: its batch, live (None: `hyperctl ui`)
     _changes: Changes | None = field(default=None, repr=False)
 
     @property
@@ -44,6 +42,11 @@ class Site:
             self._changes.close()
 
     @property
+    def read_only(self) -> bool:
+        """`hyperctl ui`: no action (only a daemon acts, and on its own batch)."""
+        return self.scheduler is None
+
+    @property
     def own_batch(self) -> str | None:
         return self.scheduler.batch_dir.name if self.scheduler is not None else None
 
@@ -54,7 +57,7 @@ class Site:
         if not name or not port.isdigit() or int(port) != self.port:
             return False
         name = name.lower()
-        if name in LOOPBACK_NAMES or name in (self.host.lower(), f"[{self.host.lower()}]", *self.extra_hosts):
+        if name in LOOPBACK_NAMES or name in (self.host.lower(), f"[{self.host.lower()}]"):
             return True
         return self.host in WILDCARDS and _is_address(name.strip("[]"))  # a rebinding name is no address
 
