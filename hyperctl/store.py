@@ -21,7 +21,7 @@ from hyperctl.storefaults import StoreError, check_file, check_tables, fault_of,
 
 # The store's schema version (PRAGMA user_version). hyperctl 0.1.0 made version 1 and wrote no
 # user_version (0, with the tables there). Each later version is one entry of _MIGRATIONS.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # What jobs report (metricstore.py). A source is a file the points were read from: "report"
 # (the metrics file, stored as it is) or "output" (scalars read from stdout, stored as JSON lines);
 # offset..stop is the span of that file a chunk was read from.
@@ -51,6 +51,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE attempts ADD COLUMN layout INTEGER",),
     # 2 -> 3: what jobs report (metricstore.py): the metrics files' bytes, and a summary per metric.
     3: tuple(statement for statement in _METRICS.split(";") if statement.strip()),
+    # 3 -> 4: an attempt a cluster scheduler runs: its id there (Slurm's job id).
+    4: ("ALTER TABLE attempts ADD COLUMN ref TEXT",),
 }
 
 _SCHEMA = (
@@ -78,6 +80,7 @@ CREATE TABLE attempts (
     signal INTEGER,
     reason TEXT,
     layout INTEGER,
+    ref TEXT,
     PRIMARY KEY (job, n)
 );
 """
@@ -196,6 +199,7 @@ class Attempt:
     signal: int | None = None
     reason: str | None = None
     layout: Layout = CURRENT  # where its records are (layout.py)
+    ref: str | None = None  # its id in a cluster scheduler (Slurm's job id), where one runs it
 
     def duration(self, now: float) -> float | None:
         """Seconds it ran (so far, while it runs); None before it started, or when it ended at an
@@ -220,7 +224,7 @@ class JobRecord:
 
 
 _POSITION_NAME = re.compile(r"job-\d{4,}")  # what hyperctl 0.1.0 named an unnamed job
-_ATTEMPT_COLUMNS = "n, status, host, gpus, pid, pid_started, started, ended, exit_code, signal, reason, layout"
+_ATTEMPT_COLUMNS = "n, status, host, gpus, pid, pid_started, started, ended, exit_code, signal, reason, layout, ref"
 _SELECT_JOBS = (
     "SELECT j.spec, j.status, j.attempts, "
     + ", ".join(f"a.{c.strip()}" for c in _ATTEMPT_COLUMNS.split(","))
@@ -232,10 +236,22 @@ _STATUSES = {s.value: s for s in JobStatus}  # a dict lookup: JobStatus(value) c
 
 
 def _attempt(row: tuple[Any, ...]) -> Attempt:
-    n, status, host, gpus, pid, pid_started, started, ended, exit_code, sig, reason, layout = row
+    n, status, host, gpus, pid, pid_started, started, ended, exit_code, sig, reason, layout, ref = row
     gpus = json.loads(gpus) if gpus and gpus != "[]" else []
     return Attempt(
-        n, _STATUSES[status], host, gpus, pid, pid_started, started, ended, exit_code, sig, reason, layout_of(layout)
+        n,
+        _STATUSES[status],
+        host,
+        gpus,
+        pid,
+        pid_started,
+        started,
+        ended,
+        exit_code,
+        sig,
+        reason,
+        layout_of(layout),
+        ref,
     )
 
 
@@ -464,10 +480,21 @@ class Store:
         return int(n)
 
     @guarded
-    def set_pid(self, job: str, n: int, pid: int, pid_started: float | None) -> None:
+    def set_handle(self, job: str, n: int, pid: int | None, pid_started: float | None, ref: str | None) -> None:
+        """What tells the started attempt where it runs: its launcher's pid, or a cluster scheduler's id."""
         with self.conn:
             self.conn.execute(
-                "UPDATE attempts SET pid = ?, pid_started = ? WHERE job = ? AND n = ?", (pid, pid_started, job, n)
+                "UPDATE attempts SET pid = ?, pid_started = ?, ref = ? WHERE job = ? AND n = ?",
+                (pid, pid_started, ref, job, n),
+            )
+
+    @guarded
+    def set_placed(self, job: str, n: int, host: str, gpus: list[int], started: float) -> None:
+        """Where and when an attempt a cluster scheduler placed began to run (it waited in its queue before)."""
+        with self.conn:
+            self.conn.execute(
+                "UPDATE attempts SET host = ?, gpus = ?, started = ? WHERE job = ? AND n = ?",
+                (host, json.dumps(gpus), started, job, n),
             )
 
     @guarded

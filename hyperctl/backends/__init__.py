@@ -12,6 +12,7 @@ from hyperctl.errors import ConfigError
 REGISTRY: dict[str, str] = {
     "local": "hyperctl.backends.local:LocalExecutor",
     "remote": "hyperctl.backends.ssh:RemoteExecutor",
+    "slurm": "hyperctl.backends.slurm:SlurmExecutor",
 }
 
 

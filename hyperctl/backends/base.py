@@ -19,7 +19,7 @@ from hyperctl import privatefs
 from hyperctl.attemptfiles import FileEnd, parse_exit_code
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir, Layout
-from hyperctl.spec import Execution
+from hyperctl.spec import Execution, Resource
 
 # The job's outer shell (POSIX sh). It sends the job's output to files, writes the params
 # file, runs the command in a subshell (so `exit` or `exec` in it cannot skip what follows;
@@ -69,6 +69,11 @@ class MachineUnavailableError(HyperctlError):
     """A machine cannot take jobs now (unreachable, refused): its jobs should go elsewhere."""
 
 
+class LaunchRefusedError(HyperctlError):
+    """The backend refused the job as it is (a cluster that can never give what it asks): running
+    it again would change nothing, so it is not retried."""
+
+
 @dataclass(frozen=True)
 class Machine:
     """A place jobs run, and what it offers them."""
@@ -79,6 +84,9 @@ class Machine:
     gpus: tuple[int, ...] = ()
     max_jobs: int | None = None  # at most this many attempts at once, whatever they ask
     known: bool = True  # False: its capacity is found only once it is reached (a remote host not yet answering)
+    # True: a cluster's scheduler (Slurm) places each attempt on a node of its choosing, with its
+    # GPUs; here only max_jobs counts, and what a job asks is the cluster's to grant or refuse.
+    places: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,7 @@ class Launch:
     gpus: tuple[int, ...] = ()
     timeout: float | None = None
     kill_grace: float = 10.0
+    resource: Resource = Resource()  # what the job asks: a cluster's scheduler is told (where it places jobs)
 
     @functools.cached_property
     def attempt_dir(self) -> Path:
@@ -127,15 +136,27 @@ class Exit:
 
 @dataclass(eq=False)
 class Handle:
-    """A started attempt: its process group and a future that resolves with its Exit."""
+    """A started attempt and a future that resolves with its Exit. It is a process group (pid)
+    on a machine hyperctl placed it on, or a cluster scheduler's job (ref) that the scheduler
+    places: then host, gpus and started are known once it runs (None before)."""
 
     launch: Launch
-    pid: int
+    pid: int | None
     pid_started: float | None
     done: asyncio.Future[Exit] = field(repr=False)
+    ref: str | None = None  # the cluster scheduler's id of it (Slurm's `123`, `123_4`)
+    host: str | None = None
+    gpus: tuple[int, ...] | None = None
+    started: float | None = None
     stop_reason: str | None = None  # set before the first signal, so the Exit carries it
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
     kills: list[asyncio.Task[Exit]] = field(default_factory=list, repr=False)
+
+    @property
+    def group(self) -> int:
+        """The process group it leads (its launcher's pid): for backends that start processes."""
+        assert self.pid is not None, f"job {self.launch.job}: not a process of ours"
+        return self.pid
 
 
 class Executor(ABC):
@@ -156,6 +177,9 @@ class Executor(ABC):
     # and when one answers (again, or at last), with its capacity as found.
     on_machine_down: Callable[[str, str], None] | None = None
     on_machine_up: Callable[[Machine], None] | None = None
+    # Set by the scheduler: told when an attempt the backend placed starts to run (its host, gpus
+    # and started are set then).
+    on_placed: Callable[[Handle], None] | None = None
 
     @classmethod
     @abstractmethod
@@ -253,12 +277,16 @@ class Executor(ABC):
         self._arm_timeout(handle)
         return handle
 
-    def _arm_timeout(self, handle: Handle) -> None:
+    def _arm_timeout(self, handle: Handle, elapsed: float = 0.0) -> None:
+        """Kill the attempt once it has run its timeout (of which `elapsed` is gone already)."""
         timeout = handle.launch.timeout
         if timeout is not None:
-            handle.timer = asyncio.get_running_loop().call_later(timeout, lambda: self.kill(handle, "timeout"))
+            left = max(0.0, timeout - elapsed)
+            handle.timer = asyncio.get_running_loop().call_later(left, lambda: self.kill(handle, "timeout"))
 
-    async def recover(self, launch: Launch, pid: int | None, pid_started: float | None) -> Handle | Exit | None:
+    async def recover(
+        self, launch: Launch, pid: int | None, pid_started: float | None, ref: str | None = None
+    ) -> Handle | Exit | None:
         """What became of an attempt a previous daemon started: a Handle when it still runs
         (watched again from now on), its Exit when it ended, None when it never started.
 

@@ -130,21 +130,8 @@ class LocalExecutor(Executor):
 
     async def _spawn(self, launch: Launch) -> Handle:
         execution = launch.execution
-        _make_attempt_dir(launch)
-        if execution.data_dir:  # the user's folder, as given (a link, perhaps shared): only made when missing
-            os.makedirs(launch.data_dir, privatefs.FOLDER_MODE, exist_ok=True)
-        else:  # in the batch folder: hyperctl's to make, private
-            _make_private_dir(launch.data_dir, launch.batch_dir.path)
         env = {**self.base_env, **launch.env}
-        if len(launch.params_json) > MAX_PARAMS_ARG:  # too long for the environment: written here
-            fd = privatefs.open_file(launch.params_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            with os.fdopen(fd, "w") as f:
-                f.write(launch.params_json + "\n")
-        else:  # the launcher writes it (never an argument, which `ps` shows every user)
-            env[PARAMS_ENV] = launch.params_json
-        if execution.assets:  # copies, as on a remote machine: a job that changes one changes only its own
-            await asyncio.get_running_loop().run_in_executor(None, _copy_assets, execution.assets, launch.working_dir)
-        add_to_pythonpath(env, self._lib or self._make_lib(launch.batch_dir.internal))
+        await prepare_here(launch, env, self._lib or self._make_lib(launch.batch_dir.internal))
         pid = os.posix_spawn(
             "/bin/sh",
             [
@@ -191,8 +178,8 @@ class LocalExecutor(Executor):
     def _exited(self, handle: Handle, exit_code: int | None, sig: int | None, ended: float | None = None) -> None:
         super()._exited(handle, exit_code, sig, ended)
         self._running.pop(_attempt(handle.launch), None)
-        if handle.pid in self._launchers:
-            self._launchers.discard(handle.pid)
+        if handle.group in self._launchers:
+            self._launchers.discard(handle.group)
             self._sweep_soon()
         else:  # started by an earlier daemon: its strays went to init, not to us
             for pid in _carrying(_attempt(handle.launch)):
@@ -259,7 +246,7 @@ class LocalExecutor(Executor):
         """Call _exited when the child ends: a pidfd on the event loop, no polling."""
         loop = asyncio.get_running_loop()
         try:
-            pidfd = os.pidfd_open(handle.pid)
+            pidfd = os.pidfd_open(handle.group)
         except (AttributeError, OSError):  # no pidfd (not Linux, or a kernel before 5.3)
             threading.Thread(target=self._wait_blocking, args=(loop, handle), daemon=True).start()
             return
@@ -267,12 +254,12 @@ class LocalExecutor(Executor):
         def on_readable() -> None:
             loop.remove_reader(pidfd)
             os.close(pidfd)
-            self._reap(handle, os.waitpid(handle.pid, 0)[1])
+            self._reap(handle, os.waitpid(handle.group, 0)[1])
 
         loop.add_reader(pidfd, on_readable)
 
     def _wait_blocking(self, loop: asyncio.AbstractEventLoop, handle: Handle) -> None:
-        status = os.waitpid(handle.pid, 0)[1]
+        status = os.waitpid(handle.group, 0)[1]
         loop.call_soon_threadsafe(self._reap, handle, status)
 
     def _reap(self, handle: Handle, status: int) -> None:
@@ -281,22 +268,22 @@ class LocalExecutor(Executor):
 
     async def _signal(self, handle: Handle, sig: int) -> None:
         try:
-            os.killpg(handle.pid, sig)
+            os.killpg(handle.group, sig)
         except (ProcessLookupError, PermissionError):
             pass
         if not procfs.available():
             return
         # And what left the group but carries the attempt's identity (`setsid cmd &`).
-        strays = [pid for pid in _carrying(_attempt(handle.launch)) if _group_of(pid) != handle.pid]
-        self._strays[handle.pid] = strays
+        strays = [pid for pid in _carrying(_attempt(handle.launch)) if _group_of(pid) != handle.group]
+        self._strays[handle.group] = strays
         for pid in strays:
             _kill_quietly(pid, sig)
 
     async def _group_alive(self, handle: Handle) -> bool:
-        if any(procfs.alive(pid) for pid in self._strays.get(handle.pid, ())):
+        if any(procfs.alive(pid) for pid in self._strays.get(handle.group, ())):
             return True  # a process the job left outside its group, found by the kill
         try:
-            os.killpg(handle.pid, 0)
+            os.killpg(handle.group, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
@@ -305,7 +292,7 @@ class LocalExecutor(Executor):
             return True  # kill(0) said so
         # Zombies count too for kill(0): orphans wait for init to reap them, which in some
         # containers is slow or never. Only a live member means the job is not yet over.
-        return handle.pid in procfs.live_groups()
+        return handle.group in procfs.live_groups()
 
     async def _reattach(self, launch: Launch, pid: int | None, pid_started: float | None) -> Handle | None:
         if not procfs.available():
@@ -337,7 +324,7 @@ class LocalExecutor(Executor):
         return handle
 
     def _watch_blocking(self, loop: asyncio.AbstractEventLoop, handle: Handle, markers: dict[str, str]) -> None:
-        while procfs.is_launcher(handle.pid, markers, handle.pid_started):
+        while procfs.is_launcher(handle.group, markers, handle.pid_started):
             time.sleep(_REATTACHED_CHECK_EVERY)
         end = read_end(handle.launch.attempt_dir)
         loop.call_soon_threadsafe(self._exit_from_files, handle, end)
@@ -347,6 +334,28 @@ class LocalExecutor(Executor):
 
     async def _attempt_end(self, launch: Launch) -> FileEnd | None:
         return read_end(launch.attempt_dir)  # with the file's mtime: when the attempt ended
+
+
+async def prepare_here(launch: Launch, env: dict[str, str], lib: str, params_in_env: bool = True) -> None:
+    """What an attempt whose files are on this machine's file system (or storage shared with
+    the machine it runs on) needs before its launcher starts: its folders, params, assets, and
+    the job-side library on env's PYTHONPATH."""
+    execution = launch.execution
+    _make_attempt_dir(launch)
+    if execution.data_dir:  # the user's folder, as given (a link, perhaps shared): only made when missing
+        os.makedirs(launch.data_dir, privatefs.FOLDER_MODE, exist_ok=True)
+    else:  # in the batch folder: hyperctl's to make, private
+        _make_private_dir(launch.data_dir, launch.batch_dir.path)
+    if not params_in_env or len(launch.params_json) > MAX_PARAMS_ARG:
+        # Not passed on (too long for the environment), or nothing to pass it: written here.
+        fd = privatefs.open_file(launch.params_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with os.fdopen(fd, "w") as f:
+            f.write(launch.params_json + "\n")
+    else:  # the launcher writes it (never an argument, which `ps` shows every user)
+        env[PARAMS_ENV] = launch.params_json
+    if execution.assets:  # copies, as on a remote machine: a job that changes one changes only its own
+        await asyncio.get_running_loop().run_in_executor(None, _copy_assets, execution.assets, launch.working_dir)
+    add_to_pythonpath(env, lib)
 
 
 def _attempt(launch: Launch) -> Attempt:

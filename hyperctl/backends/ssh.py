@@ -290,7 +290,7 @@ class RemoteExecutor(Executor):
         name = remote.machine.name
         if name not in self.silent:
             try:
-                found, chan = await self._reattach_channel(remote, handle.launch, handle.pid)
+                found, chan = await self._reattach_channel(remote, handle.launch, handle.group)
                 if found in (b"adopted", b"gone"):  # either way, what it left follows
                     self._watch_channel(handle, chan)
                     return
@@ -419,14 +419,14 @@ class RemoteExecutor(Executor):
     async def _signal(self, handle: Handle, sig: int) -> None:
         remote = self.remotes[handle.launch.machine.name]
         try:
-            await self._exec(remote, sshscripts.kill(handle.pid, sig, _identity(handle.launch)))
+            await self._exec(remote, sshscripts.kill(handle.group, sig, _identity(handle.launch)))
         except (HyperctlError, OSError, paramiko.SSHException) as e:
             logger.warning("job %s: cannot signal it on %s: %s", handle.launch.job, remote.machine.name, e)
 
     async def _group_alive(self, handle: Handle) -> bool:
         remote = self.remotes[handle.launch.machine.name]
         try:
-            return (await self._exec(remote, sshscripts.group_alive(handle.pid, _identity(handle.launch))))[0] == 0
+            return (await self._exec(remote, sshscripts.group_alive(handle.group, _identity(handle.launch))))[0] == 0
         except (HyperctlError, OSError, paramiko.SSHException):
             return False  # the machine is gone: so is the job, as far as anyone can tell
 
@@ -483,7 +483,7 @@ class RemoteExecutor(Executor):
         remote = self.remotes[handle.launch.machine.name]
         transport = await self._transport(remote)
         path = self._paths(remote, handle.launch).attempt / name
-        chan = await self._in_thread(open_exec, transport, sshscripts.follow(path, handle.pid, offset, lines, follow))
+        chan = await self._in_thread(open_exec, transport, sshscripts.follow(path, handle.group, offset, lines, follow))
         chunks = stream(chan)
         try:
             async for chunk in chunks:

@@ -62,4 +62,5 @@ def make_launch(
         gpus=slot.gpus,
         timeout=job.execution.timeout if timeout is None else timeout,
         kill_grace=job.execution.kill_grace,
+        resource=job.resource,
     )

@@ -33,8 +33,8 @@ class Pool:
 
     def why_never_fits(self, r: Resource) -> str | None:
         """Why no machine, even idle, could run r; None when one could."""
-        if any(not m.known for m in self.machines):
-            return None  # some capacity is found only once its host answers
+        if any(not m.known or m.places for m in self.machines):
+            return None  # some capacity is found only once its host answers, or is a cluster's to judge
         if any(r.cpu <= m.cpu + _EPSILON and r.ram <= m.ram and r.gpu <= len(m.gpus) for m in self.machines):
             return None
         most_gpu = max(len(m.gpus) for m in self.machines)
@@ -81,6 +81,8 @@ class Pool:
         self.machines[i] = machine
 
     def _fits(self, m: Machine, r: Resource) -> bool:
+        if m.places:  # a cluster: its scheduler places what we send; we only keep to max_jobs
+            return m.name not in self.down and (m.max_jobs is None or self.jobs[m.name] < m.max_jobs)
         return (
             m.name not in self.down
             and r.cpu <= self.cpu[m.name] + _EPSILON

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hyperctl import metricstore
-from hyperctl.backends.base import Executor, Exit, Handle, Launch, Machine, MachineUnavailableError
+from hyperctl.backends.base import Executor, Exit, Handle, Launch, LaunchRefusedError, Machine, MachineUnavailableError
 from hyperctl.daemon import retrying
 from hyperctl.daemon.launching import make_launch
 from hyperctl.daemon.machines import Machines
@@ -73,6 +73,7 @@ class Scheduler:
         self.machines = Machines(self.pool, executor, store, self._machines_changed, lambda: self.done.done())
         executor.on_machine_down = self.machine_down
         executor.on_machine_up = self.machine_up
+        executor.on_placed = self.placed
         self.specs: dict[str, JobSpec] = {j.name: j for j in spec.jobs}
         self.status: dict[str, JobStatus] = {}
         self.attempts: dict[str, int] = {}
@@ -159,6 +160,9 @@ class Scheduler:
                 status, exit_code = await self._attempt(self.specs[name], slot)
         except StoreError as e:  # what the store misses, `batch resume` finds (the attempt's files)
             self.store_failed(e)
+        except LaunchRefusedError as e:  # as the job is, it can never start: not retried
+            status, retry = JobStatus.FAILED, False
+            logger.error("job %s: could not start: %s", name, e)
         except Exception as e:  # a bug here must leave neither the job nor its attempt running for ever
             status, retry = JobStatus.FAILED, False  # not retried: it would fail the same way, at once
             self._internal_error(name, e)
@@ -253,12 +257,15 @@ class Scheduler:
             self.attempts[job.name] = n - 1
             self.machine_down(slot.machine.name, str(e))
             return JobStatus.PENDING, None
+        except LaunchRefusedError as e:
+            self.store.end_attempt(job.name, n, JobStatus.FAILED, reason=f"could not start: {e}")
+            raise
         except (OSError, HyperctlError) as e:  # a full disk, a working dir that is missing, ...
             self.store.end_attempt(job.name, n, JobStatus.FAILED, reason=f"could not start: {e}")
             return JobStatus.FAILED, None
         self.running[job.name] = handle
         try:
-            self.store.set_pid(job.name, n, handle.pid, handle.pid_started)
+            self.store.set_handle(job.name, n, handle.pid, handle.pid_started, handle.ref)
         except StoreError as e:  # it runs all the same: watched to its end (resume finds it by its environment)
             self.store_failed(e)
         self._bump()  # the job's view shows its pid
@@ -285,6 +292,17 @@ class Scheduler:
         self, job: JobSpec, n: int, slot: Slot, timeout: float | None = None, layout: Layout = CURRENT
     ) -> Launch:
         return make_launch(self.batch_dir, self.env, self.job_token(job.name), job, n, slot, timeout, layout)
+
+    def placed(self, handle: Handle) -> None:
+        """An attempt the backend placed (a cluster's job) runs now: where, on which GPUs, since when."""
+        launch = handle.launch
+        if handle.host is None or handle.started is None:
+            return
+        try:
+            self.store.set_placed(launch.job, launch.attempt, handle.host, list(handle.gpus or ()), handle.started)
+        except StoreError as e:
+            self.store_failed(e)
+        self._bump()
 
     # -- machines that fail -------------------------------------------------
     def machine_down(self, machine: str, reason: str) -> None:
@@ -320,7 +338,7 @@ class Scheduler:
             timeout = max(0.0, job.execution.timeout - (time.time() - last.started))
         launch = self._launch(job, last.n, slot, timeout, last.layout)
         try:
-            found: Handle | Exit | None = await self.executor.recover(launch, last.pid, last.pid_started)
+            found: Handle | Exit | None = await self.executor.recover(launch, last.pid, last.pid_started, last.ref)
         except (HyperctlError, OSError) as e:  # its machine cannot be asked: what became of it is unknown
             logger.warning("job %s: cannot find out what became of it: %s", name, e)
             found = Exit(None, reason="lost")
@@ -470,13 +488,14 @@ class Scheduler:
         local backend): what the dashboard samples CPU and memory of. None when they run elsewhere."""
         if self.executor.kind != "local":
             return None
-        return {name: handle.pid for name, handle in self.running.items()}
+        return {name: handle.pid for name, handle in self.running.items() if handle.pid is not None}
 
     def running_on(self) -> dict[str, dict[str, int]]:
         """Each machine's running attempts: job -> pid, which leads the attempt's session there."""
         on: dict[str, dict[str, int]] = {}
         for name, handle in self.running.items():
-            on.setdefault(handle.launch.machine.name, {})[name] = handle.pid
+            if handle.pid is not None:
+                on.setdefault(handle.launch.machine.name, {})[name] = handle.pid
         return on
 
     def counts_now(self) -> dict[str, int]:
