@@ -116,26 +116,22 @@ class SlurmExecutor(Executor):
             asyncio.ensure_future(self._send(sig, handles))
 
     async def _submit(self, submissions: list[_Submission]) -> None:
-        groups: dict[tuple[str, ...], list[_Submission]] = {}
-        singles = []
+        """One sbatch per array (first attempts of equal options) or single job, one after another
+        in the order the scheduler started them: Slurm ranks jobs by when they came, so the
+        batch's order holds in its queue too."""
+        units: dict[object, list[_Submission]] = {}
         for s in submissions:
-            if self.conf.arrays == "auto" and s.launch.attempt == 1:
-                groups.setdefault(s.options, []).append(s)
-            else:  # a retry goes alone
-                singles.append(s)
-        arrays = []
-        for group in groups.values():
-            if len(group) == 1:
-                singles.extend(group)
-            else:
-                arrays.append(group)
-        if arrays and self._array_size is None:
+            alone = self.conf.arrays != "auto" or s.launch.attempt > 1  # a retry goes alone
+            units.setdefault(s if alone else s.options, []).append(s)
+        if any(len(unit) > 1 for unit in units.values()) and self._array_size is None:
             self._array_size = await slurmcli.max_array_size() or 1001
-        for group in arrays:
-            most = min(self.conf.array_max, (self._array_size or 1001) - 1)
-            for start in range(0, len(group), most):
-                await self._submit_array(group[start : start + most])
-        await asyncio.gather(*(self._submit_one(s) for s in singles))
+        most = min(self.conf.array_max, (self._array_size or 1001) - 1)
+        for unit in units.values():
+            if len(unit) == 1:
+                await self._submit_one(unit[0])
+                continue
+            for start in range(0, len(unit), most):
+                await self._submit_array(unit[start : start + most])
 
     async def _submit_one(self, s: _Submission) -> None:
         options = [

@@ -17,8 +17,10 @@ _TIMEOUT = 60.0  # a controller this slow is as good as down: the call fails and
 # Job ids per scancel or sacct call: a command line stays far below the kernel's limit.
 IDS_PER_CALL = 1000
 # What squeue prints of each job: its id (`123`, or `123_4` for an array task), state, why it
-# waits, its node, and the comment hyperctl gave it (last: it may hold any character).
-_SQUEUE_FORMAT = "%i|%T|%r|%N|%k"
+# waits (or ended), its node, its wait status once ended, how often Slurm requeued it, and the
+# comment hyperctl gave it (last: it may hold any character). `:|`: no padding, `|` after each.
+_SQUEUE_FIELDS = ("JobArrayID", "State", "Reason", "NodeList", "exit_code", "RestartCnt", "Comment")
+_SQUEUE_FORMAT = ",".join(f"{field}:|" for field in _SQUEUE_FIELDS)
 # Ended: what only a terminal state says (sacct's ExitCode of a running job means nothing).
 TERMINAL = frozenset(
     {
@@ -53,6 +55,8 @@ class QueuedJob:
     state: str  # PENDING, RUNNING, COMPLETED, ...
     reason: str
     node: str
+    wait_status: int | None  # its batch script's, as wait(2) gives it: once it ended
+    restarts: int
     comment: str
 
 
@@ -110,12 +114,14 @@ async def squeue(name: str) -> list[QueuedJob]:
     """Every job of this name (one batch), ended ones too while Slurm keeps them; array tasks one by one.
     By name, never by ids: `squeue -j` fails when every id given is unknown."""
     user = os.environ.get("USER") or str(os.getuid())
-    out = await run("squeue", "-h", "-r", "-t", "all", "-u", user, "--name", name, "-o", _SQUEUE_FORMAT)
+    out = await run("squeue", "-h", "-r", "-t", "all", "-u", user, "--name", name, "-O", _SQUEUE_FORMAT)
     jobs = []
     for line in out.splitlines():
-        fields = line.split("|", 4)
-        if len(fields) == 5:
-            jobs.append(QueuedJob(*fields))
+        fields = line.removesuffix("|").split("|", len(_SQUEUE_FIELDS) - 1)
+        if len(fields) == len(_SQUEUE_FIELDS):
+            job, state, reason, node, status, restarts, comment = fields
+            wait_status = int(status) if status.isdigit() and state in TERMINAL else None
+            jobs.append(QueuedJob(job, state, reason, node, wait_status, int(restarts or 0), comment))
     return jobs
 
 

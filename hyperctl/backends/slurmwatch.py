@@ -42,8 +42,7 @@ _ENDS = {
     "BOOT_FAIL": "lost",
     "PREEMPTED": "lost",
 }
-# Ends after which the launcher had written its exit code: a missing file is storage lag, waited for.
-_FILE_DUE = ("COMPLETED",)
+_SIGNALS = range(1, 32)  # a wait status's low bits: a signal, else Slurm's own code (53: could not launch)
 
 
 @dataclass(eq=False)
@@ -53,6 +52,7 @@ class _State:
     seen: str = ""  # its state in the last squeue
     ended: str | None = None  # the terminal state Slurm gave it, while its exitcode file is missing
     reason: str = ""
+    wait_status: int | None = None
     since: float | None = None  # when it was seen ended (or gone from squeue) without an exitcode file
 
 
@@ -141,10 +141,20 @@ class Watch:
     def _decide(self, handle: Handle, state: _State, now: float) -> None:
         """It ended in Slurm (or left squeue) and no exitcode file says how: say it from Slurm's state."""
         assert state.since is not None
-        ended = state.ended
-        if ended is None or ended in _FILE_DUE:  # the file may be late (shared storage): wait, a while
-            if now - state.since < self.conf.exit_read_timeout:
-                return
+        ended, status = state.ended, state.wait_status
+        sig = None if status is None else status & 0x7F
+        if ended in _ENDS:
+            self._finish(handle, Exit(None, reason=_ENDS[ended]))
+        elif ended == "FAILED" and sig in _SIGNALS:  # its launcher was killed: it could write nothing
+            self._finish(handle, Exit(None, signal=sig))
+        elif ended == "FAILED" and sig:  # Slurm could not start it (no folder for its log, ...)
+            why = f"could not start in Slurm: {state.reason} ({sig}); see {state.log}"
+            self._finish(handle, Exit(None, reason=why))
+        elif now - state.since < self.conf.exit_read_timeout:
+            return  # its launcher wrote an exit code that shared storage does not show yet: wait a while
+        elif ended == "FAILED" and status is not None:  # never shown: Slurm's copy of it
+            self._finish(handle, Exit(status >> 8))
+        else:
             what = f"Slurm says {ended}" if ended else "it left Slurm's queue"
             logger.warning(
                 "job %s: %s but wrote no exit code within %.0f s; see %s",
@@ -154,13 +164,6 @@ class Watch:
                 state.log,
             )
             self._finish(handle, Exit(None, reason="lost"))
-            return
-        reason = _ENDS.get(ended)
-        if reason is None:  # FAILED without an exit code: the job could not start (or its shell was killed)
-            reason = (
-                f"Slurm: {ended} ({state.reason})" if state.reason and state.reason != "None" else f"Slurm: {ended}"
-            )
-        self._finish(handle, Exit(None, reason=reason))
 
     def _finish(self, handle: Handle, exit: Exit) -> None:
         del self.live[handle]
@@ -200,7 +203,7 @@ class Watch:
             if job.state != state.seen:
                 state.seen, changed = job.state, True
             if job.state in slurmcli.TERMINAL and state.ended is None:
-                state.ended, state.reason, state.since = job.state, job.reason, now
+                state.ended, state.reason, state.wait_status, state.since = job.state, job.reason, job.wait_status, now
         return changed
 
     async def _ask_sacct(self, gone: list[Handle]) -> bool:
@@ -220,6 +223,8 @@ class Watch:
             state = self.live.get(handle)
             if job is not None and state is not None and job.state in slurmcli.TERMINAL:
                 state.ended, changed = job.state, True
+                if job.exit_code is not None:  # sacct's code:signal, as a wait status
+                    state.wait_status = (job.exit_code << 8) | (job.signal or 0)
         return changed
 
     # -- after a daemon's crash ---------------------------------------------

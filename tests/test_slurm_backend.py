@@ -1,0 +1,220 @@
+"""The Slurm backend on a real 4-node Slurm cluster (tests/slurmcluster.py): the same batch file
+as for any backend but its `backend` section; every end state; kill; timeout; resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hyperctl.layout import BatchDir
+from tests.conftest import attempt_dir, hyperctl, read_stdout, start_hyperctl, wait_for, write_json
+from tests.slurmcluster import SlurmCluster
+
+
+@pytest.fixture
+def cluster(slurm: SlurmCluster, batches: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlurmCluster]:
+    """The session's cluster, its commands reachable by every hyperctl the test starts; the test's
+    jobs cancelled at its end, whatever it left."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
+    yield slurm
+    slurm.run("scancel", "--user", "root", check=False)
+
+
+def slurm_batch(jobs: list[dict[str, Any]], name: str = "b", **conf: Any) -> dict[str, Any]:
+    return {"name": name, "backend": {"type": "slurm", "conf": conf}, "daemon": {"port": 0}, "jobs": jobs}
+
+
+def job(name: str, command: str, **fields: Any) -> dict[str, Any]:
+    execution = {"command": command, **fields.pop("execution", {})}
+    return {"name": name, "params": fields.pop("params", {}), "execution": execution, **fields}
+
+
+def rows(batches: Path, query: str, name: str = "b") -> list[tuple[Any, ...]]:
+    with sqlite3.connect(batches / name / ".hyperctl" / "state.db") as db:
+        return db.execute(query).fetchall()
+
+
+def run(tmp_path: Path, doc: dict[str, Any], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)), timeout=timeout)
+
+
+def test_twenty_jobs_run_on_the_cluster_with_params_and_exit_codes(
+    cluster: SlurmCluster, batches: Path, tmp_path: Path
+) -> None:
+    echo = 'echo "$SLURMD_NODENAME $(python3 -c "import hyperctl; print(hyperctl.get_job_params()[\'k\'])")"'
+    jobs = [job(f"j{k}", f"{echo}; exit $(( {k} % 5 == 4 ? 3 : 0 ))", params={"k": k}) for k in range(20)]
+
+    result = run(tmp_path, slurm_batch(jobs, arrays="never"))
+
+    assert result.returncode == 1, result.stderr
+    ends = dict(rows(batches, "SELECT job, exit_code FROM attempts"))
+    assert ends == {f"j{k}": 3 if k % 5 == 4 else 0 for k in range(20)}
+    nodes = set()
+    for k in range(20):
+        node, k_seen = read_stdout(batches, "b", f"j{k}").split()
+        assert k_seen == str(k)
+        nodes.add(node)
+    assert nodes <= set(cluster.nodes) and len(nodes) >= 2
+    # Where each ran (the node Slurm chose) and its Slurm id are in the store.
+    placed = rows(batches, "SELECT host, ref FROM attempts")
+    assert {host for host, _ in placed} == nodes
+    assert all(ref and ref.isdigit() for _, ref in placed)
+    assert "[20/20]" in result.stderr and "j4: failed (exit 3)" in result.stderr
+
+
+def test_a_sweep_of_100_goes_as_one_job_array(cluster: SlurmCluster, batches: Path, tmp_path: Path) -> None:
+    jobs = [job(f"j{k}", 'echo "$HYPERCTL_JOB_NAME $SLURM_ARRAY_TASK_ID"', params={"k": k}) for k in range(100)]
+
+    result = run(tmp_path, slurm_batch(jobs, max_jobs=100))
+
+    assert result.returncode == 0, result.stderr
+    refs = [ref for (ref,) in rows(batches, "SELECT ref FROM attempts")]
+    assert len({ref.split("_")[0] for ref in refs}) == 1, "one sbatch for the whole sweep"
+    assert sorted(int(ref.split("_")[1]) for ref in refs) == list(range(100))
+    for k in (0, 57, 99):
+        name, task = read_stdout(batches, "b", f"j{k}").split()
+        assert name == f"j{k}" and task.isdigit()
+
+
+def test_gpus_are_slurms_and_never_shared(cluster: SlurmCluster, batches: Path, tmp_path: Path) -> None:
+    # 8 one-GPU jobs on 4 nodes of 2 GPUs: all at once, each on its own (node, GPU).
+    hold = f"echo $CUDA_VISIBLE_DEVICES $HYPERCTL_GPUS; touch {tmp_path}/$HYPERCTL_JOB_NAME; "
+    hold += f"for i in $(seq 300); do [ $(ls {tmp_path} | grep -c '^g') -ge 8 ] && exit 0; sleep 0.1; done; exit 1"
+    jobs = [job(f"g{k}", hold, resource={"gpu": 1}) for k in range(8)]
+
+    result = run(tmp_path, slurm_batch(jobs))
+
+    assert result.returncode == 0, result.stderr
+    placed = rows(batches, "SELECT host, gpus FROM attempts")
+    assert len(set(placed)) == 8, placed
+    for k in range(8):
+        seen, ours = read_stdout(batches, "b", f"g{k}").split()
+        assert seen == ours and len(seen.split(",")) == 1
+
+
+def test_end_states(cluster: SlurmCluster, batches: Path, tmp_path: Path) -> None:
+    hog = "python3 -c 'b = bytearray(400 * 2**20); import time; time.sleep(5)'"
+    jobs = [
+        job("three", "exit 3"),
+        job("signal", "kill -KILL $$"),
+        job("oom", hog, resource={"ram": 100}),
+        job("gpus", "true", resource={"gpu": 3}, max_retries=2),  # nodes have 2: sbatch refuses at once
+        job("cancelled", f"touch {tmp_path}/cancel-me; sleep 60"),
+    ]
+    proc = start_hyperctl("run", "--config", str(write_json(tmp_path / "b.json", slurm_batch(jobs))))
+    # Cancelled from outside hyperctl, by Slurm's own scancel.
+    wait_for(lambda: (tmp_path / "cancel-me").exists(), "the job to run", 60)
+    (ref,) = wait_for(lambda: rows(batches, "SELECT ref FROM attempts WHERE job = 'cancelled'"), "its id")[0]
+    cluster.run("scancel", ref)
+    _, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 1, err
+    ends = {job: rest for job, *rest in rows(batches, "SELECT job, status, exit_code, reason FROM attempts")}
+    assert ends["three"] == ["failed", 3, None]
+    # Its launcher killed (the job's $$ is the launcher's): no exit code, the signal, as locally.
+    assert rows(batches, "SELECT status, exit_code, signal FROM attempts WHERE job = 'signal'") == [("failed", None, 9)]
+    assert ends["oom"][0] == "failed"
+    assert ends["oom"][1] == 137 or "out of memory" in (ends["oom"][2] or ""), ends["oom"]
+    assert ends["gpus"][0] == "failed" and "Requested node configuration is not available" in ends["gpus"][2]
+    assert rows(batches, "SELECT attempts FROM jobs WHERE name = 'gpus'") == [(1,)], "refused: not retried"
+    assert ends["cancelled"][0] == "killed"
+    assert "gpus: could not start" in err
+
+
+def test_a_working_dir_gone_when_the_job_starts_fails_it(cluster: SlurmCluster, batches: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    # One job at a time (max_jobs: 1): the first removes the folder the second starts in.
+    jobs = [job("remover", f"rmdir {work}"), job("w", "true", execution={"working_dir": str(work)})]
+
+    result = run(tmp_path, slurm_batch(jobs, max_jobs=1))
+
+    assert result.returncode == 1
+    assert rows(batches, "SELECT job, status, exit_code FROM attempts ORDER BY job") == [
+        ("remover", "succeeded", 0),
+        ("w", "failed", 126),
+    ]
+
+
+def test_kill_ends_the_whole_process_tree_within_its_grace(
+    cluster: SlurmCluster, batches: Path, tmp_path: Path
+) -> None:
+    # The job leaves a grandchild behind and cleans up for 1 s on TERM: the kill waits for it.
+    tree = f"sleep 300 & trap 'echo cleaned > {tmp_path}/cleaned; exit 5' TERM; echo $! > {tmp_path}/child; wait"
+    doc = slurm_batch([job("tree", tree, execution={"kill_grace": 10}), job("stays", "sleep 300")])
+    proc = start_hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
+    wait_for(lambda: (tmp_path / "child").exists(), "the job to run", 60)
+
+    killed = hyperctl("job", "kill", "b", "tree")
+
+    assert killed.returncode == 0, killed.stderr
+    assert rows(batches, "SELECT status, exit_code FROM attempts WHERE job = 'tree'") == [("killed", 5)]
+    assert (tmp_path / "cleaned").read_text() == "cleaned\n"
+    child = int((tmp_path / "child").read_text())
+    wait_for(lambda: not os.path.exists(f"/proc/{child}"), "the job's child to be gone", 10)
+    # The batch kill: one scancel for every job left.
+    assert hyperctl("batch", "kill", "b").returncode == 0
+    assert proc.wait(timeout=60) != 0
+    assert rows(batches, "SELECT status FROM jobs WHERE name = 'stays'") == [("killed",)]
+    assert cluster.run("squeue", "-h", "--name", f"hyperctl.{_key(batches)}").stdout == ""
+
+
+def test_timeout_is_hyperctls_not_slurms_minute(cluster: SlurmCluster, batches: Path, tmp_path: Path) -> None:
+    doc = slurm_batch([job("slow", "sleep 120", execution={"timeout": 2, "kill_grace": 1})])
+    started = time.monotonic()
+
+    result = run(tmp_path, doc)
+
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30, "Slurm's own limit would take 60 s or more"
+    assert rows(batches, "SELECT status FROM attempts") == [("timeout",)]
+
+
+def test_resume_after_the_daemon_is_killed_runs_nothing_twice(
+    cluster: SlurmCluster, batches: Path, tmp_path: Path
+) -> None:
+    ledger, gate = tmp_path / "ledger", tmp_path / "gate"
+    log = f"echo $HYPERCTL_JOB_NAME >> {ledger}"
+
+    def held(name: str, until: str, **fields: Any) -> dict[str, Any]:
+        return job(name, f"{log}; while [ ! -e {until} ]; do sleep 0.1; done", **fields)
+
+    # At the crash: "ends" runs (and ends before the resume); "runs" and three more hold every GPU of
+    # the cluster (4 nodes of 2), so "waits" waits in Slurm's queue; "later" never reached Slurm (max_jobs: 6).
+    gpus = {"resource": {"gpu": 2}}
+    jobs = [
+        held("ends", f"{gate}.1"),
+        *(held(name, f"{gate}.2", **gpus) for name in ("runs", "h2", "h3", "h4")),
+        job("waits", log, **gpus),
+        job("later", log),
+    ]
+    daemon = start_hyperctl("run", "--config", str(write_json(tmp_path / "b.json", slurm_batch(jobs, max_jobs=6))))
+    wait_for(lambda: ledger.exists() and len(ledger.read_text().split()) == 5, "five jobs to run", 60)
+    (waiting,) = wait_for(lambda: rows(batches, "SELECT ref FROM attempts WHERE job = 'waits'"), "waits' id")[0]
+    assert cluster.job_state(waiting) == "PENDING"
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait()
+    (tmp_path / "gate.1").touch()  # "ends" ends while no daemon watches
+    wait_for(lambda: (attempt_dir(batches, "b", "ends") / "exitcode").exists(), "ends to end", 30)
+
+    resumed = start_hyperctl("batch", "resume", "b")
+    time.sleep(2)
+    (tmp_path / "gate.2").touch()
+    _, err = resumed.communicate(timeout=120)
+
+    assert resumed.returncode == 0, err
+    names = ["ends", "h2", "h3", "h4", "later", "runs", "waits"]
+    assert sorted(ledger.read_text().split()) == names
+    assert rows(batches, "SELECT job, n, status FROM attempts ORDER BY job") == [(n, 1, "succeeded") for n in names]
+
+
+def _key(batches: Path, name: str = "b") -> str:
+    return BatchDir(batches, name).key
