@@ -3,6 +3,7 @@ as for any backend but its `backend` section; every end state; kill; timeout; re
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -214,6 +215,74 @@ def test_resume_after_the_daemon_is_killed_runs_nothing_twice(
     names = ["ends", "h2", "h3", "h4", "later", "runs", "waits"]
     assert sorted(ledger.read_text().split()) == names
     assert rows(batches, "SELECT job, n, status FROM attempts ORDER BY job") == [(n, 1, "succeeded") for n in names]
+
+
+def test_a_node_crash_loses_the_job_and_its_retry_runs_elsewhere(
+    cluster: SlurmCluster, batches: Path, tmp_path: Path
+) -> None:
+    log = f'echo "$HYPERCTL_ATTEMPT $SLURMD_NODENAME" >> {tmp_path}/ran'
+    command = f'{log}; [ "$HYPERCTL_ATTEMPT" = 2 ] || sleep 300'
+    # Not on the first node, which shares this machine's namespace (a crash kills a namespace).
+    doc = slurm_batch([job("victim", command, max_retries=1)], sbatch_args=[f"--exclude={cluster.nodes[0]}"])
+    proc = start_hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
+    first = wait_for(lambda: (tmp_path / "ran").exists() and (tmp_path / "ran").read_text().split(), "it to run", 60)
+    node = first[1]
+    try:
+        cluster.crash(node)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        cluster.revive(node, within=60)
+
+    assert proc.returncode == 0, err
+    assert rows(batches, "SELECT n, status, host FROM attempts ORDER BY n") == [
+        (1, "lost", node),
+        (2, "succeeded", (tmp_path / "ran").read_text().split()[3]),
+    ]
+    assert (tmp_path / "ran").read_text().split()[3] != node
+
+
+def test_a_job_squeue_forgot_before_its_end_was_seen_is_lost(
+    slurm_short_age: SlurmCluster, batches: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # squeue is asked every 8 s; the cluster forgets an ended job within about 2-6 s; there is
+    # no accounting to ask: the job cancelled meanwhile is gone without a trace.
+    monkeypatch.setenv("SLURM_CONF", str(slurm_short_age.conf))
+    doc = slurm_batch(
+        [job("forgotten", f"touch {tmp_path}/started; sleep 300")],
+        poll={"min": 8, "max": 8},
+        exit_read_timeout=1,
+    )
+    proc = start_hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
+    wait_for(lambda: (tmp_path / "started").exists(), "it to run", 60)
+    (ref,) = wait_for(lambda: rows(batches, "SELECT ref FROM attempts"), "its id")[0]
+    slurm_short_age.run("scancel", ref)
+    _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 1
+    assert rows(batches, "SELECT status, reason FROM attempts") == [("lost", "lost")]
+    assert "forgotten: it left Slurm's queue but wrote no exit code within 1 s" in err
+
+
+def test_jobs_on_other_nodes_reach_the_api_on_the_clusters_network(
+    cluster: SlurmCluster, batches: Path, tmp_path: Path
+) -> None:
+    # As Hypernets' job client asks: GET {portal}/hyperctl/api/job/{its name}, from a node that is
+    # not this machine (the first node shares its loopback).
+    (tmp_path / "ask.py").write_text(
+        "import os, urllib.request\n"
+        "url = os.environ['HYPERCTL_SERVER_PORTAL'] + '/hyperctl/api/job/' + os.environ['HYPERCTL_JOB_NAME']\n"
+        "print(urllib.request.urlopen(url).read().decode())\n"
+    )
+    doc = slurm_batch(
+        [job("asks", f"python3 {tmp_path}/ask.py", params={"lr": 0.5})], sbatch_args=[f"--nodelist={cluster.nodes[1]}"]
+    )
+    doc["daemon"] = {"host": cluster.controller, "port": 0}
+
+    result = run(tmp_path, doc)
+
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(read_stdout(batches, "b", "asks"))
+    assert answer["code"] == 0 and answer["data"]["params"] == {"lr": 0.5}
 
 
 def _key(batches: Path, name: str = "b") -> str:

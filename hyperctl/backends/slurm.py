@@ -57,6 +57,7 @@ class SlurmExecutor(Executor):
         self._flushing: asyncio.Handle | None = None
         self._lib: str | None = None
         self._array_size: int | None = None  # the site's MaxArraySize, asked once
+        self._lost_on: dict[str, str] = {}  # job -> the node its last attempt was lost on: its retry goes elsewhere
         self._arrays = 0
 
     @classmethod
@@ -90,6 +91,9 @@ class SlurmExecutor(Executor):
             env.pop("PYTHONPATH")
         script = slurmscript.write_attempt(launch, env, self.conf.setup, self.umask)
         options = self.conf.sbatch_options(launch.resource, launch.execution)
+        lost_on = self._lost_on.pop(launch.job, None)
+        if lost_on is not None:
+            options = (f"--exclude={lost_on}", *options)
         submission = _Submission(launch, script, options, asyncio.get_running_loop().create_future())
         self._submissions.append(submission)
         self._flush_soon()
@@ -200,6 +204,8 @@ class SlurmExecutor(Executor):
 
     # -- ends ----------------------------------------------------------------
     def _ended(self, handle: Handle, exit: Exit) -> None:
+        if exit.reason == "lost" and handle.host is not None:
+            self._lost_on[handle.launch.job] = handle.host
         if exit.exit_code is not None or exit.signal is not None:
             self._exited(handle, exit.exit_code, exit.signal, exit.ended)
         elif not handle.done.done():
