@@ -84,7 +84,11 @@ class Placed(NamedTuple):
 
 
 def placed_by_daemon(running: dict[str, Handle], specs: dict[str, JobSpec]) -> list[Placed]:
-    return [Placed(name, h.launch.machine.name, h.launch.gpus, specs[name].resource) for name, h in running.items()]
+    """Where each running attempt is: for one a cluster placed, its node once it runs (until then the cluster)."""
+    return [
+        Placed(name, h.host or h.launch.machine.name, h.gpus or h.launch.gpus, specs[name].resource)
+        for name, h in running.items()
+    ]
 
 
 def placed_in_store(store: Store, unwatched: Unwatched | None = None) -> list[Placed]:
@@ -100,6 +104,8 @@ def placed_in_store(store: Store, unwatched: Unwatched | None = None) -> list[Pl
 def machine_record(machine: Machine) -> dict[str, Any]:
     """A machine as the store keeps it and machines_view reads it: what it offers, as known now
     (known False: a host not reached yet, whose capacity is the conf's or a placeholder)."""
+    if machine.places:  # a cluster: what it offers is its scheduler's business
+        return {"name": machine.name, "cpu": None, "ram": None, "gpus": [], "known": True}
     return {
         "name": machine.name,
         "cpu": machine.cpu,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import os
 import signal
 from pathlib import Path
@@ -27,7 +26,7 @@ from hyperctl.backends.slurmwatch import Watch
 from hyperctl.errors import ConfigError, HyperctlError
 from hyperctl.jobsidelib import write_job_side_lib
 
-CLUSTER = "slurm"  # the one machine's name: where an attempt runs until Slurm says which node
+CLUSTER = "slurm-queue"  # the one machine: where an attempt is until Slurm says which node runs it
 # What sbatch says when the controller cannot be reached (not the job's fault: it waits and goes
 # again) rather than when it refuses the job (the job's options are wrong: it fails, not retried).
 _UNREACHABLE = ("Unable to contact", "Socket timed out", "Connection refused", "no answer within", "Zero Bytes")
@@ -49,7 +48,7 @@ class SlurmExecutor(Executor):
 
     def __init__(self, conf: SlurmConf) -> None:
         self.conf = conf
-        self.machine = Machine(CLUSTER, math.inf, 2**62, (), max_jobs=conf.max_jobs, places=True)
+        self.machine = Machine(CLUSTER, 0.0, 0, (), max_jobs=conf.max_jobs, places=True)
         self.umask = f"{privatefs.user_umask():03o}"
         self.watch = Watch(conf, self._ended, self._placed)
         self._submissions: list[_Submission] = []

@@ -24,6 +24,7 @@ from hyperctl.web.usage import GpuUse, JobUse, Sampler, Snapshot
 
 NOT_UP = "not sampled: the machine is down"
 NO_DAEMON = "not sampled: no daemon runs this batch here"
+CLUSTER_NODE = "not sampled: a node of the cluster (its scheduler's tools tell its use)"
 
 
 @dataclass
@@ -116,6 +117,8 @@ class MachinesPartHandler(PartHandler):
             elif isinstance(executor, RemoteExecutor):
                 up = [view["name"] for view in views if view["state"] == "up" and view["name"] in executor.remotes]
                 samples = await self.remote.snapshots(executor.usage, scheduler.running_on(), up)
+            else:  # a cluster's nodes (Slurm): hyperctl has no way onto them of its own
+                otherwise = CLUSTER_NODE
         else:
             views = await self.in_thread(machines_of, batch_dir)
             otherwise = NO_DAEMON
