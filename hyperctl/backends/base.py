@@ -9,6 +9,7 @@ import functools
 import os
 import signal
 import stat
+import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,14 @@ _KILLED_WITHIN = 5.0  # seconds a kill waits for its KILLed processes to be gone
 
 class MachineUnavailableError(HyperctlError):
     """A machine cannot take jobs now (unreachable, refused): its jobs should go elsewhere."""
+
+
+def drop_loopback_portal(env: dict[str, str]) -> None:
+    """For a job on another machine: no portal on the daemon's loopback, which is not that
+    machine's (its params come from its params file; `daemon.host` gives it a portal)."""
+    host = urllib.parse.urlsplit(env.get("HYPERCTL_SERVER_PORTAL", "")).hostname or ""
+    if host == "localhost" or host.startswith("127.") or host == "::1":
+        env.pop("HYPERCTL_SERVER_PORTAL", None)
 
 
 class LaunchRefusedError(HyperctlError):

@@ -19,7 +19,16 @@ from typing import Any
 
 from hyperctl import privatefs
 from hyperctl.backends import slurmcli, slurmscript
-from hyperctl.backends.base import Executor, Exit, Handle, Launch, LaunchRefusedError, Machine, MachineUnavailableError
+from hyperctl.backends.base import (
+    Executor,
+    Exit,
+    Handle,
+    Launch,
+    LaunchRefusedError,
+    Machine,
+    MachineUnavailableError,
+    drop_loopback_portal,
+)
 from hyperctl.backends.local import prepare_here
 from hyperctl.backends.slurmconf import SlurmConf, parse_conf
 from hyperctl.backends.slurmwatch import Watch
@@ -83,6 +92,7 @@ class SlurmExecutor(Executor):
     async def _spawn(self, launch: Launch) -> Handle:
         self.watch.batch(launch.batch_dir)
         env = dict(launch.env)
+        drop_loopback_portal(env)  # Slurm's nodes are other machines
         env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
         lib = self._lib or self._make_lib(launch)
         await prepare_here(launch, env, lib, params_in_env=False)

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import urllib.parse
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import replace
@@ -26,7 +25,16 @@ from typing import Any, TypeVar
 
 from hyperctl.attemptfiles import FileEnd, parse_exit_code
 from hyperctl.backends import mirror, sshscripts
-from hyperctl.backends.base import IDENTITY_ENV, LAUNCHER_ENV, MAX_PARAMS_ARG, Executor, Handle, Launch, Machine
+from hyperctl.backends.base import (
+    IDENTITY_ENV,
+    LAUNCHER_ENV,
+    MAX_PARAMS_ARG,
+    Executor,
+    Handle,
+    Launch,
+    Machine,
+    drop_loopback_portal,
+)
 from hyperctl.backends.collect import AttemptReader, extract
 from hyperctl.backends.sshchannel import JobChannel, stream
 from hyperctl.backends.sshconn import (
@@ -223,8 +231,7 @@ class RemoteExecutor(Executor):
         # Secrets, so not on the command line (which `ps` shows anyone on the host): on stdin, with
         # the portal, which carries the job's token (daemon/portal.py).
         token = env.pop("HYPERCTL_JOB_TOKEN", "")
-        if _on_loopback(env.get("HYPERCTL_SERVER_PORTAL", "")):
-            del env["HYPERCTL_SERVER_PORTAL"]  # the daemon's loopback is not the host's
+        drop_loopback_portal(env)
         params = launch.params_json if len(launch.params_json) <= MAX_PARAMS_ARG else ""
         send_home = self._send_home(paths, launch)
         command = sshscripts.spawn(
@@ -520,11 +527,6 @@ def _refusal(e: Exception) -> str:
     if isinstance(e, paramiko.ChannelException):  # sshd's MaxSessions (10 by default) caps channels per connection
         return f"it refused a new session ({e.text}): its sshd's MaxSessions may be below the jobs it is given"
     return " ".join(str(e).split()) or type(e).__name__
-
-
-def _on_loopback(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 def _identity(launch: Launch) -> dict[str, str]:
