@@ -84,7 +84,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "unknown backend",
         {"jobs": [OK_JOB], "backend": {"type": "kubernetes"}},
-        ["backend.type: unknown backend 'kubernetes' (available: local, remote)"],
+        ["backend.type: unknown backend 'kubernetes' (available: local, remote, slurm)"],
     ),
     (
         "bad backend conf",

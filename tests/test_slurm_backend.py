@@ -85,6 +85,21 @@ def test_a_sweep_of_100_goes_as_one_job_array(cluster: SlurmCluster, batches: Pa
         assert name == f"j{k}" and task.isdigit()
 
 
+def test_arrays_are_cut_at_array_max_and_throttled(cluster: SlurmCluster, batches: Path, tmp_path: Path) -> None:
+    jobs = [job(f"j{k}", "true", params={"k": k}) for k in range(70)]
+
+    result = run(tmp_path, slurm_batch(jobs, max_jobs=100, array_max=30, max_running=8))
+
+    assert result.returncode == 0, result.stderr
+    arrays: dict[str, list[int]] = {}
+    for (ref,) in rows(batches, "SELECT ref FROM attempts"):
+        array, task = ref.split("_")
+        arrays.setdefault(array, []).append(int(task))
+    assert sorted(sorted(tasks) for tasks in arrays.values()) == [list(range(10)), list(range(30)), list(range(30))]
+    for array in arrays:
+        assert "ArrayTaskThrottle=8" in cluster.run("scontrol", "-o", "show", "job", array).stdout
+
+
 def test_gpus_are_slurms_and_never_shared(cluster: SlurmCluster, batches: Path, tmp_path: Path) -> None:
     # 8 one-GPU jobs on 4 nodes of 2 GPUs: all at once, each on its own (node, GPU).
     hold = f"echo $CUDA_VISIBLE_DEVICES $HYPERCTL_GPUS; touch {tmp_path}/$HYPERCTL_JOB_NAME; "
@@ -165,7 +180,9 @@ def test_kill_ends_the_whole_process_tree_within_its_grace(
     assert hyperctl("batch", "kill", "b").returncode == 0
     assert proc.wait(timeout=60) != 0
     assert rows(batches, "SELECT status FROM jobs WHERE name = 'stays'") == [("killed",)]
-    assert cluster.run("squeue", "-h", "--name", f"hyperctl.{_key(batches)}").stdout == ""
+    # Nothing of the batch left in Slurm (once the last job's processes are cleaned up: COMPLETING).
+    squeue = ["squeue", "-h", "--name", f"hyperctl.{_key(batches)}"]
+    wait_for(lambda: cluster.run(*squeue).stdout == "", "the batch's jobs to leave Slurm's queue", 15)
 
 
 def test_timeout_is_hyperctls_not_slurms_minute(cluster: SlurmCluster, batches: Path, tmp_path: Path) -> None:
@@ -241,15 +258,35 @@ def test_a_node_crash_loses_the_job_and_its_retry_runs_elsewhere(
     assert (tmp_path / "ran").read_text().split()[3] != node
 
 
+def test_a_preempted_job_is_lost_and_runs_again_elsewhere(cluster: SlurmCluster, batches: Path, tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    command = f'echo "$HYPERCTL_ATTEMPT $SLURMD_NODENAME" >> {ran}; [ "$HYPERCTL_ATTEMPT" = 2 ] || sleep 300'
+    # The whole node (4 CPUs): a job of the higher-priority partition can only run by preempting it.
+    doc = slurm_batch([job("low", command, max_retries=1, resource={"cpu": 4})])
+    proc = start_hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
+    node = wait_for(lambda: ran.exists() and ran.read_text().split(), "it to run", 60)[1]
+
+    cluster.sbatch("-p", "high", "-w", node, "--cpus-per-task=4", "-o", "/dev/null", "--wrap", "sleep 1")
+    _, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 0, err
+    second = ran.read_text().split()[3]
+    assert second != node
+    assert rows(batches, "SELECT n, status, host FROM attempts ORDER BY n") == [
+        (1, "lost", node),
+        (2, "succeeded", second),
+    ]
+
+
 def test_a_job_squeue_forgot_before_its_end_was_seen_is_lost(
     slurm_short_age: SlurmCluster, batches: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # squeue is asked every 8 s; the cluster forgets an ended job within about 2-6 s; there is
+    # squeue is asked every 20 s; the cluster forgets an ended job within about 2-10 s; there is
     # no accounting to ask: the job cancelled meanwhile is gone without a trace.
     monkeypatch.setenv("SLURM_CONF", str(slurm_short_age.conf))
     doc = slurm_batch(
         [job("forgotten", f"touch {tmp_path}/started; sleep 300")],
-        poll={"min": 8, "max": 8},
+        poll={"min": 20, "max": 20},
         exit_read_timeout=1,
     )
     proc = start_hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ class SlurmExecutor(Executor):
         self._submissions: list[_Submission] = []
         self._signals: dict[str, set[Handle]] = {}  # signal name -> the attempts to send it to
         self._flushing: asyncio.Handle | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
         self._lib: str | None = None
         self._array_size: int | None = None  # the site's MaxArraySize, asked once
         self._lost_on: dict[str, str] = {}  # job -> the node its last attempt was lost on: its retry goes elsewhere
@@ -124,9 +126,15 @@ class SlurmExecutor(Executor):
         submissions, self._submissions = self._submissions, []
         signals, self._signals = self._signals, {}
         if submissions:
-            asyncio.ensure_future(self._submit(submissions))
+            self._track(self._submit(submissions))
         for sig, handles in signals.items():
-            asyncio.ensure_future(self._send(sig, handles))
+            self._track(self._send(sig, handles))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run it apart; close() waits for it (a daemon that exits leaves no sbatch or scancel half done)."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _submit(self, submissions: list[_Submission]) -> None:
         """One sbatch per array (first attempts of equal options) or single job, one after another
@@ -197,8 +205,9 @@ class SlurmExecutor(Executor):
         self._flush_soon()
 
     async def _send(self, sig: str, handles: set[Handle]) -> None:
-        running = [h.ref for h in handles if h.ref and h.started is not None]
-        waiting = [h.ref for h in handles if h.ref and h.started is None]
+        live = [h for h in handles if h.ref and not h.done.done()]  # an ended job has nothing left to signal
+        running = [h.ref for h in live if h.ref and h.started is not None]
+        waiting = [h.ref for h in live if h.ref and h.started is None]
         if running:
             await slurmcli.scancel(running, sig)
             if sig == "KILL":  # and the job itself, whatever is left of it
@@ -251,6 +260,8 @@ class SlurmExecutor(Executor):
             return None
 
     async def close(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=slurmcli.TIMEOUT)
         await self.watch.close()
 
 

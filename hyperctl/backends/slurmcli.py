@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from hyperctl.errors import HyperctlError
 
-_TIMEOUT = 60.0  # a controller this slow is as good as down: the call fails and is tried again later
+TIMEOUT = 60.0  # a controller this slow is as good as down: the call fails and is tried again later
 # Job ids per scancel or sacct call: a command line stays far below the kernel's limit.
 IDS_PER_CALL = 1000
 # What squeue prints of each job: its id (`123`, or `123_4` for an array task), state, why it
@@ -78,7 +78,7 @@ def find_programs() -> str | None:
     return None
 
 
-async def run(*argv: str, stdin: bytes | None = None, timeout: float = _TIMEOUT) -> str:
+async def run(*argv: str, stdin: bytes | None = None, timeout: float = TIMEOUT) -> str:
     """Run a Slurm command; its output. SlurmError with what it said when it fails."""
     try:
         proc = await asyncio.create_subprocess_exec(
