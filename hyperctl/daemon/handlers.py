@@ -16,7 +16,8 @@ import tornado.web
 from hyperctl.daemon.auth import EVERY_JOB, Tokens, bearer
 from hyperctl.daemon.listener import InFlight
 from hyperctl.daemon.retrying import RetryRefusedError
-from hyperctl.daemon.scheduler import NotFollowableError, Scheduler
+from hyperctl.daemon.scheduler import Scheduler
+from hyperctl.daemon.schedulerreads import NotFollowableError
 from hyperctl.errors import NoSuchJobError
 from hyperctl.output import plural
 from hyperctl.spec import BatchStatus, JobStatus

@@ -11,11 +11,9 @@ import bisect
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from hyperctl import metricstore
 from hyperctl.backends.base import Executor, Exit, Handle, Launch, LaunchRefusedError, Machine, MachineUnavailableError
 from hyperctl.daemon import retrying
 from hyperctl.daemon.launching import make_launch
@@ -23,19 +21,15 @@ from hyperctl.daemon.machines import Machines
 from hyperctl.daemon.metricsreader import MetricsReader
 from hyperctl.daemon.outcome import FAILURES, INTERRUPTED, final_status, shell_code, should_retry
 from hyperctl.daemon.placement import Pool, Slot
+from hyperctl.daemon.schedulerreads import Reads
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import CURRENT, BatchDir, Layout
 from hyperctl.outputscalars import OutputScalars
 from hyperctl.spec import BatchSpec, BatchStatus, JobSpec, JobStatus, Resource
 from hyperctl.store import JobRecord, Store
 from hyperctl.storefaults import StoreError
-from hyperctl.views import batch_view, job_view, machine_record, machines_view, placed_by_daemon
 
 logger = logging.getLogger(__name__)
-
-
-class NotFollowableError(HyperctlError):
-    """A job's output cannot be followed through the daemon: it is not running, or is local."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +41,7 @@ class Event:
     retry_of: JobStatus | None = None  # pending again: how the attempt that will be retried ended
 
 
-class Scheduler:
+class Scheduler(Reads):
     """Owns the batch's run: placement, launches, status changes (each saved), the end."""
 
     def __init__(
@@ -443,76 +437,6 @@ class Scheduler:
                 self.attempts[name] = n
                 self._set_status(name, JobStatus.FAILED)
                 self.failures += 1
-
-    # -- what the API and the progress display read -------------------------
-    def has_job(self, name: str) -> bool:
-        return name in self.specs
-
-    def status_of(self, name: str) -> JobStatus:
-        return self.status[name]
-
-    def job_view(self, name: str) -> dict[str, Any]:
-        """A job as the store has it now (views.job_view), with the progress its last attempt reported."""
-        record = self.store.job(name)
-        assert record is not None
-        progress = metricstore.progress_of(self.store.conn, job=name).get(name)
-        return job_view(record, self.batch_dir, progress)
-
-    def job_views(self, status: JobStatus | None = None) -> list[dict[str, Any]]:
-        progress = metricstore.progress_of(self.store.conn, status)
-        return [job_view(record, self.batch_dir, progress.get(record.name)) for record in self.store.jobs(status)]
-
-    def progress_now(self, name: str) -> float | None:
-        """The progress a running job reported last (0..1), from memory: no query."""
-        handle = self.running.get(name)
-        return self.metrics.progress_of(name, handle.launch.attempt) if handle is not None else None
-
-    def batch_view(self) -> dict[str, Any]:
-        """The batch (views.batch_view) and its version, which a long poll waits to pass; with the
-        running jobs' reported progress summed (the jobs' worth they have done), for an ETA that
-        counts it."""
-        view = {**batch_view(self.store, self.batch_dir), "version": self.version}
-        return {**view, "running_progress": round(self.running_progress(), 6)}
-
-    def running_progress(self) -> float:
-        """The running jobs' reported progress summed: the jobs' worth they have done. From memory."""
-        return sum(self.metrics.progress().values(), 0.0)
-
-    def machines_view(self) -> list[dict[str, Any]]:
-        """Every machine: up, or down and why; its running jobs and what they use."""
-        machines = [machine_record(m) for m in self.pool.machines]
-        return machines_view(machines, placed_by_daemon(self.running, self.specs), self.pool.down)
-
-    def running_here(self) -> dict[str, int] | None:
-        """Each running attempt's pid, which leads its session, when jobs run on this machine (the
-        local backend): what the dashboard samples CPU and memory of. None when they run elsewhere."""
-        if self.executor.kind != "local":
-            return None
-        return {name: handle.pid for name, handle in self.running.items() if handle.pid is not None}
-
-    def running_on(self) -> dict[str, dict[str, int]]:
-        """Each machine's running attempts: job -> pid, which leads the attempt's session there."""
-        on: dict[str, dict[str, int]] = {}
-        for name, handle in self.running.items():
-            if handle.pid is not None:
-                on.setdefault(handle.launch.machine.name, {})[name] = handle.pid
-        return on
-
-    def counts_now(self) -> dict[str, int]:
-        """Jobs by status as they are now, from memory: no query."""
-        return {status.value: n for status, n in self.counts.items()}
-
-    def follow_output(
-        self, name: str, stream: str, offset: int, lines: int | None, follow: bool
-    ) -> AsyncGenerator[bytes, None]:
-        """A running job's stdout or stderr where it runs (Executor.follow); NotFollowableError
-        when it is not running, or its output is in the batch folder already."""
-        handle = self.running.get(name)
-        if handle is None:
-            raise NotFollowableError(f"job '{name}' is not running")
-        if self.executor.files_here:
-            raise NotFollowableError(f"job '{name}' writes its output in the batch folder")
-        return self.executor.follow(handle, stream, offset, lines, follow)
 
     # -- control --------------------------------------------------------
     async def kill_job(self, name: str) -> JobStatus:
