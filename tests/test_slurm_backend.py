@@ -278,6 +278,34 @@ def test_a_preempted_job_is_lost_and_runs_again_elsewhere(cluster: SlurmCluster,
     ]
 
 
+def test_a_job_slurm_requeues_is_the_same_job_in_a_new_attempt(
+    cluster: SlurmCluster, batches: Path, tmp_path: Path
+) -> None:
+    ran = tmp_path / "ran"
+    restarts = "${SLURM_RESTART_COUNT:-0}"
+    command = f'echo "$HYPERCTL_ATTEMPT {restarts}" >> {ran}; [ "{restarts}" = 1 ] || sleep 300'
+    doc = slurm_batch([job("low", command, resource={"cpu": 4})], requeue=True)  # max_retries 0: Slurm's doing
+    proc = start_hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
+    placed = "SELECT host FROM attempts WHERE host != 'slurm-queue'"
+    node = wait_for(lambda: ran.exists() and rows(batches, placed), "it to run", 60)[0][0]
+    (ref,) = rows(batches, "SELECT ref FROM attempts")[0]
+
+    cluster.sbatch("-p", "high", "-w", node, "--cpus-per-task=4", "-o", "/dev/null", "--wrap", "sleep 1")
+    # Preempted and requeued: Slurm holds it about two minutes before it may run again; now.
+    requeued = ("PENDING", "1")  # not while it is still COMPLETING: the requeue would set its start again
+    wait_for(lambda: (cluster.job_state(ref), cluster.job_field(ref, "Restarts")) == requeued, "the requeue", 60)
+    cluster.run("scontrol", "update", f"jobid={ref}", "StartTime=now")
+    _, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 0, err
+    assert ran.read_text().split() == ["1", "0", "2", "1"]
+    assert rows(batches, "SELECT n, status, reason, ref FROM attempts ORDER BY n") == [
+        (1, "lost", "requeued", ref),
+        (2, "succeeded", None, ref),
+    ]
+    assert read_stdout(batches, "b", "low", 2) == ""
+
+
 def test_a_job_squeue_forgot_before_its_end_was_seen_is_lost(
     slurm_short_age: SlurmCluster, batches: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -141,6 +141,9 @@ class Exit:
     signal: int | None = None
     reason: str | None = None  # "killed" or "timeout" when hyperctl ended it; "lost": no trace of its end
     ended: float | None = None  # when, if it ended while no daemon watched (its exitcode file's mtime); else now
+    # The cluster runs the same job again as this attempt number (Slurm requeued it: preempted, its
+    # node failed): this attempt is over (reason "requeued"), the job goes on under the same handle.
+    again: int | None = None
 
 
 @dataclass(eq=False)
@@ -265,6 +268,10 @@ class Executor(ABC):
         lines), as it grows until the attempt ends (or as it is now, without follow). Only for
         backends whose files are elsewhere while the attempt runs."""
         raise HyperctlError(f"job {handle.launch.job}: its output is in the batch folder; read it there")
+
+    def continued(self, handle: Handle, launch: Launch) -> Handle:
+        """The handle of the attempt `launch` that goes on where `handle` ended with Exit.again."""
+        raise HyperctlError(f"job {launch.job}: the {self.kind} backend runs no job again by itself")
 
     async def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release connections; running jobs are not touched."""

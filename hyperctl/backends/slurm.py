@@ -109,7 +109,7 @@ class SlurmExecutor(Executor):
         self._submissions.append(submission)
         self._flush_soon()
         handle = _handle(launch, await submission.ref)
-        self.watch.add(handle, slurmscript.SLURM_LOG)
+        self.watch.add(handle, str(launch.attempt_dir / slurmscript.SLURM_LOG), base=launch.attempt)
         return handle
 
     def _make_lib(self, launch: Launch) -> str:
@@ -231,6 +231,13 @@ class SlurmExecutor(Executor):
                 handle.timer.cancel()
             reason = handle.stop_reason or exit.reason
             handle.done.set_result(dataclasses.replace(exit, reason=reason))
+
+    def continued(self, handle: Handle, launch: Launch) -> Handle:
+        # The same Slurm job, run again: its script writes this attempt's files (slurmscript).
+        again = _handle(launch, handle.ref)
+        log = handle.launch.attempt_dir / slurmscript.SLURM_LOG
+        self.watch.add(again, str(log))
+        return again
 
     def _placed(self, handle: Handle, elapsed: float) -> None:
         self._arm_timeout(handle, elapsed)

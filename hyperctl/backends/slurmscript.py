@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hyperctl import privatefs
 from hyperctl.backends.base import LAUNCHER, Launch
+from hyperctl.reporting import METRICS_ENV
 
 # The attempt's files the daemon reads (besides the launcher's stdout, stderr and exitcode).
 STARTED = "slurm"  # written first when the job starts: where it runs; its mtime: when it started
@@ -23,15 +24,21 @@ ENV = "env"
 
 # Written by the job on its node before anything else: the link from the attempt to its Slurm job
 # (which survives a daemon that died before it saved the id), where it runs and on which GPUs.
-# Made whole under another name and renamed: a reader never sees half of it.
+# Made whole under another name and renamed: a reader never sees half of it. A job Slurm runs
+# again (requeued: preempted, its node failed) is a new attempt, numbered on from the one it was
+# submitted as by Slurm's count of its restarts; its environment is the first one's, but for that.
 _STARTED = """\
-_hc_dir={dir}
+_hc_n=$(({attempt} + ${{SLURM_RESTART_COUNT:-0}}))
+_hc_dir={records}/attempt-$_hc_n
 umask 077
-printf 'job=%s\\narray=%s\\ntask=%s\\nnode=%s\\ngpus=%s\\nrestarts=%s\\n' \
-  "${{SLURM_JOB_ID-}}" "${{SLURM_ARRAY_JOB_ID-}}" "${{SLURM_ARRAY_TASK_ID-}}" "${{SLURMD_NODENAME-}}" \
-  "${{SLURM_JOB_GPUS-${{CUDA_VISIBLE_DEVICES-}}}}" "${{SLURM_RESTART_COUNT-0}}" >"$_hc_dir/{started}.new" \
+[ -d "$_hc_dir" ] || mkdir "$_hc_dir"
+printf 'job=%s\\narray=%s\\ntask=%s\\nnode=%s\\ngpus=%s\\nrestarts=%s\\nattempt=%s\\n' \\
+  "${{SLURM_JOB_ID-}}" "${{SLURM_ARRAY_JOB_ID-}}" "${{SLURM_ARRAY_TASK_ID-}}" "${{SLURMD_NODENAME-}}" \\
+  "${{SLURM_JOB_GPUS-${{CUDA_VISIBLE_DEVICES-}}}}" "${{SLURM_RESTART_COUNT-0}}" "$_hc_n" >"$_hc_dir/{started}.new" \\
   && mv -f "$_hc_dir/{started}.new" "$_hc_dir/{started}"
-. "$_hc_dir/{env}"
+. {env}
+HYPERCTL_ATTEMPT=$_hc_n {metrics}="$_hc_dir/metrics"
+export HYPERCTL_ATTEMPT {metrics}
 """
 # Slurm's TERM (a kill: scancel --signal=TERM --full) reaches every process of the job. The
 # launcher waits on (a no-op handler, reset to the default in the command's subshell) so the
@@ -49,7 +56,7 @@ def write_attempt(launch: Launch, env: dict[str, str], setup: tuple[str, ...], u
     privatefs.write_atomic(folder / ENV, env_text)
     args = (
         launch.command,
-        str(folder),
+        "$_hc_dir",  # the attempt's folder (not quoted: the script's variable)
         launch.working_dir,
         str(launch.params_file),
         umask,
@@ -58,11 +65,17 @@ def write_attempt(launch: Launch, env: dict[str, str], setup: tuple[str, ...], u
     script = (
         "#!/bin/sh\n"
         f"# hyperctl: job {launch.job!r}, attempt {launch.attempt} (kept for debugging; the daemon wrote it)\n"
-        + _STARTED.format(dir=shlex.quote(str(folder)), started=STARTED, env=ENV)
+        + _STARTED.format(
+            attempt=launch.attempt,
+            records=shlex.quote(str(folder.parent)),
+            started=STARTED,
+            env=shlex.quote(str(folder / ENV)),
+            metrics=METRICS_ENV,
+        )
         + "".join(line + "\n" for line in setup)
         + _BEFORE_LAUNCHER
         + "set -- "
-        + " ".join(shlex.quote(a) for a in args)
+        + " ".join('"$_hc_dir"' if a == "$_hc_dir" else shlex.quote(a) for a in args)
         + "\n"
         + LAUNCHER
     )

@@ -23,6 +23,7 @@ from hyperctl.attemptfiles import read_end
 from hyperctl.backends import slurmcli, slurmscript
 from hyperctl.backends.base import Exit, Handle
 from hyperctl.backends.slurmconf import SlurmConf
+from hyperctl.daemon.outcome import REQUEUED
 from hyperctl.errors import HyperctlError
 from hyperctl.layout import BatchDir
 
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 FILE_SWEEP = 0.25  # seconds between looks at the live attempts' files (a stat each)
 _GROWTH = 1.5  # squeue's interval grows by this each cycle without news
+_MIN_GAP = 1.0  # seconds between two squeue calls at least, however much happens
 _RESUME_TRIES = 3  # squeue calls a resume makes before it gives up (the controller may be restarting)
 # The end Slurm gives a job whose launcher wrote no exit code, as hyperctl names it (outcome.py):
 # "timeout", "killed" and "lost" are statuses of their own; other reasons make the job failed.
@@ -54,6 +56,7 @@ class _State:
     reason: str = ""
     wait_status: int | None = None
     since: float | None = None  # when it was seen ended (or gone from squeue) without an exitcode file
+    file_end: Exit | None = None  # requeue on: its exit code, final once Slurm says the job ended
 
 
 class Watch:
@@ -67,10 +70,12 @@ class Watch:
         self.placed = placed  # with how long it has run already
         self.name = ""  # every job of the batch has it: one squeue finds them all
         self.live: dict[Handle, _State] = {}
+        self.base: dict[str, int] = {}  # Slurm job -> the attempt number its script numbers its runs from
         self.since = time.time()  # sacct looks back to here
         self.accounting: bool | None = None  # None: not known yet
         self.interval = conf.poll_min
         self.next_squeue = 0.0
+        self.last_squeue = -_MIN_GAP
         self.squeue_calls = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -80,14 +85,19 @@ class Watch:
     def batch(self, batch_dir: BatchDir) -> None:
         self.name = f"hyperctl.{batch_dir.key}"
 
-    def add(self, handle: Handle, log: str) -> None:
+    def add(self, handle: Handle, log: str, base: int | None = None) -> None:
+        """Watch an attempt; `base`: the attempt number its job script was submitted as (None when
+        not known: learned from its files or squeue), so a requeued run is told from it."""
         self.live[handle] = _State(log)
+        if base is not None and handle.ref:
+            self.base.setdefault(handle.ref, base)
         self.soon()
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
 
     def soon(self) -> None:
-        """Something happened (a submission, a signal): squeue is asked again now."""
+        """Something happened (a submission, a signal, an end to confirm): squeue is asked again
+        now (or _MIN_GAP after the last call)."""
         self.interval = self.conf.poll_min
         self.next_squeue = 0.0
         self._wake.set()
@@ -103,10 +113,13 @@ class Watch:
         loop = asyncio.get_running_loop()
         while self.live:
             self._sweep()
-            if self.live and loop.time() >= self.next_squeue:
+            due = max(self.next_squeue, self.last_squeue + _MIN_GAP)
+            if self.live and loop.time() >= due:
+                self.last_squeue = loop.time()
                 await self._ask_squeue()
                 self._sweep()
-            wait = max(0.0, min(FILE_SWEEP, self.next_squeue - loop.time()))
+                due = max(self.next_squeue, self.last_squeue + _MIN_GAP)
+            wait = max(0.0, min(FILE_SWEEP, due - loop.time()))
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
@@ -119,7 +132,13 @@ class Watch:
             if not state.started:
                 self._look_started(handle, state, folder)
             end = read_end(folder)
-            if end is not None:
+            if end is not None and self.conf.requeue:
+                # The launcher of a run Slurm preempts writes its exit code too: only Slurm can
+                # tell whether the job ended or runs again, so ask it now.
+                if state.file_end is None:
+                    state.file_end = Exit(end.exit_code, ended=end.ended)
+                    self.soon()
+            elif end is not None:
                 self._finish(handle, Exit(end.exit_code, ended=end.ended))
             elif state.since is not None:
                 self._decide(handle, state, now)
@@ -132,6 +151,8 @@ class Watch:
         except FileNotFoundError:
             return
         fields = slurmscript.read_started(text)
+        if handle.ref and fields.get("restarts", "").isdigit():
+            self.base.setdefault(handle.ref, handle.launch.attempt - int(fields["restarts"]))
         state.started = True
         handle.host = fields.get("node") or None
         handle.gpus = tuple(int(g) for g in fields.get("gpus", "").split(",") if g.strip().isdigit())
@@ -194,14 +215,24 @@ class Watch:
         by_id = {job.id: job for job in jobs}
         now = time.monotonic()
         changed = False
-        for handle, state in self.live.items():
+        for handle, state in list(self.live.items()):
             job = by_id.get(handle.ref or "")
             if job is None:
-                if state.since is None:  # gone from squeue (MinJobAge passed) before we saw it end
+                if state.file_end is not None:
+                    self._finish(handle, state.file_end)  # ended and gone: its file says how
+                elif state.since is None:  # gone from squeue (MinJobAge passed) before we saw it end
                     state.since, changed = now, True
                 continue
             if job.state != state.seen:
                 state.seen, changed = job.state, True
+            base = self.base.setdefault(job.id, handle.launch.attempt - job.restarts)
+            if base + job.restarts > handle.launch.attempt:  # Slurm runs it again: a new attempt
+                self._finish(handle, Exit(None, reason=REQUEUED, again=base + job.restarts))
+                changed = True
+                continue
+            if state.file_end is not None and (job.state in slurmcli.TERMINAL or job.state == "COMPLETING"):
+                self._finish(handle, state.file_end)
+                continue
             if job.state in slurmcli.TERMINAL and state.ended is None:
                 state.ended, state.reason, state.wait_status, state.since = job.state, job.reason, job.wait_status, now
         return changed

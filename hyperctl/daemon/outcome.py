@@ -8,7 +8,9 @@ from hyperctl.spec import JobSpec, JobStatus
 # Why hyperctl ended an attempt. "interrupted": the whole run was stopped (Ctrl-C, SIGTERM): the
 # attempt counts as killed, and its job is pending again, for `batch resume` to run.
 INTERRUPTED = "interrupted"
+REQUEUED = "requeued"  # the cluster ended the attempt and runs the job again itself (Exit.again)
 _REASON_STATUS = {
+    REQUEUED: JobStatus.LOST,
     "timeout": JobStatus.TIMEOUT,
     "killed": JobStatus.KILLED,
     "lost": JobStatus.LOST,

@@ -19,7 +19,7 @@ from hyperctl.daemon import retrying
 from hyperctl.daemon.launching import make_launch
 from hyperctl.daemon.machines import Machines
 from hyperctl.daemon.metricsreader import MetricsReader
-from hyperctl.daemon.outcome import FAILURES, INTERRUPTED, final_status, shell_code, should_retry
+from hyperctl.daemon.outcome import FAILURES, INTERRUPTED, REQUEUED, final_status, shell_code, should_retry
 from hyperctl.daemon.placement import Pool, Slot
 from hyperctl.daemon.schedulerreads import Reads
 from hyperctl.errors import HyperctlError
@@ -268,19 +268,42 @@ class Scheduler(Reads):
         return await self._watch(job.name, n, handle)
 
     async def _watch(self, name: str, n: int, handle: Handle, fresh: bool = True) -> tuple[JobStatus, int | None]:
-        self.metrics.watch(name, n, handle.launch.attempt_dir, fresh, live=not self.executor.files_here)
-        exit = await self.executor.wait(handle)
-        self.metrics.done(name, n)  # its last points, before its end
-        status = final_status(exit)
-        try:
-            self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason, exit.ended)
-        except StoreError:
-            self.unrecorded[name] = (n, exit)  # recorded once the store takes writes again
-            raise
+        while True:
+            self.metrics.watch(name, n, handle.launch.attempt_dir, fresh, live=not self.executor.files_here)
+            exit = await self.executor.wait(handle)
+            self.metrics.done(name, n)  # its last points, before its end
+            status = final_status(exit)
+            try:
+                self.store.end_attempt(name, n, status, exit.exit_code, exit.signal, exit.reason, exit.ended)
+            except StoreError:
+                self.unrecorded[name] = (n, exit)  # recorded once the store takes writes again
+                raise
+            if exit.again is None:
+                break
+            handle = self._continued(name, handle, exit.again)
+            n, fresh = handle.launch.attempt, True
         if exit.reason == INTERRUPTED:  # not the job's end: it runs again on resume
             self.store.set_status(name, JobStatus.PENDING)
             return JobStatus.PENDING, None
         return status, shell_code(exit)
+
+    def _continued(self, name: str, handle: Handle, again: int) -> Handle:
+        """The cluster runs the job again itself (Slurm requeued it): the same job, attempt `again`,
+        recorded and watched as any attempt (those it ran meanwhile unseen count as lost)."""
+        machine = handle.launch.machine
+        n = self.store.begin_attempt(name, machine.name, [])
+        while n < again:
+            self.store.end_attempt(name, n, JobStatus.LOST, reason=REQUEUED)
+            n = self.store.begin_attempt(name, machine.name, [])
+        self.attempts[name] = n
+        launch = self._launch(self.specs[name], n, Slot(machine, self.specs[name].resource, ()))
+        continued = self.executor.continued(handle, launch)
+        self.running[name] = continued
+        self.store.set_handle(name, n, None, None, continued.ref)
+        self._bump()
+        if name in self.kill_requested or self.stopping is not None:
+            self.executor.kill(continued, INTERRUPTED if self.stopping == BatchStatus.INTERRUPTED else "killed")
+        return continued
 
     def _launch(
         self, job: JobSpec, n: int, slot: Slot, timeout: float | None = None, layout: Layout = CURRENT
