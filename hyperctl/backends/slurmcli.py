@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -113,8 +112,7 @@ async def sbatch(options: list[str], script: str) -> str:
 async def squeue(name: str) -> list[QueuedJob]:
     """Every job of this name (one batch), ended ones too while Slurm keeps them; array tasks one by one.
     By name, never by ids: `squeue -j` fails when every id given is unknown."""
-    user = os.environ.get("USER") or str(os.getuid())
-    out = await run("squeue", "-h", "-r", "-t", "all", "-u", user, "--name", name, "-O", _SQUEUE_FORMAT)
+    out = await run("squeue", "-h", "-r", "-t", "all", "--me", "--name", name, "-O", _SQUEUE_FORMAT)
     jobs = []
     for line in out.splitlines():
         fields = line.removesuffix("|").split("|", len(_SQUEUE_FIELDS) - 1)

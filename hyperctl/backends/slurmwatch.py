@@ -168,8 +168,9 @@ class Watch:
             self._finish(handle, Exit(None, reason=_ENDS[ended]))
         elif ended == "FAILED" and sig in _SIGNALS:  # its launcher was killed: it could write nothing
             self._finish(handle, Exit(None, signal=sig))
-        elif ended == "FAILED" and sig:  # Slurm could not start it (no folder for its log, ...)
-            why = f"could not start in Slurm: {state.reason} ({sig}); see {state.log}"
+        elif ended == "FAILED" and sig:  # Slurm could not start it: most often, no folder for its log
+            where = handle.launch.attempt_dir
+            why = f"could not start in Slurm ({state.reason}, {sig}): do its nodes see {where} (shared storage)?"
             self._finish(handle, Exit(None, reason=why))
         elif now - state.since < self.conf.exit_read_timeout:
             return  # its launcher wrote an exit code that shared storage does not show yet: wait a while
@@ -177,12 +178,18 @@ class Watch:
             self._finish(handle, Exit(status >> 8))
         else:
             what = f"Slurm says {ended}" if ended else "it left Slurm's queue"
+            if state.started:
+                more = f"see {state.log}"
+            else:  # no trace of it on disk at all
+                more = (
+                    f"it never wrote into {handle.launch.attempt_dir}: do its nodes see that folder (shared storage)?"
+                )
             logger.warning(
-                "job %s: %s but wrote no exit code within %.0f s; see %s",
+                "job %s: %s but wrote no exit code within %.0f s; %s",
                 handle.launch.job,
                 what,
                 self.conf.exit_read_timeout,
-                state.log,
+                more,
             )
             self._finish(handle, Exit(None, reason="lost"))
 
