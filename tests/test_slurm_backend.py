@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -348,6 +349,35 @@ def test_jobs_on_other_nodes_reach_the_api_on_the_clusters_network(
     assert result.returncode == 0, result.stderr
     answer = json.loads(read_stdout(batches, "b", "asks"))
     assert answer["code"] == 0 and answer["data"]["params"] == {"lr": 0.5}
+
+
+def test_metrics_reach_the_store_while_the_job_runs_and_logs_follow(
+    cluster: SlurmCluster, batches: Path, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    (tmp_path / "train.py").write_text(
+        "import os, time, hyperctl\n"
+        "for step in range(5):\n"
+        "    hyperctl.report(step=step, loss=1.0 / (step + 1))\n"
+        "    print('step', step, flush=True)\n"
+        f"while not os.path.exists({str(gate)!r}):\n"
+        "    time.sleep(0.1)\n"
+    )
+    doc = slurm_batch([job("train", f"python3 {tmp_path}/train.py")])
+    proc = start_hyperctl("run", "--config", str(write_json(tmp_path / "b.json", doc)))
+    count = "SELECT count, last FROM metric_summaries WHERE key = 'loss'"
+    started = batches / "b" / ".hyperctl" / "jobs" / "train" / "attempt-1" / "stdout"
+    wait_for(started.exists, "it to start", 60)
+    # Written on a node (shared storage, where inotify sees nothing): read all the same, while it runs.
+    wait_for(lambda: rows(batches, count) == [(5, 0.2)], "its points", 30)
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "hyperctl", "job", "logs", "b", "train", "-f"], stdout=subprocess.PIPE, text=True
+    )
+    gate.touch()
+    out, _ = follow.communicate(timeout=30)
+    assert out.splitlines() == [f"step {k}" for k in range(5)]
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
 
 
 def _key(batches: Path, name: str = "b") -> str:

@@ -182,6 +182,9 @@ class Executor(ABC):
     # Whether an attempt's files are in the local batch folder while it runs (else they come
     # home when it ends, and follow() streams them meanwhile).
     files_here: ClassVar[bool] = True
+    # Whether they are written on this machine, where inotify sees each write (not: another
+    # machine writes them on shared storage, which must be looked at).
+    written_here: ClassVar[bool] = True
     # Set by the scheduler: the attempt files it reads while attempts run (metrics, stdout). An
     # executor whose files are elsewhere brings their new bytes home as they grow.
     live_files: tuple[str, ...] = ("metrics",)

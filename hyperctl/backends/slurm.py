@@ -55,6 +55,7 @@ class SlurmExecutor(Executor):
 
     kind = "slurm"
     files_here = True  # the batch folder is on storage the nodes share
+    written_here = False  # by the nodes: NFS tells inotify here nothing of their writes
 
     def __init__(self, conf: SlurmConf) -> None:
         self.conf = conf

@@ -63,10 +63,13 @@ class MetricsReader:
         """The attempt files read while attempts run."""
         return tuple(FILES[source] for source in self.sources())
 
-    def watch(self, job: str, n: int, attempt_dir: Path, fresh: bool = False, live: bool = False) -> None:
+    def watch(
+        self, job: str, n: int, attempt_dir: Path, fresh: bool = False, live: bool = False, poll: bool = False
+    ) -> None:
         """Read this attempt's files from where the store has them (fresh: an attempt just
         started, with nothing stored: no query), until done(). live: its files come home at its
-        end, and meanwhile their copies grow beside them (backends/mirror.py)."""
+        end, and meanwhile their copies grow beside them (backends/mirror.py). poll: another
+        machine writes them (shared storage), which inotify here does not see: look every interval."""
         if live:
             self.live.add((job, n))
         for source in self.sources():
@@ -81,7 +84,7 @@ class MetricsReader:
                 return
             self.tails[job, n, source] = tail
             self.paths[job, n, source] = attempt_dir / FILES[source]
-        wd = self.dirwatch.add(attempt_dir)
+        wd = None if poll else self.dirwatch.add(attempt_dir)
         if wd is None:
             self.polled.add((job, n))
         else:

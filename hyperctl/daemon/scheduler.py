@@ -269,7 +269,10 @@ class Scheduler(Reads):
 
     async def _watch(self, name: str, n: int, handle: Handle, fresh: bool = True) -> tuple[JobStatus, int | None]:
         while True:
-            self.metrics.watch(name, n, handle.launch.attempt_dir, fresh, live=not self.executor.files_here)
+            executor = self.executor
+            self.metrics.watch(
+                name, n, handle.launch.attempt_dir, fresh, not executor.files_here, not executor.written_here
+            )
             exit = await self.executor.wait(handle)
             self.metrics.done(name, n)  # its last points, before its end
             status = final_status(exit)
