@@ -235,6 +235,32 @@ def test_resume_after_the_daemon_is_killed_runs_nothing_twice(
     assert rows(batches, "SELECT job, n, status FROM attempts ORDER BY job") == [(n, 1, "succeeded") for n in names]
 
 
+def test_resume_finds_jobs_whose_id_never_reached_the_store_and_kill_needs_no_daemon(
+    cluster: SlurmCluster, batches: Path, tmp_path: Path
+) -> None:
+    # Two jobs of one shape (one array) and one alone; the daemon dies as if between sbatch and
+    # saving the ids: the store has none. Resume finds each by what sbatch was told (--comment).
+    wait = f"touch {tmp_path}/$HYPERCTL_JOB_NAME; sleep 300"
+    jobs = [job("a1", wait), job("a2", wait), job("alone", wait, resource={"cpu": 2})]
+    daemon = start_hyperctl("run", "--config", str(write_json(tmp_path / "b.json", slurm_batch(jobs))))
+    wait_for(lambda: all((tmp_path / name).exists() for name in ("a1", "a2", "alone")), "the jobs to run", 60)
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait()
+    refs = dict(rows(batches, "SELECT job, ref FROM attempts"))
+    for name in refs:
+        (attempt_dir(batches, "b", name) / "slurm").unlink()  # no trace on disk either: squeue alone tells
+    with sqlite3.connect(batches / "b" / ".hyperctl" / "state.db") as db:
+        db.execute("UPDATE attempts SET ref = NULL")
+
+    killed = hyperctl("batch", "kill", "b")  # no daemon: hyperctl finds the jobs in Slurm and cancels them
+
+    assert killed.returncode == 0, killed.stderr
+    assert dict(rows(batches, "SELECT job, ref FROM attempts")) == refs
+    assert rows(batches, "SELECT DISTINCT status FROM attempts") == [("killed",)]
+    squeue = ["squeue", "-h", "--name", f"hyperctl.{_key(batches)}"]
+    wait_for(lambda: cluster.run(*squeue).stdout == "", "the batch's jobs to leave Slurm's queue", 15)
+
+
 def test_a_node_crash_loses_the_job_and_its_retry_runs_elsewhere(
     cluster: SlurmCluster, batches: Path, tmp_path: Path
 ) -> None:

@@ -363,6 +363,8 @@ class Scheduler(Reads):
             logger.warning("job %s: cannot find out what became of it: %s", name, e)
             found = Exit(None, reason="lost")
         if isinstance(found, Handle):
+            if (found.pid, found.ref) != (last.pid, last.ref):  # found by its traces: saved now
+                self.store.set_handle(name, last.n, found.pid, found.pid_started, found.ref)
             self.running[name] = found
             self.tasks[name] = asyncio.ensure_future(self._watch_recovered(name, last.n, found, slot))
             return
